@@ -1,0 +1,202 @@
+//! The contract between an EAP session and the methods it runs.
+//!
+//! Methods are sans-IO state machines: they take the bytes of one EAP packet
+//! and return what to do next. Whatever they need from the outside world (an
+//! authentication vector, a resynchronisation) they ask for with a [`Query`]
+//! and receive as an [`Answer`]; the I/O layer decides how to get it.
+
+use std::fmt;
+
+use crate::packet::EapType;
+
+/// Keying material exported by a successful method (RFC 5247 §2).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Keys {
+    /// Master Session Key; RADIUS carries it as MS-MPPE-Recv/Send-Key.
+    pub msk: [u8; 64],
+    /// Extended Master Session Key; never leaves the server.
+    pub emsk: [u8; 64],
+}
+
+impl fmt::Debug for Keys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Keys(<hidden>)")
+    }
+}
+
+/// A UMTS authentication vector (TS 33.102 §6.3.2), produced by the card
+/// store from K/OPc and the card's SQN.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthVector {
+    /// The challenge.
+    pub rand: [u8; 16],
+    /// SQN ⊕ AK || AMF || MAC-A.
+    pub autn: [u8; 16],
+    /// Expected response, 4 to 16 octets.
+    pub xres: Vec<u8>,
+    /// Cipher key.
+    pub ck: [u8; 16],
+    /// Integrity key.
+    pub ik: [u8; 16],
+}
+
+impl fmt::Debug for AuthVector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AuthVector(<hidden>)")
+    }
+}
+
+/// What a server method needs from outside before it can go on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Query {
+    /// A fresh authentication vector for the card with this permanent
+    /// identity (the NAI as the peer sent it, prefix digit included).
+    AkaVector {
+        /// The permanent identity.
+        identity: String,
+    },
+    /// The card reported a synchronisation failure: resynchronise its SQN
+    /// from AUTS (TS 33.102 §6.3.5) and return a fresh vector.
+    AkaResync {
+        /// The permanent identity.
+        identity: String,
+        /// The RAND the card rejected.
+        rand: [u8; 16],
+        /// The card's AUTS.
+        auts: [u8; 14],
+    },
+}
+
+/// The I/O layer's answer to a [`Query`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// The vector asked for.
+    AkaVector(AuthVector),
+    /// No active card has this identity.
+    UnknownCard,
+    /// The AUTS did not verify (wrong MAC-S): the peer is not the card.
+    ResyncRejected,
+}
+
+/// Why a conversation ended in EAP-Failure. Maps to decline code 63 for
+/// authentication failures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailureReason {
+    /// The peer proved no knowledge of the card's secret (RES, MAC, ...).
+    AuthenticationFailed(&'static str),
+    /// The identity belongs to no active card.
+    UnknownIdentity,
+    /// The peer refused us (AKA Authentication-Reject: our AUTN failed).
+    RejectedByPeer,
+    /// The peer sent Client-Error with this code.
+    ClientError(u16),
+    /// The peer sent something the method cannot parse or did not expect.
+    Protocol(String),
+    /// The peer offered no method we can run for this identity.
+    NoCommonMethod,
+    /// The payment decision declined; the method delivered the verdict.
+    Declined,
+    /// Too many round trips.
+    TooManyRounds,
+}
+
+impl fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::AuthenticationFailed(why) => write!(f, "authentication failed: {why}"),
+            Self::UnknownIdentity => f.write_str("unknown identity"),
+            Self::RejectedByPeer => f.write_str("peer rejected the server's authentication"),
+            Self::ClientError(code) => write!(f, "peer sent Client-Error {code}"),
+            Self::Protocol(why) => write!(f, "protocol error: {why}"),
+            Self::NoCommonMethod => f.write_str("no common method"),
+            Self::Declined => f.write_str("declined"),
+            Self::TooManyRounds => f.write_str("too many round trips"),
+        }
+    }
+}
+
+/// Reported once a method has authenticated the peer, before the final
+/// EAP packet: the caller decides and then calls `conclude`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticated {
+    /// The method that authenticated the card.
+    pub method: EapType,
+    /// The permanent identity the keys were derived for.
+    pub identity: String,
+    /// The payment details the card confirmed inside the protected channel,
+    /// if it sent any (canonical form, DESIGN.md §3).
+    pub confirmation: Option<Vec<u8>>,
+}
+
+/// The caller's decision after [`Authenticated`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// Accept (EAP-Success) or not (EAP-Failure).
+    pub approved: bool,
+    /// Result bytes to deliver to the card inside the protected channel
+    /// (AT_EAPAY_RESULT, TLS result record), if the method can.
+    pub result: Option<Vec<u8>>,
+}
+
+impl Verdict {
+    /// Plain authentication success, nothing for the card.
+    pub fn accept() -> Self {
+        Self { approved: true, result: None }
+    }
+}
+
+/// What a server method wants done next.
+#[derive(Debug)]
+pub enum MethodStep {
+    /// Send this EAP Request (complete packet bytes).
+    Send(Vec<u8>),
+    /// Ask the outside world; the reply comes to `on_answer`.
+    Query(Query),
+    /// The peer is authenticated; the verdict comes to `conclude`.
+    Authenticated(Authenticated),
+    /// Done: EAP-Success with these keys.
+    Success(Keys),
+    /// Done: EAP-Failure.
+    Failure(FailureReason),
+}
+
+/// A server-side EAP method.
+///
+/// `id` is the identifier the method must use for the request it builds
+/// (methods that MAC the whole packet, like AKA, need it).
+pub trait ServerMethod: Send {
+    /// The method type.
+    fn kind(&self) -> EapType;
+    /// First request of the method.
+    fn start(&mut self, id: u8) -> MethodStep;
+    /// A response of this method type (complete packet bytes).
+    fn on_response(&mut self, id: u8, response: &[u8]) -> MethodStep;
+    /// The answer to the last [`Query`].
+    fn on_answer(&mut self, id: u8, answer: Answer) -> MethodStep;
+    /// The decision after [`MethodStep::Authenticated`].
+    fn conclude(&mut self, id: u8, verdict: Verdict) -> MethodStep;
+}
+
+/// What a peer method wants done next.
+#[derive(Debug)]
+pub enum PeerStep {
+    /// Send this EAP Response (complete packet bytes).
+    Send(Vec<u8>),
+    /// The method cannot go on; the reason is for the card's log.
+    Fail(FailureReason),
+}
+
+/// A peer-side EAP method.
+pub trait PeerMethod: Send {
+    /// The method type.
+    fn kind(&self) -> EapType;
+    /// A request of this method type (complete packet bytes).
+    fn on_request(&mut self, request: &[u8]) -> PeerStep;
+    /// The keys, once the method has authenticated the server and may
+    /// accept EAP-Success (RFC 3748 §4.2: Success before that is ignored).
+    fn keys(&self) -> Option<Keys>;
+    /// The result the server delivered inside the protected channel.
+    fn result(&self) -> Option<Vec<u8>> {
+        None
+    }
+}
