@@ -1,0 +1,196 @@
+//! The server configuration file (`eapay.toml`, DESIGN.md §6).
+//!
+//! Relative paths are taken relative to the working directory, as in the
+//! DESIGN example; `eapay-server init` writes absolute ones so a generated
+//! configuration works from anywhere. Secrets other than the RADIUS shared
+//! secrets never appear here: the key-encryption key comes from the
+//! environment or a key file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ServerError;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerSection,
+    pub radius: RadiusSection,
+    #[serde(default)]
+    pub diameter: Option<DiameterSection>,
+    pub ledger: LedgerSection,
+    #[serde(default)]
+    pub eap: EapSection,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// The issuer realm: card NAIs end in `@realm`; AKA' network name.
+    pub realm: String,
+    /// Where the card store, keys and ledger live.
+    pub data_dir: PathBuf,
+    /// IANA PEN of the eapay vendor attributes (default: the dictionary's).
+    #[serde(default = "default_vendor_id")]
+    pub vendor_id: u32,
+}
+
+fn default_vendor_id() -> u32 {
+    aaa_proto::dictionary::eapay::VENDOR_ID
+}
+
+/// `[radius]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RadiusSection {
+    pub auth_listen: SocketAddr,
+    pub acct_listen: SocketAddr,
+    /// How long a reply is kept for retransmissions (RFC 5080 §2.2.2).
+    #[serde(default = "default_duplicate_window")]
+    pub duplicate_window_secs: u64,
+    #[serde(default)]
+    pub clients: Vec<RadiusClient>,
+}
+
+fn default_duplicate_window() -> u64 {
+    30
+}
+
+/// `[[radius.clients]]`: a NAS (merchant terminal) allowed to talk to us.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RadiusClient {
+    pub name: String,
+    /// An address or CIDR block (`127.0.0.1` or `10.0.0.0/8`).
+    #[serde(with = "address_or_block")]
+    pub address: IpNet,
+    pub secret: String,
+    /// The merchants this terminal may act for.
+    #[serde(default)]
+    pub merchants: Vec<String>,
+    /// Drop Access-Requests without Message-Authenticator (Blast-RADIUS).
+    #[serde(default = "yes")]
+    pub require_message_authenticator: bool,
+}
+
+impl std::fmt::Debug for RadiusClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RadiusClient")
+            .field("name", &self.name)
+            .field("address", &self.address)
+            .field("secret", &"<hidden>")
+            .field("merchants", &self.merchants)
+            .finish()
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `[diameter]` (served from the Diameter issue on).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiameterSection {
+    pub listen: SocketAddr,
+    pub origin_host: String,
+    pub origin_realm: String,
+}
+
+/// `[ledger]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerSection {
+    pub url: String,
+}
+
+/// `[eap]`: limits of the conversation table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EapSection {
+    /// A conversation idle this long is forgotten.
+    #[serde(default = "default_session_timeout")]
+    pub session_timeout_secs: u64,
+    /// Hard cap on concurrent conversations; beyond it new ones are refused.
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: usize,
+    /// Offer AT_RESULT_IND in AKA/AKA' (protected result to the card).
+    #[serde(default = "yes")]
+    pub result_indication: bool,
+}
+
+fn default_session_timeout() -> u64 {
+    30
+}
+
+fn default_max_sessions() -> usize {
+    65_536
+}
+
+impl Default for EapSection {
+    fn default() -> Self {
+        Self {
+            session_timeout_secs: default_session_timeout(),
+            max_sessions: default_max_sessions(),
+            result_indication: true,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ServerError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ServerError::io(path, e))?;
+        let config: Config =
+            toml::from_str(&text).map_err(|e| ServerError::Config(format!("{}: {}", path.display(), e.message())))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ServerError> {
+        if self.server.realm.is_empty() || self.server.realm.contains(['@', ' ']) {
+            return Err(ServerError::Config(format!("server.realm {:?} is not a realm", self.server.realm)));
+        }
+        for c in &self.radius.clients {
+            if c.secret.is_empty() {
+                return Err(ServerError::Config(format!("radius client {:?} has an empty secret", c.name)));
+            }
+        }
+        if self.eap.max_sessions == 0 {
+            return Err(ServerError::Config("eap.max_sessions must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    /// Serialises for `init`.
+    pub fn to_toml(&self) -> Result<String, ServerError> {
+        toml::to_string_pretty(self).map_err(|e| ServerError::Config(e.to_string()))
+    }
+}
+
+/// A client address as FreeRADIUS takes it: a plain address or a CIDR block.
+mod address_or_block {
+    use std::net::IpAddr;
+
+    use ipnet::IpNet;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(net: &IpNet, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(net)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<IpNet, D::Error> {
+        let text = String::deserialize(d)?;
+        if let Ok(net) = text.parse::<IpNet>() {
+            return Ok(net);
+        }
+        text.parse::<IpAddr>()
+            .map(IpNet::from)
+            .map_err(|_| serde::de::Error::custom(format!("{text:?} is not an address or CIDR block")))
+    }
+}

@@ -1,0 +1,80 @@
+//! Counters for everything the request path accepts, answers or drops.
+//! Drops are never silent to the operator: each has a counter here and a
+//! rate-limited log line.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+macro_rules! counters {
+    ($($name:ident),* $(,)?) => {
+        /// Monotonic counters since start.
+        #[derive(Debug, Default)]
+        pub struct Counters { $(pub $name: AtomicU64,)* }
+
+        impl Counters {
+            /// `(name, value)` pairs, for logs and Status-Server.
+            pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($name), self.$name.load(Ordering::Relaxed)),)*]
+            }
+        }
+    };
+}
+
+counters!(
+    requests,
+    access_accepts,
+    access_rejects,
+    access_challenges,
+    accounting_responses,
+    status_server,
+    duplicates_resent,
+    duplicates_dropped,
+    dropped_unknown_client,
+    dropped_malformed,
+    dropped_wrong_code,
+    dropped_missing_message_authenticator,
+    dropped_bad_authenticator,
+    dropped_overload,
+    eap_discarded,
+    eap_unknown_state,
+    eap_table_full,
+    store_errors,
+);
+
+/// Adds one.
+pub fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Lets one log line per (source, reason) through per interval, so a flood
+/// of bad packets costs a counter, not a disk.
+pub struct LogLimiter {
+    last: Mutex<HashMap<(IpAddr, &'static str), Instant>>,
+    every: Duration,
+}
+
+impl LogLimiter {
+    /// One line per key per `every`.
+    pub fn new(every: Duration) -> Self {
+        Self { last: Mutex::new(HashMap::new()), every }
+    }
+
+    /// True if a line for this key may be logged now.
+    pub fn allow(&self, source: IpAddr, reason: &'static str) -> bool {
+        let Ok(mut last) = self.last.lock() else { return false };
+        let now = Instant::now();
+        if last.len() > 10_000 {
+            last.retain(|_, t| now.duration_since(*t) < self.every);
+        }
+        match last.get(&(source, reason)) {
+            Some(t) if now.duration_since(*t) < self.every => false,
+            _ => {
+                last.insert((source, reason), now);
+                true
+            }
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! EAP conversations: the table keyed by RADIUS State, and the driver that
+//! runs a [`ServerSession`] step by step, answering its queries from the
+//! card store.
+//!
+//! A conversation is taken out of the table while one request is being
+//! processed and put back afterwards, so two requests can never drive the
+//! same session at once; RADIUS duplicate detection (in front of this)
+//! absorbs retransmissions.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use eap_methods::server::{ServerSession, Step};
+use eap_methods::sim_aka::aka::{AkaServer, AkaServerConfig};
+use eap_methods::sim_aka::identity::{card_id, classify, realm, IdentityKind};
+use eap_methods::sim_aka::Flavor;
+use eap_methods::{Answer, EapType, FailureReason, Keys, Query, Verdict};
+
+use crate::cards::{CardMethod, CardStore};
+use crate::error::ServerError;
+
+/// The value of the RADIUS State attribute: random, opaque to the NAS.
+pub type StateId = [u8; 16];
+
+/// One conversation in the table.
+pub struct Conversation {
+    pub session: ServerSession,
+    /// The NAS that started it; a State presented by another NAS is refused.
+    pub nas: IpAddr,
+    last_used: Instant,
+}
+
+/// Why a conversation could not be stored.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TableFull;
+
+/// Conversations waiting for the peer's next response.
+pub struct Conversations {
+    map: Mutex<HashMap<StateId, Conversation>>,
+    idle: Duration,
+    max: usize,
+}
+
+impl Conversations {
+    /// A table that forgets conversations idle for `idle` and holds at most `max`.
+    pub fn new(idle: Duration, max: usize) -> Self {
+        Self { map: Mutex::new(HashMap::new()), idle, max }
+    }
+
+    /// Removes and returns the conversation for `state`, if it exists, is
+    /// not expired and belongs to `nas`.
+    pub fn take(&self, state: &[u8], nas: IpAddr) -> Option<Conversation> {
+        let key: StateId = state.try_into().ok()?;
+        let mut map = self.map.lock().ok()?;
+        let conv = map.remove(&key)?;
+        if conv.nas != nas || conv.last_used.elapsed() > self.idle {
+            return None;
+        }
+        Some(conv)
+    }
+
+    /// Stores a conversation under a fresh State and returns it.
+    pub fn put(&self, session: ServerSession, nas: IpAddr) -> Result<StateId, TableFull> {
+        let mut map = self.map.lock().map_err(|_| TableFull)?;
+        if map.len() >= self.max {
+            let idle = self.idle;
+            map.retain(|_, c| c.last_used.elapsed() <= idle);
+            if map.len() >= self.max {
+                return Err(TableFull);
+            }
+        }
+        let state: StateId = rand::random();
+        map.insert(state, Conversation { session, nas, last_used: Instant::now() });
+        Ok(state)
+    }
+
+    /// Puts a conversation back under the State it was taken with (a
+    /// discarded packet must not cost the NAS its conversation).
+    pub fn restore(&self, state: StateId, session: ServerSession, nas: IpAddr) {
+        if let Ok(mut map) = self.map.lock() {
+            map.insert(state, Conversation { session, nas, last_used: Instant::now() });
+        }
+    }
+
+    /// Drops expired conversations; returns how many remain.
+    pub fn sweep(&self) -> usize {
+        match self.map.lock() {
+            Ok(mut map) => {
+                let idle = self.idle;
+                map.retain(|_, c| c.last_used.elapsed() <= idle);
+                map.len()
+            }
+            Err(_) => 0,
+        }
+    }
+
+    /// Number of live conversations.
+    pub fn len(&self) -> usize {
+        self.map.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// True if there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What the RADIUS layer must send after one request.
+pub enum Outcome {
+    /// Access-Challenge carrying this EAP Request; keep the session.
+    Challenge(Vec<u8>, ServerSession),
+    /// Access-Accept with EAP-Success and the MSK.
+    Accept { eap: Vec<u8>, keys: Keys, method: EapType, identity: String },
+    /// Access-Reject with EAP-Failure.
+    Reject { eap: Vec<u8>, reason: FailureReason },
+    /// No reply; keep the session if it is not finished.
+    Discard(&'static str, ServerSession),
+}
+
+/// Static EAP policy derived from the configuration.
+#[derive(Debug, Clone)]
+pub struct EapPolicy {
+    pub realm: String,
+    pub result_indication: bool,
+}
+
+/// Runs `session` on one EAP packet from the peer until it needs the peer again.
+pub async fn drive<S: CardStore>(
+    policy: &EapPolicy,
+    store: &S,
+    mut session: ServerSession,
+    eap: &[u8],
+) -> Result<Outcome, ServerError> {
+    let mut step = session.handle(eap);
+    loop {
+        step = match step {
+            Step::Send(request) => return Ok(Outcome::Challenge(request, session)),
+            Step::Discard(why) => return Ok(Outcome::Discard(why, session)),
+            Step::NeedMethods { identity } => {
+                let methods = methods_for(policy, store, &identity).await?;
+                session.offer_methods(methods)
+            }
+            Step::Query(query) => session.answer(answer(store, query).await?),
+            // Authentication only until the payment decision exists.
+            Step::Authenticated(_) => session.conclude(Verdict::accept()),
+            Step::Accept { packet, keys, method } => {
+                let identity = session.identity().unwrap_or_default().to_string();
+                return Ok(Outcome::Accept { eap: packet, keys, method, identity });
+            }
+            Step::Reject { packet, reason } => return Ok(Outcome::Reject { eap: packet, reason }),
+        };
+    }
+}
+
+/// The methods to offer for an identity, best first.
+async fn methods_for<S: CardStore>(
+    policy: &EapPolicy,
+    store: &S,
+    identity: &str,
+) -> Result<Vec<Box<dyn eap_methods::method::ServerMethod>>, ServerError> {
+    // A foreign realm is not ours to authenticate (a proxy would route it).
+    if realm(identity).is_some_and(|r| !r.eq_ignore_ascii_case(&policy.realm)) {
+        return Ok(Vec::new());
+    }
+    let aka = |flavor: Flavor| -> Box<dyn eap_methods::method::ServerMethod> {
+        let mut config = AkaServerConfig::new(flavor);
+        config.result_ind = policy.result_indication;
+        Box::new(AkaServer::new(config, identity))
+    };
+    let aka_prime = || Flavor::AkaPrime { network_name: policy.realm.clone() };
+    let known = store.method_of(card_id(identity)).await?;
+    Ok(match known {
+        Some(CardMethod::Aka) => vec![aka(Flavor::Aka)],
+        Some(CardMethod::AkaPrime) => vec![aka(aka_prime())],
+        Some(_) => Vec::new(),
+        // Not a known card id (an anonymous or pseudonymous identity): let
+        // the method ask for the permanent identity, AKA' first.
+        None if classify(EapType::AKA, identity) == IdentityKind::Unknown
+            && classify(EapType::AKA_PRIME, identity) == IdentityKind::Unknown =>
+        {
+            vec![aka(aka_prime()), aka(Flavor::Aka)]
+        }
+        None => Vec::new(),
+    })
+}
+
+/// The card method an AKA-family permanent identity claims by its prefix.
+fn method_of_identity(identity: &str) -> Option<CardMethod> {
+    if classify(EapType::AKA, identity) == IdentityKind::Permanent {
+        Some(CardMethod::Aka)
+    } else if classify(EapType::AKA_PRIME, identity) == IdentityKind::Permanent {
+        Some(CardMethod::AkaPrime)
+    } else {
+        None
+    }
+}
+
+async fn answer<S: CardStore>(store: &S, query: Query) -> Result<Answer, ServerError> {
+    match query {
+        Query::AkaVector { identity } => match method_of_identity(&identity) {
+            Some(method) => store.aka_vector(card_id(&identity), method).await,
+            None => Ok(Answer::UnknownCard),
+        },
+        Query::AkaResync { identity, rand, auts } => match method_of_identity(&identity) {
+            Some(method) => store.aka_resync(card_id(&identity), method, rand, auts).await,
+            None => Ok(Answer::UnknownCard),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn state_is_bound_to_its_nas_and_taken_once() {
+        let t = Conversations::new(Duration::from_secs(30), 2);
+        let a = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let b = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+        let s = t.put(ServerSession::new(1), a).unwrap();
+        assert!(t.take(&s, b).is_none(), "another NAS may not use it (and it is gone)");
+        let s = t.put(ServerSession::new(1), a).unwrap();
+        assert!(t.take(&s, a).is_some());
+        assert!(t.take(&s, a).is_none());
+        assert!(t.take(&[1, 2, 3], a).is_none());
+    }
+
+    #[test]
+    fn table_is_capped() {
+        let t = Conversations::new(Duration::from_secs(30), 2);
+        let a = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        t.put(ServerSession::new(1), a).unwrap();
+        t.put(ServerSession::new(1), a).unwrap();
+        assert_eq!(t.put(ServerSession::new(1), a), Err(TableFull));
+    }
+
+    #[test]
+    fn expired_conversations_are_swept() {
+        let t = Conversations::new(Duration::from_millis(0), 2);
+        let a = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        t.put(ServerSession::new(1), a).unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(t.sweep(), 0);
+    }
+}

@@ -1,0 +1,26 @@
+//! The error type of the `aaa-server` library boundary.
+
+use std::path::Path;
+
+use thiserror::Error;
+
+/// What can go wrong outside the protocol path (which drops and counts).
+#[derive(Debug, Error)]
+pub enum ServerError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("card store: {0}")]
+    Store(String),
+    #[error("key-encryption key: {0}")]
+    Kek(String),
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl ServerError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io { path: path.display().to_string(), source }
+    }
+}

@@ -1,0 +1,122 @@
+//! Duplicate detection (RFC 5080 §2.2.2): a request with the same client
+//! address, port, identifier and authenticator as one already answered gets
+//! the cached reply, byte for byte, and is never processed twice. While the
+//! original is still being processed, duplicates are silently dropped.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Identifies one request on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RequestKey {
+    pub source: SocketAddr,
+    pub identifier: u8,
+    pub authenticator: [u8; 16],
+}
+
+enum Entry {
+    InProgress,
+    /// The reply sent (None: the request was deliberately not answered).
+    Done(Option<Vec<u8>>),
+}
+
+/// What to do with an incoming request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Seen {
+    /// New: process it, then call [`DuplicateCache::finish`].
+    New,
+    /// Being processed: drop this copy.
+    InProgress,
+    /// Answered before: send this again (or nothing).
+    Answered(Option<Vec<u8>>),
+}
+
+/// The cache, bounded in time and size.
+pub struct DuplicateCache {
+    inner: Mutex<Inner>,
+    window: Duration,
+    max: usize,
+}
+
+struct Inner {
+    entries: HashMap<RequestKey, Entry>,
+    order: VecDeque<(Instant, RequestKey)>,
+}
+
+impl DuplicateCache {
+    /// Remembers replies for `window`, at most `max` of them.
+    pub fn new(window: Duration, max: usize) -> Self {
+        Self { inner: Mutex::new(Inner { entries: HashMap::new(), order: VecDeque::new() }), window, max }
+    }
+
+    /// Looks a request up, marking it in progress if new.
+    pub fn check(&self, key: RequestKey) -> Seen {
+        let Ok(mut inner) = self.inner.lock() else { return Seen::InProgress };
+        let now = Instant::now();
+        while let Some((t, k)) = inner.order.front().copied() {
+            if now.duration_since(t) <= self.window && inner.order.len() < self.max {
+                break;
+            }
+            inner.order.pop_front();
+            // Only forget finished entries; an in-progress one is finished later.
+            if matches!(inner.entries.get(&k), Some(Entry::Done(_))) {
+                inner.entries.remove(&k);
+            }
+        }
+        match inner.entries.get(&key) {
+            Some(Entry::InProgress) => Seen::InProgress,
+            Some(Entry::Done(reply)) => Seen::Answered(reply.clone()),
+            None => {
+                inner.entries.insert(key, Entry::InProgress);
+                Seen::New
+            }
+        }
+    }
+
+    /// Records the reply (or the decision not to reply) for `key`.
+    pub fn finish(&self, key: RequestKey, reply: Option<Vec<u8>>) {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.entries.insert(key, Entry::Done(reply));
+            inner.order.push_back((Instant::now(), key));
+        }
+    }
+
+    /// Forgets a request whose processing failed, so a retransmission is
+    /// processed afresh.
+    pub fn forget(&self, key: RequestKey) {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.entries.remove(&key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: u8) -> RequestKey {
+        RequestKey { source: "127.0.0.1:5000".parse().unwrap(), identifier: id, authenticator: [id; 16] }
+    }
+
+    #[test]
+    fn replays_the_reply_and_blocks_while_in_progress() {
+        let c = DuplicateCache::new(Duration::from_secs(30), 100);
+        assert_eq!(c.check(key(1)), Seen::New);
+        assert_eq!(c.check(key(1)), Seen::InProgress);
+        c.finish(key(1), Some(vec![1, 2, 3]));
+        assert_eq!(c.check(key(1)), Seen::Answered(Some(vec![1, 2, 3])));
+        assert_eq!(c.check(key(2)), Seen::New);
+    }
+
+    #[test]
+    fn bounded_by_size() {
+        let c = DuplicateCache::new(Duration::from_secs(30), 2);
+        for id in 0..5 {
+            assert_eq!(c.check(key(id)), Seen::New);
+            c.finish(key(id), None);
+        }
+        assert_eq!(c.check(key(0)), Seen::New, "oldest evicted");
+    }
+}

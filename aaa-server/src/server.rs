@@ -1,0 +1,101 @@
+//! Running the server: bind, serve, sweep, stop on a signal.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tracing::info;
+
+use crate::cards::FileCardStore;
+use crate::config::Config;
+use crate::eap::{Conversations, EapPolicy};
+use crate::error::ServerError;
+use crate::radius::clients::Clients;
+use crate::radius::{self, Port, Shared};
+
+/// A bound, not yet running server.
+pub struct Server {
+    shared: Arc<Shared<FileCardStore>>,
+    auth: Arc<UdpSocket>,
+    acct: Arc<UdpSocket>,
+}
+
+impl Server {
+    /// Binds the sockets of `config` with `store`.
+    pub async fn bind(config: &Config, store: FileCardStore) -> Result<Self, ServerError> {
+        let bind = |addr: SocketAddr| async move {
+            UdpSocket::bind(addr)
+                .await
+                .map(Arc::new)
+                .map_err(|e| ServerError::Io { path: format!("bind {addr}"), source: e })
+        };
+        let auth = bind(config.radius.auth_listen).await?;
+        let acct = bind(config.radius.acct_listen).await?;
+        let conversations = Conversations::new(Duration::from_secs(config.eap.session_timeout_secs), config.eap.max_sessions);
+        let policy = EapPolicy { realm: config.server.realm.clone(), result_indication: config.eap.result_indication };
+        let shared = Arc::new(Shared::new(
+            Clients::new(&config.radius.clients),
+            store,
+            conversations,
+            Duration::from_secs(config.radius.duplicate_window_secs),
+            policy,
+            config.server.vendor_id,
+        ));
+        Ok(Self { shared, auth, acct })
+    }
+
+    /// The bound authentication address.
+    pub fn auth_addr(&self) -> Result<SocketAddr, ServerError> {
+        self.auth.local_addr().map_err(|e| ServerError::Io { path: "auth socket".into(), source: e })
+    }
+
+    /// The bound accounting address.
+    pub fn acct_addr(&self) -> Result<SocketAddr, ServerError> {
+        self.acct.local_addr().map_err(|e| ServerError::Io { path: "acct socket".into(), source: e })
+    }
+
+    /// Serves until SIGINT or SIGTERM.
+    pub async fn run(self) -> Result<(), ServerError> {
+        let auth = tokio::spawn(radius::serve(self.auth.clone(), Port::Auth, self.shared.clone()));
+        let acct = tokio::spawn(radius::serve(self.acct.clone(), Port::Acct, self.shared.clone()));
+        let shared = self.shared.clone();
+        let sweeper = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                shared.conversations.sweep();
+            }
+        });
+        shutdown_signal().await;
+        auth.abort();
+        acct.abort();
+        sweeper.abort();
+        let counters: Vec<String> =
+            self.shared.counters.snapshot().into_iter().filter(|(_, v)| *v > 0).map(|(k, v)| format!("{k}={v}")).collect();
+        info!(counters = %counters.join(" "), "stopped");
+        Ok(())
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
