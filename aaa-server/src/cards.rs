@@ -120,30 +120,33 @@ pub trait CardStore: Send + Sync + 'static {
 }
 
 /// Cards in `<data_dir>/cards.json`.
+///
+/// The admin commands and the running server are separate processes that
+/// both change the file (new cards; SQN updates), so every operation takes
+/// an advisory lock on `cards.json.lock` and re-reads the file under it: no
+/// process ever writes back a stale copy.
 #[derive(Debug)]
 pub struct FileCardStore {
     path: PathBuf,
+    lock_path: PathBuf,
     kek: Kek,
-    cards: Mutex<BTreeMap<String, CardRecord>>,
+    /// Serialises this process's own operations.
+    local: Mutex<()>,
 }
 
 /// File name of the card store in the data directory.
 pub const CARDS_FILE: &str = "cards.json";
 
+type Cards = BTreeMap<String, CardRecord>;
+
 impl FileCardStore {
-    /// Opens (or starts empty) the store in `data_dir`.
+    /// Opens the store in `data_dir` (created empty on first write).
     pub fn open(data_dir: &Path, kek: Kek) -> Result<Self, ServerError> {
         let path = data_dir.join(CARDS_FILE);
-        let cards = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice::<Vec<CardRecord>>(&bytes)
-                .map_err(|e| ServerError::Store(format!("{}: {e}", path.display())))?
-                .into_iter()
-                .map(|c| (c.card_id.clone(), c))
-                .collect(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(ServerError::io(&path, e)),
-        };
-        Ok(Self { path, kek, cards: Mutex::new(cards) })
+        let lock_path = data_dir.join(format!("{CARDS_FILE}.lock"));
+        let store = Self { path, lock_path, kek, local: Mutex::new(()) };
+        store.with_cards(false, |_| Ok(((), false)))?;
+        Ok(store)
     }
 
     /// The key-encryption key, for sealing new cards.
@@ -153,24 +156,52 @@ impl FileCardStore {
 
     /// Adds a card; fails if the id exists.
     pub fn insert(&self, card: CardRecord) -> Result<(), ServerError> {
-        let mut cards = self.lock()?;
-        if cards.contains_key(&card.card_id) {
-            return Err(ServerError::Store(format!("card {} already exists", card.card_id)));
-        }
-        cards.insert(card.card_id.clone(), card);
-        self.persist(&cards)
+        self.with_cards(true, |cards| {
+            if cards.contains_key(&card.card_id) {
+                return Err(ServerError::Store(format!("card {} already exists", card.card_id)));
+            }
+            cards.insert(card.card_id.clone(), card);
+            Ok(((), true))
+        })
     }
 
     /// All cards, ordered by id.
     pub fn list(&self) -> Result<Vec<CardRecord>, ServerError> {
-        Ok(self.lock()?.values().cloned().collect())
+        self.with_cards(false, |cards| Ok((cards.values().cloned().collect(), false)))
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, BTreeMap<String, CardRecord>>, ServerError> {
-        self.cards.lock().map_err(|_| ServerError::Store("card store lock poisoned".into()))
+    /// Runs `f` on the current cards under the file lock (exclusive if
+    /// `write`); persists them if `f` reports a change.
+    fn with_cards<T>(&self, write: bool, f: impl FnOnce(&mut Cards) -> Result<(T, bool), ServerError>) -> Result<T, ServerError> {
+        let _local = self.local.lock().map_err(|_| ServerError::Store("card store lock poisoned".into()))?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.lock_path)
+            .map_err(|e| ServerError::io(&self.lock_path, e))?;
+        if write { lock.lock() } else { lock.lock_shared() }.map_err(|e| ServerError::io(&self.lock_path, e))?;
+        let mut cards = self.read()?;
+        let (out, changed) = f(&mut cards)?;
+        if changed {
+            self.persist(&cards)?;
+        }
+        Ok(out)
     }
 
-    fn persist(&self, cards: &BTreeMap<String, CardRecord>) -> Result<(), ServerError> {
+    fn read(&self) -> Result<Cards, ServerError> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => Ok(serde_json::from_slice::<Vec<CardRecord>>(&bytes)
+                .map_err(|e| ServerError::Store(format!("{}: {e}", self.path.display())))?
+                .into_iter()
+                .map(|c| (c.card_id.clone(), c))
+                .collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(e) => Err(ServerError::io(&self.path, e)),
+        }
+    }
+
+    fn persist(&self, cards: &Cards) -> Result<(), ServerError> {
         let list: Vec<&CardRecord> = cards.values().collect();
         let bytes = serde_json::to_vec_pretty(&list).map_err(|e| ServerError::Store(e.to_string()))?;
         crate::fsutil::write_private(&self.path, &bytes)
@@ -194,32 +225,32 @@ impl FileCardStore {
     /// persisted before the vector leaves, so a crash can never make the
     /// server reuse an SQN.
     fn next_vector(&self, card_id: &str, method: CardMethod, resync: Option<([u8; 16], [u8; 14])>) -> Result<Answer, ServerError> {
-        let mut cards = self.lock()?;
-        let Some(card) = cards.get_mut(card_id) else { return Ok(Answer::UnknownCard) };
-        if card.status != CardStatus::Active || card.method != method {
-            return Ok(Answer::UnknownCard);
-        }
-        let Some(cred) = card.aka.as_mut() else { return Ok(Answer::UnknownCard) };
-        let (milenage, amf) = self.milenage(card_id, cred)?;
-        let mut sqn = Sqn::new(cred.sqn_he);
-        if let Some((rand, auts)) = resync {
-            match sqn_from_auts(&milenage, &rand, &auts) {
-                Some(sqn_ms) => sqn = sqn.resynchronised(sqn_ms),
-                None => return Ok(Answer::ResyncRejected),
+        self.with_cards(true, |cards| {
+            let Some(card) = cards.get_mut(card_id) else { return Ok((Answer::UnknownCard, false)) };
+            if card.status != CardStatus::Active || card.method != method {
+                return Ok((Answer::UnknownCard, false));
             }
-        }
-        let sqn = sqn.next();
-        cred.sqn_he = sqn.value();
-        let vector = generate_vector(&milenage, sqn, amf, rand::random());
-        self.persist(&cards)?;
-        Ok(Answer::AkaVector(vector))
+            let Some(cred) = card.aka.as_mut() else { return Ok((Answer::UnknownCard, false)) };
+            let (milenage, amf) = self.milenage(card_id, cred)?;
+            let mut sqn = Sqn::new(cred.sqn_he);
+            if let Some((rand, auts)) = resync {
+                match sqn_from_auts(&milenage, &rand, &auts) {
+                    Some(sqn_ms) => sqn = sqn.resynchronised(sqn_ms),
+                    None => return Ok((Answer::ResyncRejected, false)),
+                }
+            }
+            let sqn = sqn.next();
+            cred.sqn_he = sqn.value();
+            Ok((Answer::AkaVector(generate_vector(&milenage, sqn, amf, rand::random())), true))
+        })
     }
 }
 
 impl CardStore for FileCardStore {
     async fn method_of(&self, card_id: &str) -> Result<Option<CardMethod>, ServerError> {
-        let cards = self.lock()?;
-        Ok(cards.get(card_id).filter(|c| c.status == CardStatus::Active).map(|c| c.method))
+        self.with_cards(false, |cards| {
+            Ok((cards.get(card_id).filter(|c| c.status == CardStatus::Active).map(|c| c.method), false))
+        })
     }
 
     async fn aka_vector(&self, card_id: &str, method: CardMethod) -> Result<Answer, ServerError> {

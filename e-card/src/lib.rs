@@ -7,3 +7,4 @@
 #![forbid(unsafe_code)]
 
 pub mod card_file;
+pub mod peer;

@@ -1,0 +1,52 @@
+//! Builds the card's EAP peer from its card file.
+
+use eap_methods::peer::PeerSession;
+use eap_methods::sim_aka::aka::{AkaPeer, AkaPeerConfig};
+use eap_methods::sim_aka::sqn::{Sqn, SqnWindow, IND_BITS};
+use eap_methods::sim_aka::usim::Usim;
+use eap_methods::sim_aka::Flavor;
+
+use crate::card_file::{AkaCard, CardFile};
+
+/// Why a card file cannot drive a peer.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("card {card}: method {method} has no peer in this build")]
+    Method { card: String, method: String },
+    #[error("card {card}: {field} is not valid: {why}")]
+    Field { card: String, field: &'static str, why: &'static str },
+}
+
+/// The EAP peer session for one conversation of this card. `confirmation`
+/// is the canonical payment details the card confirms, if paying.
+pub fn session(card: &CardFile, confirmation: Option<Vec<u8>>) -> Result<PeerSession, PeerError> {
+    let flavor = match card.method.as_str() {
+        "aka" => Flavor::Aka,
+        "aka-prime" => Flavor::AkaPrime { network_name: card.realm.clone() },
+        other => return Err(PeerError::Method { card: card.card_id.clone(), method: other.to_string() }),
+    };
+    let aka = card.aka.as_ref().ok_or_else(|| field(card, "aka", "missing"))?;
+    let usim = usim(card, aka)?;
+    let config = AkaPeerConfig { flavor, identity: card.identity.clone(), result_ind: true, confirmation };
+    Ok(PeerSession::new(card.identity.clone(), vec![Box::new(AkaPeer::new(config, usim))]))
+}
+
+fn usim(card: &CardFile, aka: &AkaCard) -> Result<Usim, PeerError> {
+    let key = |text: &str, name: &'static str| -> Result<[u8; 16], PeerError> {
+        hex::decode(text).ok().and_then(|v| v.try_into().ok()).ok_or_else(|| field(card, name, "not 32 hex digits"))
+    };
+    let k = key(&aka.k, "k")?;
+    let opc = key(&aka.opc, "opc")?;
+    let window = if aka.seq_ms.is_empty() {
+        SqnWindow::starting_at(Sqn::new(aka.sqn))
+    } else {
+        let slots: [u64; 1 << IND_BITS] =
+            aka.seq_ms.clone().try_into().map_err(|_| field(card, "seq_ms", "must hold 32 values"))?;
+        SqnWindow::from_parts(Sqn::new(aka.sqn), slots)
+    };
+    Ok(Usim::new(&k, &opc, window))
+}
+
+fn field(card: &CardFile, field: &'static str, why: &'static str) -> PeerError {
+    PeerError::Field { card: card.card_id.clone(), field, why }
+}
