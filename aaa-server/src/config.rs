@@ -74,6 +74,7 @@ pub struct RadiusClient {
     #[serde(default)]
     pub merchants: Vec<String>,
     /// Drop Access-Requests without Message-Authenticator (Blast-RADIUS).
+    /// Accounting-Requests are authenticated by their Request Authenticator.
     #[serde(default = "yes")]
     pub require_message_authenticator: bool,
 }

@@ -139,7 +139,11 @@ pub async fn handle<S: CardStore>(shared: &Shared<S>, port: Port, source: Socket
         shared.drop_with(&c.dropped_wrong_code, source.ip(), "wrong code for port", request.code.name());
         return None;
     }
-    if let Err(e) = radius::verify_request(datagram, &request, &client.secret, client.require_message_authenticator) {
+    // The per-client requirement is Blast-RADIUS hardening of
+    // Access-Request; accounting is authenticated by its MD5 Request
+    // Authenticator (RFC 2866 §3) and Status-Server always needs it.
+    let require_ma = client.require_message_authenticator && request.code == Code::AccessRequest;
+    if let Err(e) = radius::verify_request(datagram, &request, &client.secret, require_ma) {
         let counter = match e {
             AuthError::MissingMessageAuthenticator { .. } => &c.dropped_missing_message_authenticator,
             _ => &c.dropped_bad_authenticator,
