@@ -29,7 +29,7 @@ impl Clients {
                 net: c.address,
             })
             .collect();
-        v.sort_by(|a, b| b.net.prefix_len().cmp(&a.net.prefix_len()));
+        v.sort_by_key(|c| std::cmp::Reverse(c.net.prefix_len()));
         Self(v)
     }
 
