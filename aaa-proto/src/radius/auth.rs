@@ -99,6 +99,20 @@ fn locate_for_encode(packet: &Packet) -> Result<(Option<usize>, bool), EncodeErr
     Ok((found, has_eap))
 }
 
+/// The unsigned encoding and the Message-Authenticator offset, after the
+/// checks both directions share: a secret, and a Message-Authenticator
+/// wherever EAP is carried (RFC 3579 §3.1) or `required` says so.
+fn prepare(packet: &Packet, secret: &[u8], required: bool) -> Result<(Vec<u8>, Option<usize>), EncodeError> {
+    if secret.is_empty() {
+        return Err(EncodeError::EmptySecret);
+    }
+    let (ma, has_eap) = locate_for_encode(packet)?;
+    if ma.is_none() && (has_eap || required) {
+        return Err(EncodeError::MissingMessageAuthenticator { code: packet.code });
+    }
+    Ok((packet.encode_unsigned()?, ma))
+}
+
 /// Encodes and signs a request. Access-Request and Status-Server keep their
 /// random authenticator; an Accounting-Request gets its MD5 one. A
 /// Message-Authenticator placeholder, if present, is filled; it is required
@@ -108,14 +122,7 @@ pub fn encode_request(packet: &Packet, secret: &[u8]) -> Result<Vec<u8>, EncodeE
     if !code.is_request() {
         return Err(EncodeError::NotARequest { code });
     }
-    if secret.is_empty() {
-        return Err(EncodeError::EmptySecret);
-    }
-    let (ma, has_eap) = locate_for_encode(packet)?;
-    if ma.is_none() && (has_eap || code == Code::StatusServer) {
-        return Err(EncodeError::MissingMessageAuthenticator { code });
-    }
-    let mut buf = packet.encode_unsigned()?;
+    let (mut buf, ma) = prepare(packet, secret, code == Code::StatusServer)?;
     let basis = ma_basis(code, code, &packet.authenticator);
     if let Some(offset) = ma {
         fill_message_authenticator(&mut buf, offset, &basis, secret);
@@ -152,14 +159,7 @@ pub fn encode_response_to(
     if !code.is_response() {
         return Err(EncodeError::NotAResponse { code });
     }
-    if secret.is_empty() {
-        return Err(EncodeError::EmptySecret);
-    }
-    let (ma, has_eap) = locate_for_encode(packet)?;
-    if ma.is_none() && has_eap {
-        return Err(EncodeError::MissingMessageAuthenticator { code });
-    }
-    let mut buf = packet.encode_unsigned()?;
+    let (mut buf, ma) = prepare(packet, secret, false)?;
     if let Some(offset) = ma {
         fill_message_authenticator(&mut buf, offset, &ma_basis(code, request_code, request_authenticator), secret);
     }
