@@ -134,6 +134,9 @@ pub async fn drive<S: CardStore>(
     eap: &[u8],
 ) -> Result<Outcome, ServerError> {
     let mut step = session.handle(eap);
+    // The permanent identity the method authenticated (the EAP identity may
+    // have been anonymous).
+    let mut authenticated = None;
     loop {
         step = match step {
             Step::Send(request) => return Ok(Outcome::Challenge(request, session)),
@@ -144,9 +147,12 @@ pub async fn drive<S: CardStore>(
             }
             Step::Query(query) => session.answer(answer(store, query).await?),
             // Authentication only until the payment decision exists.
-            Step::Authenticated(_) => session.conclude(Verdict::accept()),
+            Step::Authenticated(a) => {
+                authenticated = Some(a.identity);
+                session.conclude(Verdict::accept())
+            }
             Step::Accept { packet, keys, method } => {
-                let identity = session.identity().unwrap_or_default().to_string();
+                let identity = authenticated.take().unwrap_or_default();
                 return Ok(Outcome::Accept { eap: packet, keys, method, identity });
             }
             Step::Reject { packet, reason } => return Ok(Outcome::Reject { eap: packet, reason }),
