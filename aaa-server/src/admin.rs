@@ -13,6 +13,12 @@ use crate::seal::{Kek, KEK_FILE};
 
 /// The configuration file name inside a data directory.
 pub const CONFIG_FILE: &str = "eapay.toml";
+/// `init` defaults, shared by the command line and the zero-config demo.
+pub const DEFAULT_REALM: &str = "issuer.example";
+/// Default RADIUS authentication address (accounting is the next port).
+pub const DEFAULT_RADIUS_LISTEN: &str = "127.0.0.1:1812";
+/// Default Diameter address.
+pub const DEFAULT_DIAMETER_LISTEN: &str = "127.0.0.1:3868";
 
 /// Options of `eapay-server init`.
 #[derive(Debug, Clone)]

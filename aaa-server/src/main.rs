@@ -33,14 +33,14 @@ enum Command {
     Init {
         #[arg(long, value_name = "DIR")]
         data_dir: PathBuf,
-        #[arg(long, default_value = "issuer.example")]
+        #[arg(long, default_value = admin::DEFAULT_REALM)]
         realm: String,
         /// Shared secret of the demo terminal (random if omitted).
         #[arg(long)]
         radius_secret: Option<String>,
-        #[arg(long, default_value = "127.0.0.1:1812")]
+        #[arg(long, default_value = admin::DEFAULT_RADIUS_LISTEN)]
         radius_listen: SocketAddr,
-        #[arg(long, default_value = "127.0.0.1:3868")]
+        #[arg(long, default_value = admin::DEFAULT_DIAMETER_LISTEN)]
         diameter_listen: SocketAddr,
         /// Overwrite an existing configuration (the key-encryption key is kept).
         #[arg(long)]
@@ -178,10 +178,10 @@ fn demo() -> Result<()> {
     if !config_path.exists() {
         admin::init(&InitOptions {
             data_dir: data_dir.clone(),
-            realm: "issuer.example".into(),
+            realm: admin::DEFAULT_REALM.into(),
             radius_secret: None,
-            radius_listen: "127.0.0.1:1812".parse()?,
-            diameter_listen: "127.0.0.1:3868".parse()?,
+            radius_listen: admin::DEFAULT_RADIUS_LISTEN.parse()?,
+            diameter_listen: admin::DEFAULT_DIAMETER_LISTEN.parse()?,
             force: false,
         })?;
     }

@@ -3,7 +3,7 @@
 //! timeout doubling each time, and a reply accepted only if its Response
 //! Authenticator and Message-Authenticator (required, first) verify.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use aaa_proto::radius::{self, Packet};
@@ -36,11 +36,13 @@ impl RadiusClient {
     /// A client with its own ephemeral socket. `timeout` is the first
     /// wait; each retransmission doubles it.
     pub async fn new(server: SocketAddr, secret: &[u8], timeout: Duration, retries: u32) -> Result<Self, ClientError> {
-        let bind: SocketAddr = if server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "bind address")
-        })?;
+        let bind = if server.is_ipv4() {
+            SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
+        } else {
+            SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0))
+        };
         let socket = UdpSocket::bind(bind).await?;
-        Ok(Self { socket, server, secret: secret.to_vec(), timeout, retries, next_id: rand_id() })
+        Ok(Self { socket, server, secret: secret.to_vec(), timeout, retries, next_id: rand::random() })
     }
 
     /// Sends `request` (its identifier is assigned here, Message-Authenticator
@@ -70,12 +72,4 @@ impl RadiusClient {
         }
         Err(ClientError::Timeout { server: self.server, attempts: self.retries + 1 })
     }
-}
-
-fn rand_id() -> u8 {
-    // Not security relevant (the authenticator is the random part); only
-    // avoids two terminals started together using the same identifiers.
-    (std::process::id() as u8) ^ (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos()) as u8)
 }
