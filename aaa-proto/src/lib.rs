@@ -6,7 +6,16 @@
 //! packets over 1500 bytes; the `diameter` (0.7) crate has no peer state
 //! machine and no RFC 4072, and panics on short AVPs. Every parser here works
 //! on explicit bounds and returns an error instead of panicking.
+//!
+//! - [`dictionary`]: attribute numbers and VALUE enums generated from `dictionaries/radius/`.
+//! - [`radius`]: the RADIUS packet codec, authenticators, hidden attributes and vendor attributes.
+//! - [`payment`]: the Eapay payment attributes, their canonical form and the result the card is told.
+//! - [`currency`]: ISO 4217 currencies and exact decimal amounts in minor units.
+//! - [`receipt`]: issuer-signed (Ed25519) approval receipts carried in Eapay-Receipt.
 #![forbid(unsafe_code)]
 
+pub mod currency;
 pub mod dictionary;
+pub mod payment;
 pub mod radius;
+pub mod receipt;

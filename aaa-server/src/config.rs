@@ -25,6 +25,8 @@ pub struct Config {
     pub ledger: LedgerSection,
     #[serde(default)]
     pub eap: EapSection,
+    #[serde(default)]
+    pub payment: PaymentSection,
 }
 
 /// `[server]`
@@ -143,6 +145,46 @@ impl Default for EapSection {
     }
 }
 
+/// `[payment]`: the decision policy (DESIGN.md §8, issue "payment authorization").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PaymentSection {
+    /// Eapay-Terminal-Time may differ from the server clock by this much,
+    /// and a terminal nonce is remembered this long.
+    pub time_window_secs: u64,
+    /// Approvals per card within `velocity_window_secs` (0: unlimited).
+    pub velocity_max: u32,
+    pub velocity_window_secs: u64,
+    /// The largest amount, in minor units, that is not an input error.
+    pub max_amount: u64,
+    pub max_installments: u32,
+}
+
+impl Default for PaymentSection {
+    fn default() -> Self {
+        Self {
+            time_window_secs: 300,
+            velocity_max: 30,
+            velocity_window_secs: 60,
+            max_amount: 1_000_000_000_000,
+            max_installments: 99,
+        }
+    }
+}
+
+impl PaymentSection {
+    /// The ledger's view of it.
+    pub fn policy(&self) -> crate::ledger::PaymentPolicy {
+        crate::ledger::PaymentPolicy {
+            time_window_ms: self.time_window_secs.saturating_mul(1000),
+            velocity_max: self.velocity_max,
+            velocity_window_ms: self.velocity_window_secs.saturating_mul(1000),
+            max_amount: self.max_amount,
+            max_installments: self.max_installments,
+        }
+    }
+}
+
 impl Config {
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<Self, ServerError> {
@@ -162,6 +204,14 @@ impl Config {
                 return Err(ServerError::Config(format!("radius client {:?} has an empty secret", c.name)));
             }
         }
+        for c in &self.radius.clients {
+            if let Some(m) = c.merchants.iter().find(|m| !is_identifier(m)) {
+                return Err(ServerError::Config(format!(
+                    "radius client {:?}: merchant id {m:?} is not 1-64 printable characters",
+                    c.name
+                )));
+            }
+        }
         if self.eap.max_sessions == 0 {
             return Err(ServerError::Config("eap.max_sessions must be at least 1".into()));
         }
@@ -172,6 +222,10 @@ impl Config {
     pub fn to_toml(&self) -> Result<String, ServerError> {
         toml::to_string_pretty(self).map_err(|e| ServerError::Config(e.to_string()))
     }
+}
+
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty() && s.len() <= aaa_proto::payment::MAX_ID_LEN && s.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// A client address as FreeRADIUS takes it: a plain address or a CIDR block.

@@ -18,15 +18,33 @@ use eap_methods::sim_aka::identity::{card_id, classify, realm, IdentityKind};
 use eap_methods::sim_aka::Flavor;
 use eap_methods::{Answer, EapType, FailureReason, Keys, Query, Verdict};
 
-use crate::cards::{CardMethod, CardStore};
+use crate::cards::CardMethod;
 use crate::error::ServerError;
+use crate::ledger::{CardProfile, Ledger};
+use crate::payment::{self, Claim, Context, PaymentAnswer};
 
 /// The value of the RADIUS State attribute: random, opaque to the NAS.
 pub type StateId = [u8; 16];
 
+/// What a conversation carries between two requests.
+pub struct Pending {
+    pub session: ServerSession,
+    /// What the terminal has asserted about the payment so far.
+    pub claim: Claim,
+    /// The card the identity named, as looked up for method selection.
+    pub card: Option<(String, CardProfile)>,
+}
+
+impl Pending {
+    /// A new conversation whose first request will use `first_id`.
+    pub fn new(first_id: u8, claim: Claim) -> Self {
+        Self { session: ServerSession::new(first_id), claim, card: None }
+    }
+}
+
 /// One conversation in the table.
 pub struct Conversation {
-    pub session: ServerSession,
+    pub pending: Pending,
     /// The NAS that started it; a State presented by another NAS is refused.
     pub nas: IpAddr,
     last_used: Instant,
@@ -62,7 +80,7 @@ impl Conversations {
     }
 
     /// Stores a conversation under a fresh State and returns it.
-    pub fn put(&self, session: ServerSession, nas: IpAddr) -> Result<StateId, TableFull> {
+    pub fn put(&self, pending: Pending, nas: IpAddr) -> Result<StateId, TableFull> {
         let mut map = self.map.lock().map_err(|_| TableFull)?;
         if map.len() >= self.max {
             let idle = self.idle;
@@ -72,15 +90,15 @@ impl Conversations {
             }
         }
         let state: StateId = rand::random();
-        map.insert(state, Conversation { session, nas, last_used: Instant::now() });
+        map.insert(state, Conversation { pending, nas, last_used: Instant::now() });
         Ok(state)
     }
 
     /// Puts a conversation back under the State it was taken with (a
     /// discarded packet must not cost the NAS its conversation).
-    pub fn restore(&self, state: StateId, session: ServerSession, nas: IpAddr) {
+    pub fn restore(&self, state: StateId, pending: Pending, nas: IpAddr) {
         if let Ok(mut map) = self.map.lock() {
-            map.insert(state, Conversation { session, nas, last_used: Instant::now() });
+            map.insert(state, Conversation { pending, nas, last_used: Instant::now() });
         }
     }
 
@@ -109,14 +127,14 @@ impl Conversations {
 
 /// What the RADIUS layer must send after one request.
 pub enum Outcome {
-    /// Access-Challenge carrying this EAP Request; keep the session.
-    Challenge(Vec<u8>, ServerSession),
-    /// Access-Accept with EAP-Success and the MSK.
-    Accept { eap: Vec<u8>, keys: Keys, method: EapType, identity: String },
-    /// Access-Reject with EAP-Failure.
-    Reject { eap: Vec<u8>, reason: FailureReason },
-    /// No reply; keep the session if it is not finished.
-    Discard(&'static str, ServerSession),
+    /// Access-Challenge carrying this EAP Request; keep the conversation.
+    Challenge(Vec<u8>, Pending),
+    /// Access-Accept with EAP-Success, the MSK and the approval.
+    Accept { eap: Vec<u8>, keys: Keys, method: EapType, identity: String, answer: PaymentAnswer },
+    /// Access-Reject with EAP-Failure and the decline.
+    Reject { eap: Vec<u8>, reason: FailureReason, answer: PaymentAnswer },
+    /// No reply; keep the conversation if it is not finished.
+    Discard(&'static str, Pending),
 }
 
 /// Static EAP policy derived from the configuration.
@@ -126,49 +144,85 @@ pub struct EapPolicy {
     pub result_indication: bool,
 }
 
-/// Runs `session` on one EAP packet from the peer until it needs the peer again.
-pub async fn drive<S: CardStore>(
+/// Runs a conversation on one EAP packet from the peer until it needs the
+/// peer again, deciding the payment when the method has authenticated the card.
+pub async fn drive<L: Ledger>(
     policy: &EapPolicy,
-    store: &S,
-    mut session: ServerSession,
+    ledger: &L,
+    ctx: &Context<'_>,
+    mut pending: Pending,
     eap: &[u8],
 ) -> Result<Outcome, ServerError> {
-    let mut step = session.handle(eap);
+    let mut step = pending.session.handle(eap);
     // The permanent identity the method authenticated (the EAP identity may
-    // have been anonymous).
-    let mut authenticated = None;
+    // have been anonymous) and the decision taken for it.
+    let mut decided: Option<(String, PaymentAnswer)> = None;
+    let mut method_name = "";
     loop {
         step = match step {
-            Step::Send(request) => return Ok(Outcome::Challenge(request, session)),
-            Step::Discard(why) => return Ok(Outcome::Discard(why, session)),
+            Step::Send(request) => return Ok(Outcome::Challenge(request, pending)),
+            Step::Discard(why) => return Ok(Outcome::Discard(why, pending)),
             Step::NeedMethods { identity } => {
-                let methods = methods_for(policy, store, &identity).await?;
-                session.offer_methods(methods)
+                let (methods, card) = methods_for(policy, ledger, &identity).await?;
+                pending.card = card;
+                pending.session.offer_methods(methods)
             }
-            Step::Query(query) => session.answer(answer(store, query).await?),
-            // Authentication only until the payment decision exists.
+            Step::Query(query) => {
+                let answer = answer(ledger, query).await?;
+                pending.session.answer(answer)
+            }
             Step::Authenticated(a) => {
-                authenticated = Some(a.identity);
-                session.conclude(Verdict::accept())
+                method_name = a.method.name();
+                let card = card_id(&a.identity).to_string();
+                let profile = match &pending.card {
+                    Some((id, profile)) if *id == card => Some(*profile),
+                    _ => ledger.card_profile(&card).await?,
+                };
+                let answer = payment::after_authentication(
+                    ledger,
+                    ctx,
+                    &pending.claim,
+                    &card,
+                    &a,
+                    profile.map(|p| p.confirmation),
+                )
+                .await;
+                let verdict = Verdict { approved: answer.approved(), result: answer.for_card() };
+                decided = Some((a.identity, answer));
+                pending.session.conclude(verdict)
             }
             Step::Accept { packet, keys, method } => {
-                let identity = authenticated.take().unwrap_or_default();
-                return Ok(Outcome::Accept { eap: packet, keys, method, identity });
+                return match decided.take() {
+                    Some((identity, answer)) if answer.approved() => {
+                        Ok(Outcome::Accept { eap: packet, keys, method, identity, answer })
+                    }
+                    // The session only succeeds after an approving verdict.
+                    _ => Err(ServerError::Internal("EAP success without an approval".into())),
+                };
             }
-            Step::Reject { packet, reason } => return Ok(Outcome::Reject { eap: packet, reason }),
+            Step::Reject { packet, reason } => {
+                let answer = match decided.take() {
+                    Some((_, answer)) => answer,
+                    None => {
+                        let method = if method_name.is_empty() { "none" } else { method_name };
+                        payment::after_failure(ledger, ctx, &pending.claim, &reason, method).await
+                    }
+                };
+                return Ok(Outcome::Reject { eap: packet, reason, answer });
+            }
         };
     }
 }
 
 /// The methods to offer for an identity, best first.
-async fn methods_for<S: CardStore>(
+async fn methods_for<L: Ledger>(
     policy: &EapPolicy,
-    store: &S,
+    ledger: &L,
     identity: &str,
-) -> Result<Vec<Box<dyn eap_methods::method::ServerMethod>>, ServerError> {
+) -> Result<(Vec<Box<dyn eap_methods::method::ServerMethod>>, Option<(String, CardProfile)>), ServerError> {
     // A foreign realm is not ours to authenticate (a proxy would route it).
     if realm(identity).is_some_and(|r| !r.eq_ignore_ascii_case(&policy.realm)) {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), None));
     }
     let aka = |flavor: Flavor| -> Box<dyn eap_methods::method::ServerMethod> {
         let mut config = AkaServerConfig::new(flavor);
@@ -176,8 +230,9 @@ async fn methods_for<S: CardStore>(
         Box::new(AkaServer::new(config, identity))
     };
     let aka_prime = || Flavor::AkaPrime { network_name: policy.realm.clone() };
-    let known = store.method_of(card_id(identity)).await?;
-    Ok(match known {
+    let id = card_id(identity);
+    let known = ledger.card_profile(id).await?;
+    let methods = match known.map(|p| p.method) {
         Some(CardMethod::Aka) => vec![aka(Flavor::Aka)],
         Some(CardMethod::AkaPrime) => vec![aka(aka_prime())],
         Some(_) => Vec::new(),
@@ -189,7 +244,8 @@ async fn methods_for<S: CardStore>(
             vec![aka(aka_prime()), aka(Flavor::Aka)]
         }
         None => Vec::new(),
-    })
+    };
+    Ok((methods, known.map(|p| (id.to_string(), p))))
 }
 
 /// The card method an AKA-family permanent identity claims by its prefix.
@@ -203,7 +259,7 @@ fn method_of_identity(identity: &str) -> Option<CardMethod> {
     }
 }
 
-async fn answer<S: CardStore>(store: &S, query: Query) -> Result<Answer, ServerError> {
+async fn answer<L: Ledger>(store: &L, query: Query) -> Result<Answer, ServerError> {
     match query {
         Query::AkaVector { identity } => match method_of_identity(&identity) {
             Some(method) => store.aka_vector(card_id(&identity), method).await,
@@ -226,9 +282,9 @@ mod tests {
         let t = Conversations::new(Duration::from_secs(30), 2);
         let a = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let b = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
-        let s = t.put(ServerSession::new(1), a).unwrap();
+        let s = t.put(Pending::new(1, Claim::AuthOnly), a).unwrap();
         assert!(t.take(&s, b).is_none(), "another NAS may not use it (and it is gone)");
-        let s = t.put(ServerSession::new(1), a).unwrap();
+        let s = t.put(Pending::new(1, Claim::AuthOnly), a).unwrap();
         assert!(t.take(&s, a).is_some());
         assert!(t.take(&s, a).is_none());
         assert!(t.take(&[1, 2, 3], a).is_none());
@@ -238,16 +294,16 @@ mod tests {
     fn table_is_capped() {
         let t = Conversations::new(Duration::from_secs(30), 2);
         let a = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        t.put(ServerSession::new(1), a).unwrap();
-        t.put(ServerSession::new(1), a).unwrap();
-        assert_eq!(t.put(ServerSession::new(1), a), Err(TableFull));
+        t.put(Pending::new(1, Claim::AuthOnly), a).unwrap();
+        t.put(Pending::new(1, Claim::AuthOnly), a).unwrap();
+        assert_eq!(t.put(Pending::new(1, Claim::AuthOnly), a), Err(TableFull));
     }
 
     #[test]
     fn expired_conversations_are_swept() {
         let t = Conversations::new(Duration::from_millis(0), 2);
         let a = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        t.put(ServerSession::new(1), a).unwrap();
+        t.put(Pending::new(1, Claim::AuthOnly), a).unwrap();
         std::thread::sleep(Duration::from_millis(2));
         assert_eq!(t.sweep(), 0);
     }

@@ -13,10 +13,14 @@ pub enum ServerError {
     Io { path: String, source: std::io::Error },
     #[error("card store: {0}")]
     Store(String),
+    #[error("ledger: {0}")]
+    Ledger(String),
     #[error("key-encryption key: {0}")]
     Kek(String),
     #[error("{0}")]
     Usage(String),
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl ServerError {

@@ -8,8 +8,23 @@
 //!   rejected, since PAP/CHAP outside a tunnel would hand card credentials
 //!   to the terminal.
 //! - Status-Server is answered on both ports and never cached (RFC 5997).
-//! - Until the ledger lands, cards live in `<data_dir>/cards.json` with K/OPc
-//!   sealed under the key-encryption key (`$EAPAY_KEK` or `kek.key`).
+//! - Cards, merchants and authorizations live in the ledger (SQLite by
+//!   default, PostgreSQL by URL); K/OPc are sealed under the key-encryption
+//!   key (`$EAPAY_KEK` or `kek.key`), the issuer signing key too.
+//! - A request without payment attributes is authentication only: it is
+//!   declined 12, so an AAA client that is not a terminal learns nothing.
+//! - Every answer about a well-formed payment is recorded, declines too, so
+//!   a repeated (merchant, transaction id) always gets the original answer.
+//!   Refusals that name no usable transaction (malformed attributes, a
+//!   merchant the terminal may not act for) leave an audit line only: a
+//!   terminal must not burn another merchant's transaction ids.
+//! - A blocked card still authenticates and is then declined 62; an unknown
+//!   card is declined 14, a failed authentication 63.
+//! - A tombstone (reversal before the original) declines the late original
+//!   with 12. Partial capture and refund are not supported (13).
+//! - Eapay-Receipt longer than one attribute is split over several, in order.
+//! - A refused settlement still gets an Accounting-Response, carrying
+//!   Eapay-Decline-Code and Eapay-Decline-Reason, so the terminal stops retrying.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -19,6 +34,8 @@ pub mod counters;
 pub mod eap;
 pub mod error;
 pub mod fsutil;
+pub mod ledger;
+pub mod payment;
 pub mod radius;
 pub mod seal;
 pub mod server;

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use aaa_server::admin::{self, InitOptions, IssueOptions};
 use aaa_server::cards::{CardMethod, Confirmation};
 use aaa_server::config::Config;
+use aaa_server::ledger::{AuditEntry, AuthorizationRecord, TxnFilter, TxnKey};
 use aaa_server::server::Server;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -51,6 +52,16 @@ enum Command {
         #[command(subcommand)]
         command: CardCommand,
     },
+    /// Merchant administration.
+    Merchant {
+        #[command(subcommand)]
+        command: MerchantCommand,
+    },
+    /// Authorizations in the ledger.
+    Txn {
+        #[command(subcommand)]
+        command: TxnCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -65,15 +76,19 @@ enum CardCommand {
         #[arg(long, value_name = "FILE")]
         eapol_test: Option<PathBuf>,
         /// Credit limit in minor units.
-        #[arg(long)]
-        limit: Option<u64>,
-        /// ISO 4217 numeric currency.
-        #[arg(long)]
-        currency: Option<u16>,
+        #[arg(long, default_value_t = 500_000)]
+        limit: u64,
+        /// ISO 4217 currency of the card account: numeric (840) or alphabetic (USD).
+        #[arg(long, default_value = "840")]
+        currency: String,
         #[arg(long, value_enum, default_value = "required")]
         confirmation: Confirmation,
+        /// Last month of validity (YYYY-MM); four years from now by default.
+        #[arg(long, value_name = "YYYY-MM")]
+        expires: Option<String>,
         #[arg(long)]
         pin: Option<String>,
+        /// The card number: reduced to a keyed token, never stored.
         #[arg(long)]
         pan: Option<String>,
         #[arg(long, value_name = "FILE")]
@@ -81,6 +96,53 @@ enum CardCommand {
     },
     /// List issued cards.
     List {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Block a card: it still authenticates, and every payment is declined 62.
+    Block {
+        card_id: String,
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum MerchantCommand {
+    /// Register a merchant (or update it) and the terminals that may act for it.
+    Add {
+        merchant_id: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// A RADIUS client name from eapay.toml; repeat for several.
+        #[arg(long = "client", value_name = "NAME", required = true)]
+        clients: Vec<String>,
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// List merchants.
+    List {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TxnCommand {
+    /// Authorizations, newest first.
+    List {
+        #[arg(long)]
+        merchant: Option<String>,
+        #[arg(long)]
+        card: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// One authorization with its audit trail: by id, or MERCHANT:TRANSACTION.
+    Show {
+        id: String,
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
@@ -111,15 +173,19 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     match cli.command {
-        None => demo(),
-        Some(Command::Serve { config }) => serve(&Config::load(&config)?),
+        None => runtime.block_on(demo()),
+        Some(Command::Serve { config }) => runtime.block_on(serve(&Config::load(&config)?)),
         Some(Command::Init { data_dir, realm, radius_secret, radius_listen, diameter_listen, force }) => {
-            let done = admin::init(&InitOptions { data_dir, realm, radius_secret, radius_listen, diameter_listen, force })?;
+            let opts = InitOptions { data_dir, realm, radius_secret, radius_listen, diameter_listen, force };
+            let done = runtime.block_on(admin::init(&opts))?;
             println!("wrote {}", done.config_path.display());
             Ok(())
         }
-        Some(Command::Card { command }) => card(command),
+        Some(Command::Card { command }) => runtime.block_on(card(command)),
+        Some(Command::Merchant { command }) => runtime.block_on(merchant(command)),
+        Some(Command::Txn { command }) => runtime.block_on(txn(command)),
     }
 }
 
@@ -128,27 +194,237 @@ fn config_or_default(path: Option<PathBuf>) -> Result<Config> {
     Ok(Config::load(&path)?)
 }
 
-fn card(command: CardCommand) -> Result<()> {
+async fn card(command: CardCommand) -> Result<()> {
     match command {
-        CardCommand::Issue { method, card_file, eapol_test, limit, currency, confirmation, pin, pan, config } => {
+        CardCommand::Issue {
+            method,
+            card_file,
+            eapol_test,
+            limit,
+            currency,
+            confirmation,
+            expires,
+            pin,
+            pan,
+            config,
+        } => {
+            let currency = aaa_proto::currency::parse(&currency)
+                .with_context(|| format!("--currency {currency:?} is not an ISO 4217 currency"))?;
             let config = config_or_default(config)?;
-            let store = admin::open_store(&config)?;
-            let opts = IssueOptions { method, card_file: card_file.clone(), eapol_test, limit, currency, confirmation, pin, pan };
-            let card = admin::issue_card(&config, &store, &opts)?;
+            let ledger = admin::open_ledger(&config, None).await?;
+            let opts = IssueOptions {
+                method,
+                card_file: card_file.clone(),
+                eapol_test,
+                limit,
+                currency: currency.numeric,
+                confirmation,
+                pin,
+                pan,
+                expires,
+            };
+            let card = admin::issue_card(&config, &ledger, &opts).await;
+            ledger.close().await;
+            let card = card?;
             println!("issued {} card {} as {} -> {}", card.method, card.card_id, card.identity, card_file.display());
             Ok(())
         }
         CardCommand::List { config } => {
-            let config = config_or_default(config)?;
-            let store = admin::open_store(&config)?;
+            let ledger = admin::open_ledger(&config_or_default(config)?, None).await?;
+            let cards = ledger.cards().await;
+            ledger.close().await;
             let mut out = std::io::stdout().lock();
-            writeln!(out, "{:<22} {:<10} {:<8} {:<10}", "CARD", "METHOD", "STATUS", "CONFIRM")?;
-            for c in store.list()? {
-                writeln!(out, "{:<22} {:<10} {:<8} {:<10}", c.card_id, c.method.name(), format!("{:?}", c.status).to_lowercase(), format!("{:?}", c.confirmation).to_lowercase())?;
+            writeln!(
+                out,
+                "{:<22} {:<10} {:<8} {:<9} {:>14} {:>14} {:<8}",
+                "CARD", "METHOD", "STATUS", "CONFIRM", "LIMIT", "AVAILABLE", "EXPIRES"
+            )?;
+            for c in cards? {
+                let currency = aaa_proto::currency::by_numeric(u32::from(c.currency));
+                let money = |v: u64| currency.map_or(v.to_string(), |cur| aaa_proto::currency::format_amount(v, cur));
+                writeln!(
+                    out,
+                    "{:<22} {:<10} {:<8} {:<9} {:>14} {:>14} {:<8}",
+                    c.card_id,
+                    c.method.name(),
+                    c.status.name(),
+                    c.confirmation.name(),
+                    money(c.credit_limit),
+                    money(c.available),
+                    month_of(c.expires_at),
+                )?;
+            }
+            Ok(())
+        }
+        CardCommand::Block { card_id, config } => {
+            let ledger = admin::open_ledger(&config_or_default(config)?, None).await?;
+            let found = ledger.block_card(&card_id, "admin").await;
+            ledger.close().await;
+            if !found? {
+                anyhow::bail!("no card {card_id}");
+            }
+            println!("blocked {card_id}");
+            Ok(())
+        }
+    }
+}
+
+async fn merchant(command: MerchantCommand) -> Result<()> {
+    match command {
+        MerchantCommand::Add { merchant_id, name, clients, config } => {
+            let config = config_or_default(config)?;
+            if let Some(unknown) = clients.iter().find(|c| !config.radius.clients.iter().any(|k| &k.name == *c)) {
+                anyhow::bail!("--client {unknown:?} is not a radius client in the configuration");
+            }
+            let ledger = admin::open_ledger(&config, None).await?;
+            let name = name.unwrap_or_else(|| merchant_id.clone());
+            let done = ledger.add_merchant(&merchant_id, &name, &clients, "admin").await;
+            ledger.close().await;
+            done?;
+            println!("merchant {merchant_id} may be served by {}", clients.join(", "));
+            Ok(())
+        }
+        MerchantCommand::List { config } => {
+            let ledger = admin::open_ledger(&config_or_default(config)?, None).await?;
+            let merchants = ledger.merchants().await;
+            ledger.close().await;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{:<20} {:<24} {:<8} CLIENTS", "MERCHANT", "NAME", "STATUS")?;
+            for m in merchants? {
+                let status = if m.active { "active" } else { "inactive" };
+                writeln!(out, "{:<20} {:<24} {:<8} {}", m.merchant_id, m.name, status, m.clients.join(","))?;
             }
             Ok(())
         }
     }
+}
+
+async fn txn(command: TxnCommand) -> Result<()> {
+    match command {
+        TxnCommand::List { merchant, card, limit, config } => {
+            let ledger = admin::open_ledger(&config_or_default(config)?, None).await?;
+            let list = ledger.authorizations(&TxnFilter { merchant_id: merchant, card_id: card, limit }).await;
+            ledger.close().await;
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "{:>6} {:<12} {:<20} {:<22} {:>14} {:<10} {:<6}",
+                "ID", "MERCHANT", "TRANSACTION", "CARD", "AMOUNT", "STATUS", "CODE"
+            )?;
+            for a in list? {
+                let code = match (&a.approval_code, a.decline_code) {
+                    (Some(code), _) => code.clone(),
+                    (None, Some(d)) => format!("{d:02}"),
+                    (None, None) => String::new(),
+                };
+                writeln!(
+                    out,
+                    "{:>6} {:<12} {:<20} {:<22} {:>14} {:<10} {:<6}",
+                    a.id,
+                    a.merchant_id,
+                    a.transaction_id,
+                    a.card_id.as_deref().unwrap_or("-"),
+                    money(a.amount, a.currency),
+                    a.status.name(),
+                    code
+                )?;
+            }
+            Ok(())
+        }
+        TxnCommand::Show { id, config } => {
+            let config = config_or_default(config)?;
+            let key = match id.parse::<i64>() {
+                Ok(n) => TxnKey::Id(n),
+                Err(_) => match id.split_once(':') {
+                    Some((m, t)) => TxnKey::Merchant { merchant_id: m.to_string(), transaction_id: t.to_string() },
+                    None => anyhow::bail!("{id:?} is neither an authorization id nor MERCHANT:TRANSACTION"),
+                },
+            };
+            let ledger = admin::open_ledger(&config, None).await?;
+            let found = ledger.authorization(&key).await;
+            let found = match found {
+                Ok(Some(a)) => {
+                    let audit = ledger.audit(a.id).await;
+                    Ok(Some((a, audit)))
+                }
+                Ok(None) => Ok(None),
+                Err(e) => Err(e),
+            };
+            ledger.close().await;
+            let Some((a, audit)) = found? else { anyhow::bail!("no authorization {id}") };
+            let receipt_ok = match (&a.receipt, admin::load_public_key(&config.server.data_dir)) {
+                (Some(r), Ok(key)) => Some(key.verify(r).is_ok()),
+                _ => None,
+            };
+            print_authorization(&a, receipt_ok, &audit?)?;
+            Ok(())
+        }
+    }
+}
+
+fn print_authorization(a: &AuthorizationRecord, receipt_ok: Option<bool>, audit: &[AuditEntry]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "authorization {}", a.id)?;
+    writeln!(out, "  merchant         {}", a.merchant_id)?;
+    writeln!(out, "  transaction      {}", a.transaction_id)?;
+    writeln!(out, "  status           {}{}", a.status.name(), if a.tombstone { " (tombstone)" } else { "" })?;
+    writeln!(out, "  card             {}", a.card_id.as_deref().unwrap_or("-"))?;
+    writeln!(out, "  amount           {}", money(a.amount, a.currency))?;
+    writeln!(out, "  installments     {}", a.installments)?;
+    writeln!(out, "  method           {}", a.method)?;
+    writeln!(
+        out,
+        "  terminal         {} (nonce {}, time {} ms)",
+        a.client,
+        hex::encode(&a.terminal_nonce),
+        a.terminal_time_ms
+    )?;
+    if let Some(code) = &a.approval_code {
+        writeln!(out, "  approval code    {code}")?;
+    }
+    if let Some(code) = a.decline_code {
+        writeln!(out, "  decline          {code:02} {}", a.decline_reason.as_deref().unwrap_or(""))?;
+    }
+    writeln!(out, "  confirmation     {}", a.confirmation.name())?;
+    if let (Some(kind), Some(evidence)) = (&a.evidence_kind, &a.evidence) {
+        writeln!(out, "  evidence ({kind})  {}", hex::encode(evidence))?;
+    }
+    if let Some(receipt) = &a.receipt {
+        let verdict = match receipt_ok {
+            Some(true) => "verifies with issuer.pub",
+            Some(false) => "DOES NOT VERIFY with issuer.pub",
+            None => "issuer.pub not available",
+        };
+        writeln!(out, "  receipt          {} ({verdict})", hex::encode(receipt))?;
+    }
+    writeln!(out, "  created          {} ms, updated {} ms", a.created_at_ms, a.updated_at_ms)?;
+    writeln!(out, "audit")?;
+    for e in audit {
+        writeln!(out, "  {} {:<10} {:<22} {}", e.at_ms, e.actor, e.event, e.detail)?;
+    }
+    Ok(())
+}
+
+fn money(minor: u64, currency: u32) -> String {
+    match aaa_proto::currency::by_numeric(currency) {
+        Some(c) => aaa_proto::currency::format_amount(minor, c),
+        None => format!("{minor} ({currency})"),
+    }
+}
+
+/// `YYYY-MM` of a Unix time (the inverse of the issuance option).
+fn month_of(unix: u64) -> String {
+    let days = i64::try_from(unix / 86_400).unwrap_or(0);
+    // H. Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}")
 }
 
 fn init_logging() {
@@ -157,8 +433,15 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
 }
 
-fn serve(config: &Config) -> Result<()> {
-    serve_with(admin::open_store(config)?, config)
+async fn serve(config: &Config) -> Result<()> {
+    init_logging();
+    let signer = admin::load_signer(&config.server.data_dir)?;
+    let ledger = admin::open_ledger(config, Some(signer)).await?;
+    admin::register_merchants(&ledger, config, "config").await?;
+    let server = Server::bind(config, ledger).await?;
+    announce(&server)?;
+    server.run().await?;
+    Ok(())
 }
 
 /// The lines scripts and tests wait for, on stdout.
@@ -171,7 +454,7 @@ fn announce(server: &Server) -> Result<()> {
 }
 
 /// `eapay-server` with no arguments: a zero-config demo in ./eapay-data.
-fn demo() -> Result<()> {
+async fn demo() -> Result<()> {
     let data_dir = PathBuf::from(aaa_server::DEFAULT_DATA_DIR);
     let config_path = data_dir.join(admin::CONFIG_FILE);
     let cards_dir = data_dir.join("cards");
@@ -183,11 +466,12 @@ fn demo() -> Result<()> {
             radius_listen: admin::DEFAULT_RADIUS_LISTEN.parse()?,
             diameter_listen: admin::DEFAULT_DIAMETER_LISTEN.parse()?,
             force: false,
-        })?;
+        })
+        .await?;
     }
     let config = Config::load(&config_path)?;
-    let store = admin::open_store(&config)?;
     std::fs::create_dir_all(&cards_dir).with_context(|| format!("creating {}", cards_dir.display()))?;
+    let ledger = admin::open_ledger(&config, None).await?;
     for method in [CardMethod::Aka, CardMethod::AkaPrime] {
         let card_file = cards_dir.join(format!("demo-{}.json", method.name()));
         if !card_file.exists() {
@@ -196,28 +480,20 @@ fn demo() -> Result<()> {
                 method,
                 card_file,
                 eapol_test: Some(eapol),
-                limit: Some(500_000),
-                currency: Some(840),
+                limit: 500_000,
+                currency: 840,
+                // eapol_test is a standard peer: it cannot confirm.
                 confirmation: Confirmation::Optional,
                 pin: None,
                 pan: None,
+                expires: None,
             };
-            admin::issue_card(&config, &store, &opts)?;
+            admin::issue_card(&config, &ledger, &opts).await?;
         }
     }
+    ledger.close().await;
     print_demo_help(&config, &cards_dir);
-    serve_with(store, &config)
-}
-
-fn serve_with(store: aaa_server::cards::FileCardStore, config: &Config) -> Result<()> {
-    init_logging();
-    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
-    runtime.block_on(async {
-        let server = Server::bind(config, store).await?;
-        announce(&server)?;
-        server.run().await?;
-        Ok(())
-    })
+    serve(&config).await
 }
 
 fn print_demo_help(config: &Config, cards_dir: &Path) {
@@ -225,10 +501,48 @@ fn print_demo_help(config: &Config, cards_dir: &Path) {
     let port = config.radius.auth_listen.port();
     println!("eapay demo payment server (realm {})", config.server.realm);
     println!("  data directory   {}", config.server.data_dir.display());
-    println!("  RADIUS           auth {}  acct {}  secret {secret}", config.radius.auth_listen, config.radius.acct_listen);
+    println!(
+        "  RADIUS           auth {}  acct {}  secret {secret}",
+        config.radius.auth_listen, config.radius.acct_listen
+    );
     println!("  demo cards       {}/demo-aka.json, demo-aka-prime.json", cards_dir.display());
-    println!("Authenticate a demo card with eapol_test (scripts/build-eapol-test.sh builds one with the USIM simulator):");
+    println!(
+        "Authenticate a demo card with eapol_test (scripts/build-eapol-test.sh builds one with the USIM simulator):"
+    );
+    let vendor = format!("{:08x}", config.server.vendor_id);
     for m in ["aka", "aka-prime"] {
-        println!("  .tools/bin/eapol_test -c {}/demo-{m}.eapol.conf -a 127.0.0.1 -p {port} -s {secret}", cards_dir.display());
+        println!(
+            "  .tools/bin/eapol_test -c {}/demo-{m}.eapol.conf -a 127.0.0.1 -p {port} -s {secret} \\\n    {}",
+            cards_dir.display(),
+            demo_payment_args(&vendor)
+        );
     }
+}
+
+/// eapol_test `-N` arguments for a 12.50 USD payment to the demo merchant
+/// (a fresh transaction id, nonce and time each time the demo starts).
+fn demo_payment_args(vendor: &str) -> String {
+    let details = aaa_proto::payment::PaymentDetails {
+        transaction_id: format!("DEMO-{}", hex::encode(rand::random::<[u8; 4]>())),
+        merchant_id: admin::DEMO_MERCHANT.into(),
+        amount: 1250,
+        currency: 840,
+        installments: 0,
+        terminal_nonce: rand::random(),
+        terminal_time_ms: aaa_server::payment::now_ms(),
+    };
+    eapol_test_vsas(&details.canonical(), vendor).join(" ")
+}
+
+/// The canonical details are the sub-attributes themselves (type, length,
+/// value): each becomes one Vendor-Specific for eapol_test `-N`.
+fn eapol_test_vsas(canonical: &[u8], vendor: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = canonical;
+    while let [_, len, ..] = *rest {
+        let (tlv, tail) = rest.split_at(usize::from(len).clamp(2, rest.len()));
+        out.push(format!("-N 26:x:{vendor}{}", hex::encode(tlv)));
+        rest = tail;
+    }
+    out
 }

@@ -7,23 +7,23 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 use tracing::info;
 
-use crate::cards::FileCardStore;
 use crate::config::Config;
 use crate::eap::{Conversations, EapPolicy};
 use crate::error::ServerError;
+use crate::ledger::SqlLedger;
 use crate::radius::clients::Clients;
 use crate::radius::{self, Port, Shared};
 
 /// A bound, not yet running server.
 pub struct Server {
-    shared: Arc<Shared<FileCardStore>>,
+    shared: Arc<Shared<SqlLedger>>,
     auth: Arc<UdpSocket>,
     acct: Arc<UdpSocket>,
 }
 
 impl Server {
-    /// Binds the sockets of `config` with `store`.
-    pub async fn bind(config: &Config, store: FileCardStore) -> Result<Self, ServerError> {
+    /// Binds the sockets of `config`, serving from `ledger`.
+    pub async fn bind(config: &Config, ledger: SqlLedger) -> Result<Self, ServerError> {
         let bind = |addr: SocketAddr| async move {
             UdpSocket::bind(addr)
                 .await
@@ -32,11 +32,12 @@ impl Server {
         };
         let auth = bind(config.radius.auth_listen).await?;
         let acct = bind(config.radius.acct_listen).await?;
-        let conversations = Conversations::new(Duration::from_secs(config.eap.session_timeout_secs), config.eap.max_sessions);
+        let conversations =
+            Conversations::new(Duration::from_secs(config.eap.session_timeout_secs), config.eap.max_sessions);
         let policy = EapPolicy { realm: config.server.realm.clone(), result_indication: config.eap.result_indication };
         let shared = Arc::new(Shared::new(
             Clients::new(&config.radius.clients),
-            store,
+            ledger,
             conversations,
             Duration::from_secs(config.radius.duplicate_window_secs),
             policy,
@@ -71,8 +72,14 @@ impl Server {
         auth.abort();
         acct.abort();
         sweeper.abort();
-        let counters: Vec<String> =
-            self.shared.counters.snapshot().into_iter().filter(|(_, v)| *v > 0).map(|(k, v)| format!("{k}={v}")).collect();
+        let counters: Vec<String> = self
+            .shared
+            .counters
+            .snapshot()
+            .into_iter()
+            .filter(|(_, v)| *v > 0)
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         info!(counters = %counters.join(" "), "stopped");
         Ok(())
     }

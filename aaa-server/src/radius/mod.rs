@@ -9,6 +9,7 @@
 
 pub mod clients;
 pub mod duplicates;
+mod settlement;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -20,9 +21,10 @@ use tokio::net::UdpSocket;
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
-use crate::cards::CardStore;
 use crate::counters::{bump, Counters, LogLimiter};
-use crate::eap::{self, Conversations, EapPolicy, Outcome};
+use crate::eap::{self, Conversations, EapPolicy, Outcome, Pending};
+use crate::ledger::{Ledger, Outcome as Decision};
+use crate::payment::{self, Claim, Context, PaymentAnswer};
 use clients::{Client, Clients};
 use duplicates::{DuplicateCache, RequestKey, Seen};
 
@@ -38,9 +40,9 @@ pub enum Port {
 }
 
 /// Everything the request path shares.
-pub struct Shared<S> {
+pub struct Shared<L> {
     pub clients: Clients,
-    pub store: S,
+    pub ledger: L,
     pub conversations: Conversations,
     pub duplicates: DuplicateCache,
     pub policy: EapPolicy,
@@ -50,11 +52,11 @@ pub struct Shared<S> {
     in_flight: Arc<Semaphore>,
 }
 
-impl<S: CardStore> Shared<S> {
+impl<L: Ledger> Shared<L> {
     /// Assembles the shared state.
     pub fn new(
         clients: Clients,
-        store: S,
+        ledger: L,
         conversations: Conversations,
         duplicate_window: Duration,
         policy: EapPolicy,
@@ -62,7 +64,7 @@ impl<S: CardStore> Shared<S> {
     ) -> Self {
         Self {
             clients,
-            store,
+            ledger,
             conversations,
             duplicates: DuplicateCache::new(duplicate_window, 1 << 20),
             policy,
@@ -82,7 +84,7 @@ impl<S: CardStore> Shared<S> {
 }
 
 /// Receives on `socket` forever, one task per datagram.
-pub async fn serve<S: CardStore>(socket: Arc<UdpSocket>, port: Port, shared: Arc<Shared<S>>) {
+pub async fn serve<L: Ledger>(socket: Arc<UdpSocket>, port: Port, shared: Arc<Shared<L>>) {
     // One byte more than the largest legal packet, to see oversize ones.
     let mut buf = vec![0u8; radius::MAX_PACKET_LEN + 1];
     loop {
@@ -113,7 +115,7 @@ pub async fn serve<S: CardStore>(socket: Arc<UdpSocket>, port: Port, shared: Arc
 }
 
 /// Processes one datagram; returns the reply to send, if any.
-pub async fn handle<S: CardStore>(shared: &Shared<S>, port: Port, source: SocketAddr, datagram: &[u8]) -> Option<Vec<u8>> {
+pub async fn handle<L: Ledger>(shared: &Shared<L>, port: Port, source: SocketAddr, datagram: &[u8]) -> Option<Vec<u8>> {
     let c = &shared.counters;
     bump(&c.requests);
     let Some(client) = shared.clients.find(source.ip()) else {
@@ -171,7 +173,7 @@ pub async fn handle<S: CardStore>(shared: &Shared<S>, port: Port, source: Socket
     }
     let reply = match request.code {
         Code::AccessRequest => access_request(shared, client, source.ip(), &request).await,
-        _ => accounting_request(shared, client, &request),
+        _ => accounting_request(shared, client, &request).await,
     };
     match reply {
         Ok(reply) => {
@@ -189,7 +191,7 @@ pub async fn handle<S: CardStore>(shared: &Shared<S>, port: Port, source: Socket
     }
 }
 
-fn sign<S>(shared: &Shared<S>, client: &Client, request: &Packet, reply: Packet) -> Option<Vec<u8>> {
+fn sign<L>(shared: &Shared<L>, client: &Client, request: &Packet, reply: Packet) -> Option<Vec<u8>> {
     match radius::encode_response_to(&reply, request.code, &request.authenticator, &client.secret) {
         Ok(bytes) => Some(bytes),
         Err(e) => {
@@ -200,15 +202,32 @@ fn sign<S>(shared: &Shared<S>, client: &Client, request: &Packet, reply: Packet)
     }
 }
 
-fn accounting_request<S>(shared: &Shared<S>, client: &Client, request: &Packet) -> Result<Option<Vec<u8>>, crate::error::ServerError> {
-    // Payment settlement over accounting comes with the ledger; until then
-    // every well-formed, authentic Accounting-Request is acknowledged.
+async fn accounting_request<L: Ledger>(
+    shared: &Shared<L>,
+    client: &Client,
+    request: &Packet,
+) -> Result<Option<Vec<u8>>, crate::error::ServerError> {
+    let mut reply = Packet::reply_to(request, Code::AccountingResponse);
+    // Accounting without a settlement action is ordinary session accounting:
+    // acknowledged, nothing to record.
+    if let Some(result) = settlement::settlement_of(request, shared.vendor_id, client) {
+        let refusal = match result {
+            Ok(settlement) => settlement::settle(&shared.ledger, client, settlement).await?,
+            Err(refusal) => Some(refusal),
+        };
+        if let Some(decline) = refusal {
+            // An Accounting-Response carries no Reply-Message (RFC 2866 §5);
+            // the refusal travels in the vendor attributes.
+            push_vendor(&mut reply, shared.vendor_id, eapay::DECLINE_CODE, &decline.code.value().to_be_bytes());
+            push_vendor(&mut reply, shared.vendor_id, eapay::DECLINE_REASON, decline.reason.as_bytes());
+        }
+    }
     bump(&shared.counters.accounting_responses);
-    Ok(sign(shared, client, request, Packet::reply_to(request, Code::AccountingResponse)))
+    Ok(sign(shared, client, request, reply))
 }
 
-async fn access_request<S: CardStore>(
-    shared: &Shared<S>,
+async fn access_request<L: Ledger>(
+    shared: &Shared<L>,
     client: &Client,
     nas: IpAddr,
     request: &Packet,
@@ -226,9 +245,13 @@ async fn access_request<S: CardStore>(
         }
         return Ok(reject(shared, client, request, Some(&eap_packet), "malformed EAP-Message"));
     }
-    let (session, state) = match request.get(rfc::STATE) {
+    let claim = Claim::from_packet(request, shared.vendor_id);
+    let (pending, state) = match request.get(rfc::STATE) {
         Some(state) => match shared.conversations.take(state, nas) {
-            Some(conv) => (conv.session, state.try_into().ok()),
+            Some(mut conv) => {
+                conv.pending.claim = std::mem::replace(&mut conv.pending.claim, Claim::AuthOnly).merge(claim);
+                (conv.pending, state.try_into().ok())
+            }
             None => {
                 bump(&c.eap_unknown_state);
                 return Ok(reject(shared, client, request, Some(&eap_packet), "unknown or expired State"));
@@ -237,12 +260,13 @@ async fn access_request<S: CardStore>(
         None => {
             // Start the server's identifiers after the NAS's identity exchange.
             let first_id = eap_packet.get(1).map_or(1, |id| id.wrapping_add(1));
-            (eap_methods::server::ServerSession::new(first_id), None)
+            (Pending::new(first_id, claim), None)
         }
     };
-    match eap::drive(&shared.policy, &shared.store, session, &eap_packet).await? {
-        Outcome::Challenge(eap_request, session) => {
-            let Ok(state) = shared.conversations.put(session, nas) else {
+    let ctx = Context { client: &client.name, now_ms: payment::now_ms() };
+    match eap::drive(&shared.policy, &shared.ledger, &ctx, pending, &eap_packet).await? {
+        Outcome::Challenge(eap_request, pending) => {
+            let Ok(state) = shared.conversations.put(pending, nas) else {
                 bump(&c.eap_table_full);
                 return Ok(reject(shared, client, request, None, "server busy"));
             };
@@ -252,33 +276,37 @@ async fn access_request<S: CardStore>(
             push(&mut reply, rfc::STATE, &state);
             Ok(sign(shared, client, request, reply))
         }
-        Outcome::Accept { eap, keys, method, identity } => {
+        Outcome::Accept { eap, keys, method, identity, answer } => {
             bump(&c.access_accepts);
-            info!(client = %client.name, %method, identity, "authenticated");
+            info!(client = %client.name, %method, identity, transaction = answer.transaction_id.as_deref().unwrap_or("-"), "approved");
             let mut reply = Packet::reply_to(request, Code::AccessAccept);
             reply.push_eap_message(&eap);
             if let Err(e) = radius::push_mppe_keys(&mut reply, &keys.msk, &client.secret, &request.authenticator) {
                 warn!(error = %e, "MPPE keys");
             }
-            if let Err(e) = reply.push_vendor(shared.vendor_id, eapay::AUTH_METHOD, method.name().as_bytes()) {
-                warn!(error = %e, "Eapay-Auth-Method");
-            }
+            push_vendor(&mut reply, shared.vendor_id, eapay::AUTH_METHOD, method.name().as_bytes());
+            push_answer(&mut reply, shared.vendor_id, &answer);
             Ok(sign(shared, client, request, reply))
         }
-        Outcome::Reject { eap, reason } => {
-            info!(client = %client.name, %reason, "authentication failed");
+        Outcome::Reject { eap, reason, answer } => {
             bump(&c.access_rejects);
+            let (code, why) = match &answer.outcome {
+                Decision::Declined(d) => (d.code.value(), d.reason.as_str()),
+                Decision::Approved { .. } => (0, "approved"),
+            };
+            info!(client = %client.name, %reason, decline = code, why, transaction = answer.transaction_id.as_deref().unwrap_or("-"), "declined");
             let mut reply = Packet::reply_to(request, Code::AccessReject);
             reply.push_eap_message(&eap);
-            push(&mut reply, rfc::REPLY_MESSAGE, b"authentication failed");
+            push(&mut reply, rfc::REPLY_MESSAGE, why.as_bytes());
+            push_answer(&mut reply, shared.vendor_id, &answer);
             Ok(sign(shared, client, request, reply))
         }
-        Outcome::Discard(why, session) => {
+        Outcome::Discard(why, pending) => {
             bump(&c.eap_discarded);
             debug!(client = %client.name, why, "EAP packet discarded");
             if let Some(state) = state {
-                if !session.is_done() {
-                    shared.conversations.restore(state, session, nas);
+                if !pending.session.is_done() {
+                    shared.conversations.restore(state, pending, nas);
                 }
             }
             Ok(None)
@@ -287,7 +315,7 @@ async fn access_request<S: CardStore>(
 }
 
 /// Access-Reject with EAP-Failure (identifier of the peer's packet, if any).
-fn reject<S>(shared: &Shared<S>, client: &Client, request: &Packet, eap: Option<&[u8]>, why: &str) -> Option<Vec<u8>> {
+fn reject<L>(shared: &Shared<L>, client: &Client, request: &Packet, eap: Option<&[u8]>, why: &str) -> Option<Vec<u8>> {
     bump(&shared.counters.access_rejects);
     let mut reply = Packet::reply_to(request, Code::AccessReject);
     if let Some(eap) = eap {
@@ -298,6 +326,34 @@ fn reject<S>(shared: &Shared<S>, client: &Client, request: &Packet, eap: Option<
     }
     push(&mut reply, rfc::REPLY_MESSAGE, why.as_bytes());
     sign(shared, client, request, reply)
+}
+
+/// The approval or decline attributes (DESIGN.md §3) of an answer.
+fn push_answer(reply: &mut Packet, vendor_id: u32, answer: &PaymentAnswer) {
+    if let Some(txn) = &answer.transaction_id {
+        push_vendor(reply, vendor_id, eapay::TRANSACTION_ID, txn.as_bytes());
+    }
+    match &answer.outcome {
+        Decision::Approved { approval_code, approved_amount, receipt } => {
+            push_vendor(reply, vendor_id, eapay::APPROVAL_CODE, approval_code.as_bytes());
+            push_vendor(reply, vendor_id, eapay::APPROVED_AMOUNT, &approved_amount.to_be_bytes());
+            if let Err(e) = aaa_proto::payment::push_split(reply, vendor_id, eapay::RECEIPT, receipt) {
+                warn!(error = %e, "Eapay-Receipt not added");
+            }
+        }
+        Decision::Declined(d) => {
+            push_vendor(reply, vendor_id, eapay::DECLINE_CODE, &d.code.value().to_be_bytes());
+            push_vendor(reply, vendor_id, eapay::DECLINE_REASON, d.reason.as_bytes());
+        }
+    }
+    push_vendor(reply, vendor_id, eapay::CARD_CONFIRMATION, &answer.confirmation.value().to_be_bytes());
+}
+
+fn push_vendor(reply: &mut Packet, vendor_id: u32, kind: u8, value: &[u8]) {
+    // Values here are ours and bounded (reasons are short, ids <= 64).
+    if let Err(e) = reply.push_vendor(vendor_id, kind, value) {
+        warn!(kind, error = %e, "vendor attribute not added");
+    }
 }
 
 fn push(reply: &mut Packet, kind: u8, value: &[u8]) {

@@ -1,0 +1,404 @@
+//! Authorizations: the decision transaction (permission, duplicates, the
+//! checks of `decision.rs`, recording) and reading rows back.
+
+use aaa_proto::dictionary::eapay::{CardConfirmation, DeclineCode};
+use aaa_proto::payment::PaymentDetails;
+use aaa_proto::receipt::{IssuerSigningKey, ReceiptBody};
+use rand::rngs::OsRng;
+use rand::Rng;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use super::audit;
+use super::cards;
+use super::db::{to_i64, to_u64, wire_from_i64, wire_to_i64, Db};
+use super::decision::{self, History};
+use super::model::{
+    Attempt, AuthorizationRecord, AuthorizationStatus, Decision, Decline, Outcome, PaymentPolicy, TxnFilter, TxnKey,
+};
+use crate::error::ServerError;
+
+/// What the decision transaction needs besides the database.
+pub struct Context<'a> {
+    pub db: &'a Db,
+    pub policy: &'a PaymentPolicy,
+    pub signer: Option<&'a IssuerSigningKey>,
+}
+
+/// The contract's decision order, inside the caller's transaction.
+pub async fn authorize(
+    ctx: &Context<'_>,
+    conn: &mut AnyConnection,
+    attempt: &Attempt,
+) -> Result<Decision, ServerError> {
+    let d = &attempt.details;
+    let now = to_i64(attempt.now_ms, "time")?;
+    let line = |event, authorization_id, detail| audit::Line {
+        at_ms: now,
+        actor: &attempt.client,
+        event,
+        authorization_id,
+        card_id: attempt.card_id.as_deref(),
+        merchant_id: Some(&d.merchant_id),
+        transaction_id: Some(&d.transaction_id),
+        detail,
+    };
+    let unrecorded = |decline: Decline, authorization_id, repeated| Decision {
+        authorization_id,
+        outcome: Outcome::Declined(decline),
+        confirmation: attempt.confirmation,
+        repeated,
+    };
+
+    // 1. Nothing is recorded for a client acting for someone else's merchant:
+    // it must not burn that merchant's transaction ids.
+    if !super::merchants::may_act(conn, &attempt.client, &d.merchant_id).await? {
+        let why = format!("client {} may not act for merchant {}", attempt.client, d.merchant_id);
+        audit::append(conn, line("authorization not permitted", None, why.clone())).await?;
+        return Ok(unrecorded(Decline::new(DeclineCode::NotPermitted, why), None, false));
+    }
+
+    // 2. The transaction id is known already.
+    let canonical = d.canonical();
+    if let Some(earlier) = find(conn, &TxnKey::merchant(&d.merchant_id, &d.transaction_id)).await? {
+        if earlier.tombstone {
+            let why = "reversed before it arrived";
+            audit::append(conn, line("late original after reversal", Some(earlier.id), why.into())).await?;
+            return Ok(unrecorded(Decline::new(DeclineCode::InvalidTransaction, why), None, false));
+        }
+        // Only the card the original was recorded against gets its answer again;
+        // an original without a card (failed authentication) was a decline for anyone.
+        let same_card = earlier.card_id.is_none() || earlier.card_id == attempt.card_id;
+        if earlier.details != canonical || !same_card {
+            let why =
+                if same_card { "same transaction id, different details" } else { "same transaction id, other card" };
+            audit::append(conn, line("duplicate transaction", Some(earlier.id), why.into())).await?;
+            return Ok(unrecorded(Decline::new(DeclineCode::DuplicateTransaction, why), None, false));
+        }
+        return repeat(conn, attempt, earlier, now).await;
+    }
+
+    // 3. Everything from here is recorded.
+    let card = match &attempt.card_id {
+        Some(id) => cards::snapshot(ctx.db, conn, id).await?,
+        None => None,
+    };
+    let history = History {
+        nonce_seen: nonce_seen(conn, d, attempt.now_ms.saturating_sub(decision::nonce_memory_ms(ctx.policy))).await?,
+        recent_approvals: match (&attempt.card_id, &card) {
+            (Some(id), Some(_)) => {
+                recent_approvals(conn, id, attempt.now_ms.saturating_sub(ctx.policy.velocity_window_ms)).await?
+            }
+            _ => 0,
+        },
+    };
+    // An unknown card id cannot be stored (foreign key); the audit line keeps what was claimed.
+    let known_card = card.as_ref().and(attempt.card_id.as_deref());
+    let verdict =
+        decision::decide(d, attempt.pre_declined.as_ref(), card.as_ref(), &history, ctx.policy, attempt.now_ms);
+    let row = NewRow { attempt, details: &canonical, card_id: known_card, now };
+    match verdict {
+        Err(decline) => {
+            let id = row.insert_declined(conn, &decline).await?;
+            let detail = format!(
+                "code={} reason={:?} amount={} currency={} card={}",
+                decline.code.value(),
+                decline.reason,
+                d.amount,
+                d.currency,
+                attempt.card_id.as_deref().unwrap_or("-")
+            );
+            audit::append(conn, line("authorization declined", Some(id), detail)).await?;
+            Ok(Decision {
+                authorization_id: Some(id),
+                outcome: Outcome::Declined(decline),
+                confirmation: attempt.confirmation,
+                repeated: false,
+            })
+        }
+        Ok(()) => {
+            // decide() approved, so the card is known.
+            let card_id = known_card.ok_or_else(|| ServerError::Ledger("approval without a card".into()))?;
+            let amount = to_i64(d.amount, "amount")?;
+            cards::adjust_available(conn, card_id, -amount).await?;
+            let approval_code = unused_approval_code(conn).await?;
+            let receipt = match ctx.signer {
+                Some(signer) => signer
+                    .sign(&ReceiptBody {
+                        approval_code: approval_code.clone(),
+                        transaction_id: d.transaction_id.clone(),
+                        merchant_id: d.merchant_id.clone(),
+                        card_id: card_id.to_string(),
+                        amount: d.amount,
+                        // decide() accepted it as an ISO 4217 code, all of which fit u16.
+                        currency: u16::try_from(d.currency)
+                            .map_err(|_| ServerError::Ledger(format!("currency {} out of range", d.currency)))?,
+                        authorized_at_ms: attempt.now_ms,
+                    })
+                    .map_err(|e| ServerError::Ledger(format!("signing the receipt: {e}")))?,
+                None => Vec::new(),
+            };
+            let id = row.insert_approved(conn, &approval_code, &receipt).await?;
+            let detail = format!("code={approval_code} amount={} currency={} card={card_id}", d.amount, d.currency);
+            audit::append(conn, line("authorization approved", Some(id), detail)).await?;
+            Ok(Decision {
+                authorization_id: Some(id),
+                outcome: Outcome::Approved { approval_code, approved_amount: d.amount, receipt },
+                confirmation: attempt.confirmation,
+                repeated: false,
+            })
+        }
+    }
+}
+
+/// The same request again: its original answer, never a second charge.
+/// A reversed authorization answers 12 like a tombstone (the terminal already
+/// cancelled it), and a retry whose card failed this time gets its own
+/// decline rather than the stored approval.
+async fn repeat(
+    conn: &mut AnyConnection,
+    attempt: &Attempt,
+    earlier: AuthorizationRecord,
+    now: i64,
+) -> Result<Decision, ServerError> {
+    let d = &attempt.details;
+    let (event, outcome, repeated) = match (&earlier.status, &earlier.approval_code, &attempt.pre_declined) {
+        (AuthorizationStatus::Declined, _, _) => {
+            let code = earlier.decline_code.and_then(DeclineCode::from_value).unwrap_or(DeclineCode::DoNotHonor);
+            let decline = Decline::new(code, earlier.decline_reason.clone().unwrap_or_default());
+            ("repeated request", Outcome::Declined(decline), true)
+        }
+        (_, _, Some(pre)) => ("repeated request refused", Outcome::Declined(pre.clone()), false),
+        (AuthorizationStatus::Reversed, _, _) => (
+            "repeated request",
+            Outcome::Declined(Decline::new(DeclineCode::InvalidTransaction, "authorization was reversed")),
+            true,
+        ),
+        (_, Some(code), _) => (
+            "repeated request",
+            Outcome::Approved {
+                approval_code: code.clone(),
+                approved_amount: earlier.amount,
+                receipt: earlier.receipt.clone().unwrap_or_default(),
+            },
+            true,
+        ),
+        (_, None, _) => return Err(ServerError::Ledger(format!("authorization {} has no approval code", earlier.id))),
+    };
+    let detail = match &outcome {
+        Outcome::Approved { approval_code, .. } => format!("status={} code={approval_code}", earlier.status.name()),
+        Outcome::Declined(decline) => format!("status={} decline={}", earlier.status.name(), decline.code.value()),
+    };
+    let line = audit::Line {
+        at_ms: now,
+        actor: &attempt.client,
+        event,
+        authorization_id: Some(earlier.id),
+        card_id: attempt.card_id.as_deref(),
+        merchant_id: Some(&d.merchant_id),
+        transaction_id: Some(&d.transaction_id),
+        detail,
+    };
+    audit::append(conn, line).await?;
+    let confirmation = if repeated { earlier.confirmation } else { attempt.confirmation };
+    Ok(Decision { authorization_id: Some(earlier.id), outcome, confirmation, repeated })
+}
+
+/// The columns every insert fills from the attempt.
+struct NewRow<'a> {
+    attempt: &'a Attempt,
+    details: &'a [u8],
+    card_id: Option<&'a str>,
+    now: i64,
+}
+
+const INSERT: &str = "INSERT INTO authorizations (merchant_id, transaction_id, card_id, amount, currency, installments,
+        terminal_nonce, terminal_time_ms, details, status, approval_code, decline_code, decline_reason, method,
+        confirmation, evidence_kind, evidence, receipt, tombstone, client, created_at_ms, updated_at_ms)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, 0, $19, $20, $21)
+     RETURNING id";
+
+impl NewRow<'_> {
+    async fn insert_declined(&self, conn: &mut AnyConnection, decline: &Decline) -> Result<i64, ServerError> {
+        self.insert(conn, AuthorizationStatus::Declined, None, Some(decline), None).await
+    }
+
+    async fn insert_approved(&self, conn: &mut AnyConnection, code: &str, receipt: &[u8]) -> Result<i64, ServerError> {
+        let receipt = (!receipt.is_empty()).then_some(receipt);
+        self.insert(conn, AuthorizationStatus::Approved, Some(code), None, receipt).await
+    }
+
+    async fn insert(
+        &self,
+        conn: &mut AnyConnection,
+        status: AuthorizationStatus,
+        approval_code: Option<&str>,
+        decline: Option<&Decline>,
+        receipt: Option<&[u8]>,
+    ) -> Result<i64, ServerError> {
+        let d: &PaymentDetails = &self.attempt.details;
+        let evidence = self.attempt.evidence.as_ref();
+        let row = sqlx::query(INSERT)
+            .bind(d.merchant_id.as_str())
+            .bind(d.transaction_id.as_str())
+            .bind(self.card_id)
+            .bind(wire_to_i64(d.amount))
+            .bind(i64::from(d.currency))
+            .bind(i64::from(d.installments))
+            .bind(d.terminal_nonce.as_slice())
+            .bind(wire_to_i64(d.terminal_time_ms))
+            .bind(self.details)
+            .bind(status.name())
+            .bind(approval_code)
+            .bind(decline.map(|x| i64::from(x.code.value())))
+            .bind(decline.map(|x| x.reason.as_str()))
+            .bind(self.attempt.method)
+            .bind(i64::from(self.attempt.confirmation.value()))
+            .bind(evidence.map(|e| e.kind))
+            .bind(evidence.map(|e| e.bytes.as_slice()))
+            .bind(receipt)
+            .bind(self.attempt.client.as_str())
+            .bind(self.now)
+            .bind(self.now)
+            .fetch_one(conn)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+}
+
+async fn nonce_seen(conn: &mut AnyConnection, d: &PaymentDetails, since_ms: u64) -> Result<bool, ServerError> {
+    let row = sqlx::query(
+        "SELECT id FROM authorizations WHERE merchant_id = $1 AND terminal_nonce = $2 AND created_at_ms >= $3 LIMIT 1",
+    )
+    .bind(d.merchant_id.as_str())
+    .bind(d.terminal_nonce.to_vec())
+    .bind(to_i64(since_ms, "time")?)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.is_some())
+}
+
+/// Approvals of the card in the window; a later reversal or refund does not
+/// take an attempt back out of the count.
+async fn recent_approvals(conn: &mut AnyConnection, card_id: &str, since_ms: u64) -> Result<u64, ServerError> {
+    let row = sqlx::query(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM authorizations
+         WHERE card_id = $1 AND status IN ('approved', 'captured', 'reversed', 'refunded') AND created_at_ms >= $2",
+    )
+    .bind(card_id)
+    .bind(to_i64(since_ms, "time")?)
+    .fetch_one(conn)
+    .await?;
+    to_u64(row.try_get(0)?, "count")
+}
+
+const CODE_ALPHABET: &[u8; 36] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+
+/// Six characters A-Z0-9 from the OS RNG, not yet used by any authorization.
+async fn unused_approval_code(conn: &mut AnyConnection) -> Result<String, ServerError> {
+    // 36^6 ≈ 2.2e9 codes: a collision is rare, eight in a row means something is wrong.
+    for _ in 0..8 {
+        let code: String = (0..6).map(|_| char::from(CODE_ALPHABET[OsRng.gen_range(0..CODE_ALPHABET.len())])).collect();
+        let taken = sqlx::query("SELECT id FROM authorizations WHERE approval_code = $1")
+            .bind(code.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+        if taken.is_none() {
+            return Ok(code);
+        }
+    }
+    Err(ServerError::Ledger("no unused approval code found".into()))
+}
+
+const COLUMNS: &str = "id, merchant_id, transaction_id, card_id, amount, currency, installments, terminal_nonce,
+    terminal_time_ms, details, status, approval_code, decline_code, decline_reason, method, confirmation,
+    evidence_kind, evidence, receipt, tombstone, client, created_at_ms, updated_at_ms";
+
+impl TxnKey {
+    pub fn merchant(merchant_id: &str, transaction_id: &str) -> Self {
+        Self::Merchant { merchant_id: merchant_id.to_string(), transaction_id: transaction_id.to_string() }
+    }
+}
+
+pub async fn find(conn: &mut AnyConnection, key: &TxnKey) -> Result<Option<AuthorizationRecord>, ServerError> {
+    let row = match key {
+        TxnKey::Id(id) => {
+            sqlx::query(&format!("SELECT {COLUMNS} FROM authorizations WHERE id = $1"))
+                .bind(*id)
+                .fetch_optional(conn)
+                .await?
+        }
+        TxnKey::Merchant { merchant_id, transaction_id } => {
+            sqlx::query(&format!("SELECT {COLUMNS} FROM authorizations WHERE merchant_id = $1 AND transaction_id = $2"))
+                .bind(merchant_id.as_str())
+                .bind(transaction_id.as_str())
+                .fetch_optional(conn)
+                .await?
+        }
+    };
+    row.as_ref().map(record).transpose()
+}
+
+/// Newest first.
+pub async fn list(conn: &mut AnyConnection, filter: &TxnFilter) -> Result<Vec<AuthorizationRecord>, ServerError> {
+    let mut sql = format!("SELECT {COLUMNS} FROM authorizations");
+    let mut conditions = Vec::new();
+    if filter.merchant_id.is_some() {
+        conditions.push(format!("merchant_id = ${}", conditions.len() + 1));
+    }
+    if filter.card_id.is_some() {
+        conditions.push(format!("card_id = ${}", conditions.len() + 1));
+    }
+    if !conditions.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conditions.join(" AND "));
+    }
+    sql.push_str(&format!(" ORDER BY id DESC LIMIT ${}", conditions.len() + 1));
+    let mut q = sqlx::query(&sql);
+    if let Some(m) = &filter.merchant_id {
+        q = q.bind(m.as_str());
+    }
+    if let Some(c) = &filter.card_id {
+        q = q.bind(c.as_str());
+    }
+    let limit = if filter.limit == 0 { i64::MAX } else { i64::from(filter.limit) };
+    let rows = q.bind(limit).fetch_all(conn).await?;
+    rows.iter().map(record).collect()
+}
+
+fn record(row: &AnyRow) -> Result<AuthorizationRecord, ServerError> {
+    let id: i64 = row.try_get("id")?;
+    let bad = |what: &str| ServerError::Ledger(format!("authorization {id}: stored {what} is invalid"));
+    let small = |column: &str| -> Result<u32, ServerError> {
+        u32::try_from(row.try_get::<i64, _>(column)?).map_err(|_| bad(column))
+    };
+    let status: String = row.try_get("status")?;
+    Ok(AuthorizationRecord {
+        id,
+        merchant_id: row.try_get("merchant_id")?,
+        transaction_id: row.try_get("transaction_id")?,
+        card_id: row.try_get("card_id")?,
+        amount: wire_from_i64(row.try_get("amount")?),
+        currency: small("currency")?,
+        installments: small("installments")?,
+        terminal_nonce: row.try_get("terminal_nonce")?,
+        terminal_time_ms: wire_from_i64(row.try_get("terminal_time_ms")?),
+        details: row.try_get("details")?,
+        status: AuthorizationStatus::from_name(&status).ok_or_else(|| bad("status"))?,
+        approval_code: row.try_get("approval_code")?,
+        decline_code: row
+            .try_get::<Option<i64>, _>("decline_code")?
+            .map(|c| u32::try_from(c).map_err(|_| bad("decline code")))
+            .transpose()?,
+        decline_reason: row.try_get("decline_reason")?,
+        method: row.try_get("method")?,
+        confirmation: CardConfirmation::from_value(small("confirmation")?).ok_or_else(|| bad("confirmation"))?,
+        evidence_kind: row.try_get("evidence_kind")?,
+        evidence: row.try_get("evidence")?,
+        receipt: row.try_get("receipt")?,
+        tombstone: row.try_get::<i64, _>("tombstone")? != 0,
+        client: row.try_get("client")?,
+        created_at_ms: to_u64(row.try_get("created_at_ms")?, "creation time")?,
+        updated_at_ms: to_u64(row.try_get("updated_at_ms")?, "update time")?,
+    })
+}

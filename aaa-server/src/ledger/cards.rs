@@ -1,0 +1,271 @@
+//! Cards: issuance, listing, blocking, the balance, and the AKA credential
+//! with its SQN. K and OPc are stored sealed under the KEK with the card id as
+//! associated data; the PAN never reaches this module, only its PAN-token.
+
+use eap_methods::crypto::milenage::Milenage;
+use eap_methods::sim_aka::sqn::Sqn;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use super::audit;
+use super::db::{to_i64, to_u64, Db};
+use super::decision::CardSnapshot;
+use super::model::{
+    confirmation_from_name, confirmation_name, method_from_name, CardProfile, CardStatus, CardSummary, NewCard,
+};
+use crate::cards::CardMethod;
+use crate::error::ServerError;
+use crate::seal::Kek;
+
+/// A card id is the NAI user part: printable ASCII, no '@', at most 64 bytes.
+pub fn is_valid_card_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic() && b != b'@')
+}
+
+pub async fn issue(
+    conn: &mut AnyConnection,
+    kek: &Kek,
+    card: &NewCard,
+    actor: &str,
+    now_ms: u64,
+) -> Result<(), ServerError> {
+    let id = card.card_id.as_str();
+    if !is_valid_card_id(id) {
+        return Err(ServerError::Usage(format!("card id {id:?}: 1 to 64 printable characters, no '@'")));
+    }
+    if aaa_proto::currency::by_numeric(u32::from(card.currency)).is_none() {
+        return Err(ServerError::Usage(format!("card {id}: {} is not an ISO 4217 currency", card.currency)));
+    }
+    let limit = to_i64(card.credit_limit, "credit limit")?;
+    let exists =
+        sqlx::query("SELECT card_id FROM cards WHERE card_id = $1").bind(id).fetch_optional(&mut *conn).await?;
+    if exists.is_some() {
+        return Err(ServerError::Usage(format!("card {id} already exists")));
+    }
+    let (sealed_k, sealed_opc, amf, sqn_he) = match &card.aka {
+        Some(aka) => (
+            Some(kek.seal(id, &aka.k)?),
+            Some(kek.seal(id, &aka.opc)?),
+            Some(hex::encode(aka.amf)),
+            to_i64(aka.sqn_he, "SQN")?,
+        ),
+        None => (None, None, None, 0),
+    };
+    let pin_verifier = card.pin.as_deref().map(|pin| kek.pin_verifier(id, pin).to_vec());
+    sqlx::query(
+        "INSERT INTO cards (card_id, method, status, confirmation, currency, credit_limit, available, expires_at,
+             issued_at, pan_token, v_card, sealed_k, sealed_opc, amf, sqn_he, pin_verifier, pin_tries)
+         VALUES ($1, $2, 'active', $3, $4, $5, $6, $7, $8, $9, NULL, $10, $11, $12, $13, $14, 0)",
+    )
+    .bind(id)
+    .bind(card.method.name())
+    .bind(confirmation_name(card.confirmation))
+    .bind(i64::from(card.currency))
+    .bind(limit)
+    .bind(limit)
+    .bind(to_i64(card.expires_at, "expiry")?)
+    .bind(to_i64(now_ms / 1000, "issue time")?)
+    .bind(card.pan_token.map(|t| t.to_vec()))
+    .bind(sealed_k)
+    .bind(sealed_opc)
+    .bind(amf)
+    .bind(sqn_he)
+    .bind(pin_verifier)
+    .execute(&mut *conn)
+    .await?;
+    let detail = format!(
+        "method={} confirmation={} currency={} credit_limit={} expires_at={} pan_token={} pin={}",
+        card.method.name(),
+        confirmation_name(card.confirmation),
+        card.currency,
+        card.credit_limit,
+        card.expires_at,
+        if card.pan_token.is_some() { "yes" } else { "no" },
+        if card.pin.is_some() { "yes" } else { "no" },
+    );
+    let line = audit::Line {
+        at_ms: to_i64(now_ms, "time")?,
+        actor,
+        event: "card issued",
+        card_id: Some(id),
+        detail,
+        ..Default::default()
+    };
+    audit::append(conn, line).await
+}
+
+const SUMMARY: &str = "card_id, method, status, confirmation, currency, credit_limit, available, expires_at, issued_at,
+     CAST(CASE WHEN pan_token IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_pan_token";
+
+pub async fn list(conn: &mut AnyConnection) -> Result<Vec<CardSummary>, ServerError> {
+    let rows = sqlx::query(&format!("SELECT {SUMMARY} FROM cards ORDER BY card_id")).fetch_all(conn).await?;
+    rows.iter().map(summary).collect()
+}
+
+pub async fn get(conn: &mut AnyConnection, card_id: &str) -> Result<Option<CardSummary>, ServerError> {
+    let row = sqlx::query(&format!("SELECT {SUMMARY} FROM cards WHERE card_id = $1"))
+        .bind(card_id)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(summary).transpose()
+}
+
+fn summary(row: &AnyRow) -> Result<CardSummary, ServerError> {
+    let card_id: String = row.try_get("card_id")?;
+    let bad = |what: &str| ServerError::Ledger(format!("card {card_id}: stored {what} is invalid"));
+    let method: String = row.try_get("method")?;
+    let status: String = row.try_get("status")?;
+    let confirmation: String = row.try_get("confirmation")?;
+    Ok(CardSummary {
+        method: method_from_name(&method).ok_or_else(|| bad("method"))?,
+        status: CardStatus::from_name(&status).ok_or_else(|| bad("status"))?,
+        confirmation: confirmation_from_name(&confirmation).ok_or_else(|| bad("confirmation"))?,
+        currency: u16::try_from(row.try_get::<i64, _>("currency")?).map_err(|_| bad("currency"))?,
+        credit_limit: to_u64(row.try_get("credit_limit")?, "credit limit")?,
+        available: to_u64(row.try_get("available")?, "available balance")?,
+        expires_at: to_u64(row.try_get("expires_at")?, "expiry")?,
+        issued_at: to_u64(row.try_get("issued_at")?, "issue time")?,
+        has_pan_token: row.try_get::<i64, _>("has_pan_token")? != 0,
+        card_id,
+    })
+}
+
+/// False if the card is unknown. Blocking a blocked card changes nothing but is audited.
+pub async fn block(conn: &mut AnyConnection, card_id: &str, actor: &str, now_ms: u64) -> Result<bool, ServerError> {
+    let done =
+        sqlx::query("UPDATE cards SET status = 'blocked' WHERE card_id = $1").bind(card_id).execute(&mut *conn).await?;
+    if done.rows_affected() == 0 {
+        return Ok(false);
+    }
+    let line = audit::Line {
+        at_ms: to_i64(now_ms, "time")?,
+        actor,
+        event: "card blocked",
+        card_id: Some(card_id),
+        ..Default::default()
+    };
+    audit::append(conn, line).await?;
+    Ok(true)
+}
+
+pub async fn profile(conn: &mut AnyConnection, card_id: &str) -> Result<Option<CardProfile>, ServerError> {
+    let row = sqlx::query("SELECT method, confirmation FROM cards WHERE card_id = $1")
+        .bind(card_id)
+        .fetch_optional(conn)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let method: String = row.try_get(0)?;
+    let confirmation: String = row.try_get(1)?;
+    match (method_from_name(&method), confirmation_from_name(&confirmation)) {
+        (Some(method), Some(confirmation)) => Ok(Some(CardProfile { method, confirmation })),
+        _ => Err(ServerError::Ledger(format!("card {card_id}: stored method or confirmation is invalid"))),
+    }
+}
+
+/// The card as the decision sees it, locked for the rest of the transaction.
+pub async fn snapshot(db: &Db, conn: &mut AnyConnection, card_id: &str) -> Result<Option<CardSnapshot>, ServerError> {
+    db.lock_card(conn, card_id).await?;
+    let row = sqlx::query("SELECT status, currency, credit_limit, available, expires_at FROM cards WHERE card_id = $1")
+        .bind(card_id)
+        .fetch_optional(conn)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let bad = |what: &str| ServerError::Ledger(format!("card {card_id}: stored {what} is invalid"));
+    let status: String = row.try_get("status")?;
+    Ok(Some(CardSnapshot {
+        status: CardStatus::from_name(&status).ok_or_else(|| bad("status"))?,
+        currency: u16::try_from(row.try_get::<i64, _>("currency")?).map_err(|_| bad("currency"))?,
+        credit_limit: to_u64(row.try_get("credit_limit")?, "credit limit")?,
+        available: to_u64(row.try_get("available")?, "available balance")?,
+        expires_at: to_u64(row.try_get("expires_at")?, "expiry")?,
+    }))
+}
+
+/// Moves the available balance by `delta` (negative = a charge). The card
+/// must be locked (see [`snapshot`]); the schema's CHECK keeps the balance
+/// within 0..=credit_limit whatever happens here.
+pub async fn adjust_available(conn: &mut AnyConnection, card_id: &str, delta: i64) -> Result<(), ServerError> {
+    let done = sqlx::query("UPDATE cards SET available = available + $1 WHERE card_id = $2")
+        .bind(delta)
+        .bind(card_id)
+        .execute(conn)
+        .await?;
+    if done.rows_affected() != 1 {
+        return Err(ServerError::Ledger(format!("card {card_id} vanished while its balance changed")));
+    }
+    Ok(())
+}
+
+/// The sealed AKA credential of a card issued for `method`.
+#[derive(Debug, Clone)]
+pub struct SealedAka {
+    pub sealed_k: String,
+    pub sealed_opc: String,
+    pub amf: String,
+    pub sqn_he: u64,
+}
+
+impl SealedAka {
+    /// Opens K and OPc; returns the Milenage instance and the AMF.
+    pub fn open(&self, kek: &Kek, card_id: &str) -> Result<(Milenage, [u8; 2]), ServerError> {
+        let key = |sealed: &str| -> Result<[u8; 16], ServerError> {
+            kek.open(card_id, sealed)?
+                .try_into()
+                .map_err(|_| ServerError::Ledger(format!("card {card_id}: sealed key is not 16 bytes")))
+        };
+        let amf: [u8; 2] = hex::decode(&self.amf)
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .ok_or_else(|| ServerError::Ledger(format!("card {card_id}: AMF is not 2 hex bytes")))?;
+        Ok((Milenage::new(&key(&self.sealed_k)?, &key(&self.sealed_opc)?), amf))
+    }
+}
+
+/// None if the card is unknown, of another method, or has no AKA credential.
+pub async fn aka_credential(
+    conn: &mut AnyConnection,
+    card_id: &str,
+    method: CardMethod,
+) -> Result<Option<SealedAka>, ServerError> {
+    let row = sqlx::query("SELECT method, sealed_k, sealed_opc, amf, sqn_he FROM cards WHERE card_id = $1")
+        .bind(card_id)
+        .fetch_optional(conn)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let stored: String = row.try_get("method")?;
+    if stored != method.name() {
+        return Ok(None);
+    }
+    let (Some(sealed_k), Some(sealed_opc), Some(amf)) =
+        (row.try_get("sealed_k")?, row.try_get("sealed_opc")?, row.try_get("amf")?)
+    else {
+        return Ok(None);
+    };
+    Ok(Some(SealedAka { sealed_k, sealed_opc, amf, sqn_he: to_u64(row.try_get("sqn_he")?, "SQN")? }))
+}
+
+/// Advances SQN_HE for the next vector (TS 33.102 C.3.2), after a
+/// resynchronisation to the card's SQN_MS if given (C.3.4). Returns the
+/// credential with the new SQN, durable once the transaction commits.
+pub async fn advance_sqn(
+    db: &Db,
+    conn: &mut AnyConnection,
+    card_id: &str,
+    method: CardMethod,
+    resync_to: Option<u64>,
+) -> Result<Option<SealedAka>, ServerError> {
+    db.lock_card(conn, card_id).await?;
+    let Some(mut cred) = aka_credential(conn, card_id, method).await? else { return Ok(None) };
+    let mut sqn = Sqn::new(cred.sqn_he);
+    if let Some(sqn_ms) = resync_to {
+        sqn = sqn.resynchronised(Sqn::new(sqn_ms));
+    }
+    let next = sqn.next();
+    sqlx::query("UPDATE cards SET sqn_he = $1 WHERE card_id = $2")
+        .bind(to_i64(next.value(), "SQN")?)
+        .bind(card_id)
+        .execute(conn)
+        .await?;
+    cred.sqn_he = next.value();
+    Ok(Some(cred))
+}

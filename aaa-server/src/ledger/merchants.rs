@@ -1,0 +1,101 @@
+//! Merchants and which RADIUS clients may act for them. The permission check
+//! keeps a rogue terminal from authorizing (or reversing) in another
+//! merchant's name.
+
+use std::collections::BTreeMap;
+
+use sqlx::{AnyConnection, Row};
+
+use super::audit;
+use super::db::{to_i64, to_u64};
+use super::model::MerchantSummary;
+use crate::error::ServerError;
+
+/// Creates the merchant or renames it, makes it active, and links `clients`
+/// to it (links are only added; existing ones stay).
+pub async fn add(
+    conn: &mut AnyConnection,
+    merchant_id: &str,
+    name: &str,
+    clients: &[String],
+    actor: &str,
+    now_ms: u64,
+) -> Result<(), ServerError> {
+    if !aaa_proto::payment::is_valid_id(merchant_id) {
+        return Err(ServerError::Usage(format!(
+            "merchant id {merchant_id:?}: 1 to {} printable characters without spaces",
+            aaa_proto::payment::MAX_ID_LEN
+        )));
+    }
+    if clients.iter().any(|c| c.is_empty()) {
+        return Err(ServerError::Usage("a RADIUS client name is empty".into()));
+    }
+    sqlx::query(
+        "INSERT INTO merchants (merchant_id, name, status, created_at) VALUES ($1, $2, 'active', $3)
+         ON CONFLICT (merchant_id) DO UPDATE SET name = excluded.name, status = 'active'",
+    )
+    .bind(merchant_id)
+    .bind(name)
+    .bind(to_i64(now_ms / 1000, "time")?)
+    .execute(&mut *conn)
+    .await?;
+    for client in clients {
+        sqlx::query(
+            "INSERT INTO merchant_clients (merchant_id, client_name) VALUES ($1, $2)
+             ON CONFLICT (merchant_id, client_name) DO NOTHING",
+        )
+        .bind(merchant_id)
+        .bind(client)
+        .execute(&mut *conn)
+        .await?;
+    }
+    let line = audit::Line {
+        at_ms: to_i64(now_ms, "time")?,
+        actor,
+        event: "merchant added",
+        merchant_id: Some(merchant_id),
+        detail: format!("name={name:?} clients={}", clients.join(",")),
+        ..Default::default()
+    };
+    audit::append(conn, line).await
+}
+
+/// All merchants ordered by id, with their clients.
+pub async fn list(conn: &mut AnyConnection) -> Result<Vec<MerchantSummary>, ServerError> {
+    let links = sqlx::query("SELECT merchant_id, client_name FROM merchant_clients ORDER BY merchant_id, client_name")
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut clients: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for row in &links {
+        clients.entry(row.try_get("merchant_id")?).or_default().push(row.try_get("client_name")?);
+    }
+    let rows = sqlx::query("SELECT merchant_id, name, status, created_at FROM merchants ORDER BY merchant_id")
+        .fetch_all(conn)
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let merchant_id: String = row.try_get("merchant_id")?;
+            let status: String = row.try_get("status")?;
+            Ok(MerchantSummary {
+                name: row.try_get("name")?,
+                active: status == "active",
+                clients: clients.remove(&merchant_id).unwrap_or_default(),
+                created_at: to_u64(row.try_get("created_at")?, "merchant creation time")?,
+                merchant_id,
+            })
+        })
+        .collect()
+}
+
+/// Whether RADIUS client `client` may act for the active merchant `merchant_id`.
+pub async fn may_act(conn: &mut AnyConnection, client: &str, merchant_id: &str) -> Result<bool, ServerError> {
+    let row = sqlx::query(
+        "SELECT m.merchant_id FROM merchant_clients c JOIN merchants m ON m.merchant_id = c.merchant_id
+         WHERE c.merchant_id = $1 AND c.client_name = $2 AND m.status = 'active'",
+    )
+    .bind(merchant_id)
+    .bind(client)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.is_some())
+}

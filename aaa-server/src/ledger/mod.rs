@@ -1,0 +1,315 @@
+//! The payment ledger: cards, merchants, authorizations and the audit log in
+//! SQLite (embedded, the default) or PostgreSQL (several server instances
+//! sharing one ledger), behind one implementation, [`SqlLedger`].
+//!
+//! Exactly once (DESIGN.md §8): `authorize` and `settle` return only after
+//! their transaction is committed (group commit, `writer.rs`); a repeat of a
+//! (merchant, transaction id) with the same details gets the original answer,
+//! with other details 94. No PAN is stored, only its keyed PAN-token; K and
+//! OPc are sealed under the KEK.
+//!
+//! Module map: `db` (pool, backend differences), `schema` (migrations),
+//! `writer` (group commit), `decision` (the pure checks), `authorizations`,
+//! `settlement`, `cards`, `merchants`, `audit`, `model` (the types).
+//!
+//! Decisions the contract leaves open:
+//! - A repeat gets the original answer only if it comes from the card the
+//!   original was recorded against (or the original had no card); otherwise
+//!   94. A repeat of a reversed approval is declined 12 like a late original
+//!   after a tombstone; a repeat whose card failed authentication this time
+//!   gets its own pre-decline, not the stored approval.
+//! - Terminal nonces are remembered for twice the time window: the longest
+//!   span over which two requests can both pass the time check.
+//! - Velocity counts approvals whatever happened to them later (a reversal
+//!   does not make room for another attempt).
+//! - An unknown card id is not stored in the authorization (it would violate
+//!   the foreign key); the audit line keeps the id that was claimed.
+//! - Merchant links are only ever added by `add_merchant`.
+
+mod audit;
+mod authorizations;
+mod cards;
+mod db;
+pub mod decision;
+mod merchants;
+mod model;
+mod schema;
+mod settlement;
+mod writer;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use eap_methods::sim_aka::auc::{generate_vector, sqn_from_auts};
+use eap_methods::Answer;
+use sqlx::Row;
+
+pub use self::cards::is_valid_card_id;
+pub use self::db::Backend;
+use self::db::{to_i64, to_u64, Db};
+pub use self::model::{
+    Attempt, AuditEntry, AuthorizationRecord, AuthorizationStatus, CardProfile, CardStatus, CardSummary, Decision,
+    Decline, Evidence, IssuerInfo, LedgerOptions, MerchantSummary, NewAkaCredential, NewCard, Outcome, PaymentPolicy,
+    Settlement, SettlementOutcome, TxnFilter, TxnKey,
+};
+pub use self::writer::WriterStats;
+use self::writer::{SqnRequest, Writer};
+use crate::cards::CardMethod;
+use crate::error::ServerError;
+use crate::seal::Kek;
+
+/// What the request path needs from storage. One implementation
+/// ([`SqlLedger`]) serves SQLite and PostgreSQL.
+pub trait Ledger: Send + Sync + 'static {
+    /// The method and confirmation policy a card was issued with, whatever
+    /// its status (blocked cards authenticate and are then declined 62);
+    /// None if unknown.
+    fn card_profile(&self, card_id: &str) -> impl Future<Output = Result<Option<CardProfile>, ServerError>> + Send;
+
+    /// A fresh vector for a card of `method` (`Answer::UnknownCard` if unknown
+    /// or of another method); the new SQN is durable first.
+    fn aka_vector(&self, card_id: &str, method: CardMethod)
+        -> impl Future<Output = Result<Answer, ServerError>> + Send;
+
+    /// Resynchronises from AUTS (TS 33.102 §6.3.5), then a fresh vector;
+    /// `Answer::ResyncRejected` if the AUTS does not verify.
+    fn aka_resync(
+        &self,
+        card_id: &str,
+        method: CardMethod,
+        rand: [u8; 16],
+        auts: [u8; 14],
+    ) -> impl Future<Output = Result<Answer, ServerError>> + Send;
+
+    /// The payment decision, committed durably before it returns.
+    fn authorize(&self, attempt: Attempt) -> impl Future<Output = Result<Decision, ServerError>> + Send;
+
+    /// Capture / reverse / refund, durable before it returns.
+    fn settle(&self, settlement: Settlement) -> impl Future<Output = Result<SettlementOutcome, ServerError>> + Send;
+
+    /// Appends an audit line for a request refused before it named a
+    /// transaction the ledger could record (malformed payment attributes).
+    fn audit_refusal(
+        &self,
+        client: &str,
+        reason: &str,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<(), ServerError>> + Send;
+}
+
+/// The ledger on SQLite or PostgreSQL. Share it behind an `Arc`; the pool
+/// and the writer are shared internally.
+#[derive(Debug)]
+pub struct SqlLedger {
+    db: Db,
+    kek: Arc<Kek>,
+    writer: Writer,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl SqlLedger {
+    /// Opens (creating a SQLite file if missing) and migrates the ledger at
+    /// `url` (`sqlite://PATH` or `postgres://...`), then starts the writer.
+    /// Must run inside a tokio runtime.
+    pub async fn open(url: &str, kek: Kek, options: LedgerOptions) -> Result<Self, ServerError> {
+        let db = Db::connect(url).await?;
+        schema::migrate(&db, to_i64(now_ms() / 1000, "time")?).await?;
+        let ledger_key_id = sqlx::query("SELECT key_id FROM issuer WHERE id = 1").fetch_optional(&db.pool).await?;
+        if let (Some(signer), Some(row)) = (&options.signer, ledger_key_id) {
+            let stored: Vec<u8> = row.try_get(0)?;
+            if stored != signer.key_id() {
+                // Key rotation is legitimate, so this is not fatal; but receipts
+                // will not verify with the public key the ledger publishes.
+                tracing::warn!(
+                    ledger = %hex::encode(&stored),
+                    signer = %hex::encode(signer.key_id()),
+                    "the receipt signing key is not the issuer key recorded in the ledger"
+                );
+            }
+        }
+        let writer = Writer::start(db.clone(), options.policy, options.signer, options.batch_max);
+        Ok(Self { db, kek: Arc::new(kek), writer })
+    }
+
+    /// The key-encryption key (PAN-tokens for issuance).
+    pub fn kek(&self) -> &Kek {
+        &self.kek
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.db.backend
+    }
+
+    /// Records the issuer realm and the public half of the receipt key (one row; replaced).
+    pub async fn set_issuer(&self, realm: &str, public_key_pem: &[u8], key_id: [u8; 8]) -> Result<(), ServerError> {
+        let now = now_ms();
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO issuer (id, realm, public_key_pem, key_id, created_at) VALUES (1, $1, $2, $3, $4)
+             ON CONFLICT (id) DO UPDATE SET realm = excluded.realm, public_key_pem = excluded.public_key_pem,
+                 key_id = excluded.key_id",
+        )
+        .bind(realm)
+        .bind(public_key_pem)
+        .bind(key_id.as_slice())
+        .bind(to_i64(now / 1000, "time")?)
+        .execute(&mut *tx)
+        .await?;
+        let line = audit::Line {
+            at_ms: to_i64(now, "time")?,
+            actor: "admin",
+            event: "issuer set",
+            detail: format!("realm={realm} key_id={}", hex::encode(key_id)),
+            ..Default::default()
+        };
+        audit::append(&mut tx, line).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn issuer(&self) -> Result<Option<IssuerInfo>, ServerError> {
+        let row = sqlx::query("SELECT realm, public_key_pem, key_id, created_at FROM issuer WHERE id = 1")
+            .fetch_optional(&self.db.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let key_id: Vec<u8> = row.try_get("key_id")?;
+        Ok(Some(IssuerInfo {
+            realm: row.try_get("realm")?,
+            public_key_pem: row.try_get("public_key_pem")?,
+            key_id: key_id.try_into().map_err(|_| ServerError::Ledger("stored issuer key id is not 8 bytes".into()))?,
+            created_at: to_u64(row.try_get("created_at")?, "issuer creation time")?,
+        }))
+    }
+
+    /// Issues a card: seals K/OPc, stores the PIN verifier, audits "card issued".
+    pub async fn issue_card(&self, card: NewCard, actor: &str) -> Result<(), ServerError> {
+        let mut tx = self.db.begin_write().await?;
+        cards::issue(&mut tx, &self.kek, &card, actor, now_ms()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// All cards, ordered by card id.
+    pub async fn cards(&self) -> Result<Vec<CardSummary>, ServerError> {
+        cards::list(&mut *self.db.pool.acquire().await?).await
+    }
+
+    pub async fn card(&self, card_id: &str) -> Result<Option<CardSummary>, ServerError> {
+        cards::get(&mut *self.db.pool.acquire().await?, card_id).await
+    }
+
+    /// False if the card is unknown.
+    pub async fn block_card(&self, card_id: &str, actor: &str) -> Result<bool, ServerError> {
+        let mut tx = self.db.begin_write().await?;
+        let found = cards::block(&mut tx, card_id, actor, now_ms()).await?;
+        tx.commit().await?;
+        Ok(found)
+    }
+
+    /// Creates or renames a merchant, activates it and links `clients` to it.
+    pub async fn add_merchant(
+        &self,
+        merchant_id: &str,
+        name: &str,
+        clients: &[String],
+        actor: &str,
+    ) -> Result<(), ServerError> {
+        let mut tx = self.db.begin_write().await?;
+        merchants::add(&mut tx, merchant_id, name, clients, actor, now_ms()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn merchants(&self) -> Result<Vec<MerchantSummary>, ServerError> {
+        merchants::list(&mut *self.db.pool.acquire().await?).await
+    }
+
+    /// Newest first, at most `filter.limit` (0 = all).
+    pub async fn authorizations(&self, filter: &TxnFilter) -> Result<Vec<AuthorizationRecord>, ServerError> {
+        authorizations::list(&mut *self.db.pool.acquire().await?, filter).await
+    }
+
+    pub async fn authorization(&self, key: &TxnKey) -> Result<Option<AuthorizationRecord>, ServerError> {
+        authorizations::find(&mut *self.db.pool.acquire().await?, key).await
+    }
+
+    /// The audit lines of one authorization, oldest first.
+    pub async fn audit(&self, authorization_id: i64) -> Result<Vec<AuditEntry>, ServerError> {
+        audit::for_authorization(&mut *self.db.pool.acquire().await?, authorization_id).await
+    }
+
+    /// The newest `limit` audit lines (0 = all), newest first.
+    pub async fn recent_audit(&self, limit: u32) -> Result<Vec<AuditEntry>, ServerError> {
+        audit::recent(&mut *self.db.pool.acquire().await?, limit).await
+    }
+
+    /// Jobs and commits of the writer so far.
+    pub fn stats(&self) -> WriterStats {
+        self.writer.stats()
+    }
+
+    /// Answers every queued request, then closes the pool.
+    pub async fn close(self) {
+        self.writer.close().await;
+        self.db.pool.close().await;
+    }
+
+    /// Advances the SQN in the writer; builds the vector outside it.
+    async fn vector(&self, card_id: &str, method: CardMethod, resync_to: Option<u64>) -> Result<Answer, ServerError> {
+        let request = SqnRequest { card_id: card_id.to_string(), method, resync_to };
+        let Some(cred) = self.writer.advance_sqn(request).await? else { return Ok(Answer::UnknownCard) };
+        let (milenage, amf) = cred.open(&self.kek, card_id)?;
+        let sqn = eap_methods::sim_aka::sqn::Sqn::new(cred.sqn_he);
+        Ok(Answer::AkaVector(generate_vector(&milenage, sqn, amf, rand::random())))
+    }
+}
+
+impl Ledger for SqlLedger {
+    async fn card_profile(&self, card_id: &str) -> Result<Option<CardProfile>, ServerError> {
+        cards::profile(&mut *self.db.pool.acquire().await?, card_id).await
+    }
+
+    async fn audit_refusal(&self, client: &str, reason: &str, now_ms: u64) -> Result<(), ServerError> {
+        let line = audit::Line {
+            at_ms: to_i64(now_ms, "audit time")?,
+            actor: client,
+            event: "request refused",
+            detail: reason.to_string(),
+            ..Default::default()
+        };
+        audit::append(&mut *self.db.pool.acquire().await?, line).await
+    }
+
+    async fn aka_vector(&self, card_id: &str, method: CardMethod) -> Result<Answer, ServerError> {
+        self.vector(card_id, method, None).await
+    }
+
+    async fn aka_resync(
+        &self,
+        card_id: &str,
+        method: CardMethod,
+        rand: [u8; 16],
+        auts: [u8; 14],
+    ) -> Result<Answer, ServerError> {
+        // K/OPc never change, so the AUTS is checked against a plain read and
+        // only the SQN update goes through the writer.
+        let cred = cards::aka_credential(&mut *self.db.pool.acquire().await?, card_id, method).await?;
+        let Some(cred) = cred else { return Ok(Answer::UnknownCard) };
+        let (milenage, _) = cred.open(&self.kek, card_id)?;
+        let Some(sqn_ms) = sqn_from_auts(&milenage, &rand, &auts) else { return Ok(Answer::ResyncRejected) };
+        self.vector(card_id, method, Some(sqn_ms.value())).await
+    }
+
+    async fn authorize(&self, attempt: Attempt) -> Result<Decision, ServerError> {
+        self.writer.authorize(attempt).await
+    }
+
+    async fn settle(&self, settlement: Settlement) -> Result<SettlementOutcome, ServerError> {
+        self.writer.settle(settlement).await
+    }
+}

@@ -1,0 +1,287 @@
+//! The payment side of an EAP conversation: what the terminal asserted, how
+//! the card's confirmation compares with it, and the decision that ends the
+//! conversation (DESIGN.md §1 steps 3-6, §4).
+//!
+//! The EAP layer knows how the card authenticated and what it confirmed; the
+//! ledger knows balances, limits and history. This module joins the two:
+//! declines that only the EAP layer can see (authentication failed 63,
+//! confirmation mismatch 59) go to the ledger as `pre_declined`, so every
+//! answer about a well-formed payment is recorded in one place.
+
+use aaa_proto::dictionary::eapay::{CardConfirmation, DeclineCode};
+use aaa_proto::payment::{PaymentDetails, PaymentOutcome, PaymentResult};
+use eap_methods::{Authenticated, FailureReason};
+use tracing::{error, warn};
+
+use crate::cards::Confirmation;
+use crate::ledger::{Attempt, Decline, Evidence, Ledger, Outcome};
+
+/// What the terminal asserted about the payment, over all rounds so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// No payment attribute at all: an authentication-only request, which
+    /// never gets an approval.
+    AuthOnly,
+    /// A well-formed payment.
+    Payment(PaymentDetails),
+    /// Payment attributes that cannot be a payment.
+    Invalid(String),
+}
+
+impl Claim {
+    /// The claim of one Access-Request.
+    pub fn from_packet(packet: &aaa_proto::radius::Packet, vendor_id: u32) -> Self {
+        match PaymentDetails::from_packet(packet, vendor_id) {
+            Ok(Some(details)) => Self::Payment(details),
+            Ok(None) => Self::AuthOnly,
+            Err(e) => Self::Invalid(e.to_string()),
+        }
+    }
+
+    /// Folds in a later round. A terminal may send the attributes in the
+    /// first request only (a later round without them changes nothing) or
+    /// in every round (eapol_test `-N`), but never different ones.
+    pub fn merge(self, later: Claim) -> Claim {
+        match (self, later) {
+            (invalid @ Self::Invalid(_), _) => invalid,
+            (current, Self::AuthOnly) => current,
+            (current, later) if current == later => current,
+            (_, Self::Invalid(why)) => Self::Invalid(why),
+            _ => Self::Invalid("payment attributes changed between rounds".into()),
+        }
+    }
+
+    /// The transaction id, when the claim is a payment.
+    pub fn transaction_id(&self) -> Option<&str> {
+        match self {
+            Self::Payment(d) => Some(&d.transaction_id),
+            _ => None,
+        }
+    }
+}
+
+/// The answer to a conversation, for the RADIUS (or Diameter) reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentAnswer {
+    /// The transaction answered, when the request named one.
+    pub transaction_id: Option<String>,
+    pub outcome: Outcome,
+    pub confirmation: CardConfirmation,
+}
+
+impl PaymentAnswer {
+    /// True for an approval.
+    pub fn approved(&self) -> bool {
+        matches!(self.outcome, Outcome::Approved { .. })
+    }
+
+    /// What the card receives inside its protected channel.
+    pub fn for_card(&self) -> Option<Vec<u8>> {
+        let transaction_id = self.transaction_id.clone()?;
+        let outcome = match &self.outcome {
+            Outcome::Approved { approval_code, approved_amount, .. } => {
+                PaymentOutcome::Approved { approval_code: approval_code.clone(), approved_amount: *approved_amount }
+            }
+            Outcome::Declined(d) => PaymentOutcome::Declined { code: d.code.value() },
+        };
+        Some(PaymentResult { transaction_id, outcome }.encode())
+    }
+
+    fn declined(claim: &Claim, code: DeclineCode, reason: impl Into<String>, confirmation: CardConfirmation) -> Self {
+        Self {
+            transaction_id: claim.transaction_id().map(str::to_string),
+            outcome: Outcome::Declined(Decline { code, reason: reason.into() }),
+            confirmation,
+        }
+    }
+}
+
+/// Who is asking and when: the parts of an attempt that come from the transport.
+pub struct Context<'a> {
+    /// The RADIUS client (terminal) name.
+    pub client: &'a str,
+    /// Server clock, Unix ms.
+    pub now_ms: u64,
+}
+
+/// The decision after the method authenticated the card. `policy` is the
+/// card's confirmation policy (None if the card is unknown).
+pub async fn after_authentication<L: Ledger>(
+    ledger: &L,
+    ctx: &Context<'_>,
+    claim: &Claim,
+    card_id: &str,
+    authenticated: &Authenticated,
+    policy: Option<Confirmation>,
+) -> PaymentAnswer {
+    let details = match claim {
+        Claim::Payment(details) => details,
+        Claim::AuthOnly => {
+            return PaymentAnswer::declined(
+                claim,
+                DeclineCode::InvalidTransaction,
+                "authentication-only request: no payment attributes",
+                CardConfirmation::NotConfirmed,
+            );
+        }
+        Claim::Invalid(why) => {
+            audit_refusal(ledger, ctx, why).await;
+            return PaymentAnswer::declined(
+                claim,
+                DeclineCode::InvalidTransaction,
+                why.clone(),
+                CardConfirmation::NotConfirmed,
+            );
+        }
+    };
+    let method = authenticated.method.name();
+    let (confirmation, evidence, pre_declined) = match &authenticated.confirmation {
+        Some(confirmed) if *confirmed == details.canonical() => (
+            CardConfirmation::Confirmed,
+            Some(Evidence { kind: evidence_kind(method), bytes: confirmed.clone() }),
+            None,
+        ),
+        Some(confirmed) => {
+            warn!(
+                client = ctx.client,
+                merchant = %details.merchant_id,
+                transaction = %details.transaction_id,
+                card = card_id,
+                "the card confirmed other payment details than the terminal sent: suspected terminal tampering"
+            );
+            (
+                CardConfirmation::Mismatch,
+                Some(Evidence { kind: evidence_kind(method), bytes: confirmed.clone() }),
+                Some(Decline {
+                    code: DeclineCode::SuspectedFraud,
+                    reason: "card confirmed different payment details".into(),
+                }),
+            )
+        }
+        None if policy == Some(Confirmation::Required) => (
+            CardConfirmation::NotConfirmed,
+            None,
+            Some(Decline {
+                code: DeclineCode::SuspectedFraud,
+                reason: "the card must confirm the payment and did not".into(),
+            }),
+        ),
+        None => (CardConfirmation::NotConfirmed, None, None),
+    };
+    let attempt = Attempt {
+        client: ctx.client.to_string(),
+        details: details.clone(),
+        card_id: policy.map(|_| card_id.to_string()),
+        method,
+        confirmation,
+        evidence,
+        pre_declined,
+        now_ms: ctx.now_ms,
+    };
+    authorize(ledger, claim, attempt).await
+}
+
+/// The answer when the conversation failed before a decision: a payment is
+/// still recorded as declined (63, or 14 for an unknown card), so the
+/// terminal's repeat gets the same answer.
+pub async fn after_failure<L: Ledger>(
+    ledger: &L,
+    ctx: &Context<'_>,
+    claim: &Claim,
+    reason: &FailureReason,
+    method: &'static str,
+) -> PaymentAnswer {
+    let decline = match reason {
+        FailureReason::UnknownIdentity | FailureReason::NoCommonMethod => {
+            Decline { code: DeclineCode::InvalidCard, reason: "unknown card".into() }
+        }
+        other => Decline { code: DeclineCode::SecurityViolation, reason: other.to_string() },
+    };
+    match claim {
+        Claim::Payment(details) => {
+            let attempt = Attempt {
+                client: ctx.client.to_string(),
+                details: details.clone(),
+                card_id: None,
+                method,
+                confirmation: CardConfirmation::NotConfirmed,
+                evidence: None,
+                pre_declined: Some(decline),
+                now_ms: ctx.now_ms,
+            };
+            authorize(ledger, claim, attempt).await
+        }
+        Claim::Invalid(why) => {
+            audit_refusal(ledger, ctx, why).await;
+            PaymentAnswer::declined(claim, decline.code, decline.reason, CardConfirmation::NotConfirmed)
+        }
+        Claim::AuthOnly => PaymentAnswer::declined(claim, decline.code, decline.reason, CardConfirmation::NotConfirmed),
+    }
+}
+
+async fn authorize<L: Ledger>(ledger: &L, claim: &Claim, attempt: Attempt) -> PaymentAnswer {
+    let confirmation = attempt.confirmation;
+    match ledger.authorize(attempt).await {
+        Ok(decision) => PaymentAnswer {
+            transaction_id: claim.transaction_id().map(str::to_string),
+            outcome: decision.outcome,
+            confirmation: decision.confirmation,
+        },
+        // Never an approval that is not durable: the ledger failed, so decline.
+        Err(e) => {
+            error!(error = %e, "ledger failed; declining");
+            PaymentAnswer::declined(claim, DeclineCode::SystemMalfunction, "system malfunction", confirmation)
+        }
+    }
+}
+
+async fn audit_refusal<L: Ledger>(ledger: &L, ctx: &Context<'_>, why: &str) {
+    if let Err(e) = ledger.audit_refusal(ctx.client, why, ctx.now_ms).await {
+        error!(error = %e, "audit log write failed");
+    }
+}
+
+/// How a method's confirmation proves itself (the ledger records which
+/// kind it holds: DESIGN.md §4).
+fn evidence_kind(method: &str) -> &'static str {
+    match method {
+        "tls" | "ttls" => "signature",
+        _ => "mac",
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn details(amount: u64) -> PaymentDetails {
+        PaymentDetails {
+            transaction_id: "T1".into(),
+            merchant_id: "M1".into(),
+            amount,
+            currency: 840,
+            installments: 0,
+            terminal_nonce: [7; 16],
+            terminal_time_ms: 1,
+        }
+    }
+
+    #[test]
+    fn later_rounds_may_repeat_or_omit_but_not_change() {
+        let first = Claim::Payment(details(100));
+        assert_eq!(first.clone().merge(Claim::AuthOnly), first);
+        assert_eq!(first.clone().merge(first.clone()), first);
+        assert!(matches!(first.clone().merge(Claim::Payment(details(101))), Claim::Invalid(_)));
+        assert!(matches!(Claim::AuthOnly.merge(first.clone()), Claim::Invalid(_)));
+        let invalid = Claim::Invalid("x".into());
+        assert_eq!(invalid.clone().merge(first), invalid);
+        assert_eq!(Claim::AuthOnly.merge(Claim::AuthOnly), Claim::AuthOnly);
+    }
+}
