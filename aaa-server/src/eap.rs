@@ -33,12 +33,18 @@ pub struct Pending {
     pub claim: Claim,
     /// The card the identity named, as looked up for method selection.
     pub card: Option<(String, CardProfile)>,
+    /// The authenticated permanent identity and the decision taken for it.
+    /// With AT_RESULT_IND the decision travels to the card in a
+    /// Notification round first, so it outlives the request that made it.
+    pub decided: Option<(String, PaymentAnswer)>,
+    /// The method that ran, for the ledger record of a failure.
+    pub method: &'static str,
 }
 
 impl Pending {
     /// A new conversation whose first request will use `first_id`.
     pub fn new(first_id: u8, claim: Claim) -> Self {
-        Self { session: ServerSession::new(first_id), claim, card: None }
+        Self { session: ServerSession::new(first_id), claim, card: None, decided: None, method: "none" }
     }
 }
 
@@ -154,16 +160,15 @@ pub async fn drive<L: Ledger>(
     eap: &[u8],
 ) -> Result<Outcome, ServerError> {
     let mut step = pending.session.handle(eap);
-    // The permanent identity the method authenticated (the EAP identity may
-    // have been anonymous) and the decision taken for it.
-    let mut decided: Option<(String, PaymentAnswer)> = None;
-    let mut method_name = "";
     loop {
         step = match step {
             Step::Send(request) => return Ok(Outcome::Challenge(request, pending)),
             Step::Discard(why) => return Ok(Outcome::Discard(why, pending)),
             Step::NeedMethods { identity } => {
                 let (methods, card) = methods_for(policy, ledger, &identity).await?;
+                if let Some((_, profile)) = &card {
+                    pending.method = profile.method.name();
+                }
                 pending.card = card;
                 pending.session.offer_methods(methods)
             }
@@ -172,7 +177,7 @@ pub async fn drive<L: Ledger>(
                 pending.session.answer(answer)
             }
             Step::Authenticated(a) => {
-                method_name = a.method.name();
+                pending.method = a.method.name();
                 let card = card_id(&a.identity).to_string();
                 let profile = match &pending.card {
                     Some((id, profile)) if *id == card => Some(*profile),
@@ -188,11 +193,11 @@ pub async fn drive<L: Ledger>(
                 )
                 .await;
                 let verdict = Verdict { approved: answer.approved(), result: answer.for_card() };
-                decided = Some((a.identity, answer));
+                pending.decided = Some((a.identity, answer));
                 pending.session.conclude(verdict)
             }
             Step::Accept { packet, keys, method } => {
-                return match decided.take() {
+                return match pending.decided.take() {
                     Some((identity, answer)) if answer.approved() => {
                         Ok(Outcome::Accept { eap: packet, keys, method, identity, answer })
                     }
@@ -201,12 +206,9 @@ pub async fn drive<L: Ledger>(
                 };
             }
             Step::Reject { packet, reason } => {
-                let answer = match decided.take() {
+                let answer = match pending.decided.take() {
                     Some((_, answer)) => answer,
-                    None => {
-                        let method = if method_name.is_empty() { "none" } else { method_name };
-                        payment::after_failure(ledger, ctx, &pending.claim, &reason, method).await
-                    }
+                    None => payment::after_failure(ledger, ctx, &pending.claim, &reason, pending.method).await,
                 };
                 return Ok(Outcome::Reject { eap: packet, reason, answer });
             }

@@ -491,9 +491,101 @@ async fn demo() -> Result<()> {
             admin::issue_card(&config, &ledger, &opts).await?;
         }
     }
+    let card_file = cards_dir.join("demo-card.json");
+    if !card_file.exists() {
+        // Our own card: it confirms the amount inside AKA' (DESIGN.md §4).
+        let opts = IssueOptions {
+            method: CardMethod::AkaPrime,
+            card_file: card_file.clone(),
+            eapol_test: None,
+            limit: 500_000,
+            currency: 840,
+            confirmation: Confirmation::Required,
+            pin: None,
+            pan: None,
+            expires: None,
+        };
+        admin::issue_card(&config, &ledger, &opts).await?;
+    }
     ledger.close().await;
     print_demo_help(&config, &cards_dir);
-    serve(&config).await
+    init_logging();
+    let signer = admin::load_signer(&config.server.data_dir)?;
+    let ledger = admin::open_ledger(&config, Some(signer)).await?;
+    admin::register_merchants(&ledger, &config, "config").await?;
+    let server = Server::bind(&config, ledger).await?;
+    announce(&server)?;
+    let auth = server.auth_addr()?;
+    let running = tokio::spawn(server.run());
+    match demo_payment(&config, auth, &card_file).await {
+        Ok(line) => println!("demo payment: {line}"),
+        Err(e) => println!("demo payment failed: {e:#}"),
+    }
+    running.await.context("server task")??;
+    Ok(())
+}
+
+/// One 12.50 USD payment by the demo card at the demo merchant, through a
+/// terminal (the blind relay) talking RADIUS to the server just started.
+async fn demo_payment(config: &Config, server: SocketAddr, card_file: &Path) -> Result<String> {
+    use aaa_proto::dictionary::eapay;
+    use aaa_proto::payment::{concat, PaymentDetails};
+    use eap_methods::peer::PeerEvent;
+
+    let client = config.radius.clients.first().context("no radius client configured")?;
+    let details = PaymentDetails {
+        transaction_id: format!("DEMO-{}", hex::encode(rand::random::<[u8; 4]>())),
+        merchant_id: admin::DEMO_MERCHANT.into(),
+        amount: 1250,
+        currency: 840,
+        installments: 0,
+        terminal_nonce: rand::random(),
+        terminal_time_ms: aaa_server::payment::now_ms(),
+    };
+    let vendor = config.server.vendor_id;
+    let mut attrs = aaa_proto::radius::Packet::new_request(aaa_proto::radius::Code::AccessRequest, 0);
+    details.push_to(&mut attrs, vendor)?;
+    let card = e_card::card_file::CardFile::load(card_file)?;
+    let mut peer = e_card::peer::session(&card, Some(details.canonical()))?;
+    let mut radius = nas_terminal::client::RadiusClient::new(
+        server,
+        client.secret.as_bytes(),
+        std::time::Duration::from_secs(1),
+        3,
+    )
+    .await?;
+    let mut card_result = None;
+    let first = peer.identity_response(0);
+    let verdict = nas_terminal::relay::relay(&mut radius, &card.identity, first, &attrs.attributes, |eap| {
+        Ok::<_, std::io::Error>(match peer.handle(eap) {
+            PeerEvent::Send(response) => Some(response),
+            PeerEvent::Success { result, .. } => {
+                card_result = result;
+                None
+            }
+            PeerEvent::Failure(_) | PeerEvent::Ignore(_) => None,
+        })
+    })
+    .await?;
+    let reply = &verdict.reply;
+    let text = |t: u8| concat(reply, vendor, t).map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default();
+    let shown = if verdict.accepted() {
+        let code = text(eapay::APPROVAL_CODE);
+        let card_saw = match card_result.and_then(|r| aaa_proto::payment::PaymentResult::decode(&r).ok()) {
+            Some(aaa_proto::payment::PaymentResult {
+                outcome: aaa_proto::payment::PaymentOutcome::Approved { approval_code, .. },
+                ..
+            }) if approval_code == code => "the card confirmed the amount and received the same approval",
+            _ => "the card did not receive this approval",
+        };
+        format!("APPROVED 12.50 USD at {}, approval code {code} ({card_saw})", details.merchant_id)
+    } else {
+        let code = concat(reply, vendor, eapay::DECLINE_CODE)
+            .and_then(|v| <[u8; 4]>::try_from(v.as_slice()).ok())
+            .map_or(0, u32::from_be_bytes);
+        format!("DECLINED {code:02} {}", text(eapay::DECLINE_REASON))
+    };
+    Ok(format!("{shown}; see `eapay-server txn list --config {}`", config.server.data_dir.join(admin::CONFIG_FILE).display()))
 }
 
 fn print_demo_help(config: &Config, cards_dir: &Path) {
