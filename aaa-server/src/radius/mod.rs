@@ -15,7 +15,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aaa_proto::dictionary::{eapay, rfc};
+use aaa_proto::dictionary::eapay::{self, DeclineCode};
+use aaa_proto::dictionary::rfc;
 use aaa_proto::radius::{self, AuthError, Code, Packet};
 use tokio::net::UdpSocket;
 use tokio::sync::Semaphore;
@@ -213,7 +214,10 @@ async fn accounting_request<L: Ledger>(
     if let Some(result) = settlement::settlement_of(request, shared.vendor_id, client) {
         let refusal = match result {
             Ok(settlement) => settlement::settle(&shared.ledger, client, settlement).await?,
-            Err(refusal) => Some(refusal),
+            Err(refusal) => {
+                shared.ledger.audit_refusal(&client.name, &refusal.reason, payment::now_ms()).await?;
+                Some(refusal)
+            }
         };
         if let Some(decline) = refusal {
             // An Accounting-Response carries no Reply-Message (RFC 2866 §5);
@@ -236,14 +240,21 @@ async fn access_request<L: Ledger>(
     let Some(eap_packet) = request.eap_message() else {
         // Only EAP is spoken here; PAP/CHAP outside a TLS tunnel would
         // expose card credentials to the terminal.
-        return Ok(reject(shared, client, request, None, "EAP is required"));
+        return Ok(reject(shared, client, request, None, DeclineCode::InvalidTransaction, "EAP is required"));
     };
     if !eap_length_matches(&eap_packet) {
         bump(&c.dropped_malformed);
         if shared.logs.allow(nas, "eap length") {
             warn!(client = %client.name, len = eap_packet.len(), "EAP-Message length disagrees with the EAP header");
         }
-        return Ok(reject(shared, client, request, Some(&eap_packet), "malformed EAP-Message"));
+        return Ok(reject(
+            shared,
+            client,
+            request,
+            Some(&eap_packet),
+            DeclineCode::InvalidTransaction,
+            "malformed EAP-Message",
+        ));
     }
     let claim = Claim::from_packet(request, shared.vendor_id);
     let (pending, state) = match request.get(rfc::STATE) {
@@ -254,7 +265,14 @@ async fn access_request<L: Ledger>(
             }
             None => {
                 bump(&c.eap_unknown_state);
-                return Ok(reject(shared, client, request, Some(&eap_packet), "unknown or expired State"));
+                return Ok(reject(
+                    shared,
+                    client,
+                    request,
+                    Some(&eap_packet),
+                    DeclineCode::InvalidTransaction,
+                    "unknown or expired State",
+                ));
             }
         },
         None => {
@@ -268,7 +286,7 @@ async fn access_request<L: Ledger>(
         Outcome::Challenge(eap_request, pending) => {
             let Ok(state) = shared.conversations.put(pending, nas) else {
                 bump(&c.eap_table_full);
-                return Ok(reject(shared, client, request, None, "server busy"));
+                return Ok(reject(shared, client, request, None, DeclineCode::SystemMalfunction, "server busy"));
             };
             bump(&c.access_challenges);
             let mut reply = Packet::reply_to(request, Code::AccessChallenge);
@@ -314,8 +332,17 @@ async fn access_request<L: Ledger>(
     }
 }
 
-/// Access-Reject with EAP-Failure (identifier of the peer's packet, if any).
-fn reject<L>(shared: &Shared<L>, client: &Client, request: &Packet, eap: Option<&[u8]>, why: &str) -> Option<Vec<u8>> {
+/// Access-Reject with EAP-Failure (identifier of the peer's packet, if any),
+/// for a request refused before any conversation could decide: nothing is
+/// recorded, the terminal still gets a decline code to show.
+fn reject<L>(
+    shared: &Shared<L>,
+    client: &Client,
+    request: &Packet,
+    eap: Option<&[u8]>,
+    code: DeclineCode,
+    why: &str,
+) -> Option<Vec<u8>> {
     bump(&shared.counters.access_rejects);
     let mut reply = Packet::reply_to(request, Code::AccessReject);
     if let Some(eap) = eap {
@@ -325,6 +352,8 @@ fn reject<L>(shared: &Shared<L>, client: &Client, request: &Packet, eap: Option<
         }
     }
     push(&mut reply, rfc::REPLY_MESSAGE, why.as_bytes());
+    push_vendor(&mut reply, shared.vendor_id, eapay::DECLINE_CODE, &code.value().to_be_bytes());
+    push_vendor(&mut reply, shared.vendor_id, eapay::DECLINE_REASON, why.as_bytes());
     sign(shared, client, request, reply)
 }
 
