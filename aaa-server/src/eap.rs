@@ -1,6 +1,7 @@
 //! EAP conversations: the table keyed by RADIUS State, and the driver that
 //! runs a [`ServerSession`] step by step, answering its queries from the
-//! card store.
+//! ledger and deciding the payment once the method has authenticated the
+//! card (the decision is in `crate::payment`).
 //!
 //! A conversation is taken out of the table while one request is being
 //! processed and put back afterwards, so two requests can never drive the

@@ -8,6 +8,11 @@
 //! needs a missing tool prints `SKIP: ...` and returns. With
 //! `EAPAY_REQUIRE_INTEROP=1` (CI, `.ci/run`) a missing tool is a failure.
 //!
+//! Payments are relayed by [`relay_payment`]: the real card (e-card's EAP
+//! peer, confirming the payment inside EAP-AKA/AKA') on one side, raw RADIUS
+//! datagrams to the server on the other, so a test controls every byte the
+//! terminal sends (tampering, retransmission, attributes per round).
+//!
 //! Binaries come from `EAPAY_BIN_DIR`, or from the cargo profile directory
 //! this test executable was built in (`target/debug/`). Build them first with
 //! `cargo build --workspace --bins` (`scripts/test` does).
@@ -21,8 +26,13 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aaa_proto::dictionary::rfc;
-use aaa_proto::radius::{encode_request, verify_response_to, Code, Packet};
+use aaa_proto::dictionary::eapay::{self, CardConfirmation, DeclineCode, SettlementAction};
+use aaa_proto::dictionary::{microsoft, rfc};
+use aaa_proto::payment::{is_approval_code, PaymentDetails, PaymentOutcome, PaymentResult};
+use aaa_proto::radius::{decrypt_mppe_key, encode_request, verify_response_to, Attribute, Code, Packet};
+use aaa_proto::receipt::IssuerPublicKey;
+use e_card::card_file::CardFile;
+use eap_methods::peer::PeerEvent;
 
 /// How long `serve` may take to print both listening lines.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -241,7 +251,7 @@ pub enum Method {
 }
 
 impl Method {
-    /// The `card issue --method` argument.
+    /// The `card issue --method` argument (also the Eapay-Auth-Method value).
     pub fn arg(self) -> &'static str {
         match self {
             Method::Aka => "aka",
@@ -262,12 +272,21 @@ impl Method {
 #[derive(Debug, Clone)]
 pub struct Card {
     pub method: Method,
+    /// The random card id (`card_id` of the card file; `card block ID`).
+    pub card_id: String,
     /// `card issue --card-file`.
     pub json: PathBuf,
     /// `card issue --eapol-test`: the eapol_test network configuration.
     pub eapol_conf: PathBuf,
     /// The permanent NAI from the card file.
     pub identity: String,
+}
+
+impl Card {
+    /// The card file, as the card (e-card) reads it.
+    pub fn file(&self) -> CardFile {
+        CardFile::load(&self.json).unwrap_or_else(|e| panic!("loading {}: {e}", self.json.display()))
+    }
 }
 
 /// A running `eapay-server serve` with its own data directory. The process
@@ -289,13 +308,18 @@ pub struct Server {
 
 /// Runs `eapay-server ARGS` to completion; panics with its stderr on failure.
 pub fn run_server_command(args: &[&str]) -> ToolOutput {
-    let mut cmd = Command::new(server_bin());
-    cmd.args(args);
-    let out = run_with_timeout(cmd, None, Duration::from_secs(60));
+    let out = try_server_command(args);
     if !out.success() {
         panic!("eapay-server command failed:\n{}", out.tail(40));
     }
     out
+}
+
+/// Runs `eapay-server ARGS` to completion, whatever its exit status.
+pub fn try_server_command(args: &[&str]) -> ToolOutput {
+    let mut cmd = Command::new(server_bin());
+    cmd.args(args);
+    run_with_timeout(cmd, None, Duration::from_secs(60))
 }
 
 fn spawn_line_reader(stdout: ChildStdout, keep: Arc<Mutex<Vec<String>>>) -> mpsc::Receiver<String> {
@@ -328,6 +352,76 @@ fn parse_listening(line: &str, what: &str) -> Option<SocketAddr> {
     rest.trim().parse().ok()
 }
 
+/// Runs `serve --config CONFIG` until it prints both listening lines; its
+/// output is appended to `stdout` / `stderr`.
+fn spawn_serve(
+    config: &Path,
+    stdout: &Arc<Mutex<Vec<String>>>,
+    stderr: &Arc<Mutex<Vec<u8>>>,
+) -> (Child, SocketAddr, SocketAddr) {
+    let mut cmd = Command::new(server_bin());
+    cmd.arg("serve").arg("--config").arg(config).env("RUST_BACKTRACE", "1");
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let command = describe(&cmd);
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run `{command}`: {e}"));
+    spawn_stderr_reader(child.stderr.take().expect("stderr pipe"), stderr.clone());
+    let lines = spawn_line_reader(child.stdout.take().expect("stdout pipe"), stdout.clone());
+
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    let (mut auth, mut acct) = (None, None);
+    let failure = loop {
+        if auth.is_some() && acct.is_some() {
+            break None;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left.max(Duration::from_millis(1))) {
+            Ok(line) => {
+                auth = auth.or_else(|| parse_listening(&line, "auth"));
+                acct = acct.or_else(|| parse_listening(&line, "acct"));
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                break Some(format!("no `listening radius auth/acct` lines within {STARTUP_TIMEOUT:?}"));
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                // stdout closed: the process is exiting.
+                let status = wait_briefly(&mut child);
+                break Some(format!("server closed stdout before listening ({status})"));
+            }
+        }
+    };
+    if let Some(why) = failure {
+        let _ = child.kill();
+        let _ = child.wait();
+        // Let the reader threads collect what is left.
+        std::thread::sleep(Duration::from_millis(100));
+        panic!(
+            "`{command}`: {why}\n--- server stdout ---\n{}\n--- server stderr ---\n{}",
+            stdout.lock().unwrap_or_else(|e| e.into_inner()).join("\n"),
+            String::from_utf8_lossy(&stderr.lock().unwrap_or_else(|e| e.into_inner())),
+        );
+    }
+    (child, auth.expect("auth address"), acct.expect("acct address"))
+}
+
+/// Reads a TOML file, lets `edit` change it, writes it back.
+pub fn edit_toml(path: &Path, edit: impl FnOnce(&mut toml::Table)) {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let mut table: toml::Table =
+        text.parse().unwrap_or_else(|e| panic!("{} is not TOML: {e}\n{text}", path.display()));
+    edit(&mut table);
+    let text = toml::to_string_pretty(&table).expect("serialise TOML");
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+}
+
+/// The `[name]` table of a configuration, created if absent.
+pub fn section<'t>(config: &'t mut toml::Table, name: &str) -> &'t mut toml::Table {
+    config
+        .entry(name)
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        .as_table_mut()
+        .unwrap_or_else(|| panic!("[{name}] is not a table"))
+}
+
 impl Server {
     /// A server for realm `issuer.test` with a per-test secret.
     pub fn start_default() -> Server {
@@ -337,6 +431,29 @@ impl Server {
     /// `init` a fresh data directory (RADIUS on 127.0.0.1:0) and run `serve`
     /// until it prints both listening lines.
     pub fn start(realm: &str, secret: &str) -> Server {
+        Server::start_with(realm, secret, |_| {})
+    }
+
+    /// [`Server::start_default`] with `[payment]` settings changed before
+    /// `serve`, e.g. `&[("velocity_max", 2)]`.
+    pub fn start_with_payment(settings: &[(&str, i64)]) -> Server {
+        Server::start_with("issuer.test", "eapay-test-secret", |config| {
+            let payment = section(config, "payment");
+            for (key, value) in settings {
+                payment.insert((*key).to_owned(), toml::Value::Integer(*value));
+            }
+        })
+    }
+
+    /// Like [`Server::start`], with `edit` applied to the `eapay.toml` that
+    /// `init` wrote, before `serve`.
+    pub fn start_with(realm: &str, secret: &str, edit: impl FnOnce(&mut toml::Table)) -> Server {
+        Server::start_prepared(realm, secret, |config_path| edit_toml(config_path, edit))
+    }
+
+    /// Like [`Server::start`], running `prepare(config path)` between `init`
+    /// and `serve` (edit the configuration, run admin commands).
+    pub fn start_prepared(realm: &str, secret: &str, prepare: impl FnOnce(&Path)) -> Server {
         let dir = tempfile::Builder::new().prefix("eapay-test-").tempdir().expect("temp dir");
         let data_dir = dir.path().join("data");
         let data = data_dir.to_str().expect("utf-8 temp path");
@@ -353,54 +470,15 @@ impl Server {
         ]);
         let config = data_dir.join("eapay.toml");
         assert!(config.is_file(), "`eapay-server init` did not write {}", config.display());
+        prepare(&config);
 
-        let mut cmd = Command::new(server_bin());
-        cmd.arg("serve").arg("--config").arg(&config).env("RUST_BACKTRACE", "1");
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let command = describe(&cmd);
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run `{command}`: {e}"));
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let stdout = Arc::new(Mutex::new(Vec::new()));
-        spawn_stderr_reader(child.stderr.take().expect("stderr pipe"), stderr.clone());
-        let lines = spawn_line_reader(child.stdout.take().expect("stdout pipe"), stdout.clone());
-
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        let (mut auth, mut acct) = (None, None);
-        let failure = loop {
-            if auth.is_some() && acct.is_some() {
-                break None;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match lines.recv_timeout(left.max(Duration::from_millis(1))) {
-                Ok(line) => {
-                    auth = auth.or_else(|| parse_listening(&line, "auth"));
-                    acct = acct.or_else(|| parse_listening(&line, "acct"));
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    break Some(format!("no `listening radius auth/acct` lines within {STARTUP_TIMEOUT:?}"));
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    // stdout closed: the process is exiting.
-                    let status = wait_briefly(&mut child);
-                    break Some(format!("server closed stdout before listening ({status})"));
-                }
-            }
-        };
-        if let Some(why) = failure {
-            let _ = child.kill();
-            let _ = child.wait();
-            // Let the reader threads collect what is left.
-            std::thread::sleep(Duration::from_millis(100));
-            panic!(
-                "`{command}`: {why}\n--- server stdout ---\n{}\n--- server stderr ---\n{}",
-                stdout.lock().unwrap_or_else(|e| e.into_inner()).join("\n"),
-                String::from_utf8_lossy(&stderr.lock().unwrap_or_else(|e| e.into_inner())),
-            );
-        }
+        let (child, auth, acct) = spawn_serve(&config, &stdout, &stderr);
         Server {
             child: Mutex::new(child),
-            auth: auth.expect("auth address"),
-            acct: acct.expect("acct address"),
+            auth,
+            acct,
             realm: realm.to_owned(),
             secret: secret.to_owned(),
             config,
@@ -410,6 +488,39 @@ impl Server {
             cards: AtomicUsize::new(0),
             dir,
         }
+    }
+
+    /// SIGKILL (std's `Child::kill` on Unix): no shutdown code runs, nothing
+    /// buffered is flushed. Waits until the process is gone.
+    pub fn kill9(&self) {
+        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("eapay-server had already exited ({status}) before SIGKILL\n{}", self.stderr());
+        }
+        child.kill().expect("SIGKILL eapay-server");
+        let status = child.wait().expect("wait for eapay-server");
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9),
+            "eapay-server did not die of SIGKILL: {status}"
+        );
+        self.stderr.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(b"\n--- killed with SIGKILL ---\n");
+    }
+
+    /// Runs `serve` again with the same configuration and data directory
+    /// (after [`Server::kill9`]); the ports are new ephemeral ones.
+    pub fn restart(&mut self) {
+        {
+            let child = self.child.get_mut().unwrap_or_else(|e| e.into_inner());
+            if child.try_wait().ok().flatten().is_none() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        let (child, auth, acct) = spawn_serve(&self.config, &self.stdout, &self.stderr);
+        *self.child.get_mut().unwrap_or_else(|e| e.into_inner()) = child;
+        self.auth = auth;
+        self.acct = acct;
     }
 
     /// Everything the server wrote to stderr so far.
@@ -430,20 +541,28 @@ impl Server {
         }
     }
 
-    /// Issues a card; returns (card file, eapol_test configuration).
+    /// Issues an `optional` card (a standard peer such as eapol_test may pay
+    /// with it without confirming); returns (card file, eapol_test configuration).
     pub fn issue_card(&self, method: Method) -> (PathBuf, PathBuf) {
         let card = self.card(method);
         (card.json, card.eapol_conf)
     }
 
-    /// Issues a card and reads its identity.
+    /// Issues a `--confirmation optional` card and reads its identity.
     pub fn card(&self, method: Method) -> Card {
+        self.card_with(method, &["--confirmation", "optional"])
+    }
+
+    /// Issues a card with `extra` arguments to `card issue` (`--limit`,
+    /// `--currency`, `--expires`, `--confirmation`, ...). Without
+    /// `--confirmation` the server's default applies: `required`.
+    pub fn card_with(&self, method: Method, extra: &[&str]) -> Card {
         let n = self.cards.fetch_add(1, Ordering::SeqCst);
         let dir = self.dir.path();
         let json = dir.join(format!("card-{}-{n}.json", method.arg()));
         let conf = dir.join(format!("card-{}-{n}.conf", method.arg()));
         let config = self.config.to_str().expect("utf-8 path");
-        run_server_command(&[
+        let mut args = vec![
             "card",
             "issue",
             "--config",
@@ -454,17 +573,59 @@ impl Server {
             json.to_str().expect("utf-8 path"),
             "--eapol-test",
             conf.to_str().expect("utf-8 path"),
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        let out = run_server_command(&args);
         let text = std::fs::read_to_string(&json).unwrap_or_else(|e| panic!("reading {}: {e}", json.display()));
         let value: serde_json::Value =
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}\n{text}", json.display()));
-        let identity = value
-            .get("identity")
-            .and_then(|v| v.as_str())
-            .unwrap_or_else(|| panic!("{} has no \"identity\" string:\n{text}", json.display()))
-            .to_owned();
+        let field = |name: &str| {
+            value
+                .get(name)
+                .and_then(|v| v.as_str())
+                .unwrap_or_else(|| panic!("{} has no {name:?} string:\n{text}", json.display()))
+                .to_owned()
+        };
+        let (identity, card_id) = (field("identity"), field("card_id"));
         assert!(conf.is_file(), "`card issue --eapol-test` did not write {}", conf.display());
-        Card { method, json, eapol_conf: conf, identity }
+        let expected = format!("issued {} card {card_id} as {identity} -> {}", method.arg(), json.display());
+        assert!(out.stdout.lines().any(|l| l.trim_end() == expected), "`card issue` printed {:?}, want {expected:?}", out.stdout);
+        Card { method, card_id, json, eapol_conf: conf, identity }
+    }
+
+    /// Runs an admin command (`card list`, `txn show ID`, ...) with
+    /// `--config` of this server, whatever its exit status.
+    pub fn try_admin(&self, args: &[&str]) -> ToolOutput {
+        let mut all: Vec<&str> = args.to_vec();
+        all.push("--config");
+        all.push(self.config.to_str().expect("utf-8 path"));
+        try_server_command(&all)
+    }
+
+    /// [`Server::try_admin`] that must succeed; returns its stdout.
+    pub fn admin(&self, args: &[&str]) -> String {
+        let out = self.try_admin(args);
+        if !out.success() {
+            panic!("admin command failed:\n{}", out.tail(40));
+        }
+        out.stdout
+    }
+
+    /// `txn show MERCHANT:TXN`, which must succeed; its stdout.
+    pub fn txn_show(&self, merchant: &str, transaction_id: &str) -> String {
+        self.admin(&["txn", "show", &format!("{merchant}:{transaction_id}")])
+    }
+
+    /// `card block ID`.
+    pub fn block(&self, card: &Card) {
+        self.admin(&["card", "block", &card.card_id]);
+    }
+
+    /// The issuer's receipt verification key (`DATA_DIR/issuer.pub`).
+    pub fn issuer_key(&self) -> IssuerPublicKey {
+        let path = self.data_dir.join("issuer.pub");
+        let pem = std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        IssuerPublicKey::from_pem(&pem).unwrap_or_else(|e| panic!("{} is not an issuer public key: {e}", path.display()))
     }
 
     /// Path for a scratch file in this server's temp directory.
@@ -614,6 +775,22 @@ pub fn eap_access_request(
     (p, wire)
 }
 
+/// [`eap_access_request`] with the payment attributes of `payment` appended
+/// (a payment terminal's request: an authentication-only one is declined).
+pub fn eap_payment_request(
+    identifier: u8,
+    user_name: &str,
+    eap: &[u8],
+    state: Option<&[u8]>,
+    payment: &PaymentDetails,
+    secret: &str,
+) -> (Packet, Vec<u8>) {
+    let mut p = eap_access_request_packet(identifier, user_name, eap, state);
+    p.attributes.extend(payment_attributes(payment));
+    let wire = encode_request(&p, secret.as_bytes()).expect("encode Access-Request");
+    (p, wire)
+}
+
 /// The unsigned packet of [`eap_access_request`], for tests that corrupt it.
 pub fn eap_access_request_packet(identifier: u8, user_name: &str, eap: &[u8], state: Option<&[u8]>) -> Packet {
     let mut p = Packet::new_request(Code::AccessRequest, identifier);
@@ -656,4 +833,608 @@ pub fn expect_status_answer(server: &Server) -> Packet {
     let p = verify_reply(&reply, Code::StatusServer, &req.authenticator, &server.secret);
     assert_eq!(p.identifier, req.identifier, "Status-Server answer identifier");
     p
+}
+
+// ---------------------------------------------------------------------------
+// Payments: details, the terminal's relay, the server's answers
+// ---------------------------------------------------------------------------
+
+/// The merchant `init` registers for the client `demo-terminal` (127.0.0.1/32).
+pub const MERCHANT: &str = "M-DEMO";
+/// ISO 4217 numeric of USD, the default card currency.
+pub const USD: u32 = 840;
+/// `card issue` default credit limit (minor units).
+pub const DEFAULT_LIMIT: u64 = 500_000;
+const VENDOR: u32 = eapay::VENDOR_ID;
+
+/// The local clock, Unix milliseconds (the server runs on the same clock).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock after 1970").as_millis() as u64
+}
+
+/// A transaction id unique across tests and runs: `TAG-<random hex>`.
+pub fn transaction_id(tag: &str) -> String {
+    format!("{tag}-{:016x}", rand::random::<u64>())
+}
+
+/// A fresh payment of `amount` USD minor units at merchant [`MERCHANT`]: new
+/// transaction id and nonce, terminal time now, lump sum.
+pub fn details(tag: &str, amount: u64) -> PaymentDetails {
+    PaymentDetails {
+        transaction_id: transaction_id(tag),
+        merchant_id: MERCHANT.to_owned(),
+        amount,
+        currency: USD,
+        installments: 0,
+        terminal_nonce: rand::random(),
+        terminal_time_ms: now_ms(),
+    }
+}
+
+/// The same payment as a new transaction: new transaction id and nonce.
+pub fn renewed(d: &PaymentDetails, tag: &str) -> PaymentDetails {
+    PaymentDetails { transaction_id: transaction_id(tag), terminal_nonce: rand::random(), ..d.clone() }
+}
+
+/// The seven payment attributes (Vendor-Specific, vendor 32473) of `details`.
+pub fn payment_attributes(details: &PaymentDetails) -> Vec<Attribute> {
+    let mut p = Packet::new(Code::AccessRequest, 0, [0; 16]);
+    details.push_to(&mut p, VENDOR).expect("payment attributes encode");
+    p.attributes
+}
+
+/// One Vendor-Specific (vendor 32473) holding one sub-attribute, raw: lets a
+/// test send values the encoder would not (wrong lengths, duplicates).
+pub fn eapay_vsa(vendor_type: u8, value: &[u8]) -> Attribute {
+    let mut v = VENDOR.to_be_bytes().to_vec();
+    v.push(vendor_type);
+    v.push(u8::try_from(value.len() + 2).expect("sub-attribute fits"));
+    v.extend_from_slice(value);
+    Attribute { kind: rfc::VENDOR_SPECIFIC, value: v }
+}
+
+/// The canonical details split into their (type, length, value)
+/// sub-attributes: DESIGN.md §3 makes them the same bytes as the attributes.
+pub fn canonical_tlvs(details: &PaymentDetails) -> Vec<Vec<u8>> {
+    let canonical = details.canonical();
+    let mut rest = &canonical[..];
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let len = usize::from(rest[1]);
+        out.push(rest[..len].to_vec());
+        rest = &rest[len..];
+    }
+    out
+}
+
+/// `-N 26:x:00007ed9<type><len><value>` for each payment attribute: what
+/// eapol_test puts in every Access-Request.
+pub fn eapol_test_payment_args(details: &PaymentDetails) -> Vec<String> {
+    canonical_tlvs(details)
+        .into_iter()
+        .flat_map(|tlv| ["-N".to_owned(), format!("26:x:{}{}", hex_dump(&VENDOR.to_be_bytes()), hex_dump(&tlv))])
+        .collect()
+}
+
+/// The Eapay attributes of a final answer (Access-Accept / Access-Reject).
+#[derive(Debug, Clone, Default)]
+pub struct PaymentReply {
+    /// The EAP code inside EAP-Message: 3 Success, 4 Failure.
+    pub eap_code: Option<u8>,
+    pub transaction_id: Option<String>,
+    pub approval_code: Option<String>,
+    pub approved_amount: Option<u64>,
+    pub decline_code: Option<u32>,
+    pub decline_reason: Option<String>,
+    pub reply_message: Option<String>,
+    pub card_confirmation: Option<u32>,
+    pub receipt: Option<Vec<u8>>,
+    pub auth_method: Option<String>,
+    pub has_mppe_keys: bool,
+}
+
+impl PaymentReply {
+    /// Reads the attributes; panics on ones that do not decode (wrong
+    /// length, not UTF-8): a terminal could not use them either.
+    pub fn of(p: &Packet) -> PaymentReply {
+        let vendor = p.vendor_attributes(VENDOR).unwrap_or_else(|e| panic!("Vendor-Specific does not parse: {e}"));
+        let one = |t: u8| {
+            let all: Vec<&[u8]> = vendor.iter().filter(|a| a.vendor_type == t).map(|a| a.value).collect();
+            assert!(all.len() <= 1 || t == eapay::RECEIPT, "Eapay type {t} appears {} times: {p:?}", all.len());
+            all.first().map(|v| v.to_vec())
+        };
+        let text = |t: u8| one(t).map(|v| String::from_utf8(v).unwrap_or_else(|e| panic!("Eapay type {t}: {e}")));
+        let int = |t: u8| {
+            one(t).map(|v| u32::from_be_bytes(v.try_into().unwrap_or_else(|v| panic!("Eapay type {t}: {v:?}"))))
+        };
+        let int64 = |t: u8| {
+            one(t).map(|v| u64::from_be_bytes(v.try_into().unwrap_or_else(|v| panic!("Eapay type {t}: {v:?}"))))
+        };
+        let ms = p.vendor_attributes(microsoft::VENDOR_ID).unwrap_or_default();
+        PaymentReply {
+            eap_code: p.eap_message().and_then(|e| e.first().copied()),
+            transaction_id: text(eapay::TRANSACTION_ID),
+            approval_code: text(eapay::APPROVAL_CODE),
+            approved_amount: int64(eapay::APPROVED_AMOUNT),
+            decline_code: int(eapay::DECLINE_CODE),
+            decline_reason: text(eapay::DECLINE_REASON),
+            reply_message: p.get(rfc::REPLY_MESSAGE).map(|v| String::from_utf8_lossy(v).into_owned()),
+            card_confirmation: int(eapay::CARD_CONFIRMATION),
+            receipt: aaa_proto::payment::concat(p, VENDOR, eapay::RECEIPT),
+            auth_method: text(eapay::AUTH_METHOD),
+            has_mppe_keys: ms.iter().any(|a| {
+                a.vendor_type == microsoft::MS_MPPE_RECV_KEY || a.vendor_type == microsoft::MS_MPPE_SEND_KEY
+            }),
+        }
+    }
+}
+
+/// What the card concluded from the final EAP packet.
+#[derive(Debug, Clone)]
+pub enum CardSaw {
+    /// EAP-Success after mutual authentication, with the MSK and the result
+    /// the server delivered inside the protected channel.
+    Success { msk: Vec<u8>, result: Option<Vec<u8>> },
+    /// EAP-Failure (or the method gave up).
+    Failure(String),
+    /// The card ignored the final packet (or there was none).
+    Nothing(String),
+}
+
+/// One relayed payment conversation, ended by Access-Accept or Access-Reject.
+pub struct PaymentRun {
+    /// The final answer, verified.
+    pub reply: Packet,
+    pub answer: PaymentReply,
+    /// The final answer as received.
+    pub reply_datagram: Vec<u8>,
+    /// The final Access-Request as sent, for a retransmission.
+    pub final_request: Vec<u8>,
+    pub final_authenticator: [u8; 16],
+    /// The terminal's socket (a retransmission comes from the same port).
+    pub socket: UdpSocket,
+    pub server_auth: SocketAddr,
+    pub secret: String,
+    pub card: CardSaw,
+    pub card_id: String,
+    /// Access-Requests sent.
+    pub rounds: usize,
+    /// Server stderr when the answer arrived (for messages).
+    pub server_log: String,
+}
+
+/// Sends `datagram` and waits for the verified answer with the request's
+/// identifier; one retransmission of the same bytes if none comes.
+fn request_reply(
+    socket: &UdpSocket,
+    to: SocketAddr,
+    datagram: &[u8],
+    code: Code,
+    secret: &str,
+) -> Option<(Packet, Vec<u8>)> {
+    let authenticator: [u8; 16] = datagram[4..20].try_into().expect("datagram has an authenticator");
+    for _ in 0..2 {
+        socket.send_to(datagram, to).unwrap_or_else(|e| panic!("send_to {to}: {e}"));
+        let deadline = Instant::now() + REPLY_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some((reply, from)) = recv_within(socket, left) else { break };
+            // A late answer to an earlier round has another identifier.
+            if from != to || reply.get(1) != Some(&datagram[1]) {
+                continue;
+            }
+            return Some((verify_reply(&reply, code, &authenticator, secret), reply));
+        }
+    }
+    None
+}
+
+/// Relays one EAP conversation between the card `card` (an e-card peer that
+/// confirms `confirmation`, the canonical details, if given) and the
+/// server, over raw RADIUS: `attributes(round)` are added to the
+/// Access-Request of each round (0 = the EAP-Response/Identity).
+pub fn relay_payment(
+    server: &Server,
+    card: &CardFile,
+    confirmation: Option<Vec<u8>>,
+    attributes: &mut dyn FnMut(usize) -> Vec<Attribute>,
+) -> PaymentRun {
+    let mut peer = e_card::peer::session(card, confirmation).expect("the card file drives a peer");
+    let socket = udp_socket("127.0.0.1:0");
+    let mut eap = peer.identity_response(0);
+    let mut state: Option<Vec<u8>> = None;
+    let mut identifier: u8 = rand::random();
+    for round in 0..64 {
+        let mut p = eap_access_request_packet(identifier, &card.identity, &eap, state.as_deref());
+        p.attributes.extend(attributes(round));
+        let wire = encode_request(&p, server.secret.as_bytes()).expect("encode Access-Request");
+        let Some((reply, datagram)) = request_reply(&socket, server.auth, &wire, Code::AccessRequest, &server.secret)
+        else {
+            panic!("round {round}: no answer within {REPLY_TIMEOUT:?} (twice)\n--- server stderr ---\n{}", server.stderr());
+        };
+        match reply.code {
+            Code::AccessChallenge => {
+                let challenge = reply.eap_message().unwrap_or_else(|| panic!("Access-Challenge without EAP: {reply:?}"));
+                state = reply.get(rfc::STATE).map(<[u8]>::to_vec);
+                eap = match peer.handle(&challenge) {
+                    PeerEvent::Send(response) => response,
+                    other => panic!(
+                        "round {round}: the card has no answer to {} ({other:?})\n--- server stderr ---\n{}",
+                        hex_dump(&challenge),
+                        server.stderr()
+                    ),
+                };
+            }
+            Code::AccessAccept | Code::AccessReject => {
+                let card_saw = match reply.eap_message() {
+                    None => CardSaw::Nothing("no EAP-Message in the final answer".to_owned()),
+                    Some(last) => match peer.handle(&last) {
+                        PeerEvent::Success { keys, result } => CardSaw::Success { msk: keys.msk.to_vec(), result },
+                        PeerEvent::Failure(why) => CardSaw::Failure(format!("{why:?}")),
+                        PeerEvent::Ignore(why) => CardSaw::Nothing(why.to_owned()),
+                        PeerEvent::Send(r) => CardSaw::Nothing(format!("answered with {}", hex_dump(&r))),
+                    },
+                };
+                return PaymentRun {
+                    answer: PaymentReply::of(&reply),
+                    reply,
+                    reply_datagram: datagram,
+                    final_authenticator: p.authenticator,
+                    final_request: wire,
+                    socket,
+                    server_auth: server.auth,
+                    secret: server.secret.clone(),
+                    card: card_saw,
+                    card_id: card.card_id.clone(),
+                    rounds: round + 1,
+                    server_log: server.stderr(),
+                };
+            }
+            other => panic!("round {round}: unexpected {other:?}: {reply:?}"),
+        }
+        identifier = identifier.wrapping_add(1);
+    }
+    panic!("no final answer after 64 rounds\n--- server stderr ---\n{}", server.stderr());
+}
+
+/// The last `n` lines of a log, for messages.
+pub fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+impl Server {
+    /// The card confirms `details` and the terminal sends them in every round.
+    pub fn pay(&self, card: &Card, details: &PaymentDetails) -> PaymentRun {
+        let attributes = payment_attributes(details);
+        relay_payment(self, &card.file(), Some(details.canonical()), &mut |_| attributes.clone())
+    }
+
+    /// The terminal sends `details`; the card confirms nothing (a standard peer).
+    pub fn pay_unconfirmed(&self, card: &Card, details: &PaymentDetails) -> PaymentRun {
+        let attributes = payment_attributes(details);
+        relay_payment(self, &card.file(), None, &mut |_| attributes.clone())
+    }
+
+    /// A tampering terminal: the card confirms `confirmed`, the terminal
+    /// asserts `asserted`.
+    pub fn pay_tampered(&self, card: &Card, confirmed: &PaymentDetails, asserted: &PaymentDetails) -> PaymentRun {
+        let attributes = payment_attributes(asserted);
+        relay_payment(self, &card.file(), Some(confirmed.canonical()), &mut |_| attributes.clone())
+    }
+
+    /// The card confirms `details`; the terminal sends `attributes` (raw) in every round.
+    pub fn pay_raw(&self, card: &Card, details: &PaymentDetails, attributes: Vec<Attribute>) -> PaymentRun {
+        relay_payment(self, &card.file(), Some(details.canonical()), &mut |_| attributes.clone())
+    }
+
+    /// Plain authentication: no payment attributes, no confirmation.
+    pub fn authenticate_only(&self, card: &Card) -> PaymentRun {
+        relay_payment(self, &card.file(), None, &mut |_| Vec::new())
+    }
+}
+
+impl PaymentRun {
+    /// Context for assertion messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "after {} round(s): {:?}\n  {:?}\n  card saw: {:?}\n--- server stderr (last 30 lines) ---\n{}",
+            self.rounds,
+            self.reply.code,
+            self.answer,
+            self.card,
+            last_lines(&self.server_log, 30)
+        )
+    }
+
+    /// The final Access-Request sent again, byte for byte, from the same
+    /// socket; the answer as received.
+    pub fn retransmit_final(&self) -> Vec<u8> {
+        let (_, datagram) =
+            request_reply(&self.socket, self.server_auth, &self.final_request, Code::AccessRequest, &self.secret)
+                .unwrap_or_else(|| panic!("no answer to the retransmitted final Access-Request"));
+        datagram
+    }
+
+    /// MS-MPPE-Recv-Key, decrypted with the final request's authenticator.
+    pub fn mppe_recv_key(&self) -> Option<Vec<u8>> {
+        self.reply
+            .vendor_attribute(microsoft::VENDOR_ID, microsoft::MS_MPPE_RECV_KEY)
+            .expect("Vendor-Specific parses")
+            .map(|v| {
+                decrypt_mppe_key(v, self.secret.as_bytes(), &self.final_authenticator).expect("MS-MPPE-Recv-Key decrypts")
+            })
+    }
+
+    /// Checks an approval of `details` from `server` and returns the
+    /// approval code: Access-Accept with EAP-Success, keys equal to the
+    /// card's MSK, Eapay-Transaction-Id, a 6-character approval code, the
+    /// approved amount, Eapay-Card-Confirmation, Eapay-Auth-Method and a
+    /// receipt that verifies with the issuer key and names this payment;
+    /// the card accepted, and (if it confirmed) got the same result.
+    pub fn assert_approved(&self, server: &Server, details: &PaymentDetails) -> String {
+        let a = &self.answer;
+        let ctx = self.describe();
+        assert_eq!(self.reply.code, Code::AccessAccept, "not approved: {ctx}");
+        assert_eq!(a.eap_code, Some(3), "Access-Accept without EAP-Success: {ctx}");
+        assert_eq!(a.transaction_id.as_deref(), Some(details.transaction_id.as_str()), "Eapay-Transaction-Id: {ctx}");
+        let code = a.approval_code.clone().unwrap_or_else(|| panic!("no Eapay-Approval-Code: {ctx}"));
+        assert!(is_approval_code(&code), "approval code {code:?} is not 6 characters A-Z0-9: {ctx}");
+        assert_eq!(a.approved_amount, Some(details.amount), "Eapay-Approved-Amount: {ctx}");
+        assert!(a.card_confirmation.is_some(), "no Eapay-Card-Confirmation: {ctx}");
+        assert!(
+            matches!(a.auth_method.as_deref(), Some("aka" | "aka-prime")),
+            "Eapay-Auth-Method {:?}: {ctx}",
+            a.auth_method
+        );
+        assert_eq!(a.decline_code, None, "an approval with a decline code: {ctx}");
+        let receipt = a.receipt.as_ref().unwrap_or_else(|| panic!("no Eapay-Receipt: {ctx}"));
+        let body = server
+            .issuer_key()
+            .verify(receipt)
+            .unwrap_or_else(|e| panic!("receipt {} does not verify: {e}: {ctx}", hex_dump(receipt)));
+        assert_eq!(
+            (&body.approval_code, &body.transaction_id, &body.merchant_id, &body.card_id, body.amount, u32::from(body.currency)),
+            (&code, &details.transaction_id, &details.merchant_id, &self.card_id, details.amount, details.currency),
+            "the receipt signs other facts than the approval: {body:?}: {ctx}"
+        );
+        let CardSaw::Success { msk, result } = &self.card else {
+            panic!("the card did not accept the server's EAP-Success: {ctx}");
+        };
+        assert_eq!(self.mppe_recv_key().as_deref(), Some(&msk[..32]), "MS-MPPE-Recv-Key is not the card's MSK: {ctx}");
+        if a.card_confirmation == Some(CardConfirmation::Confirmed.value()) {
+            let result = result.as_ref().unwrap_or_else(|| panic!("the card confirmed but got no protected result: {ctx}"));
+            let result = PaymentResult::decode(result)
+                .unwrap_or_else(|e| panic!("protected result {} does not decode: {e}: {ctx}", hex_dump(result)));
+            assert_eq!(
+                result,
+                PaymentResult {
+                    transaction_id: details.transaction_id.clone(),
+                    outcome: PaymentOutcome::Approved { approval_code: code.clone(), approved_amount: details.amount },
+                },
+                "the card was told something else than the terminal: {ctx}"
+            );
+        }
+        code
+    }
+
+    /// Checks a decline with `code`: Access-Reject with EAP-Failure,
+    /// Eapay-Decline-Code, a reason in Eapay-Decline-Reason and
+    /// Reply-Message, Eapay-Card-Confirmation, the request's transaction id
+    /// (`transaction_id`, when it had a valid one), nothing of an approval,
+    /// no keys; the card did not accept.
+    pub fn assert_declined(&self, code: DeclineCode, transaction_id: Option<&str>) {
+        let a = &self.answer;
+        let ctx = self.describe();
+        assert_eq!(self.reply.code, Code::AccessReject, "want decline {} ({}): {ctx}", code.value(), code.name());
+        assert_eq!(
+            a.decline_code,
+            Some(code.value()),
+            "Eapay-Decline-Code: want {} ({}): {ctx}",
+            code.value(),
+            code.name()
+        );
+        assert_eq!(a.eap_code, Some(4), "Access-Reject without EAP-Failure: {ctx}");
+        assert!(a.decline_reason.as_deref().is_some_and(|r| !r.is_empty()), "no Eapay-Decline-Reason: {ctx}");
+        assert!(a.reply_message.as_deref().is_some_and(|r| !r.is_empty()), "no Reply-Message: {ctx}");
+        assert!(a.card_confirmation.is_some(), "no Eapay-Card-Confirmation: {ctx}");
+        if let Some(txn) = transaction_id {
+            assert_eq!(a.transaction_id.as_deref(), Some(txn), "Eapay-Transaction-Id: {ctx}");
+        }
+        assert!(
+            a.approval_code.is_none() && a.approved_amount.is_none() && a.receipt.is_none(),
+            "a decline with approval attributes: {ctx}"
+        );
+        assert!(!a.has_mppe_keys, "a decline carries MS-MPPE keys: {ctx}");
+        assert!(!matches!(self.card, CardSaw::Success { .. }), "the card believes it succeeded: {ctx}");
+    }
+
+    /// The Eapay-Card-Confirmation value.
+    pub fn confirmation(&self) -> Option<CardConfirmation> {
+        self.answer.card_confirmation.and_then(CardConfirmation::from_value)
+    }
+}
+
+/// Whether `text` holds `token` as a whole word (split at anything that is
+/// not a letter, digit, `-` or `_`): "63" in "decline 63 (Security-Violation)".
+pub fn has_token(text: &str, token: &str) -> bool {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_')).any(|w| w.eq_ignore_ascii_case(token))
+}
+
+/// The approval code `txn show` prints: a 6-character A-Z0-9 word on a line
+/// that mentions "approval".
+pub fn approval_code_in(text: &str) -> Option<String> {
+    text.lines()
+        .filter(|l| l.to_lowercase().contains("approval"))
+        .flat_map(|l| l.split(|c: char| !c.is_ascii_alphanumeric()))
+        .find(|w| is_approval_code(w))
+        .map(str::to_owned)
+}
+
+// ---------------------------------------------------------------------------
+// Settlement over RADIUS accounting
+// ---------------------------------------------------------------------------
+
+/// An Accounting-Response to a settlement.
+pub struct Settled {
+    pub reply: Packet,
+    pub datagram: Vec<u8>,
+    pub request: Vec<u8>,
+    pub socket: UdpSocket,
+    pub decline_code: Option<u32>,
+    pub server_log: String,
+}
+
+impl Settled {
+    /// The action was carried out (or had been): no Eapay-Decline-Code.
+    pub fn assert_done(&self, what: &str) {
+        assert_eq!(
+            self.decline_code,
+            None,
+            "{what}: refused: {:?}\n--- server stderr (last 30 lines) ---\n{}",
+            self.reply,
+            last_lines(&self.server_log, 30)
+        );
+    }
+
+    /// The action was refused with `code`.
+    pub fn assert_refused(&self, code: DeclineCode, what: &str) {
+        assert_eq!(
+            self.decline_code,
+            Some(code.value()),
+            "{what}: want Eapay-Decline-Code {} ({}): {:?}\n--- server stderr (last 30 lines) ---\n{}",
+            code.value(),
+            code.name(),
+            self.reply,
+            last_lines(&self.server_log, 30)
+        );
+    }
+}
+
+/// The Accounting-Request of a settlement: Eapay-Settlement-Action,
+/// Eapay-Transaction-Id, Eapay-Merchant-Id, and Eapay-Amount if given.
+pub fn settlement_request(
+    identifier: u8,
+    action: SettlementAction,
+    merchant: &str,
+    transaction_id: &str,
+    amount: Option<u64>,
+    secret: &str,
+) -> Vec<u8> {
+    let mut p = Packet::new_request(Code::AccountingRequest, identifier);
+    p.add_message_authenticator();
+    p.push_vendor_u32(VENDOR, eapay::SETTLEMENT_ACTION, action.value()).expect("Eapay-Settlement-Action");
+    p.push_vendor(VENDOR, eapay::TRANSACTION_ID, transaction_id.as_bytes()).expect("Eapay-Transaction-Id");
+    p.push_vendor(VENDOR, eapay::MERCHANT_ID, merchant.as_bytes()).expect("Eapay-Merchant-Id");
+    if let Some(amount) = amount {
+        p.push_vendor_u64(VENDOR, eapay::AMOUNT, amount).expect("Eapay-Amount");
+    }
+    encode_request(&p, secret.as_bytes()).expect("encode Accounting-Request")
+}
+
+impl Server {
+    /// Sends a settlement to the accounting port; returns the verified answer.
+    pub fn settle(
+        &self,
+        action: SettlementAction,
+        merchant: &str,
+        transaction_id: &str,
+        amount: Option<u64>,
+    ) -> Settled {
+        let request = settlement_request(rand::random(), action, merchant, transaction_id, amount, &self.secret);
+        let socket = udp_socket("127.0.0.1:0");
+        let (reply, datagram) =
+            request_reply(&socket, self.acct, &request, Code::AccountingRequest, &self.secret).unwrap_or_else(|| {
+                panic!("no Accounting-Response to {} {transaction_id}\n{}", action.name(), self.stderr())
+            });
+        assert_eq!(reply.code, Code::AccountingResponse, "{reply:?}");
+        let decline_code = reply.vendor_attribute(VENDOR, eapay::DECLINE_CODE).expect("Vendor-Specific parses").map(
+            |v| u32::from_be_bytes(v.try_into().unwrap_or_else(|_| panic!("Eapay-Decline-Code of {} bytes", v.len()))),
+        );
+        Settled { reply, datagram, request, socket, decline_code, server_log: self.stderr() }
+    }
+
+    /// [`Server::settle`] for [`MERCHANT`], no amount.
+    pub fn settle_demo(&self, action: SettlementAction, transaction_id: &str) -> Settled {
+        self.settle(action, MERCHANT, transaction_id, None)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// PostgreSQL scratch databases
+// ---------------------------------------------------------------------------
+
+/// A fresh database `eapay_e2e_<random>` on `EAPAY_TEST_POSTGRES_URL`,
+/// dropped again with this value.
+pub struct ScratchDatabase {
+    /// The URL of the new database.
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime").block_on(f)
+}
+
+/// `url` with its database (the last path segment) replaced by `database`.
+pub fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let authority_end = base.find("://").map_or(0, |i| i + 3);
+    let root = match base[authority_end..].find('/') {
+        Some(i) => &base[..authority_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{root}/{database}?{q}"),
+        None => format!("{root}/{database}"),
+    }
+}
+
+impl ScratchDatabase {
+    /// None (test skipped, with a SKIP line) when `EAPAY_TEST_POSTGRES_URL`
+    /// is unset; a panic under `EAPAY_REQUIRE_INTEROP=1` when it is unset or
+    /// the server is unreachable.
+    pub fn create() -> Option<ScratchDatabase> {
+        use sqlx::Connection;
+        let Some(admin_url) = std::env::var("EAPAY_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty()) else {
+            if interop_required() {
+                panic!("EAPAY_TEST_POSTGRES_URL is required in CI (EAPAY_REQUIRE_INTEROP=1) but is not set");
+            }
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIP: {} needs PostgreSQL (set EAPAY_TEST_POSTGRES_URL, e.g. postgres://postgres@127.0.0.1:5432/test)",
+                current_test_name()
+            );
+            return None;
+        };
+        let name = format!("eapay_e2e_{:016x}", rand::random::<u64>());
+        let created: Result<(), sqlx::Error> = block_on(async {
+            let mut conn = sqlx::PgConnection::connect(&admin_url).await?;
+            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await?;
+            conn.close().await
+        });
+        if let Err(e) = created {
+            // Unreachable although configured: a failure, not a skip.
+            panic!("cannot create database {name} on EAPAY_TEST_POSTGRES_URL={admin_url}: {e}");
+        }
+        Some(ScratchDatabase { url: with_database(&admin_url, &name), admin_url, name })
+    }
+}
+
+impl Drop for ScratchDatabase {
+    fn drop(&mut self) {
+        use sqlx::Connection;
+        let dropped: Result<(), sqlx::Error> = block_on(async {
+            let mut conn = sqlx::PgConnection::connect(&self.admin_url).await?;
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut conn).await?;
+            conn.close().await
+        });
+        if let Err(e) = dropped {
+            eprintln!("could not drop scratch database {}: {e}", self.name);
+        }
+    }
 }

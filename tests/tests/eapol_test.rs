@@ -5,14 +5,29 @@
 //! eapol_test prints `SUCCESS` and exits 0 only if it got an Access-Accept,
 //! its own EAP state machine reached success, and the MSK it derived equals
 //! the MS-MPPE-Recv/Send-Key the server sent ("MPPE keys OK: 1  mismatch: 0").
+//!
+//! Every run is a payment: the seven Eapay attributes go into each
+//! Access-Request with `-N 26:x:...` (a plain authentication is declined),
+//! and the cards are issued `--confirmation optional` because eapol_test, a
+//! standard peer, cannot confirm. The ledger (`txn show`) is the witness of
+//! the decision.
 
 use std::path::Path;
 use std::process::Command;
 
+use aaa_proto::payment::PaymentDetails;
 use eapay_tests::{
-    eapol_test, read_usim_password, require_tool, run_with_timeout, write_usim_password, Card, Method, Server,
-    ToolOutput, TOOL_TIMEOUT,
+    approval_code_in, details, eapol_test, eapol_test_payment_args, has_token, read_usim_password, require_tool, run_with_timeout,
+    write_usim_password, Card, Method, Server, ToolOutput, MERCHANT, TOOL_TIMEOUT,
 };
+
+/// Runs `eapol_test -a 127.0.0.1 -p AUTH -s SECRET -t 10 -c CONF -N (payment) EXTRA...`.
+fn run_payment(tool: &Path, server: &Server, conf: &Path, payment: &PaymentDetails, extra: &[&str]) -> ToolOutput {
+    let mut args = eapol_test_payment_args(payment);
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run_eapol_test(tool, server, conf, &args)
+}
 
 /// Runs `eapol_test -a 127.0.0.1 -p AUTH -s SECRET -t 10 -c CONF EXTRA...`.
 fn run_eapol_test(tool: &Path, server: &Server, conf: &Path, extra: &[&str]) -> ToolOutput {
@@ -50,6 +65,20 @@ fn assert_success(out: &ToolOutput, server: &Server, mppe_ok: usize) {
     );
 }
 
+/// The ledger approved `payment`: `txn show` names it approved with a
+/// 6-character approval code; returns the code.
+fn assert_ledger_approved(server: &Server, payment: &PaymentDetails, out: &ToolOutput) -> String {
+    let text = server.txn_show(MERCHANT, &payment.transaction_id);
+    let code = approval_code_in(&text);
+    assert!(
+        has_token(&text, "approved") && code.is_some(),
+        "the ledger has no approval for {}:\n{text}\n{}",
+        payment.transaction_id,
+        out.tail(30)
+    );
+    code.unwrap_or_default()
+}
+
 fn setup(method: Method) -> Option<(std::path::PathBuf, Server, Card)> {
     let tool = require_tool("eapol_test", eapol_test())?;
     let server = Server::start_default();
@@ -57,10 +86,13 @@ fn setup(method: Method) -> Option<(std::path::PathBuf, Server, Card)> {
     Some((tool, server, card))
 }
 
+/// A payment by eapol_test with an `optional` card: approved.
 fn full_authentication(method: Method) {
     let Some((tool, server, card)) = setup(method) else { return };
-    let out = run_eapol_test(&tool, &server, &card.eapol_conf, &[]);
+    let payment = details("eapol", 1250);
+    let out = run_payment(&tool, &server, &card.eapol_conf, &payment, &[]);
     assert_success(&out, &server, 1);
+    assert_ledger_approved(&server, &payment, &out);
     // The identity eapol_test presented is the card's permanent NAI, and the
     // server answered with an Access-Accept (not a timeout or a local decision).
     assert!(out.stdout.contains("(Access-Accept)"), "no Access-Accept seen:\n{}", out.tail(60));
@@ -96,7 +128,8 @@ fn wrong_k(method: Method) {
     let conf = server.scratch("wrong-k.conf");
     write_usim_password(&card.eapol_conf, &conf, &pw);
 
-    let out = run_eapol_test(&tool, &server, &conf, &[]);
+    let payment = details("wrong-k", 1250);
+    let out = run_payment(&tool, &server, &conf, &payment, &[]);
     assert!(!has_line(&out, "SUCCESS") && !out.success(), "authentication with a wrong K succeeded:\n{}", out.tail(60));
     assert!(has_line(&out, "FAILURE"), "{}", out.tail(60));
     assert!(
@@ -111,6 +144,9 @@ fn wrong_k(method: Method) {
         server.stderr()
     );
     assert!(!out.stdout.contains("(Access-Accept)"), "{}", out.tail(60));
+    // Recorded as a decline 63 (Security-Violation).
+    let text = server.txn_show(MERCHANT, &payment.transaction_id);
+    assert!(has_token(&text, "declined") && has_token(&text, "63"), "txn show after a wrong K:\n{text}");
     server.assert_running();
 }
 
@@ -137,16 +173,20 @@ fn sqn_resync(method: Method) {
     write_usim_password(&card.eapol_conf, &conf, &pw);
     const SYNC_FAILURE: &str = "Generating EAP-AKA Synchronization-Failure";
 
-    let first = run_eapol_test(&tool, &server, &conf, &[]);
+    let payment = details("resync", 1250);
+    let first = run_payment(&tool, &server, &conf, &payment, &[]);
     assert!(
         first.stdout.contains(SYNC_FAILURE),
         "the peer with SQN 0x1000 did not send AT_AUTS (server SQN already ahead?):\n{}",
         first.tail(60)
     );
     assert_success(&first, &server, 1);
+    assert_ledger_approved(&server, &payment, &first);
 
-    let second = run_eapol_test(&tool, &server, &conf, &[]);
+    let payment = details("resync2", 1250);
+    let second = run_payment(&tool, &server, &conf, &payment, &[]);
     assert_success(&second, &server, 1);
+    assert_ledger_approved(&server, &payment, &second);
     assert!(
         !second.stdout.contains(SYNC_FAILURE),
         "after resynchronisation the server's SQN should be ahead of the card's, but a second resync happened:\n{}",
@@ -168,12 +208,22 @@ fn aka_prime_sqn_resynchronisation() {
 /// `-r 1`: after the first success, eapol_test authenticates again over the
 /// same RADIUS client (fast re-authentication if the server offered a
 /// re-authentication identity, else a full one). Both must succeed with
-/// matching keys.
+/// matching keys. eapol_test repeats the same `-N` attributes, so the second
+/// is an identical repeat of the payment: the original approval again, and
+/// one authorization in the ledger.
 fn reauthentication(method: Method) {
     let Some((tool, server, card)) = setup(method) else { return };
-    let out = run_eapol_test(&tool, &server, &card.eapol_conf, &["-r", "1"]);
+    let payment = details("reauth", 1250);
+    let out = run_payment(&tool, &server, &card.eapol_conf, &payment, &["-r", "1"]);
     assert_success(&out, &server, 2);
     assert!(count(&out, "(Access-Accept)") >= 2, "expected two Access-Accepts:\n{}", out.tail(60));
+    assert_ledger_approved(&server, &payment, &out);
+    let list = server.admin(&["txn", "list", "--card", &card.card_id]);
+    assert_eq!(
+        list.matches(payment.transaction_id.as_str()).count(),
+        1,
+        "a repeated payment must be one authorization:\n{list}"
+    );
     server.assert_running();
 }
 
@@ -187,20 +237,34 @@ fn aka_prime_reauthentication() {
     reauthentication(Method::AkaPrime);
 }
 
-/// An eapay Vendor-Specific attribute (vendor 32473 = 0x00007ed9, type 1
-/// Eapay-Transaction-Id, a string) in every Access-Request must not disturb
-/// plain authentication.
+/// Only some of the payment attributes (here Eapay-Transaction-Id alone):
+/// not a payment the server can decide, declined (12), never approved.
 #[test]
-fn payment_attributes_are_tolerated() {
+fn incomplete_payment_attributes_are_declined() {
     let Some((tool, server, card)) = setup(Method::Aka) else { return };
-    let txn = b"txn-0001";
-    let mut vsa = String::from("00007ed9");
-    vsa.push_str(&format!("01{:02x}", txn.len() + 2));
-    vsa.extend(txn.iter().map(|b| format!("{b:02x}")));
-    let out = run_eapol_test(&tool, &server, &card.eapol_conf, &["-N", &format!("26:x:{vsa}")]);
-    assert_success(&out, &server, 1);
-    // eapol_test's message dump shows the VSA went out (6 + 2 + 8 octets).
-    let sent = format!("Attribute 26 (Vendor-Specific) length={}", 2 + vsa.len() / 2);
+    let payment = details("partial", 1250);
+    let args = eapol_test_payment_args(&payment);
+    let out = run_eapol_test(&tool, &server, &card.eapol_conf, &[&args[0], &args[1]]);
+    // eapol_test's message dump shows the VSA went out (6 + 2 + id octets).
+    let sent = format!("Attribute 26 (Vendor-Specific) length={}", 8 + payment.transaction_id.len());
     assert!(out.stdout.contains(&sent), "eapol_test did not send the VSA (`{sent}`):\n{}", out.tail(60));
+    assert!(!out.success() && has_line(&out, "FAILURE"), "an incomplete payment succeeded:\n{}", out.tail(60));
+    assert!(out.stdout.contains("(Access-Reject)") && !out.stdout.contains("(Access-Accept)"), "{}", out.tail(60));
+    server.assert_running();
+}
+
+/// A standard peer cannot confirm: with a `required` card it is declined 59
+/// (Suspected-Fraud) after a successful authentication.
+#[test]
+fn required_card_with_a_standard_peer_is_declined_59() {
+    let Some(tool) = require_tool("eapol_test", eapol_test()) else { return };
+    let server = Server::start_default();
+    let card = server.card_with(Method::AkaPrime, &[]);
+    let payment = details("required", 1250);
+    let out = run_payment(&tool, &server, &card.eapol_conf, &payment, &[]);
+    assert!(!out.success() && !has_line(&out, "SUCCESS"), "a required card paid unconfirmed:\n{}", out.tail(60));
+    assert!(out.stdout.contains("(Access-Reject)"), "{}", out.tail(60));
+    let text = server.txn_show(MERCHANT, &payment.transaction_id);
+    assert!(has_token(&text, "declined") && has_token(&text, "59"), "txn show:\n{text}");
     server.assert_running();
 }

@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 
 use aaa_proto::dictionary::rfc;
 use aaa_proto::radius::{encode_request, Attribute, Code, Packet};
+use aaa_proto::dictionary::eapay;
 use eapay_tests::{
-    eap_access_request, eap_access_request_packet, eap_identity_response, exchange, expect_status_answer, hex_dump,
-    recv_within, status_server, udp_socket, verify_reply, Method, Server, NO_REPLY_WAIT, REPLY_TIMEOUT,
+    details, eap_access_request, eap_access_request_packet, eap_identity_response, eap_payment_request, eapay_vsa,
+    exchange, expect_status_answer, hex_dump, payment_attributes, recv_within, status_server, udp_socket,
+    verify_reply, Method, Server, NO_REPLY_WAIT, REPLY_TIMEOUT,
 };
 
 /// What a case may get back.
@@ -201,11 +203,45 @@ fn eap_cases(server: &Server, identity: &str) -> Vec<Case> {
     cases
 }
 
+/// Authenticated, well-formed EAP-Response/Identity with broken payment
+/// attributes: whatever the server does first (decline at once, or decline
+/// after authentication), it must never be an Access-Accept. The decline
+/// codes themselves are checked end to end in payment.rs.
+fn payment_attribute_cases(server: &Server, identity: &str) -> Vec<Case> {
+    let eap = eap_identity_response(0, identity);
+    let signed = |id: u8, attributes: Vec<Attribute>| {
+        let mut p = eap_access_request_packet(id, identity, &eap, None);
+        p.attributes.extend(attributes);
+        encode_request(&p, server.secret.as_bytes()).expect("encode")
+    };
+    let good = payment_attributes(&details("malformed", 1000));
+    let mut cases = Vec::new();
+    let mut broken = good.clone();
+    // Vendor 32473, sub-attribute claiming 20 bytes with 2 present.
+    broken.push(Attribute { kind: rfc::VENDOR_SPECIFIC, value: vec![0, 0, 0x7e, 0xd9, eapay::AMOUNT, 20, 1, 2] });
+    cases.push(case("Eapay Vendor-Specific overrunning itself", signed(60, broken), Expect::NotAccept));
+    let mut broken = good.clone();
+    broken.push(Attribute { kind: rfc::VENDOR_SPECIFIC, value: vec![0, 0, 0x7e] });
+    cases.push(case("Vendor-Specific shorter than a Vendor-Id", signed(61, broken), Expect::NotAccept));
+    let mut broken = good.clone();
+    broken.push(eapay_vsa(eapay::AMOUNT, &1u64.to_be_bytes()));
+    cases.push(case("second Eapay-Amount", signed(62, broken), Expect::NotAccept));
+    let broken: Vec<Attribute> = good.iter().filter(|a| a.value.get(4) != Some(&eapay::AMOUNT)).cloned().collect();
+    cases.push(case("no Eapay-Amount", signed(63, broken), Expect::NotAccept));
+    let mut broken: Vec<Attribute> =
+        good.iter().filter(|a| a.value.get(4) != Some(&eapay::TERMINAL_NONCE)).cloned().collect();
+    broken.push(eapay_vsa(eapay::TERMINAL_NONCE, &[0; 200]));
+    cases.push(case("Eapay-Terminal-Nonce of 200 bytes", signed(64, broken), Expect::NotAccept));
+    cases
+}
+
 /// Opens a conversation (identity -> challenge) and answers the server's
 /// request with a response whose attribute overruns the EAP packet.
 fn in_conversation_case(server: &Server, identity: &str, method: Method) -> (UdpSocket, Case) {
     let socket = udp_socket("127.0.0.1:0");
-    let (req, wire) = eap_access_request(30, identity, &eap_identity_response(0, identity), None, &server.secret);
+    let payment = details("in-conversation", 1000);
+    let eap = eap_identity_response(0, identity);
+    let (req, wire) = eap_payment_request(30, identity, &eap, None, &payment, &server.secret);
     let reply = exchange(&socket, server.auth, &wire, REPLY_TIMEOUT)
         .unwrap_or_else(|| panic!("no reply to EAP-Response/Identity\n{}", server.stderr()));
     let p = verify_reply(&reply, Code::AccessRequest, &req.authenticator, &server.secret);
@@ -218,7 +254,7 @@ fn in_conversation_case(server: &Server, identity: &str, method: Method) -> (Udp
     // AT_RES (3) or AT_IDENTITY (14) claiming 20 bytes, 2 present.
     let attr = if subtype == 1 { 3 } else { 14 };
     let body = [2u8, eap_id, 0, 12, eap_type, subtype, 0, 0, attr, 5, 0, 0x40];
-    let (next, wire) = eap_access_request(31, identity, &body, Some(&state), &server.secret);
+    let (next, wire) = eap_payment_request(31, identity, &body, Some(&state), &payment, &server.secret);
     let c = Case {
         name: format!(
             "{method:?} response (subtype {subtype}) with an attribute overrunning the EAP packet, in conversation"
@@ -269,7 +305,11 @@ fn malformed_datagrams_are_dropped_and_server_survives() {
     sent.push((s, c));
     let (s, c) = in_conversation_case(&server, &card2.identity, Method::AkaPrime);
     sent.push((s, c));
-    for c in framing_cases(&server, &card.identity).into_iter().chain(eap_cases(&server, &card.identity)) {
+    let cases = framing_cases(&server, &card.identity)
+        .into_iter()
+        .chain(eap_cases(&server, &card.identity))
+        .chain(payment_attribute_cases(&server, &card.identity));
+    for c in cases {
         sent.push((udp_socket("127.0.0.1:0"), c));
     }
     // Paced: after each case a Status-Server must be answered before the
@@ -336,8 +376,8 @@ fn malformed_datagrams_are_dropped_and_server_survives() {
 
     // Still fully functional: a fresh conversation starts.
     let socket = udp_socket("127.0.0.1:0");
-    let (req, wire) =
-        eap_access_request(50, &card.identity, &eap_identity_response(0, &card.identity), None, &server.secret);
+    let eap = eap_identity_response(0, &card.identity);
+    let (req, wire) = eap_payment_request(50, &card.identity, &eap, None, &details("after", 1000), &server.secret);
     let reply = exchange(&socket, server.auth, &wire, REPLY_TIMEOUT).unwrap_or_else(|| {
         panic!("no reply to a valid EAP-Response/Identity after the malformed input\n{}", server.stderr())
     });

@@ -9,21 +9,39 @@
 //! Note: radclient 3.2.1 does NOT add a Message-Authenticator on its own
 //! (checked: `User-Name, User-Password` goes out with only those two
 //! attributes), so requests with one list `Message-Authenticator = 0x00`.
+//!
+//! radclient loads `dictionaries/radius/dictionary.eapay` unchanged (`-d`
+//! with a one-line `dictionary` that includes it), so Eapay attributes are
+//! sent and read by name: the FreeRADIUS side of DESIGN.md §3.
+//!
+//! EAP requests here carry the payment attributes: the server declines an
+//! authentication-only request, and these tests are about the transport.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use aaa_proto::dictionary::rfc;
+use aaa_proto::payment::PaymentDetails;
 use aaa_proto::radius::{encode_request, Code, Packet};
 use eapay_tests::{
-    eap_access_request, eap_access_request_packet, eap_identity_response, exchange, expect_status_answer, hex_dump,
-    radclient, recv_within, require_tool, run_with_timeout, status_server, udp_socket, verify_reply, Method, Server,
-    ToolOutput, NO_REPLY_WAIT, REPLY_TIMEOUT, TOOL_TIMEOUT,
+    details, eap_access_request_packet, eap_identity_response, eap_payment_request, exchange, expect_status_answer,
+    hex_dump, radclient, recv_within, repo_root, require_tool, run_with_timeout, status_server, udp_socket,
+    verify_reply, Method, Server, ToolOutput, MERCHANT, NO_REPLY_WAIT, REPLY_TIMEOUT, TOOL_TIMEOUT,
 };
 
-/// `radclient -x -r RETRIES -t TIMEOUT ADDR COMMAND SECRET` with `attributes`
-/// on stdin.
+/// A radclient `-d` directory whose `dictionary` includes the eapay one.
+fn eapay_dictionary_dir(server: &Server) -> PathBuf {
+    let dir = server.scratch("raddb");
+    std::fs::create_dir_all(&dir).unwrap();
+    let eapay = repo_root().join("dictionaries/radius/dictionary.eapay");
+    assert!(eapay.is_file(), "{} is missing", eapay.display());
+    std::fs::write(dir.join("dictionary"), format!("$INCLUDE {}\n", eapay.display())).unwrap();
+    dir
+}
+
+/// `radclient -d EAPAY_DICT -x -r RETRIES -t TIMEOUT ADDR COMMAND SECRET`
+/// with `attributes` on stdin.
 fn run_radclient(
     tool: &Path,
     addr: std::net::SocketAddr,
@@ -33,12 +51,44 @@ fn run_radclient(
     retries: u32,
     timeout_secs: u32,
 ) -> ToolOutput {
+    run_radclient_in(tool, None, addr, command, secret, attributes, retries, timeout_secs)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_radclient_in(
+    tool: &Path,
+    dictionary: Option<&Path>,
+    addr: std::net::SocketAddr,
+    command: &str,
+    secret: &str,
+    attributes: &str,
+    retries: u32,
+    timeout_secs: u32,
+) -> ToolOutput {
     let mut cmd = Command::new(tool);
+    if let Some(dir) = dictionary {
+        cmd.arg("-d").arg(dir);
+    }
     cmd.args(["-x", "-r", &retries.to_string(), "-t", &timeout_secs.to_string()])
         .arg(addr.to_string())
         .arg(command)
         .arg(secret);
     run_with_timeout(cmd, Some(&format!("{attributes}\n")), TOOL_TIMEOUT)
+}
+
+/// The payment attributes by their dictionary names, for radclient.
+fn payment_by_name(p: &PaymentDetails) -> String {
+    format!(
+        "Eapay-Transaction-Id = \"{}\", Eapay-Merchant-Id = \"{}\", Eapay-Amount = {}, Eapay-Currency = {}, \
+         Eapay-Installments = {}, Eapay-Terminal-Nonce = 0x{}, Eapay-Terminal-Time = {}",
+        p.transaction_id,
+        p.merchant_id,
+        p.amount,
+        p.currency,
+        p.installments,
+        hex_dump(&p.terminal_nonce),
+        p.terminal_time_ms
+    )
 }
 
 /// A request that must be answered: 3 tries of 3 s.
@@ -117,16 +167,18 @@ fn eap_access_request_without_message_authenticator_is_dropped() {
     let socket = udp_socket("127.0.0.1:0");
     let eap = eap_identity_response(0, &card.identity);
 
+    let payment = details("no-ma", 1250);
     let mut bare = Packet::new_request(Code::AccessRequest, 7);
     bare.push(rfc::USER_NAME, card.identity.as_bytes()).unwrap();
     bare.push_eap_message(&eap);
+    payment.push_to(&mut bare, aaa_proto::dictionary::eapay::VENDOR_ID).unwrap();
     let wire = bare.encode_unsigned().unwrap(); // Access-Request: random authenticator, nothing to sign
     assert!(!bare.has_message_authenticator());
     if let Some(reply) = exchange(&socket, server.auth, &wire, NO_REPLY_WAIT) {
         panic!("EAP Access-Request without Message-Authenticator was answered: {}", hex_dump(&reply));
     }
 
-    let (req, wire) = eap_access_request(8, &card.identity, &eap, None, &server.secret);
+    let (req, wire) = eap_payment_request(8, &card.identity, &eap, None, &payment, &server.secret);
     let reply = exchange(&socket, server.auth, &wire, REPLY_TIMEOUT)
         .unwrap_or_else(|| panic!("signed EAP-Response/Identity not answered\n{}", server.stderr()));
     let p = verify_reply(&reply, Code::AccessRequest, &req.authenticator, &server.secret);
@@ -144,11 +196,17 @@ fn wrong_secret_is_dropped() {
 
     let card = server.card(Method::Aka);
     let eap = hex_dump(&eap_identity_response(0, &card.identity));
-    let attrs = format!("User-Name = \"{}\", EAP-Message = 0x{eap}, Message-Authenticator = 0x00", card.identity);
-    let out = unanswered(&tool, server.auth, "auth", "not-the-secret", &attrs);
+    let attrs = format!(
+        "User-Name = \"{}\", EAP-Message = 0x{eap}, Message-Authenticator = 0x00, {}",
+        card.identity,
+        payment_by_name(&details("secret", 1250))
+    );
+    let dict = eapay_dictionary_dir(&server);
+    let out = run_radclient_in(&tool, Some(&dict), server.auth, "auth", "not-the-secret", &attrs, 1, 2);
     assert_no_reply(&out, "EAP Access-Request with a wrong secret");
 
-    let out = answered(&tool, server.auth, "auth", &server.secret, &attrs);
+    let out = run_radclient_in(&tool, Some(&dict), server.auth, "auth", &server.secret, &attrs, 3, 3);
+    assert!(out.stdout.contains("Eapay-Amount = 1250"), "radclient did not send the payment by name:\n{}", out.tail(40));
     assert_received(&out, &server, "Access-Challenge");
 }
 
@@ -160,8 +218,9 @@ fn retransmission_gets_identical_reply() {
     let server = Server::start_default();
     let card = server.card(Method::Aka);
     let socket = udp_socket("127.0.0.1:0");
-    let (req, wire) =
-        eap_access_request(42, &card.identity, &eap_identity_response(0, &card.identity), None, &server.secret);
+    let payment = details("retx", 1250);
+    let eap = eap_identity_response(0, &card.identity);
+    let (req, wire) = eap_payment_request(42, &card.identity, &eap, None, &payment, &server.secret);
 
     let first = exchange(&socket, server.auth, &wire, REPLY_TIMEOUT)
         .unwrap_or_else(|| panic!("no reply to EAP-Response/Identity\n{}", server.stderr()));
@@ -194,8 +253,8 @@ fn unknown_client_is_dropped() {
         panic!("Status-Server from unknown client 127.0.0.2 was answered: {}", hex_dump(&reply));
     }
     let card = server.card(Method::Aka);
-    let (_, wire) =
-        eap_access_request(2, &card.identity, &eap_identity_response(0, &card.identity), None, &server.secret);
+    let eap = eap_identity_response(0, &card.identity);
+    let (_, wire) = eap_payment_request(2, &card.identity, &eap, None, &details("stranger", 1250), &server.secret);
     if let Some(reply) = exchange(&socket, server.auth, &wire, NO_REPLY_WAIT) {
         panic!("Access-Request from unknown client 127.0.0.2 was answered: {}", hex_dump(&reply));
     }
@@ -256,4 +315,36 @@ fn harness_builds_valid_eap_requests() {
     let p = eap_access_request_packet(1, "0x@r", &eap_identity_response(3, "0x@r"), Some(b"s"));
     assert_eq!(p.eap_message(), Some(vec![2, 3, 0, 9, 1, b'0', b'x', b'@', b'r']));
     assert_eq!(p.attributes[0].kind, rfc::MESSAGE_AUTHENTICATOR);
+}
+
+/// Settlement by name with FreeRADIUS's radclient and our dictionary: a
+/// reversal of an unknown transaction (tombstone) is acknowledged without a
+/// decline; a capture of it is refused, and radclient reads the refusal by
+/// name (`Eapay-Decline-Code = Invalid-Transaction`); a settlement for a
+/// merchant this client may not act for is `Not-Permitted`.
+#[test]
+fn settlement_by_name_with_the_eapay_dictionary() {
+    let Some(tool) = require_tool("radclient", radclient()) else { return };
+    let server = Server::start_default();
+    let dict = eapay_dictionary_dir(&server);
+    let txn = eapay_tests::transaction_id("radclient");
+    let settle = |action: &str, merchant: &str| {
+        let attrs = format!(
+            "Acct-Status-Type = Stop, Acct-Session-Id = \"{txn}\", Eapay-Settlement-Action = {action}, \
+             Eapay-Transaction-Id = \"{txn}\", Eapay-Merchant-Id = \"{merchant}\""
+        );
+        let out = run_radclient_in(&tool, Some(&dict), server.acct, "acct", &server.secret, &attrs, 3, 3);
+        assert_received(&out, &server, "Accounting-Response");
+        out
+    };
+    let out = settle("Reverse", MERCHANT);
+    assert!(!out.stdout.contains("Eapay-Decline-Code"), "the tombstone reversal was refused:\n{}", out.tail(40));
+    let out = settle("Capture", MERCHANT);
+    assert!(
+        out.stdout.contains("Eapay-Decline-Code = Invalid-Transaction"),
+        "capture of a reversed-before-authorized transaction:\n{}",
+        out.tail(40)
+    );
+    let out = settle("Reverse", "M-NOT-OURS");
+    assert!(out.stdout.contains("Eapay-Decline-Code = Not-Permitted"), "another merchant:\n{}", out.tail(40));
 }
