@@ -24,8 +24,9 @@ pub enum Claim {
     AuthOnly,
     /// A well-formed payment.
     Payment(PaymentDetails),
-    /// Payment attributes that cannot be a payment.
-    Invalid(String),
+    /// Payment attributes that cannot be a payment; the transaction id, if
+    /// one was usable, is echoed in the decline.
+    Invalid { reason: String, transaction_id: Option<String> },
 }
 
 impl Claim {
@@ -34,7 +35,7 @@ impl Claim {
         match PaymentDetails::from_packet(packet, vendor_id) {
             Ok(Some(details)) => Self::Payment(details),
             Ok(None) => Self::AuthOnly,
-            Err(e) => Self::Invalid(e.to_string()),
+            Err(e) => Self::Invalid { reason: e.to_string(), transaction_id: usable_transaction_id(packet, vendor_id) },
         }
     }
 
@@ -43,21 +44,34 @@ impl Claim {
     /// in every round (eapol_test `-N`), but never different ones.
     pub fn merge(self, later: Claim) -> Claim {
         match (self, later) {
-            (invalid @ Self::Invalid(_), _) => invalid,
+            (invalid @ Self::Invalid { .. }, _) => invalid,
             (current, Self::AuthOnly) => current,
             (current, later) if current == later => current,
-            (_, Self::Invalid(why)) => Self::Invalid(why),
-            _ => Self::Invalid("payment attributes changed between rounds".into()),
+            (_, invalid @ Self::Invalid { .. }) => invalid,
+            (current, later) => Self::Invalid {
+                reason: "payment attributes changed between rounds".into(),
+                transaction_id: current.transaction_id().or(later.transaction_id()).map(str::to_string),
+            },
         }
     }
 
-    /// The transaction id, when the claim is a payment.
+    /// The transaction id the terminal named, when it named a usable one.
     pub fn transaction_id(&self) -> Option<&str> {
         match self {
             Self::Payment(d) => Some(&d.transaction_id),
-            _ => None,
+            Self::Invalid { transaction_id, .. } => transaction_id.as_deref(),
+            Self::AuthOnly => None,
         }
     }
+}
+
+/// The single, well-formed Eapay-Transaction-Id of a packet whose payment
+/// attributes are otherwise unusable.
+fn usable_transaction_id(packet: &aaa_proto::radius::Packet, vendor_id: u32) -> Option<String> {
+    let attrs = packet.vendor_attributes(vendor_id).ok()?;
+    let mut ids = attrs.iter().filter(|a| a.vendor_type == aaa_proto::dictionary::eapay::TRANSACTION_ID);
+    let id = std::str::from_utf8(ids.next()?.value).ok()?;
+    (ids.next().is_none() && aaa_proto::payment::is_valid_id(id)).then(|| id.to_string())
 }
 
 /// The answer to a conversation, for the RADIUS (or Diameter) reply.
@@ -124,12 +138,12 @@ pub async fn after_authentication<L: Ledger>(
                 CardConfirmation::NotConfirmed,
             );
         }
-        Claim::Invalid(why) => {
-            audit_refusal(ledger, ctx, why).await;
+        Claim::Invalid { reason, .. } => {
+            audit_refusal(ledger, ctx, reason).await;
             return PaymentAnswer::declined(
                 claim,
                 DeclineCode::InvalidTransaction,
-                why.clone(),
+                reason.clone(),
                 CardConfirmation::NotConfirmed,
             );
         }
@@ -211,8 +225,8 @@ pub async fn after_failure<L: Ledger>(
             };
             authorize(ledger, claim, attempt).await
         }
-        Claim::Invalid(why) => {
-            audit_refusal(ledger, ctx, why).await;
+        Claim::Invalid { reason, .. } => {
+            audit_refusal(ledger, ctx, reason).await;
             PaymentAnswer::declined(claim, decline.code, decline.reason, CardConfirmation::NotConfirmed)
         }
         Claim::AuthOnly => PaymentAnswer::declined(claim, decline.code, decline.reason, CardConfirmation::NotConfirmed),
@@ -278,9 +292,9 @@ mod tests {
         let first = Claim::Payment(details(100));
         assert_eq!(first.clone().merge(Claim::AuthOnly), first);
         assert_eq!(first.clone().merge(first.clone()), first);
-        assert!(matches!(first.clone().merge(Claim::Payment(details(101))), Claim::Invalid(_)));
-        assert!(matches!(Claim::AuthOnly.merge(first.clone()), Claim::Invalid(_)));
-        let invalid = Claim::Invalid("x".into());
+        assert!(matches!(first.clone().merge(Claim::Payment(details(101))), Claim::Invalid { .. }));
+        assert!(matches!(Claim::AuthOnly.merge(first.clone()), Claim::Invalid { .. }));
+        let invalid = Claim::Invalid { reason: "x".into(), transaction_id: None };
         assert_eq!(invalid.clone().merge(first), invalid);
         assert_eq!(Claim::AuthOnly.merge(Claim::AuthOnly), Claim::AuthOnly);
     }

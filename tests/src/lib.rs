@@ -2,7 +2,11 @@
 //!
 //! Every test starts its own server ([`Server::start`]) in its own temporary
 //! data directory, on ephemeral ports, so tests are independent and can run
-//! in parallel (cargo test threads or nextest processes).
+//! in parallel (cargo test threads or nextest processes). A server shared
+//! per test file through a static would not be shared under nextest (one
+//! process per test) and would never be stopped (statics are not dropped);
+//! starting one takes a few tens of milliseconds, so related scenarios are
+//! grouped into one test instead.
 //!
 //! External tools (eapol_test, radclient) are optional locally: a test that
 //! needs a missing tool prints `SKIP: ...` and returns. With
@@ -406,8 +410,7 @@ fn spawn_serve(
 /// Reads a TOML file, lets `edit` change it, writes it back.
 pub fn edit_toml(path: &Path, edit: impl FnOnce(&mut toml::Table)) {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    let mut table: toml::Table =
-        text.parse().unwrap_or_else(|e| panic!("{} is not TOML: {e}\n{text}", path.display()));
+    let mut table: toml::Table = text.parse().unwrap_or_else(|e| panic!("{} is not TOML: {e}\n{text}", path.display()));
     edit(&mut table);
     let text = toml::to_string_pretty(&table).expect("serialise TOML");
     std::fs::write(path, text).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
@@ -589,7 +592,11 @@ impl Server {
         let (identity, card_id) = (field("identity"), field("card_id"));
         assert!(conf.is_file(), "`card issue --eapol-test` did not write {}", conf.display());
         let expected = format!("issued {} card {card_id} as {identity} -> {}", method.arg(), json.display());
-        assert!(out.stdout.lines().any(|l| l.trim_end() == expected), "`card issue` printed {:?}, want {expected:?}", out.stdout);
+        assert!(
+            out.stdout.lines().any(|l| l.trim_end() == expected),
+            "`card issue` printed {:?}, want {expected:?}",
+            out.stdout
+        );
         Card { method, card_id, json, eapol_conf: conf, identity }
     }
 
@@ -621,11 +628,34 @@ impl Server {
         self.admin(&["card", "block", &card.card_id]);
     }
 
+    /// The card's (credit limit, available amount) in minor units, as
+    /// `card list` shows them (`5000.00 USD    4987.50 USD`).
+    pub fn card_amounts(&self, card: &Card) -> (u64, u64) {
+        let list = self.admin(&["card", "list"]);
+        let row = list
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(card.card_id.as_str()))
+            .unwrap_or_else(|| panic!("card list has no row for {}:\n{list}", card.card_id));
+        let tokens: Vec<&str> = row.split_whitespace().collect();
+        let amounts: Vec<u64> = tokens
+            .windows(2)
+            .filter_map(|w| {
+                let currency = aaa_proto::currency::by_alpha(w[1])?;
+                aaa_proto::currency::parse_amount(w[0], currency).ok()
+            })
+            .collect();
+        match amounts.as_slice() {
+            [limit, available] => (*limit, *available),
+            _ => panic!("card list row does not show a limit and an available amount: {row}"),
+        }
+    }
+
     /// The issuer's receipt verification key (`DATA_DIR/issuer.pub`).
     pub fn issuer_key(&self) -> IssuerPublicKey {
         let path = self.data_dir.join("issuer.pub");
         let pem = std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-        IssuerPublicKey::from_pem(&pem).unwrap_or_else(|e| panic!("{} is not an issuer public key: {e}", path.display()))
+        IssuerPublicKey::from_pem(&pem)
+            .unwrap_or_else(|e| panic!("{} is not an issuer public key: {e}", path.display()))
     }
 
     /// Path for a scratch file in this server's temp directory.
@@ -962,9 +992,9 @@ impl PaymentReply {
             card_confirmation: int(eapay::CARD_CONFIRMATION),
             receipt: aaa_proto::payment::concat(p, VENDOR, eapay::RECEIPT),
             auth_method: text(eapay::AUTH_METHOD),
-            has_mppe_keys: ms.iter().any(|a| {
-                a.vendor_type == microsoft::MS_MPPE_RECV_KEY || a.vendor_type == microsoft::MS_MPPE_SEND_KEY
-            }),
+            has_mppe_keys: ms
+                .iter()
+                .any(|a| a.vendor_type == microsoft::MS_MPPE_RECV_KEY || a.vendor_type == microsoft::MS_MPPE_SEND_KEY),
         }
     }
 }
@@ -1050,11 +1080,15 @@ pub fn relay_payment(
         let wire = encode_request(&p, server.secret.as_bytes()).expect("encode Access-Request");
         let Some((reply, datagram)) = request_reply(&socket, server.auth, &wire, Code::AccessRequest, &server.secret)
         else {
-            panic!("round {round}: no answer within {REPLY_TIMEOUT:?} (twice)\n--- server stderr ---\n{}", server.stderr());
+            panic!(
+                "round {round}: no answer within {REPLY_TIMEOUT:?} (twice)\n--- server stderr ---\n{}",
+                server.stderr()
+            );
         };
         match reply.code {
             Code::AccessChallenge => {
-                let challenge = reply.eap_message().unwrap_or_else(|| panic!("Access-Challenge without EAP: {reply:?}"));
+                let challenge =
+                    reply.eap_message().unwrap_or_else(|| panic!("Access-Challenge without EAP: {reply:?}"));
                 state = reply.get(rfc::STATE).map(<[u8]>::to_vec);
                 eap = match peer.handle(&challenge) {
                     PeerEvent::Send(response) => response,
@@ -1162,7 +1196,8 @@ impl PaymentRun {
             .vendor_attribute(microsoft::VENDOR_ID, microsoft::MS_MPPE_RECV_KEY)
             .expect("Vendor-Specific parses")
             .map(|v| {
-                decrypt_mppe_key(v, self.secret.as_bytes(), &self.final_authenticator).expect("MS-MPPE-Recv-Key decrypts")
+                decrypt_mppe_key(v, self.secret.as_bytes(), &self.final_authenticator)
+                    .expect("MS-MPPE-Recv-Key decrypts")
             })
     }
 
@@ -1173,49 +1208,79 @@ impl PaymentRun {
     /// receipt that verifies with the issuer key and names this payment;
     /// the card accepted, and (if it confirmed) got the same result.
     pub fn assert_approved(&self, server: &Server, details: &PaymentDetails) -> String {
+        self.check_approved(server, details).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`PaymentRun::assert_approved`] without the panic: the first problem.
+    pub fn check_approved(&self, server: &Server, details: &PaymentDetails) -> Result<String, String> {
         let a = &self.answer;
-        let ctx = self.describe();
-        assert_eq!(self.reply.code, Code::AccessAccept, "not approved: {ctx}");
-        assert_eq!(a.eap_code, Some(3), "Access-Accept without EAP-Success: {ctx}");
-        assert_eq!(a.transaction_id.as_deref(), Some(details.transaction_id.as_str()), "Eapay-Transaction-Id: {ctx}");
-        let code = a.approval_code.clone().unwrap_or_else(|| panic!("no Eapay-Approval-Code: {ctx}"));
-        assert!(is_approval_code(&code), "approval code {code:?} is not 6 characters A-Z0-9: {ctx}");
-        assert_eq!(a.approved_amount, Some(details.amount), "Eapay-Approved-Amount: {ctx}");
-        assert!(a.card_confirmation.is_some(), "no Eapay-Card-Confirmation: {ctx}");
-        assert!(
-            matches!(a.auth_method.as_deref(), Some("aka" | "aka-prime")),
-            "Eapay-Auth-Method {:?}: {ctx}",
-            a.auth_method
-        );
-        assert_eq!(a.decline_code, None, "an approval with a decline code: {ctx}");
-        let receipt = a.receipt.as_ref().unwrap_or_else(|| panic!("no Eapay-Receipt: {ctx}"));
-        let body = server
-            .issuer_key()
-            .verify(receipt)
-            .unwrap_or_else(|e| panic!("receipt {} does not verify: {e}: {ctx}", hex_dump(receipt)));
-        assert_eq!(
-            (&body.approval_code, &body.transaction_id, &body.merchant_id, &body.card_id, body.amount, u32::from(body.currency)),
-            (&code, &details.transaction_id, &details.merchant_id, &self.card_id, details.amount, details.currency),
-            "the receipt signs other facts than the approval: {body:?}: {ctx}"
-        );
-        let CardSaw::Success { msk, result } = &self.card else {
-            panic!("the card did not accept the server's EAP-Success: {ctx}");
-        };
-        assert_eq!(self.mppe_recv_key().as_deref(), Some(&msk[..32]), "MS-MPPE-Recv-Key is not the card's MSK: {ctx}");
-        if a.card_confirmation == Some(CardConfirmation::Confirmed.value()) {
-            let result = result.as_ref().unwrap_or_else(|| panic!("the card confirmed but got no protected result: {ctx}"));
-            let result = PaymentResult::decode(result)
-                .unwrap_or_else(|e| panic!("protected result {} does not decode: {e}: {ctx}", hex_dump(result)));
-            assert_eq!(
-                result,
-                PaymentResult {
-                    transaction_id: details.transaction_id.clone(),
-                    outcome: PaymentOutcome::Approved { approval_code: code.clone(), approved_amount: details.amount },
-                },
-                "the card was told something else than the terminal: {ctx}"
-            );
+        let fail = |what: String| Err(format!("{what}: {}", self.describe()));
+        if self.reply.code != Code::AccessAccept {
+            return fail(format!("not approved ({:?})", self.reply.code));
         }
-        code
+        if a.eap_code != Some(3) {
+            return fail("Access-Accept without EAP-Success".into());
+        }
+        if a.transaction_id.as_deref() != Some(details.transaction_id.as_str()) {
+            return fail(format!("Eapay-Transaction-Id {:?}, want {:?}", a.transaction_id, details.transaction_id));
+        }
+        let Some(code) = a.approval_code.clone() else { return fail("no Eapay-Approval-Code".into()) };
+        if !is_approval_code(&code) {
+            return fail(format!("approval code {code:?} is not 6 characters A-Z0-9"));
+        }
+        if a.approved_amount != Some(details.amount) {
+            return fail(format!("Eapay-Approved-Amount {:?}, want {}", a.approved_amount, details.amount));
+        }
+        if a.card_confirmation.is_none() {
+            return fail("no Eapay-Card-Confirmation".into());
+        }
+        if !matches!(a.auth_method.as_deref(), Some("aka" | "aka-prime")) {
+            return fail(format!("Eapay-Auth-Method {:?}", a.auth_method));
+        }
+        if a.decline_code.is_some() {
+            return fail("an approval with a decline code".into());
+        }
+        let Some(receipt) = a.receipt.as_ref() else { return fail("no Eapay-Receipt".into()) };
+        let body = match server.issuer_key().verify(receipt) {
+            Ok(body) => body,
+            Err(e) => return fail(format!("receipt {} does not verify: {e}", hex_dump(receipt))),
+        };
+        let signed = (
+            &body.approval_code,
+            &body.transaction_id,
+            &body.merchant_id,
+            &body.card_id,
+            body.amount,
+            u32::from(body.currency),
+        );
+        let facts =
+            (&code, &details.transaction_id, &details.merchant_id, &self.card_id, details.amount, details.currency);
+        if signed != facts {
+            return fail(format!("the receipt signs {body:?}, not the approval {facts:?}"));
+        }
+        let CardSaw::Success { msk, result } = &self.card else {
+            return fail("the card did not accept the server's EAP-Success".into());
+        };
+        if self.mppe_recv_key().as_deref() != Some(&msk[..32]) {
+            return fail("MS-MPPE-Recv-Key is not the card's MSK".into());
+        }
+        if a.card_confirmation == Some(CardConfirmation::Confirmed.value()) {
+            let Some(result) = result.as_ref() else {
+                return fail("the card confirmed but got no protected result".into());
+            };
+            let told = match PaymentResult::decode(result) {
+                Ok(told) => told,
+                Err(e) => return fail(format!("protected result {} does not decode: {e}", hex_dump(result))),
+            };
+            let want = PaymentResult {
+                transaction_id: details.transaction_id.clone(),
+                outcome: PaymentOutcome::Approved { approval_code: code.clone(), approved_amount: details.amount },
+            };
+            if told != want {
+                return fail(format!("the card was told {told:?}, the terminal {want:?}"));
+            }
+        }
+        Ok(code)
     }
 
     /// Checks a decline with `code`: Access-Reject with EAP-Failure,
@@ -1224,29 +1289,49 @@ impl PaymentRun {
     /// (`transaction_id`, when it had a valid one), nothing of an approval,
     /// no keys; the card did not accept.
     pub fn assert_declined(&self, code: DeclineCode, transaction_id: Option<&str>) {
-        let a = &self.answer;
-        let ctx = self.describe();
-        assert_eq!(self.reply.code, Code::AccessReject, "want decline {} ({}): {ctx}", code.value(), code.name());
-        assert_eq!(
-            a.decline_code,
-            Some(code.value()),
-            "Eapay-Decline-Code: want {} ({}): {ctx}",
-            code.value(),
-            code.name()
-        );
-        assert_eq!(a.eap_code, Some(4), "Access-Reject without EAP-Failure: {ctx}");
-        assert!(a.decline_reason.as_deref().is_some_and(|r| !r.is_empty()), "no Eapay-Decline-Reason: {ctx}");
-        assert!(a.reply_message.as_deref().is_some_and(|r| !r.is_empty()), "no Reply-Message: {ctx}");
-        assert!(a.card_confirmation.is_some(), "no Eapay-Card-Confirmation: {ctx}");
-        if let Some(txn) = transaction_id {
-            assert_eq!(a.transaction_id.as_deref(), Some(txn), "Eapay-Transaction-Id: {ctx}");
+        if let Err(e) = self.check_declined(code, transaction_id) {
+            panic!("{e}");
         }
-        assert!(
-            a.approval_code.is_none() && a.approved_amount.is_none() && a.receipt.is_none(),
-            "a decline with approval attributes: {ctx}"
-        );
-        assert!(!a.has_mppe_keys, "a decline carries MS-MPPE keys: {ctx}");
-        assert!(!matches!(self.card, CardSaw::Success { .. }), "the card believes it succeeded: {ctx}");
+    }
+
+    /// [`PaymentRun::assert_declined`] without the panic: the first problem.
+    pub fn check_declined(&self, code: DeclineCode, transaction_id: Option<&str>) -> Result<(), String> {
+        let a = &self.answer;
+        let fail =
+            |what: String| Err(format!("want decline {} ({}): {what}: {}", code.value(), code.name(), self.describe()));
+        if self.reply.code != Code::AccessReject {
+            return fail(format!("got {:?}", self.reply.code));
+        }
+        if a.decline_code != Some(code.value()) {
+            return fail(format!("Eapay-Decline-Code is {:?}", a.decline_code));
+        }
+        if a.eap_code != Some(4) {
+            return fail("Access-Reject without EAP-Failure".into());
+        }
+        if a.decline_reason.as_deref().is_none_or(str::is_empty) {
+            return fail("no Eapay-Decline-Reason".into());
+        }
+        if a.reply_message.as_deref().is_none_or(str::is_empty) {
+            return fail("no Reply-Message".into());
+        }
+        if a.card_confirmation.is_none() {
+            return fail("no Eapay-Card-Confirmation".into());
+        }
+        if let Some(txn) = transaction_id {
+            if a.transaction_id.as_deref() != Some(txn) {
+                return fail(format!("Eapay-Transaction-Id is {:?}, the request's was {txn:?}", a.transaction_id));
+            }
+        }
+        if a.approval_code.is_some() || a.approved_amount.is_some() || a.receipt.is_some() {
+            return fail("a decline with approval attributes".into());
+        }
+        if a.has_mppe_keys {
+            return fail("a decline carries MS-MPPE keys".into());
+        }
+        if matches!(self.card, CardSaw::Success { .. }) {
+            return fail("the card believes it succeeded".into());
+        }
+        Ok(())
     }
 
     /// The Eapay-Card-Confirmation value.
@@ -1343,14 +1428,15 @@ impl Server {
     ) -> Settled {
         let request = settlement_request(rand::random(), action, merchant, transaction_id, amount, &self.secret);
         let socket = udp_socket("127.0.0.1:0");
-        let (reply, datagram) =
-            request_reply(&socket, self.acct, &request, Code::AccountingRequest, &self.secret).unwrap_or_else(|| {
+        let (reply, datagram) = request_reply(&socket, self.acct, &request, Code::AccountingRequest, &self.secret)
+            .unwrap_or_else(|| {
                 panic!("no Accounting-Response to {} {transaction_id}\n{}", action.name(), self.stderr())
             });
         assert_eq!(reply.code, Code::AccountingResponse, "{reply:?}");
-        let decline_code = reply.vendor_attribute(VENDOR, eapay::DECLINE_CODE).expect("Vendor-Specific parses").map(
-            |v| u32::from_be_bytes(v.try_into().unwrap_or_else(|_| panic!("Eapay-Decline-Code of {} bytes", v.len()))),
-        );
+        let decline_code =
+            reply.vendor_attribute(VENDOR, eapay::DECLINE_CODE).expect("Vendor-Specific parses").map(|v| {
+                u32::from_be_bytes(v.try_into().unwrap_or_else(|_| panic!("Eapay-Decline-Code of {} bytes", v.len())))
+            });
         Settled { reply, datagram, request, socket, decline_code, server_log: self.stderr() }
     }
 
@@ -1422,6 +1508,26 @@ impl ScratchDatabase {
             panic!("cannot create database {name} on EAPAY_TEST_POSTGRES_URL={admin_url}: {e}");
         }
         Some(ScratchDatabase { url: with_database(&admin_url, &name), admin_url, name })
+    }
+}
+
+impl ScratchDatabase {
+    /// The first column of the first row of `sql` (text), with `args`
+    /// bound as text parameters $1, $2, ...; None if no row.
+    pub fn text(&self, sql: &str, args: &[&str]) -> Option<String> {
+        use sqlx::{Connection, Row};
+        block_on(async {
+            let mut conn = sqlx::PgConnection::connect(&self.url).await?;
+            let mut query = sqlx::query(sql);
+            for a in args {
+                query = query.bind(*a);
+            }
+            let row = query.fetch_optional(&mut conn).await?;
+            let value = row.map(|r| r.try_get::<String, _>(0)).transpose()?;
+            conn.close().await?;
+            Ok::<_, sqlx::Error>(value)
+        })
+        .unwrap_or_else(|e| panic!("{sql} on {}: {e}", self.url))
     }
 }
 

@@ -9,16 +9,18 @@
 //! Every run is a payment: the seven Eapay attributes go into each
 //! Access-Request with `-N 26:x:...` (a plain authentication is declined),
 //! and the cards are issued `--confirmation optional` because eapol_test, a
-//! standard peer, cannot confirm. The ledger (`txn show`) is the witness of
-//! the decision.
+//! standard peer, cannot confirm. eapol_test dumps every RADIUS message
+//! with its attribute values, so the Eapay attributes of the final answer
+//! are read from its output and compared with the ledger (`txn show`).
 
 use std::path::Path;
 use std::process::Command;
 
-use aaa_proto::payment::PaymentDetails;
+use aaa_proto::dictionary::eapay::{self, CardConfirmation, DeclineCode};
+use aaa_proto::payment::{is_approval_code, PaymentDetails};
 use eapay_tests::{
-    approval_code_in, details, eapol_test, eapol_test_payment_args, has_token, read_usim_password, require_tool, run_with_timeout,
-    write_usim_password, Card, Method, Server, ToolOutput, MERCHANT, TOOL_TIMEOUT,
+    approval_code_in, details, eapol_test, eapol_test_payment_args, has_token, read_usim_password, require_tool,
+    run_with_timeout, write_usim_password, Card, Method, Server, ToolOutput, MERCHANT, TOOL_TIMEOUT,
 };
 
 /// Runs `eapol_test -a 127.0.0.1 -p AUTH -s SECRET -t 10 -c CONF -N (payment) EXTRA...`.
@@ -65,18 +67,92 @@ fn assert_success(out: &ToolOutput, server: &Server, mppe_ok: usize) {
     );
 }
 
-/// The ledger approved `payment`: `txn show` names it approved with a
-/// 6-character approval code; returns the code.
-fn assert_ledger_approved(server: &Server, payment: &PaymentDetails, out: &ToolOutput) -> String {
+/// The Eapay sub-attributes (type, value) of each RADIUS message of `code`
+/// ("Access-Accept", "Access-Reject") in eapol_test's dump, in order:
+///
+/// ```text
+/// RADIUS message: code=2 (Access-Accept) identifier=1 length=399
+///    Attribute 26 (Vendor-Specific) length=14
+///       Value: 00007ed90808455242453535
+/// ```
+fn eapay_attributes_in(out: &ToolOutput, code: &str) -> Vec<Vec<(u8, Vec<u8>)>> {
+    let vendor = format!("{:08x}", eapay::VENDOR_ID);
+    let mut messages = Vec::new();
+    let mut lines = out.stdout.lines().peekable();
+    while let Some(line) = lines.next() {
+        if !(line.starts_with("RADIUS message: ") && line.contains(&format!("({code})"))) {
+            continue;
+        }
+        let mut attributes = Vec::new();
+        let mut in_vsa = false;
+        while let Some(next) = lines.peek() {
+            let t = next.trim_start();
+            if !next.starts_with(' ') || !(t.starts_with("Attribute ") || t.starts_with("Value: ")) {
+                break;
+            }
+            if t.starts_with("Attribute ") {
+                in_vsa = t.starts_with("Attribute 26 ");
+            } else if let Some(hex) = t.strip_prefix("Value: ").filter(|h| in_vsa && h.starts_with(&vendor)) {
+                let bytes: Vec<u8> = (8..hex.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex in eapol_test's dump"))
+                    .collect();
+                if let [vendor_type, len, value @ ..] = bytes.as_slice() {
+                    assert_eq!(usize::from(*len), value.len() + 2, "sub-attribute length in {t}");
+                    attributes.push((*vendor_type, value.to_vec()));
+                }
+            }
+            lines.next();
+        }
+        messages.push(attributes);
+    }
+    messages
+}
+
+fn value_of(attributes: &[(u8, Vec<u8>)], vendor_type: u8) -> Option<&[u8]> {
+    attributes.iter().find(|(t, _)| *t == vendor_type).map(|(_, v)| v.as_slice())
+}
+
+fn u32_of(attributes: &[(u8, Vec<u8>)], vendor_type: u8) -> Option<u32> {
+    value_of(attributes, vendor_type).map(|v| u32::from_be_bytes(v.try_into().expect("an integer is 4 bytes")))
+}
+
+/// The approval eapol_test received for `payment` (its last Access-Accept)
+/// is the one in the ledger, Not-Confirmed, for the payment's amount;
+/// returns the approval code.
+fn assert_approved(server: &Server, payment: &PaymentDetails, out: &ToolOutput) -> String {
+    let accepts = eapay_attributes_in(out, "Access-Accept");
+    let last = accepts.last().unwrap_or_else(|| panic!("no Access-Accept in eapol_test's dump:\n{}", out.tail(60)));
+    let code = value_of(last, eapay::APPROVAL_CODE)
+        .map(|v| String::from_utf8(v.to_vec()).expect("approval code is text"))
+        .unwrap_or_else(|| panic!("Access-Accept without Eapay-Approval-Code: {last:?}"));
+    assert!(is_approval_code(&code), "approval code {code:?}");
+    assert_eq!(value_of(last, eapay::TRANSACTION_ID), Some(payment.transaction_id.as_bytes()), "{last:?}");
+    assert_eq!(value_of(last, eapay::APPROVED_AMOUNT), Some(&payment.amount.to_be_bytes()[..]), "{last:?}");
+    assert_eq!(u32_of(last, eapay::CARD_CONFIRMATION), Some(CardConfirmation::NotConfirmed.value()), "{last:?}");
     let text = server.txn_show(MERCHANT, &payment.transaction_id);
-    let code = approval_code_in(&text);
     assert!(
-        has_token(&text, "approved") && code.is_some(),
-        "the ledger has no approval for {}:\n{text}\n{}",
-        payment.transaction_id,
-        out.tail(30)
+        has_token(&text, "approved") && approval_code_in(&text).as_deref() == Some(code.as_str()),
+        "the ledger does not have approval {code} for {}:\n{text}",
+        payment.transaction_id
     );
-    code.unwrap_or_default()
+    code
+}
+
+/// eapol_test's last Access-Reject carries Eapay-Decline-Code `code`, and the
+/// ledger recorded the decline.
+fn assert_declined(server: &Server, payment: &PaymentDetails, out: &ToolOutput, code: DeclineCode) {
+    let rejects = eapay_attributes_in(out, "Access-Reject");
+    let last = rejects.last().unwrap_or_else(|| panic!("no Access-Reject in eapol_test's dump:\n{}", out.tail(60)));
+    assert_eq!(u32_of(last, eapay::DECLINE_CODE), Some(code.value()), "Eapay-Decline-Code: {last:?}");
+    assert!(value_of(last, eapay::APPROVAL_CODE).is_none(), "{last:?}");
+    let text = server.txn_show(MERCHANT, &payment.transaction_id);
+    assert!(
+        has_token(&text, "declined") && has_token(&text, &code.value().to_string()),
+        "the ledger does not have decline {} for {}:\n{text}",
+        code.value(),
+        payment.transaction_id
+    );
 }
 
 fn setup(method: Method) -> Option<(std::path::PathBuf, Server, Card)> {
@@ -92,7 +168,7 @@ fn full_authentication(method: Method) {
     let payment = details("eapol", 1250);
     let out = run_payment(&tool, &server, &card.eapol_conf, &payment, &[]);
     assert_success(&out, &server, 1);
-    assert_ledger_approved(&server, &payment, &out);
+    assert_approved(&server, &payment, &out);
     // The identity eapol_test presented is the card's permanent NAI, and the
     // server answered with an Access-Accept (not a timeout or a local decision).
     assert!(out.stdout.contains("(Access-Accept)"), "no Access-Accept seen:\n{}", out.tail(60));
@@ -144,9 +220,7 @@ fn wrong_k(method: Method) {
         server.stderr()
     );
     assert!(!out.stdout.contains("(Access-Accept)"), "{}", out.tail(60));
-    // Recorded as a decline 63 (Security-Violation).
-    let text = server.txn_show(MERCHANT, &payment.transaction_id);
-    assert!(has_token(&text, "declined") && has_token(&text, "63"), "txn show after a wrong K:\n{text}");
+    assert_declined(&server, &payment, &out, DeclineCode::SecurityViolation);
     server.assert_running();
 }
 
@@ -181,12 +255,12 @@ fn sqn_resync(method: Method) {
         first.tail(60)
     );
     assert_success(&first, &server, 1);
-    assert_ledger_approved(&server, &payment, &first);
+    assert_approved(&server, &payment, &first);
 
     let payment = details("resync2", 1250);
     let second = run_payment(&tool, &server, &conf, &payment, &[]);
     assert_success(&second, &server, 1);
-    assert_ledger_approved(&server, &payment, &second);
+    assert_approved(&server, &payment, &second);
     assert!(
         !second.stdout.contains(SYNC_FAILURE),
         "after resynchronisation the server's SQN should be ahead of the card's, but a second resync happened:\n{}",
@@ -217,7 +291,10 @@ fn reauthentication(method: Method) {
     let out = run_payment(&tool, &server, &card.eapol_conf, &payment, &["-r", "1"]);
     assert_success(&out, &server, 2);
     assert!(count(&out, "(Access-Accept)") >= 2, "expected two Access-Accepts:\n{}", out.tail(60));
-    assert_ledger_approved(&server, &payment, &out);
+    let code = assert_approved(&server, &payment, &out);
+    let accepts = eapay_attributes_in(&out, "Access-Accept");
+    assert_eq!(accepts.len(), 2, "{}", out.tail(60));
+    assert_eq!(value_of(&accepts[0], eapay::APPROVAL_CODE), Some(code.as_bytes()), "the repeat got another code");
     let list = server.admin(&["txn", "list", "--card", &card.card_id]);
     assert_eq!(
         list.matches(payment.transaction_id.as_str()).count(),
@@ -250,6 +327,9 @@ fn incomplete_payment_attributes_are_declined() {
     assert!(out.stdout.contains(&sent), "eapol_test did not send the VSA (`{sent}`):\n{}", out.tail(60));
     assert!(!out.success() && has_line(&out, "FAILURE"), "an incomplete payment succeeded:\n{}", out.tail(60));
     assert!(out.stdout.contains("(Access-Reject)") && !out.stdout.contains("(Access-Accept)"), "{}", out.tail(60));
+    let rejects = eapay_attributes_in(&out, "Access-Reject");
+    let last = rejects.last().expect("an Access-Reject");
+    assert_eq!(u32_of(last, eapay::DECLINE_CODE), Some(DeclineCode::InvalidTransaction.value()), "{last:?}");
     server.assert_running();
 }
 
@@ -264,7 +344,9 @@ fn required_card_with_a_standard_peer_is_declined_59() {
     let out = run_payment(&tool, &server, &card.eapol_conf, &payment, &[]);
     assert!(!out.success() && !has_line(&out, "SUCCESS"), "a required card paid unconfirmed:\n{}", out.tail(60));
     assert!(out.stdout.contains("(Access-Reject)"), "{}", out.tail(60));
-    let text = server.txn_show(MERCHANT, &payment.transaction_id);
-    assert!(has_token(&text, "declined") && has_token(&text, "59"), "txn show:\n{text}");
+    assert_declined(&server, &payment, &out, DeclineCode::SuspectedFraud);
+    let rejects = eapay_attributes_in(&out, "Access-Reject");
+    let confirmation = rejects.last().and_then(|a| u32_of(a, eapay::CARD_CONFIRMATION));
+    assert_eq!(confirmation, Some(CardConfirmation::NotConfirmed.value()));
     server.assert_running();
 }

@@ -10,13 +10,13 @@
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
+use aaa_proto::dictionary::eapay;
 use aaa_proto::dictionary::rfc;
 use aaa_proto::radius::{encode_request, Attribute, Code, Packet};
-use aaa_proto::dictionary::eapay;
 use eapay_tests::{
     details, eap_access_request, eap_access_request_packet, eap_identity_response, eap_payment_request, eapay_vsa,
-    exchange, expect_status_answer, hex_dump, payment_attributes, recv_within, status_server, udp_socket,
-    verify_reply, Method, Server, NO_REPLY_WAIT, REPLY_TIMEOUT,
+    exchange, expect_status_answer, hex_dump, payment_attributes, recv_within, status_server, udp_socket, verify_reply,
+    Method, Server, NO_REPLY_WAIT, REPLY_TIMEOUT,
 };
 
 /// What a case may get back.

@@ -206,7 +206,11 @@ fn wrong_secret_is_dropped() {
     assert_no_reply(&out, "EAP Access-Request with a wrong secret");
 
     let out = run_radclient_in(&tool, Some(&dict), server.auth, "auth", &server.secret, &attrs, 3, 3);
-    assert!(out.stdout.contains("Eapay-Amount = 1250"), "radclient did not send the payment by name:\n{}", out.tail(40));
+    assert!(
+        out.stdout.contains("Eapay-Amount = 1250"),
+        "radclient did not send the payment by name:\n{}",
+        out.tail(40)
+    );
     assert_received(&out, &server, "Access-Challenge");
 }
 
