@@ -240,8 +240,6 @@ async fn card(command: CardCommand) -> Result<()> {
                 "CARD", "METHOD", "STATUS", "CONFIRM", "LIMIT", "AVAILABLE", "EXPIRES"
             )?;
             for c in cards? {
-                let currency = aaa_proto::currency::by_numeric(u32::from(c.currency));
-                let money = |v: u64| currency.map_or(v.to_string(), |cur| aaa_proto::currency::format_amount(v, cur));
                 writeln!(
                     out,
                     "{:<22} {:<10} {:<8} {:<9} {:>14} {:>14} {:<8}",
@@ -249,8 +247,8 @@ async fn card(command: CardCommand) -> Result<()> {
                     c.method.name(),
                     c.status.name(),
                     c.confirmation.name(),
-                    money(c.credit_limit),
-                    money(c.available),
+                    money(c.credit_limit, u32::from(c.currency)),
+                    money(c.available, u32::from(c.currency)),
                     month_of(c.expires_at),
                 )?;
             }

@@ -1,7 +1,8 @@
 //! The ledger schema and its migration runner.
 //!
-//! Migrations are an ordered list; each has SQLite and PostgreSQL DDL (the
-//! only SQL that differs per backend) and is applied in its own transaction
+//! Migrations are an ordered list; each has its DDL written once (with the
+//! two type names that differ substituted per backend) plus each backend's
+//! own triggers: DDL is the only SQL that differs per backend and is applied in its own transaction
 //! together with its row in `schema_migrations`. The server and the admin CLI
 //! may open the ledger at the same moment, so the runner serialises on a lock
 //! (SQLite: the write lock of BEGIN IMMEDIATE; PostgreSQL: a transaction
@@ -13,11 +14,21 @@ use sqlx::{AnyConnection, Row};
 use super::db::{Backend, Db};
 use crate::error::ServerError;
 
-/// One schema change.
+/// One schema change: DDL common to both backends, then each backend's own
+/// (triggers differ in syntax).
 struct Migration {
     version: i64,
+    both: &'static [&'static str],
     sqlite: &'static [&'static str],
     postgres: &'static [&'static str],
+}
+
+/// The common DDL in a backend's spelling: the two type names that differ.
+fn ddl(backend: Backend, statement: &str) -> String {
+    match backend {
+        Backend::Sqlite => statement.replace("ID_PRIMARY_KEY", "INTEGER PRIMARY KEY AUTOINCREMENT"),
+        Backend::Postgres => statement.replace("BLOB", "BYTEA").replace("ID_PRIMARY_KEY", "BIGSERIAL PRIMARY KEY"),
+    }
 }
 
 /// Arbitrary constant naming the advisory lock of the migration runner.
@@ -28,7 +39,8 @@ const CREATE_MIGRATIONS: &str =
 
 const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
-    sqlite: &[
+    // Written once; `BLOB` and `ID_PRIMARY_KEY` are spelled per backend by `ddl`.
+    both: &[
         "CREATE TABLE issuer (
             id BIGINT PRIMARY KEY CHECK (id = 1),
             realm TEXT NOT NULL,
@@ -69,7 +81,7 @@ const MIGRATIONS: &[Migration] = &[Migration {
             PRIMARY KEY (merchant_id, client_name)
         )",
         "CREATE TABLE authorizations (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            id ID_PRIMARY_KEY,
             merchant_id TEXT NOT NULL REFERENCES merchants (merchant_id),
             transaction_id TEXT NOT NULL,
             card_id TEXT REFERENCES cards (card_id),
@@ -98,7 +110,7 @@ const MIGRATIONS: &[Migration] = &[Migration {
         "CREATE INDEX authorizations_nonce ON authorizations (merchant_id, terminal_nonce)",
         "CREATE INDEX authorizations_velocity ON authorizations (card_id, status, created_at_ms)",
         "CREATE TABLE audit_log (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            id ID_PRIMARY_KEY,
             at_ms BIGINT NOT NULL,
             actor TEXT NOT NULL,
             event TEXT NOT NULL,
@@ -109,93 +121,15 @@ const MIGRATIONS: &[Migration] = &[Migration {
             detail TEXT NOT NULL
         )",
         "CREATE INDEX audit_log_authorization ON audit_log (authorization_id)",
-        // The code never changes the audit log; the database refuses to as well.
+    ],
+    // The code never changes the audit log; the database refuses to as well.
+    sqlite: &[
         "CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
             BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
         "CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
             BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
     ],
     postgres: &[
-        "CREATE TABLE issuer (
-            id BIGINT PRIMARY KEY CHECK (id = 1),
-            realm TEXT NOT NULL,
-            public_key_pem BYTEA NOT NULL,
-            key_id BYTEA NOT NULL,
-            created_at BIGINT NOT NULL
-        )",
-        "CREATE TABLE cards (
-            card_id TEXT PRIMARY KEY,
-            method TEXT NOT NULL,
-            status TEXT NOT NULL CHECK (status IN ('active', 'blocked')),
-            confirmation TEXT NOT NULL CHECK (confirmation IN ('required', 'optional')),
-            currency BIGINT NOT NULL,
-            credit_limit BIGINT NOT NULL CHECK (credit_limit >= 0),
-            available BIGINT NOT NULL CHECK (available >= 0 AND available <= credit_limit),
-            expires_at BIGINT NOT NULL,
-            issued_at BIGINT NOT NULL,
-            pan_token BYTEA,
-            v_card BYTEA,
-            sealed_k TEXT,
-            sealed_opc TEXT,
-            amf TEXT,
-            sqn_he BIGINT NOT NULL DEFAULT 0,
-            pin_verifier BYTEA,
-            pin_tries BIGINT NOT NULL DEFAULT 0
-        )",
-        "CREATE INDEX cards_pan_token ON cards (pan_token)",
-        "CREATE INDEX cards_v_card ON cards (v_card)",
-        "CREATE TABLE merchants (
-            merchant_id TEXT PRIMARY KEY,
-            name TEXT NOT NULL,
-            status TEXT NOT NULL CHECK (status IN ('active', 'inactive')),
-            created_at BIGINT NOT NULL
-        )",
-        "CREATE TABLE merchant_clients (
-            merchant_id TEXT NOT NULL REFERENCES merchants (merchant_id),
-            client_name TEXT NOT NULL,
-            PRIMARY KEY (merchant_id, client_name)
-        )",
-        "CREATE TABLE authorizations (
-            id BIGSERIAL PRIMARY KEY,
-            merchant_id TEXT NOT NULL REFERENCES merchants (merchant_id),
-            transaction_id TEXT NOT NULL,
-            card_id TEXT REFERENCES cards (card_id),
-            amount BIGINT NOT NULL,
-            currency BIGINT NOT NULL,
-            installments BIGINT NOT NULL,
-            terminal_nonce BYTEA NOT NULL,
-            terminal_time_ms BIGINT NOT NULL,
-            details BYTEA NOT NULL,
-            status TEXT NOT NULL
-                CHECK (status IN ('approved', 'declined', 'captured', 'reversed', 'refunded')),
-            approval_code TEXT UNIQUE,
-            decline_code BIGINT,
-            decline_reason TEXT,
-            method TEXT NOT NULL,
-            confirmation BIGINT NOT NULL,
-            evidence_kind TEXT,
-            evidence BYTEA,
-            receipt BYTEA,
-            tombstone BIGINT NOT NULL DEFAULT 0,
-            client TEXT NOT NULL,
-            created_at_ms BIGINT NOT NULL,
-            updated_at_ms BIGINT NOT NULL,
-            UNIQUE (merchant_id, transaction_id)
-        )",
-        "CREATE INDEX authorizations_nonce ON authorizations (merchant_id, terminal_nonce)",
-        "CREATE INDEX authorizations_velocity ON authorizations (card_id, status, created_at_ms)",
-        "CREATE TABLE audit_log (
-            id BIGSERIAL PRIMARY KEY,
-            at_ms BIGINT NOT NULL,
-            actor TEXT NOT NULL,
-            event TEXT NOT NULL,
-            authorization_id BIGINT,
-            card_id TEXT,
-            merchant_id TEXT,
-            transaction_id TEXT,
-            detail TEXT NOT NULL
-        )",
-        "CREATE INDEX audit_log_authorization ON audit_log (authorization_id)",
         "CREATE FUNCTION eapay_audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN RAISE EXCEPTION 'audit_log is append-only'; END $$",
         "CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log
@@ -240,12 +174,13 @@ async fn apply(db: &Db, migration: &Migration, now_s: i64) -> Result<(), ServerE
         tx.rollback().await?;
         return Ok(());
     }
-    let statements = match db.backend {
+    let own = match db.backend {
         Backend::Sqlite => migration.sqlite,
         Backend::Postgres => migration.postgres,
     };
+    let statements = migration.both.iter().map(|s| ddl(db.backend, s)).chain(own.iter().map(|s| s.to_string()));
     for statement in statements {
-        sqlx::query(statement).persistent(false).execute(&mut *tx).await?;
+        sqlx::query(&statement).persistent(false).execute(&mut *tx).await?;
     }
     sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
         .bind(migration.version)
