@@ -34,8 +34,8 @@ pub const DEFAULT_RADIUS_LISTEN: &str = "127.0.0.1:1812";
 /// Default Diameter address.
 pub const DEFAULT_DIAMETER_LISTEN: &str = "127.0.0.1:3868";
 
-/// Options of `eapay-server init`.
-#[derive(Debug, Clone)]
+/// Options of `eapay-server init`. Debug hides the secret.
+#[derive(Clone)]
 pub struct InitOptions {
     pub data_dir: PathBuf,
     pub realm: String,
@@ -43,6 +43,19 @@ pub struct InitOptions {
     pub radius_listen: SocketAddr,
     pub diameter_listen: SocketAddr,
     pub force: bool,
+}
+
+impl std::fmt::Debug for InitOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InitOptions")
+            .field("data_dir", &self.data_dir)
+            .field("realm", &self.realm)
+            .field("radius_secret", &self.radius_secret.as_ref().map(|_| "<hidden>"))
+            .field("radius_listen", &self.radius_listen)
+            .field("diameter_listen", &self.diameter_listen)
+            .field("force", &self.force)
+            .finish()
+    }
 }
 
 /// What `init` produced.
@@ -175,8 +188,8 @@ fn random_secret() -> String {
     rand::thread_rng().sample_iter(&Alphanumeric).take(24).map(char::from).collect()
 }
 
-/// Options of `eapay-server card issue`.
-#[derive(Debug, Clone)]
+/// Options of `eapay-server card issue`. Debug hides the PIN and PAN.
+#[derive(Clone)]
 pub struct IssueOptions {
     pub method: CardMethod,
     pub card_file: PathBuf,
@@ -190,6 +203,22 @@ pub struct IssueOptions {
     pub pan: Option<String>,
     /// Last month of validity, `YYYY-MM`; four years from now if absent.
     pub expires: Option<String>,
+}
+
+impl std::fmt::Debug for IssueOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssueOptions")
+            .field("method", &self.method)
+            .field("card_file", &self.card_file)
+            .field("eapol_test", &self.eapol_test)
+            .field("limit", &self.limit)
+            .field("currency", &self.currency)
+            .field("confirmation", &self.confirmation)
+            .field("pin", &self.pin.as_ref().map(|_| "<hidden>"))
+            .field("pan", &self.pan.as_ref().map(|_| "<hidden>"))
+            .field("expires", &self.expires)
+            .finish()
+    }
 }
 
 /// Issues a card: registers it in the ledger and writes the card file. The

@@ -34,15 +34,36 @@ pub struct Pending {
     pub claim: Claim,
     /// The card the identity named, as looked up for method selection.
     pub card: Option<(String, CardProfile)>,
-    /// The authenticated permanent identity and the decision taken for it.
-    /// With AT_RESULT_IND the decision travels to the card in a
-    /// Notification round first, so it outlives the request that made it.
-    pub decided: Option<(String, PaymentAnswer)>,
+    /// The decision, once taken. With AT_RESULT_IND it travels to the card
+    /// in a Notification round first, so it outlives the request that made it.
+    pub decided: Option<Decided>,
     /// The method that ran, for the ledger record of a failure.
     pub method: &'static str,
 }
 
+/// A decision waiting for the conversation to end.
+pub struct Decided {
+    /// The permanent identity the method authenticated.
+    pub identity: String,
+    pub answer: PaymentAnswer,
+    /// The RADIUS client the decision was taken for.
+    pub client: String,
+}
+
 impl Pending {
+    /// True while an approval is committed but not yet delivered: if the
+    /// conversation ends any other way than EAP-Success, it must be reversed.
+    pub fn holds_approval(&self) -> bool {
+        self.decided.as_ref().is_some_and(|d| d.answer.approved())
+    }
+
+    /// Reverses an approval this conversation will never deliver (see
+    /// `payment::withdraw_approval`); returns the answer to send instead.
+    pub async fn withdraw<L: Ledger>(&mut self, ledger: &L, why: &str) -> Option<PaymentAnswer> {
+        let decided = self.decided.take()?;
+        Some(payment::withdraw_approval(ledger, &decided.client, &self.claim, decided.answer, why).await)
+    }
+
     /// A new conversation whose first request will use `first_id`.
     pub fn new(first_id: u8, claim: Claim) -> Self {
         Self { session: ServerSession::new(first_id), claim, card: None, decided: None, method: "none" }
@@ -57,13 +78,21 @@ pub struct Conversation {
     last_used: Instant,
 }
 
-/// Why a conversation could not be stored.
-#[derive(Debug, PartialEq, Eq)]
-pub struct TableFull;
+/// A conversation the full table could not store, handed back.
+pub struct TableFull(pub Box<Pending>);
+
+impl std::fmt::Debug for TableFull {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TableFull")
+    }
+}
 
 /// Conversations waiting for the peer's next response.
 pub struct Conversations {
     map: Mutex<HashMap<StateId, Conversation>>,
+    /// Conversations dropped (expired, or claimed by another NAS) while
+    /// holding an approval; the sweeper reverses them.
+    orphans: Mutex<Vec<Pending>>,
     idle: Duration,
     max: usize,
 }
@@ -71,7 +100,33 @@ pub struct Conversations {
 impl Conversations {
     /// A table that forgets conversations idle for `idle` and holds at most `max`.
     pub fn new(idle: Duration, max: usize) -> Self {
-        Self { map: Mutex::new(HashMap::new()), idle, max }
+        Self { map: Mutex::new(HashMap::new()), orphans: Mutex::new(Vec::new()), idle, max }
+    }
+
+    /// Keeps what must not be forgotten of a dropped conversation.
+    fn retire(&self, conv: Conversation) {
+        if conv.pending.holds_approval() {
+            if let Ok(mut orphans) = self.orphans.lock() {
+                orphans.push(conv.pending);
+            }
+        }
+    }
+
+    /// Removes expired conversations from `map`, retiring them.
+    fn expire(&self, map: &mut HashMap<StateId, Conversation>) {
+        let idle = self.idle;
+        let expired: Vec<StateId> =
+            map.iter().filter(|(_, c)| c.last_used.elapsed() > idle).map(|(state, _)| *state).collect();
+        for state in expired {
+            if let Some(conv) = map.remove(&state) {
+                self.retire(conv);
+            }
+        }
+    }
+
+    /// Conversations that were dropped holding an approval, to reverse.
+    pub fn take_orphans(&self) -> Vec<Pending> {
+        self.orphans.lock().map(|mut o| std::mem::take(&mut *o)).unwrap_or_default()
     }
 
     /// Removes and returns the conversation for `state`, if it exists, is
@@ -81,6 +136,8 @@ impl Conversations {
         let mut map = self.map.lock().ok()?;
         let conv = map.remove(&key)?;
         if conv.nas != nas || conv.last_used.elapsed() > self.idle {
+            drop(map);
+            self.retire(conv);
             return None;
         }
         Some(conv)
@@ -88,12 +145,11 @@ impl Conversations {
 
     /// Stores a conversation under a fresh State and returns it.
     pub fn put(&self, pending: Pending, nas: IpAddr) -> Result<StateId, TableFull> {
-        let mut map = self.map.lock().map_err(|_| TableFull)?;
+        let Ok(mut map) = self.map.lock() else { return Err(TableFull(Box::new(pending))) };
         if map.len() >= self.max {
-            let idle = self.idle;
-            map.retain(|_, c| c.last_used.elapsed() <= idle);
+            self.expire(&mut map);
             if map.len() >= self.max {
-                return Err(TableFull);
+                return Err(TableFull(Box::new(pending)));
             }
         }
         let state: StateId = rand::random();
@@ -113,8 +169,7 @@ impl Conversations {
     pub fn sweep(&self) -> usize {
         match self.map.lock() {
             Ok(mut map) => {
-                let idle = self.idle;
-                map.retain(|_, c| c.last_used.elapsed() <= idle);
+                self.expire(&mut map);
                 map.len()
             }
             Err(_) => 0,
@@ -194,12 +249,12 @@ pub async fn drive<L: Ledger>(
                 )
                 .await;
                 let verdict = Verdict { approved: answer.approved(), result: answer.for_card() };
-                pending.decided = Some((a.identity, answer));
+                pending.decided = Some(Decided { identity: a.identity, answer, client: ctx.client.to_string() });
                 pending.session.conclude(verdict)
             }
             Step::Accept { packet, keys, method } => {
                 return match pending.decided.take() {
-                    Some((identity, answer)) if answer.approved() => {
+                    Some(Decided { identity, answer, .. }) if answer.approved() => {
                         Ok(Outcome::Accept { eap: packet, keys, method, identity, answer })
                     }
                     // The session only succeeds after an approving verdict.
@@ -207,8 +262,14 @@ pub async fn drive<L: Ledger>(
                 };
             }
             Step::Reject { packet, reason } => {
-                let answer = match pending.decided.take() {
-                    Some((_, answer)) => answer,
+                let answer = if pending.holds_approval() {
+                    let why = format!("the conversation failed after the approval: {reason}");
+                    pending.withdraw(ledger, &why).await
+                } else {
+                    pending.decided.take().map(|d| d.answer)
+                };
+                let answer = match answer {
+                    Some(answer) => answer,
                     None => payment::after_failure(ledger, ctx, &pending.claim, &reason, pending.method).await,
                 };
                 return Ok(Outcome::Reject { eap: packet, reason, answer });
@@ -299,7 +360,7 @@ mod tests {
         let a = IpAddr::V4(Ipv4Addr::LOCALHOST);
         t.put(Pending::new(1, Claim::AuthOnly), a).unwrap();
         t.put(Pending::new(1, Claim::AuthOnly), a).unwrap();
-        assert_eq!(t.put(Pending::new(1, Claim::AuthOnly), a), Err(TableFull));
+        assert!(matches!(t.put(Pending::new(1, Claim::AuthOnly), a), Err(TableFull(_))));
     }
 
     #[test]

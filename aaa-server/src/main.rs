@@ -436,6 +436,7 @@ async fn serve(config: &Config) -> Result<()> {
     let signer = admin::load_signer(&config.server.data_dir)?;
     let ledger = admin::open_ledger(config, Some(signer)).await?;
     admin::register_merchants(&ledger, config, "config").await?;
+    tracing::info!(backend = ?ledger.backend(), durability = %ledger.durability().await?, "ledger open");
     let server = Server::bind(config, ledger).await?;
     announce(&server)?;
     server.run().await?;

@@ -8,13 +8,13 @@
 //! confirmation mismatch 59) go to the ledger as `pre_declined`, so every
 //! answer about a well-formed payment is recorded in one place.
 
-use aaa_proto::dictionary::eapay::{CardConfirmation, DeclineCode};
+use aaa_proto::dictionary::eapay::{CardConfirmation, DeclineCode, SettlementAction};
 use aaa_proto::payment::{PaymentDetails, PaymentOutcome, PaymentResult};
 use eap_methods::{Authenticated, FailureReason};
 use tracing::{error, warn};
 
 use crate::cards::Confirmation;
-use crate::ledger::{Attempt, Decline, Evidence, Ledger, Outcome};
+use crate::ledger::{Attempt, Decline, Evidence, Ledger, Outcome, Settlement};
 
 /// What the terminal asserted about the payment, over all rounds so far.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,6 +231,45 @@ pub async fn after_failure<L: Ledger>(
         }
         Claim::AuthOnly => PaymentAnswer::declined(claim, decline.code, decline.reason, CardConfirmation::NotConfirmed),
     }
+}
+
+/// Takes back an approval the card never completed: the conversation failed
+/// (or was abandoned) after the ledger had approved, in the AT_RESULT_IND
+/// round that carries the result to the card. The approval is reversed
+/// durably, so the funds are released and a repeat of the transaction is
+/// declined; the terminal gets a decline, never approval attributes.
+pub async fn withdraw_approval<L: Ledger>(
+    ledger: &L,
+    client: &str,
+    claim: &Claim,
+    answer: PaymentAnswer,
+    why: &str,
+) -> PaymentAnswer {
+    let Claim::Payment(details) = claim else { return answer };
+    if !answer.approved() {
+        return answer;
+    }
+    let settlement = Settlement {
+        client: client.to_string(),
+        merchant_id: details.merchant_id.clone(),
+        transaction_id: details.transaction_id.clone(),
+        action: SettlementAction::Reverse,
+        amount: None,
+        now_ms: now_ms(),
+    };
+    let (code, reason) = match ledger.settle(settlement).await {
+        Ok(outcome) => {
+            warn!(client, transaction = %details.transaction_id, why, ?outcome, "approval reversed: the card did not complete");
+            (DeclineCode::SecurityViolation, format!("{why}; the approval was reversed"))
+        }
+        // The approval stands in the ledger; the terminal's timeout reversal
+        // (or an operator) releases it. Still no approval to the terminal.
+        Err(e) => {
+            error!(client, transaction = %details.transaction_id, error = %e, "could not reverse an uncompleted approval");
+            (DeclineCode::SystemMalfunction, "system malfunction".to_string())
+        }
+    };
+    PaymentAnswer::declined(claim, code, reason, answer.confirmation)
 }
 
 async fn authorize<L: Ledger>(ledger: &L, claim: &Claim, attempt: Attempt) -> PaymentAnswer {

@@ -66,6 +66,11 @@ impl Server {
             loop {
                 tick.tick().await;
                 shared.conversations.sweep();
+                // Approvals whose conversation was abandoned before the card
+                // received them are taken back (payment::withdraw_approval).
+                for mut pending in shared.conversations.take_orphans() {
+                    pending.withdraw(&shared.ledger, "the conversation was abandoned after the approval").await;
+                }
             }
         });
         shutdown_signal().await;

@@ -744,6 +744,9 @@ async fn sqlite_file_settings() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("ledger.db").display());
     let ledger = SqlLedger::open(&url, Kek::from_bytes(&KEK), LedgerOptions::default()).await.unwrap();
+    // Every pooled connection commits with a full fsync (2 = FULL): a
+    // SIGKILL test cannot tell this apart from OFF, the page cache survives.
+    assert_eq!(ledger.durability().await.unwrap(), "synchronous=2");
     ledger.close().await;
     let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
     let mode: String = sqlx::Row::get(&sqlx::query("PRAGMA journal_mode").fetch_one(&mut conn).await.unwrap(), 0);

@@ -1069,6 +1069,22 @@ pub fn relay_payment(
     confirmation: Option<Vec<u8>>,
     attributes: &mut dyn FnMut(usize) -> Vec<Attribute>,
 ) -> PaymentRun {
+    relay_payment_with(server, card, confirmation, attributes, &mut |_, response| response)
+}
+
+/// Replaces the card's answer to an EAP request: `(request, response) -> sent`.
+pub type CardOverride<'a> = dyn FnMut(&[u8], Vec<u8>) -> Vec<u8> + 'a;
+
+/// [`relay_payment`] with the card's answer to each EAP request passed
+/// through `respond(request, response)`: a test can replace what the card
+/// sends (a misbehaving card or link).
+pub fn relay_payment_with(
+    server: &Server,
+    card: &CardFile,
+    confirmation: Option<Vec<u8>>,
+    attributes: &mut dyn FnMut(usize) -> Vec<Attribute>,
+    respond: &mut CardOverride<'_>,
+) -> PaymentRun {
     let mut peer = e_card::peer::session(card, confirmation).expect("the card file drives a peer");
     let socket = udp_socket("127.0.0.1:0");
     let mut eap = peer.identity_response(0);
@@ -1091,7 +1107,7 @@ pub fn relay_payment(
                     reply.eap_message().unwrap_or_else(|| panic!("Access-Challenge without EAP: {reply:?}"));
                 state = reply.get(rfc::STATE).map(<[u8]>::to_vec);
                 eap = match peer.handle(&challenge) {
-                    PeerEvent::Send(response) => response,
+                    PeerEvent::Send(response) => respond(&challenge, response),
                     other => panic!(
                         "round {round}: the card has no answer to {} ({other:?})\n--- server stderr ---\n{}",
                         hex_dump(&challenge),

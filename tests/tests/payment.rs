@@ -13,7 +13,7 @@ use aaa_proto::dictionary::eapay::{self, CardConfirmation, DeclineCode, Settleme
 use aaa_proto::payment::PaymentDetails;
 use aaa_proto::radius::Code;
 use eapay_tests::{
-    details, eapay_vsa, has_token, hex_dump, payment_attributes, relay_payment, renewed, section, Card, Method,
+    details, eapay_vsa, has_token, hex_dump, payment_attributes, relay_payment, relay_payment_with, renewed, section, Card, Method,
     PaymentRun, ScratchDatabase, Server, DEFAULT_LIMIT, MERCHANT,
 };
 
@@ -784,4 +784,43 @@ fn harness_checks_can_fail() {
     declined.assert_declined(DeclineCode::InvalidAmount, None);
     assert!(declined.check_declined(DeclineCode::InvalidTransaction, None).is_err(), "wrong decline code passed");
     assert!(declined.check_approved(&server, &d).is_err(), "check_approved passed a decline");
+}
+
+/// The approval is committed when the card has authenticated, but with
+/// AT_RESULT_IND it reaches the card in a Notification round first. A card
+/// (or a forging terminal: Client-Error carries no MAC) that ends the
+/// conversation there never completes the payment: the terminal gets a
+/// decline without approval attributes and the ledger reverses the approval.
+#[test]
+fn conversation_failing_after_the_approval_is_reversed_not_answered_as_approved() {
+    const AKA_NOTIFICATION: u8 = 12;
+    const AKA_CLIENT_ERROR: u8 = 14;
+    let server = Server::start_default();
+    let card = required_card(&server, Method::AkaPrime);
+    let d = details("withdrawn", 700);
+    let attributes = payment_attributes(&d);
+    let mut replaced = false;
+    let run = relay_payment_with(
+        &server,
+        &card.file(),
+        Some(d.canonical()),
+        &mut |_| attributes.clone(),
+        &mut |request, response| match request {
+            // EAP-Request/AKA'-Notification: answer with AKA-Client-Error
+            // (code 0, "unable to process packet") instead.
+            [1, id, _, _, kind, AKA_NOTIFICATION, ..] => {
+                replaced = true;
+                vec![2, *id, 0, 12, *kind, AKA_CLIENT_ERROR, 0, 0, 22, 1, 0, 0]
+            }
+            _ => response,
+        },
+    );
+    assert!(replaced, "the server sent no Notification round (AT_RESULT_IND): {}", run.describe());
+    assert_eq!(run.reply.code, Code::AccessReject, "{}", run.describe());
+    run.assert_declined(DeclineCode::SecurityViolation, Some(&d.transaction_id));
+    assert_eq!(run.answer.approval_code, None, "approval attributes in a reject: {}", run.describe());
+    let text = server.txn_show(MERCHANT, &d.transaction_id);
+    assert!(has_token(&text, "reversed"), "the approval should be reversed in the ledger:\n{text}");
+    // Nothing stays charged: the whole limit is still available.
+    assert_available(&server, &card, DEFAULT_LIMIT);
 }

@@ -83,6 +83,7 @@ pub async fn authorize(
         Some(id) => cards::snapshot(ctx.db, conn, id).await?,
         None => None,
     };
+    ctx.db.lock_nonce(conn, &d.merchant_id, &d.terminal_nonce).await?;
     let history = History {
         nonce_seen: nonce_seen(conn, d, attempt.now_ms.saturating_sub(decision::nonce_memory_ms(ctx.policy))).await?,
         recent_approvals: match (&attempt.card_id, &card) {

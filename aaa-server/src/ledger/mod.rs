@@ -145,6 +145,23 @@ impl SqlLedger {
         self.db.backend
     }
 
+    /// The commit durability setting of a pooled connection, as the database
+    /// reports it: SQLite `synchronous` (2 = FULL) or PostgreSQL
+    /// `synchronous_commit` ("on"). An approval is only as durable as this.
+    pub async fn durability(&self) -> Result<String, ServerError> {
+        let mut conn = self.db.pool.acquire().await?;
+        Ok(match self.db.backend {
+            Backend::Sqlite => {
+                let row = sqlx::query("PRAGMA synchronous").fetch_one(&mut *conn).await?;
+                format!("synchronous={}", row.try_get::<i64, _>(0)?)
+            }
+            Backend::Postgres => {
+                let row = sqlx::query("SHOW synchronous_commit").fetch_one(&mut *conn).await?;
+                format!("synchronous_commit={}", row.try_get::<String, _>(0)?)
+            }
+        })
+    }
+
     /// Records the issuer realm and the public half of the receipt key (one row; replaced).
     pub async fn set_issuer(&self, realm: &str, public_key_pem: &[u8], key_id: [u8; 8]) -> Result<(), ServerError> {
         let now = now_ms();

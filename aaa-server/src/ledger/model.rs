@@ -168,8 +168,8 @@ impl CardStatus {
 }
 
 /// A card to issue. The PAN itself never reaches the ledger: only its
-/// PAN-token ([`crate::seal::Kek::pan_token`]).
-#[derive(Debug, Clone)]
+/// PAN-token ([`crate::seal::Kek::pan_token`]). Debug shows no secret.
+#[derive(Clone)]
 pub struct NewCard {
     pub card_id: String,
     pub method: CardMethod,
@@ -348,4 +348,20 @@ pub(crate) fn confirmation_from_name(name: &str) -> Option<Confirmation> {
 pub struct CardProfile {
     pub method: CardMethod,
     pub confirmation: Confirmation,
+}
+
+impl std::fmt::Debug for NewCard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewCard")
+            .field("card_id", &self.card_id)
+            .field("method", &self.method)
+            .field("confirmation", &self.confirmation)
+            .field("currency", &self.currency)
+            .field("credit_limit", &self.credit_limit)
+            .field("expires_at", &self.expires_at)
+            .field("pan_token", &self.pan_token.map(|_| "<hidden>"))
+            .field("aka", &self.aka)
+            .field("pin", &self.pin.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
 }

@@ -23,7 +23,7 @@ use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
 use crate::counters::{bump, Counters, LogLimiter};
-use crate::eap::{self, Conversations, EapPolicy, Outcome, Pending};
+use crate::eap::{self, Conversations, EapPolicy, Outcome, Pending, TableFull};
 use crate::ledger::{Ledger, Outcome as Decision};
 use crate::payment::{self, Claim, Context, PaymentAnswer};
 use clients::{Client, Clients};
@@ -284,9 +284,18 @@ async fn access_request<L: Ledger>(
     let ctx = Context { client: &client.name, now_ms: payment::now_ms() };
     match eap::drive(&shared.policy, &shared.ledger, &ctx, pending, &eap_packet).await? {
         Outcome::Challenge(eap_request, pending) => {
-            let Ok(state) = shared.conversations.put(pending, nas) else {
-                bump(&c.eap_table_full);
-                return Ok(reject(shared, client, request, None, DeclineCode::SystemMalfunction, "server busy"));
+            let state = match shared.conversations.put(pending, nas) {
+                Ok(state) => state,
+                Err(TableFull(mut pending)) => {
+                    bump(&c.eap_table_full);
+                    if let Some(answer) = pending.withdraw(&shared.ledger, "server busy").await {
+                        let mut reply = Packet::reply_to(request, Code::AccessReject);
+                        push(&mut reply, rfc::REPLY_MESSAGE, b"server busy");
+                        push_answer(&mut reply, shared.vendor_id, &answer);
+                        return Ok(sign(shared, client, request, reply));
+                    }
+                    return Ok(reject(shared, client, request, None, DeclineCode::SystemMalfunction, "server busy"));
+                }
             };
             bump(&c.access_challenges);
             let mut reply = Packet::reply_to(request, Code::AccessChallenge);
