@@ -22,6 +22,9 @@
 //!   card is declined 14, a failed authentication 63.
 //! - A tombstone (reversal before the original) declines the late original
 //!   with 12. Partial capture and refund are not supported (13).
+//! - An approval committed but not delivered (the AT_RESULT_IND round
+//!   failed, the table was full, the conversation was abandoned) is reversed
+//!   by the server itself, and the terminal is told 63.
 //! - Eapay-Receipt longer than one attribute is split over several, in order.
 //! - A refused settlement still gets an Accounting-Response, carrying
 //!   Eapay-Decline-Code and Eapay-Decline-Reason, so the terminal stops retrying.
