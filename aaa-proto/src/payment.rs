@@ -185,11 +185,21 @@ impl PaymentDetails {
     /// Only details that pass [`PaymentDetails::validate`] give bytes that
     /// [`PaymentDetails::from_canonical`] accepts.
     pub fn canonical(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(2 * 7 + self.transaction_id.len() + self.merchant_id.len() + 40);
-        for (code, value) in self.values() {
-            push_tlv(&mut out, code, &value);
-        }
-        out
+        self.sub_attributes().concat()
+    }
+
+    /// The canonical details one sub-attribute (type, length, value) at a
+    /// time: what a tool that takes raw Vendor-Specific values (eapol_test
+    /// `-N 26:x:<vendor><sub-attribute>`) needs.
+    pub fn sub_attributes(&self) -> Vec<Vec<u8>> {
+        self.values()
+            .into_iter()
+            .map(|(code, value)| {
+                let mut tlv = Vec::with_capacity(2 + value.len());
+                push_tlv(&mut tlv, code, &value);
+                tlv
+            })
+            .collect()
     }
 
     /// Parses what `canonical` produced (the card side / TTLS); strict: every code once, in order, nothing else.

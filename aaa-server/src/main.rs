@@ -11,7 +11,8 @@ use std::process::ExitCode;
 use aaa_server::admin::{self, InitOptions, IssueOptions};
 use aaa_server::cards::{CardMethod, Confirmation};
 use aaa_server::config::Config;
-use aaa_server::ledger::{AuditEntry, AuthorizationRecord, TxnFilter, TxnKey};
+use aaa_server::error::ServerError;
+use aaa_server::ledger::{AuditEntry, AuthorizationRecord, SqlLedger, TxnFilter, TxnKey};
 use aaa_server::server::Server;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -211,7 +212,6 @@ async fn card(command: CardCommand) -> Result<()> {
             let currency = aaa_proto::currency::parse(&currency)
                 .with_context(|| format!("--currency {currency:?} is not an ISO 4217 currency"))?;
             let config = config_or_default(config)?;
-            let ledger = admin::open_ledger(&config, None).await?;
             let opts = IssueOptions {
                 method,
                 card_file: card_file.clone(),
@@ -223,23 +223,19 @@ async fn card(command: CardCommand) -> Result<()> {
                 pan,
                 expires,
             };
-            let card = admin::issue_card(&config, &ledger, &opts).await;
-            ledger.close().await;
-            let card = card?;
+            let card = with_ledger(&config, async |ledger| admin::issue_card(&config, ledger, &opts).await).await?;
             println!("issued {} card {} as {} -> {}", card.method, card.card_id, card.identity, card_file.display());
             Ok(())
         }
         CardCommand::List { config } => {
-            let ledger = admin::open_ledger(&config_or_default(config)?, None).await?;
-            let cards = ledger.cards().await;
-            ledger.close().await;
+            let cards = with_ledger(&config_or_default(config)?, async |ledger| ledger.cards().await).await?;
             let mut out = std::io::stdout().lock();
             writeln!(
                 out,
                 "{:<22} {:<10} {:<8} {:<9} {:>14} {:>14} {:<8}",
                 "CARD", "METHOD", "STATUS", "CONFIRM", "LIMIT", "AVAILABLE", "EXPIRES"
             )?;
-            for c in cards? {
+            for c in cards {
                 writeln!(
                     out,
                     "{:<22} {:<10} {:<8} {:<9} {:>14} {:>14} {:<8}",
@@ -255,10 +251,8 @@ async fn card(command: CardCommand) -> Result<()> {
             Ok(())
         }
         CardCommand::Block { card_id, config } => {
-            let ledger = admin::open_ledger(&config_or_default(config)?, None).await?;
-            let found = ledger.block_card(&card_id, "admin").await;
-            ledger.close().await;
-            if !found? {
+            let config = config_or_default(config)?;
+            if !with_ledger(&config, async |ledger| ledger.block_card(&card_id, "admin").await).await? {
                 anyhow::bail!("no card {card_id}");
             }
             println!("blocked {card_id}");
@@ -274,21 +268,17 @@ async fn merchant(command: MerchantCommand) -> Result<()> {
             if let Some(unknown) = clients.iter().find(|c| !config.radius.clients.iter().any(|k| &k.name == *c)) {
                 anyhow::bail!("--client {unknown:?} is not a radius client in the configuration");
             }
-            let ledger = admin::open_ledger(&config, None).await?;
             let name = name.unwrap_or_else(|| merchant_id.clone());
-            let done = ledger.add_merchant(&merchant_id, &name, &clients, "admin").await;
-            ledger.close().await;
-            done?;
+            with_ledger(&config, async |ledger| ledger.add_merchant(&merchant_id, &name, &clients, "admin").await)
+                .await?;
             println!("merchant {merchant_id} may be served by {}", clients.join(", "));
             Ok(())
         }
         MerchantCommand::List { config } => {
-            let ledger = admin::open_ledger(&config_or_default(config)?, None).await?;
-            let merchants = ledger.merchants().await;
-            ledger.close().await;
+            let merchants = with_ledger(&config_or_default(config)?, async |ledger| ledger.merchants().await).await?;
             let mut out = std::io::stdout().lock();
             writeln!(out, "{:<20} {:<24} {:<8} CLIENTS", "MERCHANT", "NAME", "STATUS")?;
-            for m in merchants? {
+            for m in merchants {
                 let status = if m.active { "active" } else { "inactive" };
                 writeln!(out, "{:<20} {:<24} {:<8} {}", m.merchant_id, m.name, status, m.clients.join(","))?;
             }
@@ -300,16 +290,16 @@ async fn merchant(command: MerchantCommand) -> Result<()> {
 async fn txn(command: TxnCommand) -> Result<()> {
     match command {
         TxnCommand::List { merchant, card, limit, config } => {
-            let ledger = admin::open_ledger(&config_or_default(config)?, None).await?;
-            let list = ledger.authorizations(&TxnFilter { merchant_id: merchant, card_id: card, limit }).await;
-            ledger.close().await;
+            let filter = TxnFilter { merchant_id: merchant, card_id: card, limit };
+            let list =
+                with_ledger(&config_or_default(config)?, async |ledger| ledger.authorizations(&filter).await).await?;
             let mut out = std::io::stdout().lock();
             writeln!(
                 out,
                 "{:>6} {:<12} {:<20} {:<22} {:>14} {:<10} {:<6}",
                 "ID", "MERCHANT", "TRANSACTION", "CARD", "AMOUNT", "STATUS", "CODE"
             )?;
-            for a in list? {
+            for a in list {
                 let code = match (&a.approval_code, a.decline_code) {
                     (Some(code), _) => code.clone(),
                     (None, Some(d)) => format!("{d:02}"),
@@ -338,23 +328,17 @@ async fn txn(command: TxnCommand) -> Result<()> {
                     None => anyhow::bail!("{id:?} is neither an authorization id nor MERCHANT:TRANSACTION"),
                 },
             };
-            let ledger = admin::open_ledger(&config, None).await?;
-            let found = ledger.authorization(&key).await;
-            let found = match found {
-                Ok(Some(a)) => {
-                    let audit = ledger.audit(a.id).await;
-                    Ok(Some((a, audit)))
-                }
-                Ok(None) => Ok(None),
-                Err(e) => Err(e),
-            };
-            ledger.close().await;
-            let Some((a, audit)) = found? else { anyhow::bail!("no authorization {id}") };
+            let found = with_ledger(&config, async |ledger| match ledger.authorization(&key).await? {
+                Some(a) => Ok(Some((ledger.audit(a.id).await?, a))),
+                None => Ok(None),
+            })
+            .await?;
+            let Some((audit, a)) = found else { anyhow::bail!("no authorization {id}") };
             let receipt_ok = match (&a.receipt, admin::load_public_key(&config.server.data_dir)) {
                 (Some(r), Ok(key)) => Some(key.verify(r).is_ok()),
                 _ => None,
             };
-            print_authorization(&a, receipt_ok, &audit?)?;
+            print_authorization(&a, receipt_ok, &audit)?;
             Ok(())
         }
     }
@@ -433,14 +417,35 @@ fn init_logging() {
 
 async fn serve(config: &Config) -> Result<()> {
     init_logging();
+    let ledger = serving_ledger(config).await?;
+    start(config, ledger).await?.run().await?;
+    Ok(())
+}
+
+/// The ledger as `serve` needs it: able to sign approvals, and with the
+/// merchants of the configuration registered.
+async fn serving_ledger(config: &Config) -> Result<SqlLedger> {
     let signer = admin::load_signer(&config.server.data_dir)?;
     let ledger = admin::open_ledger(config, Some(signer)).await?;
     admin::register_merchants(&ledger, config, "config").await?;
     tracing::info!(backend = ?ledger.backend(), durability = %ledger.durability().await?, "ledger open");
+    Ok(ledger)
+}
+
+/// Binds the server's sockets and announces them.
+async fn start(config: &Config, ledger: SqlLedger) -> Result<Server> {
     let server = Server::bind(config, ledger).await?;
     announce(&server)?;
-    server.run().await?;
-    Ok(())
+    Ok(server)
+}
+
+/// Runs one admin command against the ledger of `config`, closing the
+/// ledger (its writer drained) whatever the command's outcome.
+async fn with_ledger<T>(config: &Config, command: impl AsyncFnOnce(&SqlLedger) -> Result<T, ServerError>) -> Result<T> {
+    let ledger = admin::open_ledger(config, None).await?;
+    let result = command(&ledger).await;
+    ledger.close().await;
+    Ok(result?)
 }
 
 /// The lines scripts and tests wait for, on stdout.
@@ -470,19 +475,25 @@ async fn demo() -> Result<()> {
     }
     let config = Config::load(&config_path)?;
     std::fs::create_dir_all(&cards_dir).with_context(|| format!("creating {}", cards_dir.display()))?;
-    let ledger = admin::open_ledger(&config, None).await?;
-    for method in [CardMethod::Aka, CardMethod::AkaPrime] {
-        let card_file = cards_dir.join(format!("demo-{}.json", method.name()));
+    init_logging();
+    let ledger = serving_ledger(&config).await?;
+    // eapol_test is a standard peer: its cards cannot confirm. demo-card is
+    // our own card: it confirms the amount inside AKA' (DESIGN.md §4).
+    let demo_cards = [
+        ("demo-aka", CardMethod::Aka, true, Confirmation::Optional),
+        ("demo-aka-prime", CardMethod::AkaPrime, true, Confirmation::Optional),
+        ("demo-card", CardMethod::AkaPrime, false, Confirmation::Required),
+    ];
+    for (name, method, eapol_test, confirmation) in demo_cards {
+        let card_file = cards_dir.join(format!("{name}.json"));
         if !card_file.exists() {
-            let eapol = cards_dir.join(format!("demo-{}.eapol.conf", method.name()));
             let opts = IssueOptions {
                 method,
                 card_file,
-                eapol_test: Some(eapol),
+                eapol_test: eapol_test.then(|| cards_dir.join(format!("{name}.eapol.conf"))),
                 limit: 500_000,
                 currency: 840,
-                // eapol_test is a standard peer: it cannot confirm.
-                confirmation: Confirmation::Optional,
+                confirmation,
                 pin: None,
                 pan: None,
                 expires: None,
@@ -490,33 +501,11 @@ async fn demo() -> Result<()> {
             admin::issue_card(&config, &ledger, &opts).await?;
         }
     }
-    let card_file = cards_dir.join("demo-card.json");
-    if !card_file.exists() {
-        // Our own card: it confirms the amount inside AKA' (DESIGN.md §4).
-        let opts = IssueOptions {
-            method: CardMethod::AkaPrime,
-            card_file: card_file.clone(),
-            eapol_test: None,
-            limit: 500_000,
-            currency: 840,
-            confirmation: Confirmation::Required,
-            pin: None,
-            pan: None,
-            expires: None,
-        };
-        admin::issue_card(&config, &ledger, &opts).await?;
-    }
-    ledger.close().await;
     print_demo_help(&config, &cards_dir);
-    init_logging();
-    let signer = admin::load_signer(&config.server.data_dir)?;
-    let ledger = admin::open_ledger(&config, Some(signer)).await?;
-    admin::register_merchants(&ledger, &config, "config").await?;
-    let server = Server::bind(&config, ledger).await?;
-    announce(&server)?;
+    let server = start(&config, ledger).await?;
     let auth = server.auth_addr()?;
     let running = tokio::spawn(server.run());
-    match demo_payment(&config, auth, &card_file).await {
+    match demo_payment(&config, auth, &cards_dir.join("demo-card.json")).await {
         Ok(line) => println!("demo payment: {line}"),
         Err(e) => println!("demo payment failed: {e:#}"),
     }
@@ -528,31 +517,19 @@ async fn demo() -> Result<()> {
 /// terminal (the blind relay) talking RADIUS to the server just started.
 async fn demo_payment(config: &Config, server: SocketAddr, card_file: &Path) -> Result<String> {
     use aaa_proto::dictionary::eapay;
-    use aaa_proto::payment::{concat, PaymentDetails};
+    use aaa_proto::payment::concat;
     use eap_methods::peer::PeerEvent;
 
     let client = config.radius.clients.first().context("no radius client configured")?;
-    let details = PaymentDetails {
-        transaction_id: format!("DEMO-{}", hex::encode(rand::random::<[u8; 4]>())),
-        merchant_id: admin::DEMO_MERCHANT.into(),
-        amount: 1250,
-        currency: 840,
-        installments: 0,
-        terminal_nonce: rand::random(),
-        terminal_time_ms: aaa_server::payment::now_ms(),
-    };
+    let details = demo_details();
     let vendor = config.server.vendor_id;
     let mut attrs = aaa_proto::radius::Packet::new_request(aaa_proto::radius::Code::AccessRequest, 0);
     details.push_to(&mut attrs, vendor)?;
     let card = e_card::card_file::CardFile::load(card_file)?;
     let mut peer = e_card::peer::session(&card, Some(details.canonical()))?;
-    let mut radius = nas_terminal::client::RadiusClient::new(
-        server,
-        client.secret.as_bytes(),
-        std::time::Duration::from_secs(1),
-        3,
-    )
-    .await?;
+    let mut radius =
+        nas_terminal::client::RadiusClient::new(server, client.secret.as_bytes(), std::time::Duration::from_secs(1), 3)
+            .await?;
     let mut card_result = None;
     let first = peer.identity_response(0);
     let verdict = nas_terminal::relay::relay(&mut radius, &card.identity, first, &attrs.attributes, |eap| {
@@ -584,7 +561,10 @@ async fn demo_payment(config: &Config, server: SocketAddr, card_file: &Path) -> 
             .map_or(0, u32::from_be_bytes);
         format!("DECLINED {code:02} {}", text(eapay::DECLINE_REASON))
     };
-    Ok(format!("{shown}; see `eapay-server txn list --config {}`", config.server.data_dir.join(admin::CONFIG_FILE).display()))
+    Ok(format!(
+        "{shown}; see `eapay-server txn list --config {}`",
+        config.server.data_dir.join(admin::CONFIG_FILE).display()
+    ))
 }
 
 fn print_demo_help(config: &Config, cards_dir: &Path) {
@@ -610,10 +590,17 @@ fn print_demo_help(config: &Config, cards_dir: &Path) {
     }
 }
 
-/// eapol_test `-N` arguments for a 12.50 USD payment to the demo merchant
-/// (a fresh transaction id, nonce and time each time the demo starts).
+/// eapol_test `-N` arguments for a demo payment.
 fn demo_payment_args(vendor: &str) -> String {
-    let details = aaa_proto::payment::PaymentDetails {
+    let args: Vec<String> =
+        demo_details().sub_attributes().iter().map(|tlv| format!("-N 26:x:{vendor}{}", hex::encode(tlv))).collect();
+    args.join(" ")
+}
+
+/// A 12.50 USD payment to the demo merchant, with a fresh transaction id,
+/// nonce and terminal time.
+fn demo_details() -> aaa_proto::payment::PaymentDetails {
+    aaa_proto::payment::PaymentDetails {
         transaction_id: format!("DEMO-{}", hex::encode(rand::random::<[u8; 4]>())),
         merchant_id: admin::DEMO_MERCHANT.into(),
         amount: 1250,
@@ -621,19 +608,5 @@ fn demo_payment_args(vendor: &str) -> String {
         installments: 0,
         terminal_nonce: rand::random(),
         terminal_time_ms: aaa_server::payment::now_ms(),
-    };
-    eapol_test_vsas(&details.canonical(), vendor).join(" ")
-}
-
-/// The canonical details are the sub-attributes themselves (type, length,
-/// value): each becomes one Vendor-Specific for eapol_test `-N`.
-fn eapol_test_vsas(canonical: &[u8], vendor: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = canonical;
-    while let [_, len, ..] = *rest {
-        let (tlv, tail) = rest.split_at(usize::from(len).clamp(2, rest.len()));
-        out.push(format!("-N 26:x:{vendor}{}", hex::encode(tlv)));
-        rest = tail;
     }
-    out
 }

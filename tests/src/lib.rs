@@ -923,24 +923,11 @@ pub fn eapay_vsa(vendor_type: u8, value: &[u8]) -> Attribute {
     Attribute { kind: rfc::VENDOR_SPECIFIC, value: v }
 }
 
-/// The canonical details split into their (type, length, value)
-/// sub-attributes: DESIGN.md §3 makes them the same bytes as the attributes.
-pub fn canonical_tlvs(details: &PaymentDetails) -> Vec<Vec<u8>> {
-    let canonical = details.canonical();
-    let mut rest = &canonical[..];
-    let mut out = Vec::new();
-    while !rest.is_empty() {
-        let len = usize::from(rest[1]);
-        out.push(rest[..len].to_vec());
-        rest = &rest[len..];
-    }
-    out
-}
-
 /// `-N 26:x:00007ed9<type><len><value>` for each payment attribute: what
 /// eapol_test puts in every Access-Request.
 pub fn eapol_test_payment_args(details: &PaymentDetails) -> Vec<String> {
-    canonical_tlvs(details)
+    details
+        .sub_attributes()
         .into_iter()
         .flat_map(|tlv| ["-N".to_owned(), format!("26:x:{}{}", hex_dump(&VENDOR.to_be_bytes()), hex_dump(&tlv))])
         .collect()
