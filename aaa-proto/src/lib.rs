@@ -11,11 +11,15 @@
 //! - [`radius`]: the RADIUS packet codec, authenticators, hidden attributes and vendor attributes.
 //! - [`payment`]: the Eapay payment attributes, their canonical form and the result the card is told.
 //! - [`currency`]: ISO 4217 currencies and exact decimal amounts in minor units.
+//! - [`eapol`]: the card link's EAPOL framing, with the payment-details frame.
+//! - [`card_link`]: card links over TCP, Unix sockets and in-process channels.
 //! - [`receipt`]: issuer-signed (Ed25519) approval receipts carried in Eapay-Receipt.
 #![forbid(unsafe_code)]
 
+pub mod card_link;
 pub mod currency;
 pub mod dictionary;
+pub mod eapol;
 pub mod payment;
 pub mod radius;
 pub mod receipt;

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use aaa_server::admin::{self, InitOptions, IssueOptions};
+use aaa_server::admin::{self, BulkIssueOptions, ExportFormat, ExportOptions, InitOptions, IssueOptions};
 use aaa_server::cards::{CardMethod, Confirmation};
 use aaa_server::config::Config;
 use aaa_server::error::ServerError;
@@ -67,14 +67,22 @@ enum Command {
 
 #[derive(Subcommand)]
 enum CardCommand {
-    /// Issue a card and write its card file.
+    /// Issue a card and write its card file (--card-file), or --count cards
+    /// into --card-dir as <card_id>.json each.
     Issue {
         #[arg(long, value_enum)]
         method: CardMethod,
-        #[arg(long, value_name = "FILE")]
-        card_file: PathBuf,
-        /// Also write an eapol_test network block for the card.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["card_dir", "count"])]
+        card_file: Option<PathBuf>,
+        /// Bulk issuance: the directory for the card files of --count cards.
+        #[arg(long, value_name = "DIR")]
+        card_dir: Option<PathBuf>,
+        /// Bulk issuance: how many cards (with --card-dir), registered in one transaction.
+        #[arg(long, value_name = "N",
+              value_parser = clap::value_parser!(u32).range(1..=i64::from(admin::MAX_BULK_CARDS)))]
+        count: Option<u32>,
+        /// Also write an eapol_test network block for the card (single issue only).
+        #[arg(long, value_name = "FILE", conflicts_with = "card_dir")]
         eapol_test: Option<PathBuf>,
         /// Credit limit in minor units.
         #[arg(long, default_value_t = 500_000)]
@@ -89,9 +97,24 @@ enum CardCommand {
         expires: Option<String>,
         #[arg(long)]
         pin: Option<String>,
-        /// The card number: reduced to a keyed token, never stored.
-        #[arg(long)]
+        /// The card number: reduced to a keyed token, never stored (single issue only).
+        #[arg(long, conflicts_with = "card_dir")]
         pan: Option<String>,
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Write the active cards for another AAA server, to benchmark it with the
+    /// same cards: hostapd (hostapd.eap_user + hlr_auc_gw.milenage_db, with K
+    /// and OPc in the clear, mode 0600) or FreeRADIUS.
+    Export {
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        /// Directory for the exported files (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Only cards of this method (default: every method the format takes).
+        #[arg(long, value_enum)]
+        method: Option<CardMethod>,
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
@@ -200,6 +223,8 @@ async fn card(command: CardCommand) -> Result<()> {
         CardCommand::Issue {
             method,
             card_file,
+            card_dir,
+            count,
             eapol_test,
             limit,
             currency,
@@ -212,6 +237,35 @@ async fn card(command: CardCommand) -> Result<()> {
             let currency = aaa_proto::currency::parse(&currency)
                 .with_context(|| format!("--currency {currency:?} is not an ISO 4217 currency"))?;
             let config = config_or_default(config)?;
+            let card_file = match (card_file, card_dir, count) {
+                (Some(file), None, None) => file,
+                (None, Some(card_dir), Some(count)) => {
+                    let opts = BulkIssueOptions {
+                        method,
+                        card_dir: card_dir.clone(),
+                        count,
+                        limit,
+                        currency: currency.numeric,
+                        confirmation,
+                        pin,
+                        expires,
+                    };
+                    let started = std::time::Instant::now();
+                    let cards =
+                        with_ledger(&config, async |ledger| admin::issue_cards(&config, ledger, &opts).await).await?;
+                    println!(
+                        "issued {} {} cards -> {}/<card_id>.json in {:.2} s",
+                        cards.len(),
+                        method.name(),
+                        card_dir.display(),
+                        started.elapsed().as_secs_f64()
+                    );
+                    return Ok(());
+                }
+                (None, Some(_), None) => anyhow::bail!("--card-dir needs --count N"),
+                (None, None, Some(_)) => anyhow::bail!("--count needs --card-dir DIR"),
+                _ => anyhow::bail!("give --card-file FILE, or --card-dir DIR with --count N"),
+            };
             let opts = IssueOptions {
                 method,
                 card_file: card_file.clone(),
@@ -225,6 +279,18 @@ async fn card(command: CardCommand) -> Result<()> {
             };
             let card = with_ledger(&config, async |ledger| admin::issue_card(&config, ledger, &opts).await).await?;
             println!("issued {} card {} as {} -> {}", card.method, card.card_id, card.identity, card_file.display());
+            Ok(())
+        }
+        CardCommand::Export { format, out, method, config } => {
+            let config = config_or_default(config)?;
+            let opts = ExportOptions { format, out_dir: out, method };
+            let done = with_ledger(&config, async |ledger| admin::export_cards(&config, ledger, &opts).await).await?;
+            for line in &done.skipped {
+                eprintln!("eapay-server: card export: skipped {line}");
+            }
+            let counts: Vec<String> = done.counts.iter().map(|(m, n)| format!("{n} {}", m.name())).collect();
+            let files: Vec<String> = done.files.iter().map(|f| f.display().to_string()).collect();
+            println!("exported {} cards -> {}", counts.join(" and "), files.join(", "));
             Ok(())
         }
         CardCommand::List { config } => {
@@ -516,50 +582,44 @@ async fn demo() -> Result<()> {
 /// One 12.50 USD payment by the demo card at the demo merchant, through a
 /// terminal (the blind relay) talking RADIUS to the server just started.
 async fn demo_payment(config: &Config, server: SocketAddr, card_file: &Path) -> Result<String> {
-    use aaa_proto::dictionary::eapay;
-    use aaa_proto::payment::concat;
-    use eap_methods::peer::PeerEvent;
+    use e_card::CardOutcome;
+    use nas_terminal::payment::{describe_decline, Answer, Request, TerminalSettings};
 
     let client = config.radius.clients.first().context("no radius client configured")?;
     let details = demo_details();
-    let vendor = config.server.vendor_id;
-    let mut attrs = aaa_proto::radius::Packet::new_request(aaa_proto::radius::Code::AccessRequest, 0);
-    details.push_to(&mut attrs, vendor)?;
-    let card = e_card::card_file::CardFile::load(card_file)?;
-    let mut peer = e_card::peer::session(&card, Some(details.canonical()))?;
+    let mut card = e_card::Card::load(card_file)?;
     let mut radius =
         nas_terminal::client::RadiusClient::new(server, client.secret.as_bytes(), std::time::Duration::from_secs(1), 3)
             .await?;
-    let mut card_result = None;
-    let first = peer.identity_response(0);
-    let verdict = nas_terminal::relay::relay(&mut radius, &card.identity, first, &attrs.attributes, |eap| {
-        Ok::<_, std::io::Error>(match peer.handle(eap) {
-            PeerEvent::Send(response) => Some(response),
-            PeerEvent::Success { result, .. } => {
-                card_result = result;
-                None
-            }
-            PeerEvent::Failure(_) | PeerEvent::Ignore(_) => None,
-        })
-    })
-    .await?;
-    let reply = &verdict.reply;
-    let text = |t: u8| concat(reply, vendor, t).map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default();
-    let shown = if verdict.accepted() {
-        let code = text(eapay::APPROVAL_CODE);
-        let card_saw = match card_result.and_then(|r| aaa_proto::payment::PaymentResult::decode(&r).ok()) {
-            Some(aaa_proto::payment::PaymentResult {
-                outcome: aaa_proto::payment::PaymentOutcome::Approved { approval_code, .. },
-                ..
-            }) if approval_code == code => "the card confirmed the amount and received the same approval",
-            _ => "the card did not receive this approval",
-        };
-        format!("APPROVED 12.50 USD at {}, approval code {code} ({card_saw})", details.merchant_id)
-    } else {
-        let code = concat(reply, vendor, eapay::DECLINE_CODE)
-            .and_then(|v| <[u8; 4]>::try_from(v.as_slice()).ok())
-            .map_or(0, u32::from_be_bytes);
-        format!("DECLINED {code:02} {}", text(eapay::DECLINE_REASON))
+    let settings = TerminalSettings {
+        vendor_id: config.server.vendor_id,
+        nas_identifier: Some("eapay-demo".into()),
+        ..TerminalSettings::default()
+    };
+    let (card_report, finished) = nas_terminal::simulated::run(
+        &mut card,
+        &mut e_card::AutoAccept,
+        &mut radius,
+        &settings,
+        Request::Payment(&details),
+    )
+    .await;
+    let shown = match finished?.answer {
+        Answer::Approved { approval_code, .. } => {
+            let card_saw = match card_report.map(|r| r.outcome) {
+                Ok(CardOutcome::Approved { approval_code: seen, .. }) if seen == approval_code => {
+                    "the card confirmed the amount and received the same approval"
+                }
+                _ => "the card did not receive this approval",
+            };
+            format!("APPROVED 12.50 USD at {}, approval code {approval_code} ({card_saw})", details.merchant_id)
+        }
+        Answer::Declined { code, reason } => format!(
+            "DECLINED {} {}",
+            code.map_or_else(|| "(no code)".to_string(), describe_decline),
+            reason.unwrap_or_default()
+        ),
+        other => format!("no payment answer: {other:?}"),
     };
     Ok(format!(
         "{shown}; see `eapay-server txn list --config {}`",

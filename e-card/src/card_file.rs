@@ -76,7 +76,8 @@ pub const VERSION: u32 = 1;
 impl CardFile {
     /// Reads a card file.
     pub fn load(path: &Path) -> Result<Self, CardFileError> {
-        let bytes = std::fs::read(path).map_err(|source| CardFileError::Io { path: path.display().to_string(), source })?;
+        let bytes =
+            std::fs::read(path).map_err(|source| CardFileError::Io { path: path.display().to_string(), source })?;
         let card: CardFile = serde_json::from_slice(&bytes)
             .map_err(|e| CardFileError::Format { path: path.display().to_string(), reason: e.to_string() })?;
         if card.version != VERSION {

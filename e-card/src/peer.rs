@@ -37,14 +37,25 @@ fn usim(card: &CardFile, aka: &AkaCard) -> Result<Usim, PeerError> {
     };
     let k = key(&aka.k, "k")?;
     let opc = key(&aka.opc, "opc")?;
-    let window = if aka.seq_ms.is_empty() {
-        SqnWindow::starting_at(Sqn::new(aka.sqn))
-    } else {
-        let slots: [u64; 1 << IND_BITS] =
-            aka.seq_ms.clone().try_into().map_err(|_| field(card, "seq_ms", "must hold 32 values"))?;
-        SqnWindow::from_parts(Sqn::new(aka.sqn), slots)
-    };
-    Ok(Usim::new(&k, &opc, window))
+    Ok(Usim::new(&k, &opc, window(card, aka)?))
+}
+
+/// The SQN window stored in the card file: `sqn` alone until the card has
+/// authenticated once, then `sqn` and the 32 per-IND values.
+pub(crate) fn window(card: &CardFile, aka: &AkaCard) -> Result<SqnWindow, PeerError> {
+    if aka.seq_ms.is_empty() {
+        return Ok(SqnWindow::starting_at(Sqn::new(aka.sqn)));
+    }
+    let slots: [u64; 1 << IND_BITS] =
+        aka.seq_ms.clone().try_into().map_err(|_| field(card, "seq_ms", "must hold 32 values"))?;
+    Ok(SqnWindow::from_parts(Sqn::new(aka.sqn), slots))
+}
+
+/// Writes `window` into the card file's persisted form.
+pub(crate) fn store_window(aka: &mut AkaCard, window: &SqnWindow) {
+    let (highest, slots) = window.parts();
+    aka.sqn = highest.value();
+    aka.seq_ms = slots.to_vec();
 }
 
 fn field(card: &CardFile, field: &'static str, why: &'static str) -> PeerError {

@@ -8,6 +8,7 @@
 use std::fmt;
 
 use crate::packet::EapType;
+use crate::sim_aka::sqn::SqnWindow;
 
 /// Keying material exported by a successful method (RFC 5247 §2).
 #[derive(Clone, PartialEq, Eq)]
@@ -199,4 +200,29 @@ pub trait PeerMethod: Send {
     fn result(&self) -> Option<Vec<u8>> {
         None
     }
+
+    /// What the card must keep for its next conversations (see
+    /// [`PeerMemory`]): the method's current state, whether or not it
+    /// changed; the card compares it with what it stored and writes it back
+    /// before it sends the next response. Methods with nothing to keep
+    /// report nothing.
+    fn remember(&self) -> Vec<PeerMemory> {
+        Vec::new()
+    }
+}
+
+/// State a peer method hands to the card to keep across conversations, in
+/// a method-neutral form the card's store can persist without knowing the
+/// method. New kinds (AKA pseudonyms and fast re-authentication identities,
+/// TLS session tickets) are added as variants; a store ignores kinds it does
+/// not keep. A variant holding a secret (a session ticket) must hide it
+/// from `Debug`, like [`Keys`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PeerMemory {
+    /// The USIM's SQN freshness window (TS 33.102 Annex C). Sequence numbers
+    /// are not secret. It must be stored before the response that follows
+    /// its change leaves the card, or a restarted card could accept the same
+    /// challenge twice.
+    SqnWindow(SqnWindow),
 }

@@ -6,7 +6,7 @@
 //! (RFC 3748 §4.2, "the peer MUST NOT accept a Success before..." and
 //! RFC 4137's `decision`), so a relay cannot fake a result.
 
-use crate::method::{FailureReason, Keys, PeerMethod, PeerStep};
+use crate::method::{FailureReason, Keys, PeerMemory, PeerMethod, PeerStep};
 use crate::packet::{Code, EapType, Packet};
 
 /// What the card's I/O layer must do next.
@@ -59,6 +59,19 @@ impl PeerSession {
     /// True once Success or Failure has been received.
     pub fn is_done(&self) -> bool {
         self.done
+    }
+
+    /// What the card must keep from this conversation so far (see
+    /// [`PeerMethod::remember`]), from every method offered.
+    pub fn remember(&self) -> Vec<PeerMemory> {
+        self.methods.iter().flat_map(|m| m.remember()).collect()
+    }
+
+    /// The result the server delivered inside the protected channel, if the
+    /// running method received one. [`PeerEvent::Success`] carries it too;
+    /// this is how the card reads it after EAP-Failure (a decline).
+    pub fn result(&self) -> Option<Vec<u8>> {
+        self.active.and_then(|i| self.methods.get(i)).and_then(|m| m.result())
     }
 
     /// Handles one packet from the authenticator.
@@ -146,5 +159,62 @@ impl PeerSession {
             }
             None => PeerEvent::Ignore("EAP-Success before the server was authenticated"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim_aka::sqn::{Sqn, SqnWindow};
+
+    /// A method that remembers a window and has a result once asked.
+    struct Stub {
+        asked: bool,
+    }
+
+    impl PeerMethod for Stub {
+        fn kind(&self) -> EapType {
+            EapType::AKA
+        }
+        fn on_request(&mut self, request: &[u8]) -> PeerStep {
+            self.asked = true;
+            PeerStep::Send(Packet::new(Code::Response, request[1], EapType::AKA, vec![0]).encode().unwrap())
+        }
+        fn keys(&self) -> Option<Keys> {
+            None
+        }
+        fn result(&self) -> Option<Vec<u8>> {
+            self.asked.then(|| b"51".to_vec())
+        }
+        fn remember(&self) -> Vec<PeerMemory> {
+            vec![PeerMemory::SqnWindow(SqnWindow::starting_at(Sqn::new(u64::from(self.asked))))]
+        }
+    }
+
+    #[test]
+    fn memory_and_result_come_from_the_methods() {
+        let mut peer = PeerSession::new("0c@r", vec![Box::new(Stub { asked: false })]);
+        assert_eq!(peer.remember(), vec![PeerMemory::SqnWindow(SqnWindow::starting_at(Sqn::new(0)))]);
+        assert_eq!(peer.result(), None, "no method running yet");
+        let request = Packet::new(Code::Request, 3, EapType::AKA, vec![1]).encode().unwrap();
+        assert!(matches!(peer.handle(&request), PeerEvent::Send(_)));
+        assert_eq!(peer.remember(), vec![PeerMemory::SqnWindow(SqnWindow::starting_at(Sqn::new(1)))]);
+        // After EAP-Failure the result is still there to read (a decline).
+        assert!(matches!(peer.handle(&[4, 4, 0, 4]), PeerEvent::Failure(_)));
+        assert_eq!(peer.result(), Some(b"51".to_vec()));
+        // A method with nothing to keep reports nothing.
+        struct Plain;
+        impl PeerMethod for Plain {
+            fn kind(&self) -> EapType {
+                EapType::TLS
+            }
+            fn on_request(&mut self, _: &[u8]) -> PeerStep {
+                PeerStep::Fail(FailureReason::NoCommonMethod)
+            }
+            fn keys(&self) -> Option<Keys> {
+                None
+            }
+        }
+        assert!(PeerSession::new("x", vec![Box::new(Plain)]).remember().is_empty());
     }
 }

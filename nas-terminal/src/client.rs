@@ -1,15 +1,17 @@
-//! One RADIUS request/response transaction (RFC 2865 §2.5, RFC 5080 §2.2.1):
-//! the same identifier and authenticator on every retransmission, the
-//! timeout doubling each time, and a reply accepted only if its Response
-//! Authenticator and Message-Authenticator (required, first) verify.
+//! RADIUS request/response transactions (RFC 2865 §2.5, RFC 5080 §2.2.1):
+//! the same identifier and authenticator on every retransmission to a
+//! server, the wait doubling each time, failover to the next server when
+//! one stays silent, and a reply accepted only if its Message-Authenticator
+//! (required, first: Blast-RADIUS) and Response Authenticator verify.
 
+use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use aaa_proto::radius::{self, Packet};
+use aaa_proto::radius::{self, AuthError, Packet};
 use thiserror::Error;
 use tokio::net::UdpSocket;
-use tracing::warn;
+use tracing::{debug, warn};
 
 /// Why a transaction failed.
 #[derive(Debug, Error)]
@@ -18,58 +20,234 @@ pub enum ClientError {
     Io(#[from] std::io::Error),
     #[error("encoding the request: {0}")]
     Encode(#[from] radius::EncodeError),
-    #[error("no valid answer from {server} after {attempts} attempts")]
-    Timeout { server: SocketAddr, attempts: u32 },
+    #[error("no valid answer from {servers} after {attempts} attempts{dropped}")]
+    NoAnswer { servers: String, attempts: u32, dropped: Dropped },
+    #[error("no RADIUS server given")]
+    NoServer,
 }
 
-/// A RADIUS client talking to one server.
-pub struct RadiusClient {
+/// Replies that arrived but were not accepted, by reason: the evidence a
+/// "no answer" error gives, since a server with the wrong secret looks
+/// silent otherwise.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Dropped {
+    /// Response Authenticator or Message-Authenticator did not verify.
+    pub bad_authenticator: u32,
+    /// No Message-Authenticator, or not the first attribute.
+    pub no_message_authenticator: u32,
+    /// An identifier we are not waiting for.
+    pub wrong_identifier: u32,
+    /// Not a RADIUS reply at all.
+    pub malformed: u32,
+    /// From an address that is not the server.
+    pub wrong_source: u32,
+}
+
+impl Dropped {
+    /// Total replies dropped.
+    pub fn total(&self) -> u32 {
+        self.bad_authenticator
+            + self.no_message_authenticator
+            + self.wrong_identifier
+            + self.malformed
+            + self.wrong_source
+    }
+
+    fn count(&mut self, e: &AuthError) {
+        match e {
+            AuthError::BadAuthenticator { .. } | AuthError::BadMessageAuthenticator { .. } => {
+                self.bad_authenticator += 1
+            }
+            AuthError::MissingMessageAuthenticator { .. } | AuthError::MessageAuthenticatorNotFirst { .. } => {
+                self.no_message_authenticator += 1
+            }
+            _ => self.malformed += 1,
+        }
+    }
+}
+
+impl fmt::Display for Dropped {
+    /// Empty when nothing was dropped; else `; dropped N replies: ...`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.total() == 0 {
+            return Ok(());
+        }
+        let parts: Vec<String> = [
+            (self.bad_authenticator, "with a bad authenticator"),
+            (self.no_message_authenticator, "without Message-Authenticator first"),
+            (self.wrong_identifier, "with a wrong identifier"),
+            (self.malformed, "malformed"),
+            (self.wrong_source, "from another address"),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+        write!(f, "; dropped {} replies: {}", self.total(), parts.join(", "))
+    }
+}
+
+/// Retransmission policy.
+#[derive(Debug, Clone, Copy)]
+pub struct Retransmit {
+    /// The first wait for a reply; it doubles with each retransmission.
+    pub timeout: Duration,
+    /// Retransmissions to one server before failing over (0 = send once).
+    pub retries: u32,
+}
+
+struct Server {
+    address: SocketAddr,
     socket: UdpSocket,
-    server: SocketAddr,
+}
+
+/// A RADIUS client for one or more servers of the same service, in order
+/// of preference, sharing one secret.
+pub struct RadiusClient {
+    servers: Vec<Server>,
     secret: Vec<u8>,
-    timeout: Duration,
-    retries: u32,
+    policy: Retransmit,
+    /// The server that answered last: new conversations start there.
+    current: usize,
     next_id: u8,
+    buf: Vec<u8>,
 }
 
 impl RadiusClient {
-    /// A client with its own ephemeral socket. `timeout` is the first
-    /// wait; each retransmission doubles it.
+    /// A client for one server. `timeout` is the first wait; each
+    /// retransmission doubles it.
     pub async fn new(server: SocketAddr, secret: &[u8], timeout: Duration, retries: u32) -> Result<Self, ClientError> {
-        let bind = if server.is_ipv4() {
-            SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
-        } else {
-            SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0))
-        };
-        let socket = UdpSocket::bind(bind).await?;
-        Ok(Self { socket, server, secret: secret.to_vec(), timeout, retries, next_id: rand::random() })
+        Self::with_servers(&[server], secret, Retransmit { timeout, retries }).await
     }
 
-    /// Sends `request` (its identifier is assigned here, Message-Authenticator
-    /// added) and returns the verified reply.
-    pub async fn exchange(&mut self, mut request: Packet) -> Result<Packet, ClientError> {
+    /// A client failing over from `servers[0]` to the next ones.
+    pub async fn with_servers(servers: &[SocketAddr], secret: &[u8], policy: Retransmit) -> Result<Self, ClientError> {
+        if servers.is_empty() {
+            return Err(ClientError::NoServer);
+        }
+        let mut bound = Vec::with_capacity(servers.len());
+        for &address in servers {
+            let local = if address.is_ipv4() {
+                SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
+            } else {
+                SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0))
+            };
+            bound.push(Server { address, socket: UdpSocket::bind(local).await? });
+        }
+        Ok(Self {
+            servers: bound,
+            secret: secret.to_vec(),
+            policy,
+            current: 0,
+            next_id: rand::random(),
+            buf: vec![0u8; radius::MAX_PACKET_LEN],
+        })
+    }
+
+    /// The server the next conversation starts with.
+    pub fn current_server(&self) -> SocketAddr {
+        self.servers[self.current].address
+    }
+
+    /// Sends `request` (identifier assigned and Message-Authenticator added
+    /// here) and returns the verified reply, failing over to the other
+    /// servers if the current one stays silent. For the first request of a
+    /// conversation, and for accounting.
+    pub async fn exchange(&mut self, request: Packet) -> Result<Packet, ClientError> {
+        let n = self.servers.len();
+        let mut attempts = 0;
+        let mut dropped = Dropped::default();
+        for step in 0..n {
+            let index = (self.current + step) % n;
+            match self.exchange_with(index, request.clone(), &mut dropped).await? {
+                Ok(reply) => {
+                    self.current = index;
+                    return Ok(reply);
+                }
+                Err(tries) => {
+                    attempts += tries;
+                    if step + 1 < n {
+                        warn!(server = %self.servers[index].address, "no answer; failing over");
+                    }
+                }
+            }
+        }
+        Err(ClientError::NoAnswer { servers: self.server_list(), attempts, dropped })
+    }
+
+    /// Like [`exchange`](Self::exchange) but only with the server that
+    /// answered last: the rounds of an EAP conversation belong to the server
+    /// holding its State.
+    pub async fn exchange_pinned(&mut self, request: Packet) -> Result<Packet, ClientError> {
+        let mut dropped = Dropped::default();
+        match self.exchange_with(self.current, request, &mut dropped).await? {
+            Ok(reply) => Ok(reply),
+            Err(attempts) => Err(ClientError::NoAnswer {
+                servers: self.servers[self.current].address.to_string(),
+                attempts,
+                dropped,
+            }),
+        }
+    }
+
+    fn server_list(&self) -> String {
+        let names: Vec<String> = self.servers.iter().map(|s| s.address.to_string()).collect();
+        names.join(", ")
+    }
+
+    /// One server: `Ok(Err(attempts))` if it never answered validly.
+    async fn exchange_with(
+        &mut self,
+        index: usize,
+        mut request: Packet,
+        dropped: &mut Dropped,
+    ) -> Result<Result<Packet, u32>, ClientError> {
+        // A new identifier per server: failing over makes a new request
+        // (RFC 5080 §2.2.1); retransmissions to one server repeat it exactly.
         request.identifier = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
-        request.add_message_authenticator();
+        if !request.has_message_authenticator() {
+            request.add_message_authenticator();
+        }
         let bytes = radius::encode_request(&request, &self.secret)?;
-        let mut wait = self.timeout;
-        let mut buf = vec![0u8; radius::MAX_PACKET_LEN];
-        for _ in 0..=self.retries {
-            self.socket.send_to(&bytes, self.server).await?;
+        // The authenticator on the wire: an Accounting-Request's is computed
+        // by the encoder (RFC 2866 §3), and the reply is checked against it.
+        let mut authenticator = request.authenticator;
+        if let Some(wire) = bytes.get(4..20) {
+            authenticator.copy_from_slice(wire);
+        }
+        let server = &self.servers[index];
+        let mut wait = self.policy.timeout;
+        for attempt in 0..=self.policy.retries {
+            if attempt > 0 {
+                debug!(server = %server.address, id = request.identifier, attempt, "retransmitting");
+            }
+            server.socket.send_to(&bytes, server.address).await?;
             let deadline = tokio::time::Instant::now() + wait;
             loop {
-                let received = tokio::time::timeout_at(deadline, self.socket.recv_from(&mut buf)).await;
-                let Ok(Ok((n, from))) = received else { break };
-                if from != self.server || buf.get(1) != Some(&request.identifier) {
+                let received = tokio::time::timeout_at(deadline, server.socket.recv_from(&mut self.buf)).await;
+                let Ok(received) = received else { break };
+                let (n, from) = received?;
+                if from != server.address {
+                    dropped.wrong_source += 1;
                     continue;
                 }
-                match radius::verify_response_to(&buf[..n], request.code, &request.authenticator, &self.secret, true) {
-                    Ok(reply) => return Ok(reply),
-                    Err(e) => warn!(server = %self.server, error = %e, "reply dropped"),
+                if self.buf.get(1) != Some(&request.identifier) {
+                    // A late reply to an earlier request is normal after a
+                    // retransmission; anything else is counted.
+                    dropped.wrong_identifier += 1;
+                    continue;
+                }
+                match radius::verify_response_to(&self.buf[..n], request.code, &authenticator, &self.secret, true) {
+                    Ok(reply) => return Ok(Ok(reply)),
+                    Err(e) => {
+                        warn!(server = %server.address, error = %e, "reply dropped");
+                        dropped.count(&e);
+                    }
                 }
             }
             wait = wait.saturating_mul(2);
         }
-        Err(ClientError::Timeout { server: self.server, attempts: self.retries + 1 })
+        Ok(Err(self.policy.retries + 1))
     }
 }

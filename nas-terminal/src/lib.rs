@@ -1,9 +1,20 @@
 //! The eapay merchant terminal: a RADIUS client that relays EAP between
 //! the card and the payment server without being able to read or alter it.
 //!
-//! This crate must never depend on `e-card`: a terminal moves frames, it
-//! does not hold card secrets.
+//! - [`client`]: RADIUS transactions with retransmission, failover and
+//!   strict reply verification.
+//! - [`payment`]: one payment over a card link (DESIGN.md §1).
+//! - [`reversal`]: timeout reversals, stored and forwarded.
+//! - `simulated` (feature `simulated-card`): a card played in process.
+//!
+//! The library never depends on `e-card`: a terminal moves frames, it does
+//! not hold card secrets. Only the `simulated-card` feature (the `--card`
+//! option of `pay` and the load generator, which play the card in process)
+//! links it; a terminal maker builds with `--no-default-features`.
 #![forbid(unsafe_code)]
 
 pub mod client;
-pub mod relay;
+pub mod payment;
+pub mod reversal;
+#[cfg(feature = "simulated-card")]
+pub mod simulated;

@@ -1,21 +1,22 @@
 //! The terminal relays a real card's EAP to a real eapay-server over UDP,
-//! with the payment attributes in every Access-Request.
+//! with the payment attributes in every Access-Request. The card here is
+//! e-card's EAP peer driven by hand over the in-process card link, so a test
+//! can make it confirm other details than the terminal shows it and read
+//! the keys it derived.
 
 use std::time::Duration;
 
+use aaa_proto::card_link::{self, CardLink};
 use aaa_proto::dictionary::eapay::{self, CardConfirmation, DeclineCode};
 use aaa_proto::dictionary::microsoft;
+use aaa_proto::eapol::{Frame, PaymentFrame};
 use aaa_proto::payment::{is_approval_code, PaymentDetails, PaymentOutcome, PaymentResult};
 use aaa_proto::radius::{decrypt_mppe_key, Code, Packet};
 use e_card::card_file::CardFile;
 use eap_methods::peer::PeerEvent;
-use eapay_tests::{details, payment_attributes, Method, Server};
+use eapay_tests::{details, Method, Server};
 use nas_terminal::client::RadiusClient;
-use nas_terminal::relay::relay;
-
-#[derive(Debug, thiserror::Error)]
-#[error("card: {0}")]
-struct CardError(String);
+use nas_terminal::payment::{self, Request, TerminalSettings};
 
 /// What one relayed conversation produced.
 struct Paid {
@@ -28,8 +29,8 @@ struct Paid {
     card_result: Option<Vec<u8>>,
 }
 
-/// Relays one payment: the terminal sends `asserted` (None: no payment
-/// attributes), the card confirms `confirmed` (None: nothing).
+/// Relays one payment: the terminal sends `asserted` (None: authentication
+/// only), the card confirms `confirmed` (None: nothing) whatever it is shown.
 async fn pay(
     server: &Server,
     card: &CardFile,
@@ -37,28 +38,47 @@ async fn pay(
     confirmed: Option<&PaymentDetails>,
 ) -> Paid {
     let mut peer = e_card::peer::session(card, confirmed.map(PaymentDetails::canonical)).expect("card drives a peer");
-    let first = peer.identity_response(0);
-    let extra = asserted.map(payment_attributes).unwrap_or_default();
-    let mut client = RadiusClient::new(server.auth, server.secret.as_bytes(), Duration::from_secs(2), 2).await.unwrap();
-    let (mut msk, mut card_result) = (None, None);
-    let verdict = relay(&mut client, &card.identity, first, &extra, |eap| match peer.handle(eap) {
-        PeerEvent::Send(r) => Ok(Some(r)),
-        PeerEvent::Success { keys, result } => {
-            msk = Some(keys.msk);
-            card_result = result;
-            Ok(None)
+    let (mut terminal_end, mut card_end) = card_link::channel();
+    let card_side = async move {
+        let (mut msk, mut card_result) = (None, None);
+        while let Ok(frame) = card_end.recv().await {
+            let answer = match frame {
+                Frame::Payment(PaymentFrame::Details(_)) => {
+                    card_end.send(Frame::Payment(PaymentFrame::Consent(true))).await.unwrap();
+                    Some(Frame::Start)
+                }
+                Frame::Eap(eap) => match peer.handle(&eap) {
+                    PeerEvent::Send(r) => Some(Frame::Eap(r)),
+                    PeerEvent::Success { keys, result } => {
+                        msk = Some(keys.msk);
+                        card_result = result;
+                        None
+                    }
+                    PeerEvent::Failure(_) => None,
+                    PeerEvent::Ignore(why) => panic!("the card ignored a packet: {why}"),
+                },
+                _ => None,
+            };
+            if let Some(answer) = answer {
+                card_end.send(answer).await.unwrap();
+            }
         }
-        PeerEvent::Failure(_) => Ok(None),
-        PeerEvent::Ignore(why) => Err(CardError(why.to_string())),
-    })
-    .await
-    .expect("relay reaches a verdict");
-    let recv_key = verdict
-        .reply
+        (msk, card_result)
+    };
+    let mut client = RadiusClient::new(server.auth, server.secret.as_bytes(), Duration::from_secs(2), 2).await.unwrap();
+    let request = asserted.map_or(Request::AuthOnly, Request::Payment);
+    let terminal_side = async {
+        let finished = payment::run(&mut terminal_end, &mut client, &TerminalSettings::default(), request).await;
+        drop(terminal_end);
+        finished.expect("the relay reaches a verdict")
+    };
+    let ((msk, card_result), finished) = tokio::join!(card_side, terminal_side);
+    let (reply, request_authenticator) = finished.reply.expect("a final RADIUS answer");
+    let recv_key = reply
         .vendor_attribute(microsoft::VENDOR_ID, microsoft::MS_MPPE_RECV_KEY)
         .unwrap()
-        .map(|v| decrypt_mppe_key(v, server.secret.as_bytes(), &verdict.request_authenticator).unwrap());
-    Paid { reply: verdict.reply, recv_key, msk, card_result }
+        .map(|v| decrypt_mppe_key(v, server.secret.as_bytes(), &request_authenticator).unwrap());
+    Paid { reply, recv_key, msk, card_result }
 }
 
 fn vendor_u32(reply: &Packet, vendor_type: u8) -> Option<u32> {

@@ -38,6 +38,9 @@ use aaa_proto::receipt::IssuerPublicKey;
 use e_card::card_file::CardFile;
 use eap_methods::peer::PeerEvent;
 
+pub mod proxy;
+pub mod terminal;
+
 /// How long `serve` may take to print both listening lines.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long to wait for a reply that must come (loopback, 2-core CI).
@@ -1545,5 +1548,30 @@ impl Drop for ScratchDatabase {
         if let Err(e) = dropped {
             eprintln!("could not drop scratch database {}: {e}", self.name);
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Load generator (tests/tests/bench.rs)
+// ---------------------------------------------------------------------------
+
+impl Server {
+    /// The process id of `eapay-server serve` (for `bench --server-pid`).
+    pub fn pid(&self) -> u32 {
+        self.child.lock().unwrap_or_else(|e| e.into_inner()).id()
+    }
+
+    /// Issues `count` cards of `method` in bulk (`card issue --count N
+    /// --card-dir DIR`, with `extra` arguments) into a new scratch directory;
+    /// returns the directory.
+    pub fn issue_cards(&self, method: Method, count: u32, extra: &[&str]) -> PathBuf {
+        let n = self.cards.fetch_add(1, Ordering::SeqCst);
+        let dir = self.dir.path().join(format!("cards-{}-{n}", method.arg()));
+        let count = count.to_string();
+        let mut args =
+            vec!["card", "issue", "--method", method.arg(), "--count", &count, "--card-dir", dir.to_str().expect("utf-8 path")];
+        args.extend_from_slice(extra);
+        self.admin(&args);
+        dir
     }
 }

@@ -94,6 +94,78 @@ pub async fn issue(
     audit::append(conn, line).await
 }
 
+/// Issues every card of `cards` on one connection (the caller's transaction):
+/// the same checks, rows and audit lines as [`issue`] once per card, but one
+/// commit for the lot, so bulk issuance costs one fsync instead of one per card.
+pub async fn issue_many(
+    conn: &mut AnyConnection,
+    kek: &Kek,
+    cards: &[NewCard],
+    actor: &str,
+    now_ms: u64,
+) -> Result<(), ServerError> {
+    for card in cards {
+        issue(conn, kek, card, actor, now_ms).await?;
+    }
+    Ok(())
+}
+
+/// An AKA family credential opened for export to another AAA server
+/// (`card export`). Debug shows no secret.
+#[derive(Clone)]
+pub struct AkaExport {
+    pub card_id: String,
+    pub method: CardMethod,
+    pub k: [u8; 16],
+    pub opc: [u8; 16],
+    pub amf: [u8; 2],
+    /// SQN_HE: the SQN of the last vector the issuer generated.
+    pub sqn_he: u64,
+}
+
+impl std::fmt::Debug for AkaExport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AkaExport")
+            .field("card_id", &self.card_id)
+            .field("method", &self.method)
+            .field("amf", &self.amf)
+            .field("sqn_he", &self.sqn_he)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The AKA credentials of the active cards of `methods`, opened with the
+/// KEK, ordered by card id. Blocked cards and cards without a credential are
+/// left out.
+pub async fn aka_exports(
+    conn: &mut AnyConnection,
+    kek: &Kek,
+    methods: &[CardMethod],
+) -> Result<Vec<AkaExport>, ServerError> {
+    let rows = sqlx::query(
+        "SELECT card_id, method, sealed_k, sealed_opc, amf, sqn_he FROM cards
+         WHERE status = 'active' AND sealed_k IS NOT NULL AND sealed_opc IS NOT NULL AND amf IS NOT NULL
+         ORDER BY card_id",
+    )
+    .fetch_all(conn)
+    .await?;
+    let mut out = Vec::new();
+    for row in &rows {
+        let card_id: String = row.try_get("card_id")?;
+        let stored: String = row.try_get("method")?;
+        let Some(method) = method_from_name(&stored).filter(|m| methods.contains(m)) else { continue };
+        let sealed = SealedAka {
+            sealed_k: row.try_get("sealed_k")?,
+            sealed_opc: row.try_get("sealed_opc")?,
+            amf: row.try_get("amf")?,
+            sqn_he: to_u64(row.try_get("sqn_he")?, "SQN")?,
+        };
+        let (k, opc, amf) = sealed.open_raw(kek, &card_id)?;
+        out.push(AkaExport { card_id, method, k, opc, amf, sqn_he: sealed.sqn_he });
+    }
+    Ok(out)
+}
+
 const SUMMARY: &str = "card_id, method, status, confirmation, currency, credit_limit, available, expires_at, issued_at,
      CAST(CASE WHEN pan_token IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_pan_token";
 
@@ -196,6 +268,9 @@ pub async fn adjust_available(conn: &mut AnyConnection, card_id: &str, delta: i6
     Ok(())
 }
 
+/// K, OPc and AMF of a card, in the clear.
+pub type AkaSecrets = ([u8; 16], [u8; 16], [u8; 2]);
+
 /// The sealed AKA credential of a card issued for `method`.
 #[derive(Debug, Clone)]
 pub struct SealedAka {
@@ -208,6 +283,12 @@ pub struct SealedAka {
 impl SealedAka {
     /// Opens K and OPc; returns the Milenage instance and the AMF.
     pub fn open(&self, kek: &Kek, card_id: &str) -> Result<(Milenage, [u8; 2]), ServerError> {
+        let (k, opc, amf) = self.open_raw(kek, card_id)?;
+        Ok((Milenage::new(&k, &opc), amf))
+    }
+
+    /// Opens K and OPc; returns them with the AMF.
+    pub fn open_raw(&self, kek: &Kek, card_id: &str) -> Result<AkaSecrets, ServerError> {
         let key = |sealed: &str| -> Result<[u8; 16], ServerError> {
             kek.open(card_id, sealed)?
                 .try_into()
@@ -217,7 +298,7 @@ impl SealedAka {
             .ok()
             .and_then(|v| v.try_into().ok())
             .ok_or_else(|| ServerError::Ledger(format!("card {card_id}: AMF is not 2 hex bytes")))?;
-        Ok((Milenage::new(&key(&self.sealed_k)?, &key(&self.sealed_opc)?), amf))
+        Ok((key(&self.sealed_k)?, key(&self.sealed_opc)?, amf))
     }
 }
 

@@ -130,7 +130,12 @@ impl Db {
     /// PostgreSQL: serialises, until the transaction ends, every decision
     /// about one (merchant, terminal nonce), so two server instances cannot
     /// both see a nonce as unused. SQLite's write lock already does.
-    pub async fn lock_nonce(&self, conn: &mut AnyConnection, merchant_id: &str, nonce: &[u8]) -> Result<(), ServerError> {
+    pub async fn lock_nonce(
+        &self,
+        conn: &mut AnyConnection,
+        merchant_id: &str,
+        nonce: &[u8],
+    ) -> Result<(), ServerError> {
         if self.backend == Backend::Postgres {
             let key = format!("eapay nonce {merchant_id} {}", hex::encode(nonce));
             sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))").bind(key).execute(conn).await?;

@@ -44,7 +44,7 @@ use eap_methods::sim_aka::auc::{generate_vector, sqn_from_auts};
 use eap_methods::Answer;
 use sqlx::Row;
 
-pub use self::cards::is_valid_card_id;
+pub use self::cards::{is_valid_card_id, AkaExport};
 pub use self::db::Backend;
 use self::db::{to_i64, to_u64, Db};
 pub use self::model::{
@@ -209,6 +209,20 @@ impl SqlLedger {
         cards::issue(&mut tx, &self.kek, &card, actor, now_ms()).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Issues many cards in one transaction (one commit): all or none.
+    pub async fn issue_cards(&self, cards: &[NewCard], actor: &str) -> Result<(), ServerError> {
+        let mut tx = self.db.begin_write().await?;
+        cards::issue_many(&mut tx, &self.kek, cards, actor, now_ms()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// K, OPc, AMF and SQN_HE of the active cards of `methods`, in the clear,
+    /// ordered by card id: for `card export` to another AAA server.
+    pub async fn aka_exports(&self, methods: &[CardMethod]) -> Result<Vec<AkaExport>, ServerError> {
+        cards::aka_exports(&mut *self.db.pool.acquire().await?, &self.kek, methods).await
     }
 
     /// All cards, ordered by card id.

@@ -7,7 +7,7 @@
 //! which is also where it learns the payment result.
 
 use crate::crypto::mac::constant_time_eq;
-use crate::method::{FailureReason, Keys, PeerMethod, PeerStep};
+use crate::method::{FailureReason, Keys, PeerMemory, PeerMethod, PeerStep};
 use crate::packet::{Code, EapType};
 use crate::sim_aka::attributes::{at, client_error, notification, subtype, AttributeWriter, Message};
 use crate::sim_aka::usim::{Usim, UsimResult};
@@ -258,5 +258,9 @@ impl PeerMethod for AkaPeer {
 
     fn result(&self) -> Option<Vec<u8>> {
         self.result.clone()
+    }
+
+    fn remember(&self) -> Vec<PeerMemory> {
+        vec![PeerMemory::SqnWindow(self.usim.window().clone())]
     }
 }

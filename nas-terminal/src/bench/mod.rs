@@ -1,0 +1,116 @@
+//! `eapay-terminal bench`: the load generator. Many simulated cards and
+//! terminals in one process (in-process card links), full payments or
+//! `--auth-only`, for a fixed time at a fixed concurrency (closed loop) or
+//! at a fixed rate (`--rate`, open loop); then a table of throughput,
+//! latency percentiles (HDR histogram), outcomes and errors, optionally
+//! JSON (`--json`) and an SVG plot (`--plot`).
+//!
+//! - [`args`]: the command line and its checked [`args::Plan`].
+//! - [`cards`]: card files from `--card-dir`, played in memory.
+//! - [`runner`]: the workers.
+//! - [`stats`]: what they record.
+//! - [`cpu`]: CPU time from /proc (`--server-pid`).
+//! - [`progress`], [`report`], [`plot`]: what the user sees.
+
+mod args;
+mod cards;
+mod cpu;
+mod plot;
+mod progress;
+mod report;
+mod runner;
+mod stats;
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use tokio::time::Instant;
+
+pub use args::BenchArgs;
+
+use crate::options::{now_ms, utc_time};
+
+/// Runs the benchmark and prints its report.
+pub async fn run(args: BenchArgs) -> Result<()> {
+    let plan = args.plan()?;
+    let cards = {
+        let (dir, method, count) = (plan.card_dir.clone(), plan.method, plan.cards);
+        tokio::task::spawn_blocking(move || cards::load(&dir, method, count)).await??
+    };
+    let clients = runner::clients(&plan).await?;
+    let hands = runner::deal(cards, plan.concurrency);
+    // Longest wait for the conversations under way at the deadline.
+    let drain = Duration::from_secs(5) + plan.retransmit.timeout.saturating_mul(2);
+    let server_pids = plan.server_pids.clone();
+    let (json, svg) = (plan.json.clone(), plan.plot.clone());
+    eprintln!(
+        "bench: {} {} cards, {} terminals, {} for {} s{} against {}",
+        plan.cards,
+        plan.method.name(),
+        plan.concurrency,
+        plan.rate.map_or_else(|| "closed loop".to_string(), |r| format!("{r}/s")),
+        plan.duration.as_secs_f64(),
+        if plan.warmup.is_zero() { String::new() } else { format!(" after {} s warm-up", plan.warmup.as_secs_f64()) },
+        plan.servers.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    );
+
+    let started_at = utc_time(now_ms());
+    let origin = Instant::now();
+    let shared = Arc::new(runner::Shared::new(plan, origin));
+    let progress = progress::Progress::start(shared.clone());
+    // CPU over the measurement window, per conversation completed in it.
+    let cpu = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(shared.origin + shared.plan.warmup).await;
+            let before = cpu::snapshot(&server_pids);
+            let completed_before = shared.live.completed();
+            tokio::time::sleep_until(shared.deadline).await;
+            before.since(&server_pids, shared.live.completed().saturating_sub(completed_before))
+        })
+    };
+    let mut workers = tokio::task::JoinSet::new();
+    for (index, (client, hand)) in clients.into_iter().zip(hands).enumerate() {
+        workers.spawn(runner::worker(shared.clone(), index, client, hand));
+    }
+    let cpu = cpu.await?;
+    let last = tokio::time::timeout(drain, async {
+        while let Some(joined) = workers.join_next().await {
+            joined?;
+        }
+        Ok::<(), tokio::task::JoinError>(())
+    })
+    .await;
+    let cut_off = match last {
+        Ok(joined) => {
+            joined?;
+            0
+        }
+        Err(_) => {
+            let n = workers.len();
+            workers.abort_all();
+            n
+        }
+    };
+    progress.finish();
+
+    let summary = shared.recorder.lock().unwrap_or_else(|e| e.into_inner()).summary();
+    let report = report::Report::new(&shared.plan, started_at, summary, cpu);
+    let mut table = report.table();
+    if cut_off > 0 {
+        table.push_str(&format!(
+            "  note         {cut_off} conversation(s) still waiting {} s after the end were abandoned\n",
+            drain.as_secs()
+        ));
+    }
+    std::io::stdout().lock().write_all(table.as_bytes())?;
+    if let Some(path) = &json {
+        report.write_json(path)?;
+    }
+    if let Some(path) = &svg {
+        plot::write(&report, path)?;
+    }
+    Ok(())
+}

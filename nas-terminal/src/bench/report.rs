@@ -1,0 +1,204 @@
+//! The final report: a table for people (stdout) and every figure as JSON
+//! (`--json`).
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use super::args::Plan;
+use super::cpu::{CpuReport, ProcessCpu};
+use super::stats::Summary;
+
+/// Everything a run measured, as `--json` writes it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Format version of this JSON.
+    pub version: u32,
+    pub tool: String,
+    /// UTC start time.
+    pub started_at: String,
+    pub method: String,
+    /// `payment` or `auth-only`.
+    pub mode: String,
+    /// `0.01 USD` (payments only).
+    pub amount: Option<String>,
+    pub merchant: Option<String>,
+    pub servers: Vec<String>,
+    pub cards: usize,
+    pub concurrency: usize,
+    /// Open-loop target rate, conversations per second; None: closed loop.
+    pub target_rate_per_s: Option<u32>,
+    pub warmup_s: f64,
+    pub duration_s: f64,
+    #[serde(flatten)]
+    pub summary: Summary,
+    pub cpu: CpuReport,
+}
+
+impl Report {
+    pub fn new(plan: &Plan, started_at: String, summary: Summary, cpu: CpuReport) -> Self {
+        Report {
+            version: 1,
+            tool: format!("eapay-terminal bench {}", env!("CARGO_PKG_VERSION")),
+            started_at,
+            method: plan.method.name().to_string(),
+            mode: if plan.payment.is_some() { "payment" } else { "auth-only" }.to_string(),
+            amount: plan.payment.as_ref().map(|p| p.display.clone()),
+            merchant: plan.payment.as_ref().map(|p| p.merchant_id.clone()),
+            servers: plan.servers.iter().map(ToString::to_string).collect(),
+            cards: plan.cards,
+            concurrency: plan.concurrency,
+            target_rate_per_s: plan.rate,
+            warmup_s: plan.warmup.as_secs_f64(),
+            duration_s: plan.duration.as_secs_f64(),
+            summary,
+            cpu,
+        }
+    }
+
+    /// Writes the JSON file.
+    pub fn write_json(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self).context("encoding the report")?;
+        std::fs::write(path, text + "\n").with_context(|| format!("--json {}", path.display()))
+    }
+
+    /// The table.
+    pub fn table(&self) -> String {
+        let s = &self.summary;
+        let mut out = String::new();
+        let what = match (&self.amount, &self.merchant) {
+            (Some(amount), Some(merchant)) => format!("full payments of {amount} to {merchant}"),
+            _ => "authentication only".to_string(),
+        };
+        let load = match self.target_rate_per_s {
+            Some(rate) => format!("open loop at {rate}/s"),
+            None => "closed loop".to_string(),
+        };
+        let _ = writeln!(out, "eapay-terminal bench: EAP-{}, {what}", method_title(&self.method));
+        let _ = writeln!(
+            out,
+            "  server {}  cards {}  concurrency {}  {load}  {:.1} s measured after {:.1} s warm-up",
+            self.servers.join(", "),
+            self.cards,
+            self.concurrency,
+            s.window_secs,
+            self.warmup_s
+        );
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "  throughput   {:>10.1} completed/s  ({} completed in {:.1} s)",
+            s.throughput_per_s, s.completed, s.window_secs
+        );
+        let l = &s.latency_us;
+        let _ = writeln!(
+            out,
+            "  latency ms   p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  (mean {:.3}, min {})",
+            ms(l.p50),
+            ms(l.p90),
+            ms(l.p99),
+            ms(l.p99_9),
+            ms(l.max),
+            l.mean / 1000.0,
+            ms(l.min)
+        );
+        let o = &s.outcomes;
+        let mut outcomes = Vec::new();
+        if o.approved > 0 || self.mode == "payment" {
+            outcomes.push(format!("approved {}", o.approved));
+        }
+        if o.authenticated > 0 || self.mode == "auth-only" {
+            outcomes.push(format!("authenticated {}", o.authenticated));
+        }
+        if o.refused_by_card > 0 {
+            outcomes.push(format!("refused by the card {}", o.refused_by_card));
+        }
+        let _ = writeln!(out, "  outcomes     {}", outcomes.join("  "));
+        for (code, n) in &o.declined {
+            let _ = writeln!(out, "               declined {code}: {n}");
+        }
+        if !s.round_trips.is_empty() {
+            let trips: Vec<String> = s.round_trips.iter().map(|(r, n)| format!("{r}: {n}")).collect();
+            let _ =
+                writeln!(out, "  round trips  {}  (RADIUS requests per conversation: conversations)", trips.join("  "));
+        }
+        if self.mode == "auth-only" && o.authenticated == 0 && o.declined.contains_key("12 Invalid-Transaction") {
+            let _ = writeln!(
+                out,
+                "               (a payment server such as eapay-server runs the whole EAP method, then declines \
+                 an authentication without payment attributes with 12)"
+            );
+        }
+        if s.errors.is_empty() {
+            let _ = writeln!(out, "  errors       none");
+        } else {
+            let _ = writeln!(out, "  errors       {} in all", s.errors_total);
+            for e in &s.errors {
+                let _ = writeln!(out, "               {:<16} {:>8}  e.g. {}", e.kind, e.count, e.example);
+            }
+        }
+        if s.in_doubt > 0 {
+            let _ = writeln!(
+                out,
+                "               {} failed payment(s) the server may have approved (not reversed by the bench)",
+                s.in_doubt
+            );
+        }
+        let per = if self.mode == "payment" { "payment" } else { "authentication" };
+        let c = &self.cpu;
+        match &c.server {
+            Some(p) => {
+                let _ = writeln!(out, "  server cpu   {}", cpu_line(p, per));
+            }
+            None => {
+                let _ =
+                    writeln!(out, "  server cpu   not measured (give --server-pid, of a process that lasts the run)");
+            }
+        }
+        if let Some(p) = &c.load_generator {
+            let _ = writeln!(out, "  bench cpu    {}", cpu_line(p, per));
+        }
+        if let Some(busy) = c.machine_busy {
+            let _ = writeln!(out, "  machine      {} cores, {:.0}% busy", c.machine_cores, busy * 100.0);
+        }
+        out
+    }
+}
+
+fn method_title(method: &str) -> &str {
+    match method {
+        "aka" => "AKA",
+        "aka-prime" => "AKA'",
+        other => other,
+    }
+}
+
+/// Microseconds as milliseconds with microsecond precision.
+fn ms(us: u64) -> String {
+    format!("{}.{:03}", us / 1000, us % 1000)
+}
+
+fn cpu_line(p: &ProcessCpu, per: &str) -> String {
+    let each = p.ms_per_completed.map_or_else(|| "-".to_string(), |v| format!("{v:.3}"));
+    let pids: Vec<String> = p.pids.iter().map(ToString::to_string).collect();
+    let pid = match pids.len() {
+        0 => String::new(),
+        1 => format!(", pid {}", pids[0]),
+        _ => format!(", pids {}", pids.join("+")),
+    };
+    format!("{each} ms per completed {per}  ({:.2} s CPU, {:.2} cores{pid})", p.cpu_s, p.cores)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn milliseconds_keep_microseconds() {
+        assert_eq!(ms(0), "0.000");
+        assert_eq!(ms(1234), "1.234");
+        assert_eq!(ms(1_000_005), "1000.005");
+    }
+}

@@ -1,0 +1,241 @@
+//! The workers: each one is a terminal with its own RADIUS client and a
+//! disjoint share of the cards, so a card is never in two conversations at
+//! once. A worker plays both ends of each payment in one task: the card
+//! (e-card, in memory) on one end of an in-process card link, the
+//! terminal's `payment::run` on the other.
+//!
+//! Closed loop: each worker starts its next conversation when the last one
+//! ends. Open loop (`--rate`): conversation k is due at `start + k / rate`;
+//! the worker that claims it waits for that moment, and its latency counts
+//! from it, so a server that falls behind shows its queueing delay instead
+//! of hiding it (no coordinated omission).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aaa_proto::card_link;
+use aaa_proto::payment::PaymentDetails;
+use anyhow::{Context, Result};
+use e_card::{AutoAccept, Card, CardError, CardOutcome};
+use nas_terminal::client::{ClientError, RadiusClient};
+use nas_terminal::payment::{self, Answer, PaymentError, Request};
+use tokio::time::Instant;
+
+use super::args::Plan;
+use super::stats::{Failure, Live, Outcome, Recorder};
+use crate::options::now_ms;
+
+/// State shared by the workers.
+pub struct Shared {
+    pub plan: Plan,
+    /// When the run started (warm-up included).
+    pub origin: Instant,
+    /// No conversation starts at or after this.
+    pub deadline: Instant,
+    pub recorder: Mutex<Recorder>,
+    pub live: Live,
+    /// Open loop: the next conversation number to claim.
+    next_slot: AtomicU64,
+    /// Distinguishes this run's transaction ids from earlier runs'.
+    run_id: String,
+}
+
+impl Shared {
+    pub fn new(plan: Plan, origin: Instant) -> Self {
+        let deadline = origin + plan.warmup + plan.duration;
+        let recorder = Recorder::new(origin.into_std(), plan.warmup, plan.duration);
+        Shared {
+            plan,
+            origin,
+            deadline,
+            recorder: Mutex::new(recorder),
+            live: Live::default(),
+            next_slot: AtomicU64::new(0),
+            run_id: format!("{:x}{}", now_ms(), hex::encode(rand::random::<[u8; 2]>())),
+        }
+    }
+
+    /// When the next conversation is due, `None` once the run is over.
+    fn next_start(&self) -> Option<Instant> {
+        let start = match self.plan.rate {
+            None => Instant::now(),
+            Some(rate) => {
+                let k = self.next_slot.fetch_add(1, Ordering::Relaxed);
+                // k / rate seconds, in integer nanoseconds.
+                let nanos = u128::from(k) * 1_000_000_000 / u128::from(rate);
+                self.origin + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+            }
+        };
+        (start < self.deadline).then_some(start)
+    }
+}
+
+/// Creates the workers' RADIUS clients (one UDP socket per server each).
+pub async fn clients(plan: &Plan) -> Result<Vec<RadiusClient>> {
+    let mut clients = Vec::with_capacity(plan.concurrency);
+    for _ in 0..plan.concurrency {
+        let client = RadiusClient::with_servers(&plan.servers, &plan.secret, plan.retransmit)
+            .await
+            .context("RADIUS client socket")?;
+        clients.push(client);
+    }
+    Ok(clients)
+}
+
+/// Deals the cards out to `workers` hands: card i goes to worker i % workers.
+pub fn deal(cards: Vec<Card>, workers: usize) -> Vec<Vec<Card>> {
+    let mut hands: Vec<Vec<Card>> = (0..workers).map(|_| Vec::new()).collect();
+    for (i, card) in cards.into_iter().enumerate() {
+        hands[i % workers].push(card);
+    }
+    hands
+}
+
+/// One terminal: conversations until the deadline, each with the next card
+/// of its hand.
+pub async fn worker(shared: Arc<Shared>, index: usize, mut client: RadiusClient, mut cards: Vec<Card>) {
+    let mut holder = AutoAccept;
+    let mut sequence: u64 = 0;
+    let mut turn = 0usize;
+    while let Some(start) = shared.next_start() {
+        tokio::time::sleep_until(start).await;
+        let count = cards.len();
+        let card = &mut cards[turn % count];
+        turn += 1;
+        sequence += 1;
+        let details = shared.plan.payment.as_ref().map(|p| PaymentDetails {
+            // B<run>-<worker>-<n>: unique per merchant, at most 40 bytes.
+            transaction_id: format!("B{}-{index}-{sequence}", shared.run_id),
+            merchant_id: p.merchant_id.clone(),
+            amount: p.amount,
+            currency: p.currency,
+            installments: 0,
+            terminal_nonce: rand::random(),
+            terminal_time_ms: now_ms(),
+        });
+        let (result, rounds, finished) = converse(&shared, &mut client, card, &mut holder, details.as_ref()).await;
+        match &result {
+            Ok(_) => shared.live.completed.fetch_add(1, Ordering::Relaxed),
+            Err(_) => shared.live.errors.fetch_add(1, Ordering::Relaxed),
+        };
+        let mut recorder = shared.recorder.lock().unwrap_or_else(|e| e.into_inner());
+        recorder.record(start.into_std(), finished.into_std(), rounds, result);
+    }
+}
+
+/// One payment (or authentication) with `card`; returns its result, the
+/// RADIUS round trips it took and the moment the terminal had its answer.
+async fn converse(
+    shared: &Shared,
+    client: &mut RadiusClient,
+    card: &mut Card,
+    holder: &mut AutoAccept,
+    details: Option<&PaymentDetails>,
+) -> (Result<Outcome, Failure>, usize, Instant) {
+    let (mut terminal_end, mut card_end) = card_link::channel();
+    let request = match details {
+        Some(d) => Request::Payment(d),
+        None => Request::AuthOnly,
+    };
+    let card_side = async move {
+        let report = e_card::serve_one(&mut card_end, card, holder).await;
+        // A card that gave up closes the link, so the terminal stops waiting.
+        drop(card_end);
+        report
+    };
+    let terminal_side = async {
+        let result = payment::run(&mut terminal_end, client, &shared.plan.settings, request).await;
+        let finished = Instant::now();
+        // The card sees the link close and returns.
+        drop(terminal_end);
+        (result, finished)
+    };
+    let (card_report, (result, finished)) = tokio::join!(card_side, terminal_side);
+    let rounds = result.as_ref().map_or(0, |done| done.rounds);
+    let outcome = match result {
+        Ok(done) => match done.answer {
+            Answer::Approved { .. } => Ok(Outcome::Approved),
+            Answer::Declined { code, .. } => Ok(Outcome::Declined(code)),
+            Answer::Authenticated => Ok(Outcome::Authenticated),
+            Answer::RefusedByCard => Ok(Outcome::RefusedByCard),
+        },
+        Err(failed) => Err(classify(failed.error, failed.in_doubt, card_report.as_ref().err())),
+    };
+    // A card that disagrees with what the terminal shows is worth knowing
+    // even when the terminal got its answer.
+    let outcome = match (outcome, &card_report) {
+        (Ok(o), Ok(report)) if report.display_agrees == Some(false) => Err(Failure {
+            kind: "card-disagrees",
+            message: format!("the card does not agree with the displayed {o:?}: it saw {:?}", report.outcome),
+            in_doubt: false,
+        }),
+        (Ok(Outcome::Approved | Outcome::Authenticated), Ok(report))
+            if matches!(report.outcome, CardOutcome::Failed(_)) =>
+        {
+            Err(Failure {
+                kind: "card-failed",
+                message: format!("the server accepted but the card's method failed: {:?}", report.outcome),
+                in_doubt: false,
+            })
+        }
+        (other, _) => other,
+    };
+    (outcome, rounds, finished)
+}
+
+/// The error kind of a failed conversation. A card link that closed is the
+/// card's doing: its own error says why.
+fn classify(error: PaymentError, in_doubt: bool, card_error: Option<&CardError>) -> Failure {
+    let (kind, message) = match (&error, card_error) {
+        (PaymentError::Link(_) | PaymentError::CardProtocol(_), Some(card)) => ("card", card.to_string()),
+        (PaymentError::Link(_), None) => ("link", error.to_string()),
+        (PaymentError::CardTimeout(_), _) => ("card-timeout", error.to_string()),
+        (PaymentError::CardProtocol(_), None) => ("card-protocol", error.to_string()),
+        (PaymentError::Radius(ClientError::NoAnswer { .. }), _) => ("timeout", error.to_string()),
+        (PaymentError::Radius(ClientError::Io(_)), _) => ("socket", error.to_string()),
+        (PaymentError::Radius(_), _) => ("radius", error.to_string()),
+        (PaymentError::UnexpectedCode(_) | PaymentError::NoEap | PaymentError::BadAnswer(_), _) => {
+            ("bad-answer", error.to_string())
+        }
+        (PaymentError::TooManyRounds, _) => ("too-many-rounds", error.to_string()),
+    };
+    Failure { kind, message, in_doubt }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use e_card::card_file::{AkaCard, CardFile, VERSION};
+
+    #[test]
+    fn cards_are_dealt_into_disjoint_hands() {
+        let cards: Vec<Card> = (0..10)
+            .map(|i| {
+                Card::in_memory(CardFile {
+                    version: VERSION,
+                    card_id: format!("c{i}"),
+                    method: "aka".into(),
+                    identity: format!("0c{i}@x"),
+                    realm: "x".into(),
+                    aka: Some(AkaCard { k: "00".repeat(16), opc: "00".repeat(16), sqn: 0, seq_ms: Vec::new() }),
+                })
+            })
+            .collect();
+        let hands = deal(cards, 3);
+        let ids: Vec<Vec<String>> =
+            hands.iter().map(|h| h.iter().map(|c| c.file().card_id.clone()).collect()).collect();
+        assert_eq!(ids, [vec!["c0", "c3", "c6", "c9"], vec!["c1", "c4", "c7"], vec!["c2", "c5", "c8"]]);
+    }
+
+    #[test]
+    fn a_closed_link_is_blamed_on_the_card_when_the_card_says_why() {
+        let closed = PaymentError::Link(aaa_proto::card_link::LinkError::Closed);
+        let card = CardError::Closed { during: "in the middle" };
+        let f = classify(closed, false, Some(&card));
+        assert_eq!(f.kind, "card");
+        assert!(f.message.contains("in the middle"));
+        let f = classify(PaymentError::TooManyRounds, true, None);
+        assert_eq!((f.kind, f.in_doubt), ("too-many-rounds", true));
+    }
+}

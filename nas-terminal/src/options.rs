@@ -1,0 +1,212 @@
+//! Command-line options shared by the terminal's commands.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use aaa_proto::card_link::LinkAddress;
+use aaa_proto::dictionary::eapay;
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use nas_terminal::client::{RadiusClient, Retransmit};
+use nas_terminal::payment::TerminalSettings;
+
+/// The AAA transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Protocol {
+    Radius,
+    Diameter,
+}
+
+/// How the terminal reaches the payment servers.
+#[derive(Debug, Clone, Args)]
+pub struct RadiusArgs {
+    /// RADIUS authentication server, HOST:PORT; repeat for failover, in order of preference.
+    #[arg(long = "server", value_name = "ADDR", required = true)]
+    pub servers: Vec<SocketAddr>,
+    /// Accounting servers for reversals (default: each --server with port + 1).
+    #[arg(long = "acct-server", value_name = "ADDR")]
+    pub acct_servers: Vec<SocketAddr>,
+    /// RADIUS shared secret (or the EAPAY_RADIUS_SECRET environment variable, which `ps` does not show).
+    #[arg(long, env = "EAPAY_RADIUS_SECRET", hide_env_values = true)]
+    pub secret: String,
+    /// First wait for a reply; doubled on each retransmission.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Retransmissions to one server before failing over.
+    #[arg(long, default_value_t = 3)]
+    pub retries: u32,
+    /// NAS-Identifier sent with every request.
+    #[arg(long)]
+    pub nas_identifier: Option<String>,
+    /// The store-and-forward file of timeout reversals.
+    #[arg(long, value_name = "FILE", default_value = "eapay-terminal-reversals.json")]
+    pub reversals: PathBuf,
+    #[arg(long, value_enum, default_value = "radius")]
+    pub protocol: Protocol,
+    /// Vendor id of the Eapay attributes.
+    #[arg(long, default_value_t = eapay::VENDOR_ID, hide = true)]
+    pub vendor_id: u32,
+}
+
+impl RadiusArgs {
+    pub fn check_protocol(&self) -> Result<()> {
+        if self.protocol == Protocol::Diameter {
+            bail!("--protocol diameter: this terminal build has no Diameter client yet; use radius");
+        }
+        if self.secret.is_empty() {
+            bail!("--secret must not be empty (RFC 2865 §3)");
+        }
+        Ok(())
+    }
+
+    fn policy(&self) -> Retransmit {
+        Retransmit { timeout: self.timeout, retries: self.retries }
+    }
+
+    pub async fn auth_client(&self) -> Result<RadiusClient> {
+        RadiusClient::with_servers(&self.servers, self.secret.as_bytes(), self.policy()).await.context("RADIUS client")
+    }
+
+    pub async fn acct_client(&self) -> Result<RadiusClient> {
+        let servers: Vec<SocketAddr> = if self.acct_servers.is_empty() {
+            self.servers
+                .iter()
+                .map(|s| {
+                    let mut a = *s;
+                    a.set_port(s.port().wrapping_add(1));
+                    a
+                })
+                .collect()
+        } else {
+            self.acct_servers.clone()
+        };
+        RadiusClient::with_servers(&servers, self.secret.as_bytes(), self.policy()).await.context("RADIUS client")
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PayArgs {
+    #[command(flatten)]
+    pub radius: RadiusArgs,
+    /// Merchant id (Eapay-Merchant-Id).
+    #[arg(long)]
+    pub merchant: String,
+    /// Amount as a decimal in the currency's units, e.g. 12.50.
+    #[arg(long)]
+    pub amount: String,
+    /// ISO 4217 code, alphabetic or numeric: USD, 840.
+    #[arg(long)]
+    pub currency: String,
+    /// Number of installments (0 = one payment).
+    #[arg(long, default_value_t = 0)]
+    pub installments: u32,
+    /// Transaction id (default: generated from the time and randomness).
+    #[arg(long)]
+    pub transaction_id: Option<String>,
+    /// The card, served by `eapay-card serve`: tcp://HOST:PORT, HOST:PORT or unix:/PATH.
+    #[arg(long, value_name = "ADDR", conflicts_with = "card")]
+    pub card_link: Option<LinkAddress>,
+    /// A card file played by a simulated card inside this process.
+    #[arg(long, value_name = "FILE")]
+    pub card: Option<PathBuf>,
+    /// The issuer's public key (issuer.pub): verify the receipt of an approval.
+    #[arg(long, value_name = "FILE")]
+    pub issuer_key: Option<PathBuf>,
+    /// Largest EAP packet the card link carries (Framed-MTU).
+    #[arg(long, default_value_t = 1400, value_parser = clap::value_parser!(u32).range(64..=4096))]
+    pub framed_mtu: u32,
+    /// How long the card may take for one answer (the holder reads the details first).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub card_timeout: Duration,
+}
+
+impl PayArgs {
+    pub fn settings(&self) -> TerminalSettings {
+        TerminalSettings {
+            vendor_id: self.radius.vendor_id,
+            nas_identifier: self.radius.nas_identifier.clone(),
+            framed_mtu: self.framed_mtu,
+            card_timeout: self.card_timeout,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct FlushArgs {
+    #[command(flatten)]
+    pub radius: RadiusArgs,
+    /// Keep retrying, with backoff, for up to this long.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub wait: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The receipt, hexadecimal (as `pay` prints it).
+    #[arg(long)]
+    pub receipt: String,
+    /// The issuer's public key, PEM (issuer.pub).
+    #[arg(long, value_name = "FILE")]
+    pub issuer_key: PathBuf,
+}
+
+/// `500ms`, `30s`, `2m`, `1h`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration like 500ms, 30s, 2m"))?;
+    let unit_ms = match unit {
+        "ms" => 1,
+        "" | "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(format!("{text:?}: unit must be ms, s, m or h")),
+    };
+    n.checked_mul(unit_ms).map(Duration::from_millis).ok_or_else(|| format!("{text:?} is too long"))
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Unix milliseconds as `2026-11-21T10:15:00.123Z` (proleptic Gregorian,
+/// H. Hinnant's civil_from_days).
+pub fn utc_time(ms: u64) -> String {
+    let secs = (ms / 1000) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, ms % 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("1.5s").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("5d").is_err());
+    }
+
+    #[test]
+    fn utc_times() {
+        assert_eq!(utc_time(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(utc_time(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        assert_eq!(utc_time(1_795_000_000_000), "2026-11-18T11:06:40.000Z");
+    }
+}
