@@ -497,3 +497,21 @@ fn the_terminal_without_simulated_cards_links_no_card_code() {
         );
     }
 }
+
+/// `pay --card FILE` plays the card inside the terminal's process (the
+/// `simulated-card` feature) and writes its SQN back to the file.
+#[test]
+fn a_simulated_card_pays_in_process() {
+    let server = Server::start_default();
+    let card = server.card(Method::AkaPrime);
+    let reversals = server.scratch("reversals.json");
+    let mut args = pay_args(&server, server.auth, server.acct, &reversals);
+    let file = card.json.display().to_string();
+    args.extend(["--amount", "5.00", "--currency", "840", "--card", &file].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = terminal(&args);
+    assert_eq!(exit_code(&out), Some(0), "{}", out.all());
+    assert!(out.stdout.starts_with("APPROVED 5.00 USD  approval code "), "{}", out.stdout);
+    let saved = CardFile::load(&card.json).expect("card file");
+    assert!(saved.aka.as_ref().is_some_and(|a| a.sqn > 0), "SQN written back: {:?}", saved.aka);
+}
