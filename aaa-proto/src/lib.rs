@@ -14,6 +14,7 @@
 //! - [`eapol`]: the card link's EAPOL framing, with the payment-details frame.
 //! - [`card_link`]: card links over TCP, Unix sockets and in-process channels.
 //! - [`receipt`]: issuer-signed (Ed25519) approval receipts carried in Eapay-Receipt.
+//! - [`time`]: calendar dates of Unix times.
 #![forbid(unsafe_code)]
 
 pub mod card_link;
@@ -23,3 +24,4 @@ pub mod eapol;
 pub mod payment;
 pub mod radius;
 pub mod receipt;
+pub mod time;

@@ -668,24 +668,13 @@ fn end_of_month(text: &str) -> Result<u64, ServerError> {
     let bad = || ServerError::Usage(format!("--expires {text:?} is not YYYY-MM"));
     let (y, m) = text.split_once('-').ok_or_else(bad)?;
     let year: i64 = y.parse().map_err(|_| bad())?;
-    let month: i64 = m.parse().map_err(|_| bad())?;
+    let month: u32 = m.parse().map_err(|_| bad())?;
     if y.len() != 4 || m.len() != 2 || !(1..=12).contains(&month) || year < 1970 {
         return Err(bad());
     }
     let (next_year, next_month) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
-    let days = days_from_civil(next_year, next_month, 1);
+    let days = aaa_proto::time::days_from_civil(next_year, next_month, 1);
     u64::try_from(days * 86_400 - 1).map_err(|_| bad())
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// A wpa_supplicant / eapol_test network block for an AKA-family card,

@@ -462,16 +462,7 @@ fn money(minor: u64, currency: u32) -> String {
 
 /// `YYYY-MM` of a Unix time (the inverse of the issuance option).
 fn month_of(unix: u64) -> String {
-    let days = i64::try_from(unix / 86_400).unwrap_or(0);
-    // H. Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, _) = aaa_proto::time::civil_from_days(i64::try_from(unix / 86_400).unwrap_or(0));
     format!("{year:04}-{month:02}")
 }
 

@@ -335,7 +335,7 @@ fn verify_receipt(args: &VerifyArgs) -> Result<Outcome> {
             println!("  merchant {}  transaction {}  card {}", body.merchant_id, body.transaction_id, body.card_id);
             println!(
                 "  authorized {} (issuer key {})",
-                options::utc_time(body.authorized_at_ms),
+                aaa_proto::time::utc_ms(body.authorized_at_ms),
                 hex::encode(key.key_id())
             );
             Ok(Outcome::Done)

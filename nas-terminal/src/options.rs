@@ -171,22 +171,8 @@ pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Unix milliseconds as `2026-11-21T10:15:00.123Z` (proleptic Gregorian,
-/// H. Hinnant's civil_from_days).
-pub fn utc_time(ms: u64) -> String {
-    let secs = (ms / 1000) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, ms % 1000)
-}
+/// Unix milliseconds as an ISO 8601 UTC time.
+pub use aaa_proto::time::utc_ms as utc_time;
 
 #[cfg(test)]
 mod tests {
@@ -201,12 +187,5 @@ mod tests {
         assert!(parse_duration("1.5s").is_err());
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("5d").is_err());
-    }
-
-    #[test]
-    fn utc_times() {
-        assert_eq!(utc_time(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(utc_time(951_782_400_123), "2000-02-29T00:00:00.123Z");
-        assert_eq!(utc_time(1_795_000_000_000), "2026-11-18T11:06:40.000Z");
     }
 }
