@@ -188,35 +188,50 @@ fn random_secret() -> String {
     rand::thread_rng().sample_iter(&Alphanumeric).take(24).map(char::from).collect()
 }
 
-/// Options of `eapay-server card issue`. Debug hides the PIN and PAN.
+/// The terms a card is issued on, shared by single and bulk issuance.
+/// Debug hides the PIN.
 #[derive(Clone)]
-pub struct IssueOptions {
+pub struct TermsOptions {
     pub method: CardMethod,
-    pub card_file: PathBuf,
-    pub eapol_test: Option<PathBuf>,
     /// Credit limit in minor units.
     pub limit: u64,
     /// ISO 4217 numeric.
     pub currency: u16,
     pub confirmation: Confirmation,
     pub pin: Option<String>,
-    pub pan: Option<String>,
     /// Last month of validity, `YYYY-MM`; four years from now if absent.
     pub expires: Option<String>,
+}
+
+impl std::fmt::Debug for TermsOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TermsOptions")
+            .field("method", &self.method)
+            .field("limit", &self.limit)
+            .field("currency", &self.currency)
+            .field("confirmation", &self.confirmation)
+            .field("pin", &self.pin.as_ref().map(|_| "<hidden>"))
+            .field("expires", &self.expires)
+            .finish()
+    }
+}
+
+/// Options of `eapay-server card issue`. Debug hides the PIN and PAN.
+#[derive(Clone)]
+pub struct IssueOptions {
+    pub terms: TermsOptions,
+    pub card_file: PathBuf,
+    pub eapol_test: Option<PathBuf>,
+    pub pan: Option<String>,
 }
 
 impl std::fmt::Debug for IssueOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IssueOptions")
-            .field("method", &self.method)
+            .field("terms", &self.terms)
             .field("card_file", &self.card_file)
             .field("eapol_test", &self.eapol_test)
-            .field("limit", &self.limit)
-            .field("currency", &self.currency)
-            .field("confirmation", &self.confirmation)
-            .field("pin", &self.pin.as_ref().map(|_| "<hidden>"))
             .field("pan", &self.pan.as_ref().map(|_| "<hidden>"))
-            .field("expires", &self.expires)
             .finish()
     }
 }
@@ -224,14 +239,7 @@ impl std::fmt::Debug for IssueOptions {
 /// Issues a card: registers it in the ledger and writes the card file. The
 /// PAN, if given, is reduced to its keyed token here and forgotten.
 pub async fn issue_card(config: &Config, ledger: &SqlLedger, opts: &IssueOptions) -> Result<CardFile, ServerError> {
-    let terms = CardTerms::check(
-        opts.method,
-        opts.currency,
-        opts.pin.as_deref(),
-        opts.expires.as_deref(),
-        opts.limit,
-        opts.confirmation,
-    )?;
+    let terms = CardTerms::check(&opts.terms)?;
     let pan_token = match &opts.pan {
         Some(pan) => Some(ledger.kek().pan_token(&check_pan(pan)?)),
         None => None,
@@ -258,37 +266,13 @@ pub async fn issue_card(config: &Config, ledger: &SqlLedger, opts: &IssueOptions
 pub const MAX_BULK_CARDS: u32 = 1_000_000;
 
 /// Options of `eapay-server card issue --count N --card-dir DIR`: N cards
-/// with the same terms, one card file each. Debug hides the PIN.
-#[derive(Clone)]
+/// with the same terms (the same PIN, if any), one card file each.
+#[derive(Clone, Debug)]
 pub struct BulkIssueOptions {
-    pub method: CardMethod,
+    pub terms: TermsOptions,
     /// Where `<card_id>.json` of each card goes (created if missing, 0700).
     pub card_dir: PathBuf,
     pub count: u32,
-    /// Credit limit in minor units, of each card.
-    pub limit: u64,
-    /// ISO 4217 numeric.
-    pub currency: u16,
-    pub confirmation: Confirmation,
-    /// The same PIN for every card, if any.
-    pub pin: Option<String>,
-    /// Last month of validity, `YYYY-MM`; four years from now if absent.
-    pub expires: Option<String>,
-}
-
-impl std::fmt::Debug for BulkIssueOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BulkIssueOptions")
-            .field("method", &self.method)
-            .field("card_dir", &self.card_dir)
-            .field("count", &self.count)
-            .field("limit", &self.limit)
-            .field("currency", &self.currency)
-            .field("confirmation", &self.confirmation)
-            .field("pin", &self.pin.as_ref().map(|_| "<hidden>"))
-            .field("expires", &self.expires)
-            .finish()
-    }
 }
 
 /// Issues `count` cards: writes `DIR/<card_id>.json` for each (0600, never
@@ -303,14 +287,7 @@ pub async fn issue_cards(
     if !(1..=MAX_BULK_CARDS).contains(&opts.count) {
         return Err(ServerError::Usage(format!("--count must be 1 to {MAX_BULK_CARDS}")));
     }
-    let terms = CardTerms::check(
-        opts.method,
-        opts.currency,
-        opts.pin.as_deref(),
-        opts.expires.as_deref(),
-        opts.limit,
-        opts.confirmation,
-    )?;
+    let terms = CardTerms::check(&opts.terms)?;
     let mut seen = std::collections::HashSet::new();
     let mut cards = Vec::with_capacity(opts.count as usize);
     let mut news = Vec::with_capacity(opts.count as usize);
@@ -431,14 +408,9 @@ struct CardTerms {
 }
 
 impl CardTerms {
-    fn check(
-        method: CardMethod,
-        currency: u16,
-        pin: Option<&str>,
-        expires: Option<&str>,
-        limit: u64,
-        confirmation: Confirmation,
-    ) -> Result<Self, ServerError> {
+    fn check(opts: &TermsOptions) -> Result<Self, ServerError> {
+        let TermsOptions { method, limit, currency, confirmation, .. } = opts.clone();
+        let (pin, expires) = (opts.pin.as_deref(), opts.expires.as_deref());
         let prefix = match method {
             CardMethod::Aka | CardMethod::AkaPrime => method.identity_prefix().unwrap_or('0'),
             other => {
@@ -742,14 +714,16 @@ mod tests {
         let config = done.config;
         let ledger = open_ledger(&config, None).await.unwrap();
         let bulk = |method, count| BulkIssueOptions {
-            method,
+            terms: TermsOptions {
+                method,
+                limit: 1000,
+                currency: 978,
+                confirmation: Confirmation::Optional,
+                pin: None,
+                expires: None,
+            },
             card_dir: dir.path().join("cards"),
             count,
-            limit: 1000,
-            currency: 978,
-            confirmation: Confirmation::Optional,
-            pin: None,
-            expires: None,
         };
         let aka = issue_cards(&config, &ledger, &bulk(CardMethod::Aka, 20)).await.unwrap();
         let prime = issue_cards(&config, &ledger, &bulk(CardMethod::AkaPrime, 5)).await.unwrap();

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use aaa_server::admin::{self, BulkIssueOptions, ExportFormat, ExportOptions, InitOptions, IssueOptions};
+use aaa_server::admin::{self, BulkIssueOptions, ExportFormat, ExportOptions, InitOptions, IssueOptions, TermsOptions};
 use aaa_server::cards::{CardMethod, Confirmation};
 use aaa_server::config::Config;
 use aaa_server::error::ServerError;
@@ -237,19 +237,11 @@ async fn card(command: CardCommand) -> Result<()> {
             let currency = aaa_proto::currency::parse(&currency)
                 .with_context(|| format!("--currency {currency:?} is not an ISO 4217 currency"))?;
             let config = config_or_default(config)?;
+            let terms = TermsOptions { method, limit, currency: currency.numeric, confirmation, pin, expires };
             let card_file = match (card_file, card_dir, count) {
                 (Some(file), None, None) => file,
                 (None, Some(card_dir), Some(count)) => {
-                    let opts = BulkIssueOptions {
-                        method,
-                        card_dir: card_dir.clone(),
-                        count,
-                        limit,
-                        currency: currency.numeric,
-                        confirmation,
-                        pin,
-                        expires,
-                    };
+                    let opts = BulkIssueOptions { terms, card_dir: card_dir.clone(), count };
                     let started = std::time::Instant::now();
                     let cards =
                         with_ledger(&config, async |ledger| admin::issue_cards(&config, ledger, &opts).await).await?;
@@ -266,17 +258,7 @@ async fn card(command: CardCommand) -> Result<()> {
                 (None, None, Some(_)) => anyhow::bail!("--count needs --card-dir DIR"),
                 _ => anyhow::bail!("give --card-file FILE, or --card-dir DIR with --count N"),
             };
-            let opts = IssueOptions {
-                method,
-                card_file: card_file.clone(),
-                eapol_test,
-                limit,
-                currency: currency.numeric,
-                confirmation,
-                pin,
-                pan,
-                expires,
-            };
+            let opts = IssueOptions { terms, card_file: card_file.clone(), eapol_test, pan };
             let card = with_ledger(&config, async |ledger| admin::issue_card(&config, ledger, &opts).await).await?;
             println!("issued {} card {} as {} -> {}", card.method, card.card_id, card.identity, card_file.display());
             Ok(())
@@ -545,15 +527,10 @@ async fn demo() -> Result<()> {
         let card_file = cards_dir.join(format!("{name}.json"));
         if !card_file.exists() {
             let opts = IssueOptions {
-                method,
+                terms: TermsOptions { method, limit: 500_000, currency: 840, confirmation, pin: None, expires: None },
                 card_file,
                 eapol_test: eapol_test.then(|| cards_dir.join(format!("{name}.eapol.conf"))),
-                limit: 500_000,
-                currency: 840,
-                confirmation,
-                pin: None,
                 pan: None,
-                expires: None,
             };
             admin::issue_card(&config, &ledger, &opts).await?;
         }
