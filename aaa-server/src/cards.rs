@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The EAP method a card is issued for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum CardMethod {
     Aka,

@@ -545,13 +545,20 @@ async fn sqn_scenario(db: &TestDb) {
     vector(l.aka_vector("card-p", CardMethod::AkaPrime).await.unwrap());
     vector(l.aka_vector("card-b", CardMethod::Aka).await.unwrap());
 
-    // Each vector carries a newer SQN, which the card accepts.
+    // Each vector carries a newer SQN, which the card accepts; the SQNs come
+    // from one reserved block, so three vectors cost one ledger write.
     let mut usim = Usim::new(&K, &OPC, SqnWindow::default());
+    let writes_before = l.stats().commands;
     for _ in 0..3 {
         let v = vector(l.aka_vector("card-a", CardMethod::Aka).await.unwrap());
         assert!(matches!(usim.authenticate(&v.rand, &v.autn, false), UsimResult::Ok { .. }));
     }
     assert_eq!(usim.window().highest(), Sqn::new(0).next().next().next());
+    assert_eq!(l.stats().commands - writes_before, 1, "one reservation for three vectors");
+    // SQN_HE is durably past every SQN handed out, so a restart never repeats one.
+    let exports = l.aka_exports(&[CardMethod::Aka]).await.unwrap();
+    let stored = exports.iter().find(|c| c.card_id == "card-a").map(|c| c.sqn_he);
+    assert!(stored.is_some_and(|sqn| Sqn::new(sqn) > usim.window().highest()), "{stored:?}");
 
     // A card that is ahead (used with another issuer database, say): AUTS resynchronises.
     let ahead = Sqn::new(5000 << 5);

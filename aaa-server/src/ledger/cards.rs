@@ -119,7 +119,8 @@ pub struct AkaExport {
     pub k: [u8; 16],
     pub opc: [u8; 16],
     pub amf: [u8; 2],
-    /// SQN_HE: the SQN of the last vector the issuer generated.
+    /// SQN_HE: at or past the SQN of the last vector the issuer generated
+    /// (SQNs are reserved in blocks).
     pub sqn_he: u64,
 }
 
@@ -325,28 +326,41 @@ pub async fn aka_credential(
     Ok(Some(SealedAka { sealed_k, sealed_opc, amf, sqn_he: to_u64(row.try_get("sqn_he")?, "SQN")? }))
 }
 
-/// Advances SQN_HE for the next vector (TS 33.102 C.3.2), after a
-/// resynchronisation to the card's SQN_MS if given (C.3.4). Returns the
-/// credential with the new SQN, durable once the transaction commits.
-pub async fn advance_sqn(
+/// SQNs reserved for one card: `first` and the `count - 1` after it, up to
+/// `last`, which is what SQN_HE durably says.
+#[derive(Debug, Clone)]
+pub struct ReservedSqns {
+    /// The credential; its `sqn_he` is `last`.
+    pub cred: SealedAka,
+    pub first: Sqn,
+    pub last: Sqn,
+}
+
+/// Reserves the next `count` SQNs for vectors (TS 33.102 C.3.2), after a
+/// resynchronisation to the card's SQN_MS if given (C.3.4): SQN_HE moves to
+/// the last of them, durable once the transaction commits, so a crash
+/// skips the unused ones and never hands one out twice.
+pub async fn reserve_sqns(
     db: &Db,
     conn: &mut AnyConnection,
     card_id: &str,
     method: CardMethod,
     resync_to: Option<u64>,
-) -> Result<Option<SealedAka>, ServerError> {
+    count: u32,
+) -> Result<Option<ReservedSqns>, ServerError> {
     db.lock_card(conn, card_id).await?;
     let Some(mut cred) = aka_credential(conn, card_id, method).await? else { return Ok(None) };
     let mut sqn = Sqn::new(cred.sqn_he);
     if let Some(sqn_ms) = resync_to {
         sqn = sqn.resynchronised(Sqn::new(sqn_ms));
     }
-    let next = sqn.next();
+    let first = sqn.next();
+    let last = (1..count.max(1)).fold(first, |s, _| s.next());
     sqlx::query("UPDATE cards SET sqn_he = $1 WHERE card_id = $2")
-        .bind(to_i64(next.value(), "SQN")?)
+        .bind(to_i64(last.value(), "SQN")?)
         .bind(card_id)
         .execute(conn)
         .await?;
-    cred.sqn_he = next.value();
-    Ok(Some(cred))
+    cred.sqn_he = last.value();
+    Ok(Some(ReservedSqns { cred, first, last }))
 }

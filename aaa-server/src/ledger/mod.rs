@@ -35,6 +35,7 @@ mod merchants;
 mod model;
 mod schema;
 mod settlement;
+mod sqn_blocks;
 mod writer;
 
 use std::future::Future;
@@ -52,6 +53,7 @@ pub use self::model::{
     Decline, Evidence, IssuerInfo, LedgerOptions, MerchantSummary, NewAkaCredential, NewCard, Outcome, PaymentPolicy,
     Settlement, SettlementOutcome, TxnFilter, TxnKey,
 };
+use self::sqn_blocks::SqnBlocks;
 pub use self::writer::WriterStats;
 use self::writer::{SqnRequest, Writer};
 use crate::cards::CardMethod;
@@ -104,6 +106,7 @@ pub struct SqlLedger {
     db: Db,
     kek: Arc<Kek>,
     writer: Writer,
+    sqns: SqnBlocks,
 }
 
 fn now_ms() -> u64 {
@@ -133,7 +136,7 @@ impl SqlLedger {
             }
         }
         let writer = Writer::start(db.clone(), options.policy, options.signer, options.batch_max);
-        Ok(Self { db, kek: Arc::new(kek), writer })
+        Ok(Self { db, kek: Arc::new(kek), writer, sqns: SqnBlocks::default() })
     }
 
     /// The key-encryption key (PAN-tokens for issuance).
@@ -290,12 +293,26 @@ impl SqlLedger {
         self.db.pool.close().await;
     }
 
-    /// Advances the SQN in the writer; builds the vector outside it.
+    /// Takes the card's next reserved SQN, reserving a new block in the
+    /// writer when none is left (or to resynchronise); builds the vector
+    /// outside the writer.
     async fn vector(&self, card_id: &str, method: CardMethod, resync_to: Option<u64>) -> Result<Answer, ServerError> {
-        let request = SqnRequest { card_id: card_id.to_string(), method, resync_to };
-        let Some(cred) = self.writer.advance_sqn(request).await? else { return Ok(Answer::UnknownCard) };
+        let reserved = match resync_to {
+            None => self.sqns.take(card_id, method),
+            Some(_) => {
+                self.sqns.forget(card_id, method);
+                None
+            }
+        };
+        let (cred, sqn) = match reserved {
+            Some(taken) => taken,
+            None => {
+                let request = SqnRequest { card_id: card_id.to_string(), method, resync_to, count: sqn_blocks::BLOCK };
+                let Some(block) = self.writer.advance_sqn(request).await? else { return Ok(Answer::UnknownCard) };
+                self.sqns.store(card_id, method, block)
+            }
+        };
         let (milenage, amf) = cred.open(&self.kek, card_id)?;
-        let sqn = eap_methods::sim_aka::sqn::Sqn::new(cred.sqn_he);
         Ok(Answer::AkaVector(generate_vector(&milenage, sqn, amf, rand::random())))
     }
 }

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::authorizations::{self, Context};
-use super::cards::{self, SealedAka};
+use super::cards::{self, ReservedSqns};
 use super::db::Db;
 use super::model::{Attempt, Decision, PaymentPolicy, Settlement, SettlementOutcome};
 use super::settlement;
@@ -43,12 +43,13 @@ struct Counters {
     fallbacks: AtomicU64,
 }
 
-/// Advance a card's SQN, optionally after resynchronising to SQN_MS.
+/// Reserve a card's next SQNs, optionally after resynchronising to SQN_MS.
 #[derive(Debug)]
 pub struct SqnRequest {
     pub card_id: String,
     pub method: CardMethod,
     pub resync_to: Option<u64>,
+    pub count: u32,
 }
 
 type Reply<T> = oneshot::Sender<Result<T, ServerError>>;
@@ -56,13 +57,13 @@ type Reply<T> = oneshot::Sender<Result<T, ServerError>>;
 enum Job {
     Authorize(Box<Attempt>, Reply<Decision>),
     Settle(Settlement, Reply<SettlementOutcome>),
-    AdvanceSqn(SqnRequest, Reply<Option<SealedAka>>),
+    AdvanceSqn(SqnRequest, Reply<Option<ReservedSqns>>),
 }
 
 enum Done {
     Decision(Decision),
     Settlement(SettlementOutcome),
-    Sqn(Option<SealedAka>),
+    Sqn(Option<ReservedSqns>),
 }
 
 impl Job {
@@ -74,7 +75,7 @@ impl Job {
             }
             Job::Settle(s, _) => settlement::settle(&w.db, conn, s).await.map(Done::Settlement),
             Job::AdvanceSqn(r, _) => {
-                cards::advance_sqn(&w.db, conn, &r.card_id, r.method, r.resync_to).await.map(Done::Sqn)
+                cards::reserve_sqns(&w.db, conn, &r.card_id, r.method, r.resync_to, r.count).await.map(Done::Sqn)
             }
         }
     }
@@ -150,7 +151,7 @@ impl Writer {
         self.call(|reply| Job::Settle(settlement, reply)).await
     }
 
-    pub async fn advance_sqn(&self, request: SqnRequest) -> Result<Option<SealedAka>, ServerError> {
+    pub async fn advance_sqn(&self, request: SqnRequest) -> Result<Option<ReservedSqns>, ServerError> {
         self.call(|reply| Job::AdvanceSqn(request, reply)).await
     }
 
