@@ -1568,8 +1568,8 @@ impl Server {
         let n = self.cards.fetch_add(1, Ordering::SeqCst);
         let dir = self.dir.path().join(format!("cards-{}-{n}", method.arg()));
         let count = count.to_string();
-        let mut args =
-            vec!["card", "issue", "--method", method.arg(), "--count", &count, "--card-dir", dir.to_str().expect("utf-8 path")];
+        let dir_arg = dir.to_str().expect("utf-8 path");
+        let mut args = vec!["card", "issue", "--method", method.arg(), "--count", &count, "--card-dir", dir_arg];
         args.extend_from_slice(extra);
         self.admin(&args);
         dir

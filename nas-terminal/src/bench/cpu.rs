@@ -51,20 +51,20 @@ fn parse_machine_ticks(text: &str) -> Option<(u64, u64)> {
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     at: Instant,
-    server: Option<u64>,
+    /// Ticks of each server process, in the order of the pids.
+    server: Vec<Option<u64>>,
     own: Option<u64>,
     machine: Option<(u64, u64)>,
 }
 
-/// Takes a reading; the server is the sum of `server_pids`, `None` if there
-/// are none or one cannot be read.
+/// Takes a reading of this process, the machine and `server_pids`.
 pub fn snapshot(server_pids: &[u32]) -> Snapshot {
-    let server = if server_pids.is_empty() {
-        None
-    } else {
-        server_pids.iter().map(|pid| process_ticks(&format!("/proc/{pid}/stat"))).sum::<Option<u64>>()
-    };
-    Snapshot { at: Instant::now(), server, own: process_ticks("/proc/self/stat"), machine: machine_ticks() }
+    Snapshot {
+        at: Instant::now(),
+        server: server_pids.iter().map(|pid| process_ticks(&format!("/proc/{pid}/stat"))).collect(),
+        own: process_ticks("/proc/self/stat"),
+        machine: machine_ticks(),
+    }
 }
 
 /// CPU use of a process (or of several together) over the window.
@@ -73,6 +73,8 @@ pub struct ProcessCpu {
     pub pids: Vec<u32>,
     /// CPU seconds (user + system) used in the window.
     pub cpu_s: f64,
+    /// CPU seconds of each process, in the order of `pids`.
+    pub cpu_s_per_pid: Vec<f64>,
     /// Average cores busy: cpu_s / window.
     pub cores: f64,
     /// Milliseconds of CPU per completed conversation.
@@ -82,44 +84,57 @@ pub struct ProcessCpu {
 /// CPU use over the window.
 #[derive(Debug, Clone, Serialize)]
 pub struct CpuReport {
+    /// The processes of `--server-pid` together; None if not given, or if
+    /// one of them could not be read at both ends of the window.
     pub server: Option<ProcessCpu>,
     pub load_generator: Option<ProcessCpu>,
     pub machine_cores: usize,
     /// Fraction of all cores busy (whole machine), 0 to 1.
     pub machine_busy: Option<f64>,
+    /// Cores busy with anything but the server and the load generator
+    /// (other processes, interrupts): a run that competed for the CPU shows it here.
+    pub other_cores: Option<f64>,
     /// Resolution of the process figures (one clock tick).
     pub tick_ms: f64,
 }
 
 impl Snapshot {
     /// The CPU used since this snapshot, per completed conversation.
-    /// `None` for the server if it was not given or has gone.
     pub fn since(&self, server_pids: &[u32], completed: u64) -> CpuReport {
         let now = snapshot(server_pids);
         let wall = now.at.saturating_duration_since(self.at).max(Duration::from_millis(1)).as_secs_f64();
-        let process = |pids: Vec<u32>, before: Option<u64>, after: Option<u64>| {
-            let ticks = after?.checked_sub(before?)?;
-            let cpu_s = ticks as f64 / USER_HZ as f64;
+        let process = |pids: &[u32], before: &[Option<u64>], after: &[Option<u64>]| {
+            if pids.is_empty() {
+                return None;
+            }
+            let per_pid: Vec<f64> = before
+                .iter()
+                .zip(after)
+                .map(|(b, a)| a.zip(*b).and_then(|(a, b)| a.checked_sub(b)).map(|t| t as f64 / USER_HZ as f64))
+                .collect::<Option<_>>()?;
+            let cpu_s: f64 = per_pid.iter().sum();
             Some(ProcessCpu {
-                pids,
+                pids: pids.to_vec(),
                 cpu_s,
+                cpu_s_per_pid: per_pid,
                 cores: cpu_s / wall,
                 ms_per_completed: (completed > 0).then(|| cpu_s * 1000.0 / completed as f64),
             })
         };
+        let machine_cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let machine_busy = match (self.machine, now.machine) {
             (Some((busy0, total0)), Some((busy1, total1))) if total1 > total0 => {
                 Some(busy1.saturating_sub(busy0) as f64 / (total1 - total0) as f64)
             }
             _ => None,
         };
-        CpuReport {
-            server: process(server_pids.to_vec(), self.server, now.server),
-            load_generator: process(vec![std::process::id()], self.own, now.own),
-            machine_cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            machine_busy,
-            tick_ms: 1000.0 / USER_HZ as f64,
-        }
+        let server = process(server_pids, &self.server, &now.server);
+        let load_generator = process(&[std::process::id()], &[self.own], &[now.own]);
+        let other_cores = machine_busy.map(|busy| {
+            let ours = server.as_ref().map_or(0.0, |p| p.cores) + load_generator.as_ref().map_or(0.0, |p| p.cores);
+            (busy * machine_cores as f64 - ours).max(0.0)
+        });
+        CpuReport { server, load_generator, machine_cores, machine_busy, other_cores, tick_ms: 1000.0 / USER_HZ as f64 }
     }
 }
 

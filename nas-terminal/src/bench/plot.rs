@@ -9,6 +9,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use super::report::Report;
+use super::stats::SecondSummary;
 
 const WIDTH: f64 = 960.0;
 const HEIGHT: f64 = 900.0;
@@ -150,13 +151,21 @@ pub fn svg(report: &Report) -> String {
     let _ = writeln!(out, r##"<rect width="100%" height="100%" fill="white"/>"##);
     let mode = if report.mode == "payment" { "full payments" } else { "authentication only" };
     let load = report.target_rate_per_s.map_or_else(|| "closed loop".to_string(), |r| format!("open loop {r}/s"));
+    let method = match report.method.as_str() {
+        "aka" => "AKA",
+        "aka-prime" => "AKA'",
+        other => other,
+    };
     let title = format!(
-        "eapay-terminal bench: EAP-{} {mode}, {} cards, concurrency {}, {load}, {}",
-        report.method, report.cards, report.concurrency, report.started_at
+        "EAP-{method} {mode}, server {}, {} cards, {} terminals, {load}",
+        report.servers.join(", "),
+        report.cards,
+        report.concurrency
     );
-    let _ = writeln!(out, r##"<text x="{LEFT}" y="26" font-size="16">{}</text>"##, escape(&title));
+    let _ = writeln!(out, r##"<text x="{LEFT}" y="26" font-size="15">{}</text>"##, escape(&title));
     let summary = format!(
-        "{:.1} completed/s; latency p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms; {} errors",
+        "{}: {:.1} completed/s; latency p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms; {} errors",
+        report.started_at,
         s.throughput_per_s,
         s.latency_us.p50 as f64 / 1000.0,
         s.latency_us.p99 as f64 / 1000.0,
@@ -167,34 +176,35 @@ pub fn svg(report: &Report) -> String {
     let _ = writeln!(out, r##"<text x="{LEFT}" y="46" font-size="13" fill="#444">{}</text>"##, escape(&summary));
 
     let w = WIDTH - LEFT - RIGHT;
-    let seconds = s.timeline.len().max(1) as f64;
+    // The run itself: the conversations still finishing after the end would
+    // draw a last, nearly empty second.
+    let run_secs = (report.warmup_s + report.duration_s).ceil().max(1.0);
+    let timeline: Vec<&SecondSummary> = s.timeline.iter().filter(|t| f64::from(t.second) < run_secs).collect();
+    let seconds = run_secs;
 
     // Latency over time.
-    let lat_max_ms = s.timeline.iter().map(|t| t.p99_us).max().unwrap_or(0) as f64 / 1000.0;
+    let lat_max_ms = timeline.iter().map(|t| t.p99_us).max().unwrap_or(0) as f64 / 1000.0;
     let (lat_ticks, lat_top) = ticks(lat_max_ms);
     let lat = Panel { x: LEFT, y: 90.0, w, h: 220.0, x_max: seconds, y_max: lat_top };
     shade_warmup(&mut out, &lat, report);
     lat.frame(&mut out, "Latency over time (per second)", "latency (ms)", &lat_ticks, label);
     time_axis(&mut out, &lat, seconds);
-    let point = |f: fn(&super::stats::SecondSummary) -> u64| -> Vec<Option<(f64, f64)>> {
-        s.timeline
-            .iter()
-            .map(|t| (t.completed > 0).then(|| (f64::from(t.second) + 0.5, f(t) as f64 / 1000.0)))
-            .collect()
+    let point = |f: fn(&SecondSummary) -> u64| -> Vec<Option<(f64, f64)>> {
+        timeline.iter().map(|t| (t.completed > 0).then(|| (f64::from(t.second) + 0.5, f(t) as f64 / 1000.0))).collect()
     };
     lat.line(&mut out, &point(|t| t.p99_us), P99_COLOUR, 2.0);
     lat.line(&mut out, &point(|t| t.p50_us), P50_COLOUR, 2.0);
     lat.legend(&mut out, &[("p50", P50_COLOUR), ("p99", P99_COLOUR)]);
 
     // Throughput over time.
-    let rate_max = s.timeline.iter().map(|t| t.completed.max(t.errors)).max().unwrap_or(0) as f64;
+    let rate_max = timeline.iter().map(|t| t.completed.max(t.errors)).max().unwrap_or(0) as f64;
     let (rate_ticks, rate_top) = ticks(rate_max);
     let rate = Panel { x: LEFT, y: 370.0, w, h: 160.0, x_max: seconds, y_max: rate_top };
     shade_warmup(&mut out, &rate, report);
     rate.frame(&mut out, "Throughput over time", "per second", &rate_ticks, |v| format!("{v:.0}"));
     time_axis(&mut out, &rate, seconds);
-    let steps = |f: fn(&super::stats::SecondSummary) -> u64| -> Vec<Option<(f64, f64)>> {
-        s.timeline
+    let steps = |f: fn(&SecondSummary) -> u64| -> Vec<Option<(f64, f64)>> {
+        timeline
             .iter()
             .flat_map(|t| {
                 let v = f(t) as f64;
@@ -203,7 +213,7 @@ pub fn svg(report: &Report) -> String {
             .collect()
     };
     rate.line(&mut out, &steps(|t| t.completed), RATE_COLOUR, 2.0);
-    if s.errors_total > 0 || s.timeline.iter().any(|t| t.errors > 0) {
+    if s.errors_total > 0 || timeline.iter().any(|t| t.errors > 0) {
         rate.line(&mut out, &steps(|t| t.errors), ERROR_COLOUR, 1.5);
         rate.legend(&mut out, &[("completed", RATE_COLOUR), ("errors", ERROR_COLOUR)]);
     } else {
@@ -215,8 +225,10 @@ pub fn svg(report: &Report) -> String {
         let tail = (1.0 - percentile / 100.0).max(1e-6);
         -tail.log10()
     };
-    let last_x = s.distribution.iter().map(|p| nines(p.percentile)).fold(2.0, f64::max).min(6.0);
-    let x_max = last_x.ceil().max(2.0);
+    // The axis ends at the first "nines" mark past the last percentile the
+    // samples resolve; the maximum is drawn there.
+    let resolved = s.distribution.iter().filter(|p| p.percentile < 100.0).map(|p| nines(p.percentile));
+    let x_max = (resolved.fold(0.0, f64::max) + 0.01).ceil().clamp(2.0, 6.0);
     let dist_max = s.distribution.iter().map(|p| p.latency_us).max().unwrap_or(0) as f64 / 1000.0;
     let (dist_ticks, dist_top) = ticks(dist_max);
     let dist = Panel { x: LEFT, y: 600.0, w, h: 240.0, x_max, y_max: dist_top };

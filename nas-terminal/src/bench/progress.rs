@@ -32,7 +32,7 @@ impl Progress {
         } else {
             ProgressBar::hidden()
         };
-        if let Ok(style) = ProgressStyle::with_template("{spinner} {prefix:>9} [{bar:30}] {msg}") {
+        if let Ok(style) = ProgressStyle::with_template("{spinner} {prefix:>9} [{bar:20}] {msg}") {
             bar.set_style(style.progress_chars("=> "));
         }
         let ticker = tokio::spawn(tick(bar.clone(), shared));
@@ -70,12 +70,12 @@ async fn tick(bar: ProgressBar, shared: Arc<Shared>) {
             "draining"
         };
         let elapsed = now.saturating_duration_since(shared.origin);
-        bar.set_prefix(phase);
-        bar.set_position(elapsed.as_millis() as u64);
         bar.set_message(format!(
-            "{:>4}s  {rate:>9.0}/s  {completed} done  {} errors",
+            "{:>3}s {rate:>7.0}/s {completed} done {} errors",
             elapsed.as_secs(),
             shared.live.errors()
         ));
+        bar.set_position(elapsed.as_millis() as u64);
+        bar.set_prefix(phase);
     }
 }

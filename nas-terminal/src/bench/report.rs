@@ -161,7 +161,8 @@ impl Report {
             let _ = writeln!(out, "  bench cpu    {}", cpu_line(p, per));
         }
         if let Some(busy) = c.machine_busy {
-            let _ = writeln!(out, "  machine      {} cores, {:.0}% busy", c.machine_cores, busy * 100.0);
+            let others = c.other_cores.map_or_else(String::new, |o| format!(" (other processes {o:.2} cores)"));
+            let _ = writeln!(out, "  machine      {} cores, {:.0}% busy{others}", c.machine_cores, busy * 100.0);
         }
         out
     }
@@ -182,11 +183,14 @@ fn ms(us: u64) -> String {
 
 fn cpu_line(p: &ProcessCpu, per: &str) -> String {
     let each = p.ms_per_completed.map_or_else(|| "-".to_string(), |v| format!("{v:.3}"));
-    let pids: Vec<String> = p.pids.iter().map(ToString::to_string).collect();
-    let pid = match pids.len() {
-        0 => String::new(),
-        1 => format!(", pid {}", pids[0]),
-        _ => format!(", pids {}", pids.join("+")),
+    let pid = match p.pids.as_slice() {
+        [] => String::new(),
+        [one] => format!(", pid {one}"),
+        many => {
+            let each: Vec<String> =
+                many.iter().zip(&p.cpu_s_per_pid).map(|(pid, s)| format!("{pid}: {s:.2} s")).collect();
+            format!(", pids {}", each.join(" + "))
+        }
     };
     format!("{each} ms per completed {per}  ({:.2} s CPU, {:.2} cores{pid})", p.cpu_s, p.cores)
 }

@@ -1,8 +1,8 @@
 //! The workers: each one is a terminal with its own RADIUS client and a
 //! disjoint share of the cards, so a card is never in two conversations at
-//! once. A worker plays both ends of each payment in one task: the card
-//! (e-card, in memory) on one end of an in-process card link, the
-//! terminal's `payment::run` on the other.
+//! once. A worker plays both ends of each payment in one task
+//! (`nas_terminal::simulated`): the card (e-card, in memory) on one end of
+//! an in-process card link, the terminal's `payment::run` on the other.
 //!
 //! Closed loop: each worker starts its next conversation when the last one
 //! ends. Open loop (`--rate`): conversation k is due at `start + k / rate`;
@@ -14,12 +14,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aaa_proto::card_link;
 use aaa_proto::payment::PaymentDetails;
 use anyhow::{Context, Result};
 use e_card::{AutoAccept, Card, CardError, CardOutcome};
 use nas_terminal::client::{ClientError, RadiusClient};
-use nas_terminal::payment::{self, Answer, PaymentError, Request};
+use nas_terminal::payment::{Answer, PaymentError, Request};
+use nas_terminal::simulated;
 use tokio::time::Instant;
 
 use super::args::Plan;
@@ -125,7 +125,7 @@ pub async fn worker(shared: Arc<Shared>, index: usize, mut client: RadiusClient,
 }
 
 /// One payment (or authentication) with `card`; returns its result, the
-/// RADIUS round trips it took and the moment the terminal had its answer.
+/// RADIUS round trips it took and the moment it ended.
 async fn converse(
     shared: &Shared,
     client: &mut RadiusClient,
@@ -133,25 +133,13 @@ async fn converse(
     holder: &mut AutoAccept,
     details: Option<&PaymentDetails>,
 ) -> (Result<Outcome, Failure>, usize, Instant) {
-    let (mut terminal_end, mut card_end) = card_link::channel();
     let request = match details {
         Some(d) => Request::Payment(d),
         None => Request::AuthOnly,
     };
-    let card_side = async move {
-        let report = e_card::serve_one(&mut card_end, card, holder).await;
-        // A card that gave up closes the link, so the terminal stops waiting.
-        drop(card_end);
-        report
-    };
-    let terminal_side = async {
-        let result = payment::run(&mut terminal_end, client, &shared.plan.settings, request).await;
-        let finished = Instant::now();
-        // The card sees the link close and returns.
-        drop(terminal_end);
-        (result, finished)
-    };
-    let (card_report, (result, finished)) = tokio::join!(card_side, terminal_side);
+    let (card_report, result) = simulated::run(card, holder, client, &shared.plan.settings, request).await;
+    // The card has checked the final answer too (in process: microseconds).
+    let finished = Instant::now();
     let rounds = result.as_ref().map_or(0, |done| done.rounds);
     let outcome = match result {
         Ok(done) => match done.answer {

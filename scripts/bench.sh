@@ -1,0 +1,262 @@
+#!/usr/bin/env bash
+# One command for the figures of BENCHMARKS.md: eapay-server beside hostapd,
+# with the same cards and the same load generator (`eapay-terminal bench`).
+#
+# Usage: scripts/bench.sh [--quick] [--no-hostapd] [--results DIR]
+#
+#   1. cargo build --release (eapay-server, eapay-terminal)
+#   2. a scratch eapay-server (SQLite ledger, synchronous=FULL) on 127.0.0.1,
+#      [payment] velocity_max = 0, and BENCH_CARDS AKA cards issued in bulk
+#      with a large credit limit (a full-payment run makes ~100k payments)
+#   3. eapay, closed loop: auth-only peak, full-payment peak
+#   4. eapay, open loop at half of each peak: p99 at half peak
+#   5. eapay and hostapd auth-only at the same open-loop rate
+#      (BENCH_EQUAL_RATE, below hostapd's ~200/s session-table ceiling):
+#      server CPU per authentication at equal load
+#   6. `card export --format hostapd`, scripts/hostapd-aka-server.sh
+#      (hostapd + hlr_auc_gw, built by scripts/build-hostapd.sh if missing)
+#   7. a summary: RESULTS/summary.txt (also printed) and one JSON, SVG plot
+#      and table per run, plus RESULTS/machine.txt; RESULTS defaults to
+#      target/bench-results/<UTC time>
+#
+# Server CPU is read from /proc/PID/stat (utime+stime) of eapay-server, and of
+# hostapd plus hlr_auc_gw, over each measurement window: on a 2-core machine
+# the server and the load generator share the CPU, so CPU time per
+# authentication is the figure to compare, not the rate alone. Each run also
+# reports the cores used by other processes; figures taken while something
+# else ran (a build) are marked.
+#
+# Environment (defaults): BENCH_CARDS (1000), BENCH_CONCURRENCY (64),
+# BENCH_DURATION (30s; --quick: 8s), BENCH_WARMUP (2s), BENCH_EQUAL_RATE
+# (150), BENCH_METHOD (aka), BENCH_HOSTAPD_PORT (18812), CARGO_TARGET_DIR.
+set -Eeuo pipefail
+
+ME=bench.sh
+SCRIPT_PATH=$(readlink -f "${BASH_SOURCE[0]}")
+REPO=$(cd "$(dirname "$SCRIPT_PATH")/.." && pwd)
+
+die() {
+    echo "$ME: $*" >&2
+    exit 2
+}
+
+QUICK=0 RUN_HOSTAPD=1 RESULTS=
+while [[ $# -gt 0 ]]; do
+    case $1 in
+    --quick) QUICK=1; shift ;;
+    --no-hostapd) RUN_HOSTAPD=0; shift ;;
+    --results) RESULTS=${2:-}; shift 2 || die "--results needs a directory" ;;
+    -h | --help) sed -n '2,/^set -Eeuo/p' "$SCRIPT_PATH" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown argument '$1' (see --help)" ;;
+    esac
+done
+
+CARDS=${BENCH_CARDS:-1000}
+CONCURRENCY=${BENCH_CONCURRENCY:-64}
+DURATION=${BENCH_DURATION:-$([[ $QUICK -eq 1 ]] && echo 8s || echo 30s)}
+WARMUP=${BENCH_WARMUP:-2s}
+EQUAL_RATE=${BENCH_EQUAL_RATE:-150}
+METHOD=${BENCH_METHOD:-aka}
+HOSTAPD_PORT=${BENCH_HOSTAPD_PORT:-18812}
+SECRET=bench-$RANDOM$RANDOM
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+TARGET=${CARGO_TARGET_DIR:-$REPO/target}
+RESULTS=${RESULTS:-$TARGET/bench-results/$STAMP}
+mkdir -p "$RESULTS"
+RESULTS=$(cd "$RESULTS" && pwd)
+
+command -v python3 >/dev/null || die "python3 is needed for the summary"
+
+echo "== build (release)"
+(cd "$REPO" && cargo build --release --bin eapay-server --bin eapay-terminal)
+SERVER_BIN=$TARGET/release/eapay-server
+TERMINAL_BIN=$TARGET/release/eapay-terminal
+[[ -x $SERVER_BIN && -x $TERMINAL_BIN ]] || die "release binaries not found in $TARGET/release"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/eapay-bench.XXXXXX")
+SERVER_PID=
+HOSTAPD_RUN=$WORK/hostapd
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    if [[ -d $HOSTAPD_RUN ]]; then
+        "$REPO/scripts/hostapd-aka-server.sh" --stop --run-dir "$HOSTAPD_RUN" >/dev/null 2>&1 || true
+    fi
+    rm -rf "$WORK"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+{
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "commit: $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$REPO" diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')"
+    echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+    echo "cores (nproc): $(nproc)"
+    echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
+    echo "kernel: $(uname -sr)"
+    echo "rustc: $(rustc --version 2>/dev/null || echo unknown)"
+    echo "load average before the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
+} >"$RESULTS/machine.txt"
+
+echo "== eapay-server in $WORK"
+DATA=$WORK/data
+"$SERVER_BIN" init --data-dir "$DATA" --realm bench.example --radius-secret "$SECRET" \
+    --radius-listen 127.0.0.1:0 >/dev/null
+CONFIG=$DATA/eapay.toml
+# Every card pays many times a second: no per-card velocity limit.
+grep -q '^velocity_max' "$CONFIG" || die "$CONFIG has no [payment] velocity_max to set"
+sed -i 's/^velocity_max = .*/velocity_max = 0/' "$CONFIG"
+"$SERVER_BIN" card issue --config "$CONFIG" --method "$METHOD" --count "$CARDS" --card-dir "$WORK/cards" \
+    --limit 100000000
+"$SERVER_BIN" serve --config "$CONFIG" >"$WORK/server.out" 2>"$WORK/server.err" &
+SERVER_PID=$!
+AUTH=
+for ((i = 0; i < 200; i++)); do
+    AUTH=$(sed -n 's/^listening radius auth //p' "$WORK/server.out" | head -1)
+    [[ -n $AUTH ]] && break
+    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.err" >&2; die "eapay-server exited at start-up"; }
+    sleep 0.05
+done
+[[ -n $AUTH ]] || die "eapay-server did not print its listening address"
+echo "eapay-server pid $SERVER_PID on $AUTH"
+
+# bench NAME ARGS...: one run, its table on stdout and in RESULTS/NAME.txt.
+bench() {
+    local name=$1
+    shift
+    echo
+    echo "== $name"
+    "$TERMINAL_BIN" bench --method "$METHOD" --cards "$CARDS" --card-dir "$WORK/cards" --secret "$SECRET" \
+        --duration "$DURATION" --warmup "$WARMUP" --json "$RESULTS/$name.json" --plot "$RESULTS/$name.svg" "$@" |
+        tee "$RESULTS/$name.txt"
+}
+
+# A JSON figure of an earlier run.
+figure() {
+    python3 -c 'import json, sys
+v = json.load(open(sys.argv[1]))
+for k in sys.argv[2].split("."):
+    v = v[k]
+print(v)' "$RESULTS/$1.json" "$2"
+}
+half() {
+    python3 -c 'import sys; print(max(1, int(float(sys.argv[1]) / 2)))' "$(figure "$1" throughput_per_s)"
+}
+
+bench eapay-auth-peak --server "$AUTH" --server-pid "$SERVER_PID" --auth-only --concurrency "$CONCURRENCY"
+bench eapay-pay-peak --server "$AUTH" --server-pid "$SERVER_PID" --concurrency "$CONCURRENCY"
+bench eapay-auth-half --server "$AUTH" --server-pid "$SERVER_PID" --auth-only --concurrency "$CONCURRENCY" \
+    --rate "$(half eapay-auth-peak)"
+bench eapay-pay-half --server "$AUTH" --server-pid "$SERVER_PID" --concurrency "$CONCURRENCY" \
+    --rate "$(half eapay-pay-peak)"
+bench eapay-auth-equal --server "$AUTH" --server-pid "$SERVER_PID" --auth-only --concurrency 16 \
+    --rate "$EQUAL_RATE"
+
+if [[ $RUN_HOSTAPD -eq 1 ]]; then
+    echo
+    echo "== hostapd (integrated RADIUS server, EAP-AKA vectors from hlr_auc_gw)"
+    LAX=()
+    if "$TERMINAL_BIN" bench --help | grep -q -- '--lax-message-authenticator'; then
+        LAX=(--lax-message-authenticator)
+    fi
+    TOOLS_BIN=${EAPAY_TOOLS_DIR:-$REPO/.tools}/bin
+    if [[ ! -x ${HOSTAPD:-$TOOLS_BIN/hostapd} || ! -x ${HLR_AUC_GW:-$TOOLS_BIN/hlr_auc_gw} ]]; then
+        "$REPO/scripts/build-hostapd.sh" || die "scripts/build-hostapd.sh failed (or run with --no-hostapd)"
+    fi
+    "$SERVER_BIN" card export --config "$CONFIG" --format hostapd --method "$METHOD" --out "$WORK/export"
+    "$REPO/scripts/hostapd-aka-server.sh" --cards-export "$WORK/export" --port "$HOSTAPD_PORT" --secret "$SECRET" \
+        --run-dir "$HOSTAPD_RUN" | tee "$WORK/hostapd.out"
+    HOSTAPD_PID=$(sed -n 's/^hostapd pid //p' "$WORK/hostapd.out")
+    HLR_PID=$(sed -n 's/^hlr_auc_gw pid //p' "$WORK/hostapd.out")
+    HOSTAPD_LOG_LEVEL=${EAPAY_LOG:-warn}
+    if [[ ${#LAX[@]} -eq 0 ]]; then
+        echo "$ME: note: this eapay-terminal has no --lax-message-authenticator; hostapd 2.10 sends" \
+            "Message-Authenticator after other attributes, which the strict client drops" >&2
+        # One warning per dropped reply otherwise.
+        HOSTAPD_LOG_LEVEL=error
+    fi
+    EAPAY_LOG=$HOSTAPD_LOG_LEVEL bench hostapd-auth-equal --server "127.0.0.1:$HOSTAPD_PORT" --server-pid "$HOSTAPD_PID" \
+        --server-pid "$HLR_PID" --auth-only --concurrency 16 --rate "$EQUAL_RATE" "${LAX[@]}" || true
+    "$REPO/scripts/hostapd-aka-server.sh" --stop --run-dir "$HOSTAPD_RUN" >/dev/null
+fi
+
+echo
+python3 - "$RESULTS" <<'PY' | tee "$RESULTS/summary.txt"
+import json, os, sys
+
+results = sys.argv[1]
+runs = [
+    ("eapay-auth-peak", "eapay auth-only, closed loop (peak)"),
+    ("eapay-pay-peak", "eapay full payments, closed loop (peak)"),
+    ("eapay-auth-half", "eapay auth-only at half peak"),
+    ("eapay-pay-half", "eapay full payments at half peak"),
+    ("eapay-auth-equal", "eapay auth-only at the equal rate"),
+    ("hostapd-auth-equal", "hostapd auth-only at the equal rate"),
+]
+data = {}
+for name, _ in runs:
+    path = os.path.join(results, name + ".json")
+    if os.path.exists(path):
+        with open(path) as f:
+            data[name] = json.load(f)
+
+def ms(us):
+    return f"{us / 1000:.3f}"
+
+print(open(os.path.join(results, "machine.txt")).read().rstrip())
+print()
+print(f"{'run':42} {'done/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'p99.9':>8} {'errors':>6} {'srv ms/op':>9} {'others':>6}")
+for name, title in runs:
+    r = data.get(name)
+    if r is None:
+        print(f"{title:42} (not run)")
+        continue
+    cpu = r["cpu"]["server"]
+    per = cpu["ms_per_completed"] if cpu and cpu["ms_per_completed"] is not None else float("nan")
+    others = r["cpu"]["other_cores"]
+    mark = " *" if others is not None and others > 0.2 else ""
+    print(
+        f"{title:42} {r['throughput_per_s']:9.1f} {ms(r['latency_us']['p50']):>8} {ms(r['latency_us']['p99']):>8} "
+        f"{ms(r['latency_us']['p99_9']):>8} {r['errors_total']:6d} {per:9.3f} {others if others is not None else float('nan'):6.2f}{mark}"
+    )
+print("  srv ms/op: server CPU (user+system) per completed conversation; others: cores used by other processes")
+print("  * another process used more than 0.2 cores during the window: CPU figures are less reliable")
+print()
+
+def get(name, *keys):
+    v = data.get(name)
+    for k in keys:
+        if v is None:
+            return None
+        v = v[k] if isinstance(v, dict) else None
+    return v
+
+print("targets (issue 4):")
+eq, hq = get("eapay-auth-equal", "cpu", "server", "ms_per_completed"), get("hostapd-auth-equal", "cpu", "server", "ms_per_completed")
+peak_cpu = get("eapay-auth-peak", "cpu", "server", "ms_per_completed")
+if eq is not None and hq and get("hostapd-auth-equal", "completed"):
+    ok = "met" if eq <= hq / 4 else "MISSED"
+    print(f"  server CPU per AKA auth <= 1/4 of hostapd's: eapay {eq:.3f} ms vs hostapd {hq:.3f} ms at the same rate "
+          f"(ratio {eq / hq:.2f}; at peak eapay {peak_cpu:.3f} ms): {ok}")
+else:
+    print("  server CPU per AKA auth <= 1/4 of hostapd's: hostapd not measured")
+peak = get("eapay-auth-peak", "throughput_per_s")
+if peak is not None:
+    print(f"  >= 10k AKA auth/s on loopback: {peak:.0f}/s: {'met' if peak >= 10000 else 'MISSED'}")
+pay = get("eapay-pay-peak", "throughput_per_s")
+if peak and pay is not None:
+    print(f"  full durable payments >= 70% of auth-only: {pay:.0f}/s = {100 * pay / peak:.0f}%: "
+          f"{'met' if pay >= 0.7 * peak else 'MISSED'}")
+for name, what in (("eapay-auth-half", "auth-only"), ("eapay-pay-half", "payments")):
+    p99 = get(name, "latency_us", "p99")
+    if p99 is not None:
+        rate = get(name, "target_rate_per_s")
+        print(f"  p99 < 5 ms at half peak ({what}, {rate}/s): {ms(p99)} ms: {'met' if p99 < 5000 else 'MISSED'}")
+print()
+print(f"results: {results}")
+PY

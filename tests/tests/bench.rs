@@ -1,0 +1,171 @@
+//! `eapay-terminal bench` against a real eapay-server: full payments for
+//! 30 s at a modest open-loop rate (the table, no errors), auth-only with
+//! `--json` (the figures parse), and bad arguments (one line, exit 2).
+//!
+//! The load is kept low: the suite runs on 2 cores beside other tests, and
+//! these tests check that the load generator works, not how fast.
+
+use std::process::Command;
+use std::time::Duration;
+
+use eapay_tests::{run_with_timeout, workspace_bin, Method, Server, ToolOutput};
+
+fn bench(server: &Server, cards: &std::path::Path, extra: &[&str], timeout: Duration) -> ToolOutput {
+    let mut cmd = Command::new(workspace_bin("eapay-terminal"));
+    cmd.arg("bench")
+        .args(["--server", &server.auth.to_string()])
+        .args(["--secret", &server.secret])
+        .arg("--card-dir")
+        .arg(cards)
+        .args(["--server-pid", &server.pid().to_string()])
+        .args(extra);
+    run_with_timeout(cmd, None, timeout)
+}
+
+/// The number after `label` on the table line that starts with `line`.
+fn figure(table: &str, line: &str, label: &str) -> f64 {
+    let row = table
+        .lines()
+        .find(|l| l.trim_start().starts_with(line))
+        .unwrap_or_else(|| panic!("no {line:?} line in\n{table}"));
+    let after = row.split(label).nth(1).unwrap_or_else(|| panic!("no {label:?} in {row:?}"));
+    let number = after.split_whitespace().next().unwrap_or_default();
+    number.parse().unwrap_or_else(|_| panic!("{label:?} in {row:?} is not a number"))
+}
+
+#[test]
+fn bench_runs_full_payments_for_30_seconds_and_prints_the_table() {
+    // Each card pays about 2.5 times a second: no velocity limit here.
+    let server = Server::start_with_payment(&[("velocity_max", 0)]);
+    let cards = server.issue_cards(Method::Aka, 8, &["--limit", "100000000"]);
+    let out = bench(
+        &server,
+        &cards,
+        &[
+            "--method",
+            "aka",
+            "--cards",
+            "8",
+            "--concurrency",
+            "4",
+            "--rate",
+            "20",
+            "--duration",
+            "30s",
+            "--merchant",
+            "M-DEMO",
+            "--amount",
+            "0.01",
+            "--currency",
+            "USD",
+        ],
+        Duration::from_secs(120),
+    );
+    assert!(out.success(), "{}", out.tail(40));
+    let table = &out.stdout;
+    assert!(table.contains("full payments of 0.01 USD to M-DEMO"), "{table}");
+    assert!(table.contains("open loop at 20/s"), "{table}");
+    let completed = figure(table, "throughput", "(");
+    assert!(completed >= 300.0, "{completed} payments in 30 s at 20/s\n{table}");
+    assert_eq!(figure(table, "outcomes", "approved"), completed, "every payment approved\n{table}");
+    assert!(table.lines().any(|l| l.trim() == "errors       none"), "{table}");
+    for p in ["p50", "p90", "p99", "p99.9", "max"] {
+        assert!(figure(table, "latency ms", &format!("{p} ")) > 0.0, "{p}\n{table}");
+    }
+    assert!(figure(table, "server cpu", "server cpu") > 0.0, "server CPU per payment\n{table}");
+    // The ledger holds the approvals, under the bench's transaction ids.
+    let list = server.admin(&["txn", "list"]);
+    let approved = list
+        .lines()
+        .filter(|l| l.contains(" approved ") && l.split_whitespace().nth(2).is_some_and(|t| t.starts_with('B')))
+        .count();
+    assert!(approved >= 10, "{list}");
+    server.assert_running();
+}
+
+#[test]
+fn bench_auth_only_writes_json_that_parses() {
+    let server = Server::start_default();
+    let cards = server.issue_cards(Method::AkaPrime, 4, &[]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json = dir.path().join("bench.json");
+    let svg = dir.path().join("bench.svg");
+    let out = bench(
+        &server,
+        &cards,
+        &[
+            "--method",
+            "aka-prime",
+            "--cards",
+            "4",
+            "--concurrency",
+            "2",
+            "--duration",
+            "3s",
+            "--warmup",
+            "1s",
+            "--auth-only",
+            "--json",
+            json.to_str().expect("utf-8"),
+            "--plot",
+            svg.to_str().expect("utf-8"),
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(out.success(), "{}", out.tail(40));
+    assert!(out.stdout.contains("authentication only"), "{}", out.stdout);
+    let text = std::fs::read_to_string(&json).expect("--json file");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("--json is JSON");
+    let number = |path: &str| {
+        v.pointer(path)
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or_else(|| panic!("{path} is not a number in\n{text}"))
+    };
+    assert_eq!(v["mode"], "auth-only");
+    assert_eq!(v["method"], "aka-prime");
+    let completed = number("/completed");
+    assert!(completed > 0.0, "{text}");
+    // eapay-server runs the whole method, then declines an authentication
+    // that carries no payment with 12; an Access-Accept would count as
+    // authenticated.
+    let declined_12 = v.pointer("/outcomes/declined/12 Invalid-Transaction").and_then(serde_json::Value::as_f64);
+    assert_eq!(number("/outcomes/authenticated") + declined_12.unwrap_or(0.0), completed, "{text}");
+    // Every conversation got past the identity round: the method ran.
+    let trips = v["round_trips"].as_object().expect("round_trips");
+    assert!(trips.keys().all(|k| k.parse::<u32>().is_ok_and(|n| n >= 2)), "{text}");
+    assert_eq!(trips.values().filter_map(serde_json::Value::as_f64).sum::<f64>(), completed);
+    assert_eq!(number("/errors_total"), 0.0, "{text}");
+    assert!(number("/throughput_per_s") > 0.0);
+    let (p50, p99, max) = (number("/latency_us/p50"), number("/latency_us/p99"), number("/latency_us/max"));
+    assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{p50} {p99} {max}");
+    assert!(number("/cpu/server/ms_per_completed") >= 0.0);
+    assert!(number("/cpu/load_generator/cpu_s") >= 0.0);
+    assert!(v["timeline"].as_array().is_some_and(|t| t.len() >= 4), "one entry per second");
+    assert!(v["distribution"].as_array().is_some_and(|d| !d.is_empty()));
+    let plot = std::fs::read_to_string(&svg).expect("--plot file");
+    assert!(plot.starts_with("<svg") && plot.trim_end().ends_with("</svg>"), "{plot}");
+    assert!(plot.contains("Latency over time") && plot.contains("Latency distribution"));
+}
+
+#[test]
+fn bench_refuses_bad_arguments_in_one_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cards = dir.path().to_str().expect("utf-8");
+    let run = |args: &[&str]| {
+        let mut cmd = Command::new(workspace_bin("eapay-terminal"));
+        cmd.args(["bench", "--server", "127.0.0.1:9", "--secret", "s", "--card-dir", cards]).args(args);
+        let out = run_with_timeout(cmd, None, Duration::from_secs(30));
+        assert_eq!(out.status.code(), Some(2), "{}", out.tail(10));
+        assert_eq!(out.stderr.lines().count(), 1, "one line: {:?}", out.stderr);
+        out.stderr
+    };
+    let e = run(&["--method", "peap"]);
+    assert!(e.contains("unknown EAP method: use aka or aka-prime"), "{e}");
+    let e = run(&["--method", "aka", "--cards", "3", "--concurrency", "1"]);
+    assert!(e.contains("has 0 aka card(s), --cards asks for 3"), "{e}");
+    assert!(e.contains("eapay-server card issue --config eapay.toml --method aka --count 3 --card-dir"), "{e}");
+    let e = run(&["--method", "aka", "--cards", "2", "--concurrency", "4"]);
+    assert!(e.contains("fewer than --concurrency"), "{e}");
+    let e = run(&["--method", "aka", "--duration", "soon"]);
+    assert!(e.contains("--duration"), "{e}");
+}
