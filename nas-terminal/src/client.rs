@@ -111,6 +111,9 @@ pub struct RadiusClient {
     current: usize,
     next_id: u8,
     buf: Vec<u8>,
+    /// Blast-RADIUS hardening: a reply's Message-Authenticator must be its
+    /// first attribute.
+    message_authenticator_first: bool,
 }
 
 impl RadiusClient {
@@ -141,7 +144,16 @@ impl RadiusClient {
             current: 0,
             next_id: rand::random(),
             buf: vec![0u8; radius::MAX_PACKET_LEN],
+            message_authenticator_first: true,
         })
+    }
+
+    /// Accepts replies whose Message-Authenticator is not the first
+    /// attribute (it is still required with EAP and verified). Only for
+    /// measuring servers that predate the Blast-RADIUS advice, such as
+    /// hostapd 2.10; never for payments.
+    pub fn accept_late_message_authenticator(&mut self) {
+        self.message_authenticator_first = false;
     }
 
     /// The server the next conversation starts with.
@@ -238,7 +250,13 @@ impl RadiusClient {
                     dropped.wrong_identifier += 1;
                     continue;
                 }
-                match radius::verify_response_to(&self.buf[..n], request.code, &authenticator, &self.secret, true) {
+                match radius::verify_response_to(
+                    &self.buf[..n],
+                    request.code,
+                    &authenticator,
+                    &self.secret,
+                    self.message_authenticator_first,
+                ) {
                     Ok(reply) => return Ok(Ok(reply)),
                     Err(e) => {
                         warn!(server = %server.address, error = %e, "reply dropped");

@@ -21,7 +21,13 @@ pub async fn run(
     request: Request<'_>,
 ) -> (Result<CardReport, CardError>, Result<Finished, Failed>) {
     let (mut terminal_end, mut card_end) = card_link::channel();
-    let card_side = e_card::serve_one(&mut card_end, card, holder);
+    let card_side = async move {
+        let report = e_card::serve_one(&mut card_end, card, holder).await;
+        // A card that gave up closes its end, so the terminal does not wait
+        // for it until its timeout.
+        drop(card_end);
+        report
+    };
     let terminal_side = async {
         let result = payment::run(&mut terminal_end, client, settings, request).await;
         // The card waits for the next payment until the link closes.

@@ -93,6 +93,9 @@ impl Db {
                 Backend::Postgres => 8,
             })
             .acquire_timeout(Duration::from_secs(30))
+            // A SQLite connection is a file handle that cannot go stale; a
+            // ping before each use only costs a thread round trip.
+            .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {

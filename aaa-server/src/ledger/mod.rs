@@ -33,6 +33,7 @@ mod db;
 pub mod decision;
 mod merchants;
 mod model;
+mod profile_cache;
 mod schema;
 mod settlement;
 mod sqn_blocks;
@@ -53,6 +54,7 @@ pub use self::model::{
     Decline, Evidence, IssuerInfo, LedgerOptions, MerchantSummary, NewAkaCredential, NewCard, Outcome, PaymentPolicy,
     Settlement, SettlementOutcome, TxnFilter, TxnKey,
 };
+use self::profile_cache::ProfileCache;
 use self::sqn_blocks::SqnBlocks;
 pub use self::writer::WriterStats;
 use self::writer::{SqnRequest, Writer};
@@ -107,6 +109,7 @@ pub struct SqlLedger {
     kek: Arc<Kek>,
     writer: Writer,
     sqns: SqnBlocks,
+    profiles: ProfileCache,
 }
 
 fn now_ms() -> u64 {
@@ -136,7 +139,7 @@ impl SqlLedger {
             }
         }
         let writer = Writer::start(db.clone(), options.policy, options.signer, options.batch_max);
-        Ok(Self { db, kek: Arc::new(kek), writer, sqns: SqnBlocks::default() })
+        Ok(Self { db, kek: Arc::new(kek), writer, sqns: SqnBlocks::default(), profiles: ProfileCache::default() })
     }
 
     /// The key-encryption key (PAN-tokens for issuance).
@@ -319,7 +322,14 @@ impl SqlLedger {
 
 impl Ledger for SqlLedger {
     async fn card_profile(&self, card_id: &str) -> Result<Option<CardProfile>, ServerError> {
-        cards::profile(&mut *self.db.pool.acquire().await?, card_id).await
+        if let Some(profile) = self.profiles.get(card_id) {
+            return Ok(Some(profile));
+        }
+        let profile = cards::profile(&mut *self.db.pool.acquire().await?, card_id).await?;
+        if let Some(p) = &profile {
+            self.profiles.insert(card_id, p.clone());
+        }
+        Ok(profile)
     }
 
     async fn audit_refusal(&self, client: &str, reason: &str, now_ms: u64) -> Result<(), ServerError> {

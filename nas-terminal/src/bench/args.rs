@@ -116,6 +116,10 @@ pub struct BenchArgs {
     /// How long a simulated card may take for one answer.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub card_timeout: Duration,
+    /// Accept replies whose Message-Authenticator is not the first attribute (still verified):
+    /// servers that predate the Blast-RADIUS advice, such as hostapd 2.10.
+    #[arg(long)]
+    pub lax_message_authenticator: bool,
 }
 
 /// What the payments carry (the transaction id, nonce and time are new for each).
@@ -147,6 +151,7 @@ pub struct Plan {
     pub retransmit: Retransmit,
     pub settings: TerminalSettings,
     pub server_pids: Vec<u32>,
+    pub lax_message_authenticator: bool,
     pub json: Option<PathBuf>,
     pub plot: Option<PathBuf>,
 }
@@ -217,6 +222,7 @@ impl BenchArgs {
                 card_timeout: self.card_timeout,
             },
             server_pids: self.server_pid.clone(),
+            lax_message_authenticator: self.lax_message_authenticator,
             json: self.json.clone(),
             plot: self.plot.clone(),
         })

@@ -75,9 +75,12 @@ impl Shared {
 pub async fn clients(plan: &Plan) -> Result<Vec<RadiusClient>> {
     let mut clients = Vec::with_capacity(plan.concurrency);
     for _ in 0..plan.concurrency {
-        let client = RadiusClient::with_servers(&plan.servers, &plan.secret, plan.retransmit)
+        let mut client = RadiusClient::with_servers(&plan.servers, &plan.secret, plan.retransmit)
             .await
             .context("RADIUS client socket")?;
+        if plan.lax_message_authenticator {
+            client.accept_late_message_authenticator();
+        }
         clients.push(client);
     }
     Ok(clients)
