@@ -50,9 +50,13 @@ pub async fn authorize(
         repeated,
     };
 
+    // One round trip to the database for the common case (each costs two
+    // thread hand-offs, which outweigh SQLite's own work many times).
+    let (may_act, known) = precheck(conn, &attempt.client, d).await?;
+
     // 1. Nothing is recorded for a client acting for someone else's merchant:
     // it must not burn that merchant's transaction ids.
-    if !super::merchants::may_act(conn, &attempt.client, &d.merchant_id).await? {
+    if !may_act {
         let why = format!("client {} may not act for merchant {}", attempt.client, d.merchant_id);
         audit::append(conn, line("authorization not permitted", None, why.clone())).await?;
         return Ok(unrecorded(Decline::new(DeclineCode::NotPermitted, why), None, false));
@@ -60,7 +64,11 @@ pub async fn authorize(
 
     // 2. The transaction id is known already.
     let canonical = d.canonical();
-    if let Some(earlier) = find(conn, &TxnKey::merchant(&d.merchant_id, &d.transaction_id)).await? {
+    let earlier = match known {
+        true => find(conn, &TxnKey::merchant(&d.merchant_id, &d.transaction_id)).await?,
+        false => None,
+    };
+    if let Some(earlier) = earlier {
         if earlier.tombstone {
             let why = "reversed before it arrived";
             audit::append(conn, line("late original after reversal", Some(earlier.id), why.into())).await?;
@@ -84,15 +92,19 @@ pub async fn authorize(
         None => None,
     };
     ctx.db.lock_nonce(conn, &d.merchant_id, &d.terminal_nonce).await?;
-    let history = History {
-        nonce_seen: nonce_seen(conn, d, attempt.now_ms.saturating_sub(decision::nonce_memory_ms(ctx.policy))).await?,
-        recent_approvals: match (&attempt.card_id, &card) {
-            (Some(id), Some(_)) => {
-                recent_approvals(conn, id, attempt.now_ms.saturating_sub(ctx.policy.velocity_window_ms)).await?
-            }
-            _ => 0,
-        },
+    let velocity_card = match (&attempt.card_id, &card) {
+        // Approvals are only counted when a limit applies.
+        (Some(id), Some(_)) if ctx.policy.velocity_max > 0 => Some(id.as_str()),
+        _ => None,
     };
+    let history = history(
+        conn,
+        d,
+        attempt.now_ms.saturating_sub(decision::nonce_memory_ms(ctx.policy)),
+        velocity_card,
+        attempt.now_ms.saturating_sub(ctx.policy.velocity_window_ms),
+    )
+    .await?;
     // An unknown card id cannot be stored (foreign key); the audit line keeps what was claimed.
     let known_card = card.as_ref().and(attempt.card_id.as_deref());
     let verdict =
@@ -122,24 +134,34 @@ pub async fn authorize(
             let card_id = known_card.ok_or_else(|| ServerError::Ledger("approval without a card".into()))?;
             let amount = to_i64(d.amount, "amount")?;
             cards::adjust_available(conn, card_id, -amount).await?;
-            let approval_code = unused_approval_code(conn).await?;
-            let receipt = match ctx.signer {
-                Some(signer) => signer
-                    .sign(&ReceiptBody {
-                        approval_code: approval_code.clone(),
-                        transaction_id: d.transaction_id.clone(),
-                        merchant_id: d.merchant_id.clone(),
-                        card_id: card_id.to_string(),
-                        amount: d.amount,
-                        // decide() accepted it as an ISO 4217 code, all of which fit u16.
-                        currency: u16::try_from(d.currency)
-                            .map_err(|_| ServerError::Ledger(format!("currency {} out of range", d.currency)))?,
-                        authorized_at_ms: attempt.now_ms,
-                    })
-                    .map_err(|e| ServerError::Ledger(format!("signing the receipt: {e}")))?,
-                None => Vec::new(),
-            };
-            let id = row.insert_approved(conn, &approval_code, &receipt).await?;
+            // The code is checked unused by the insert itself; a collision
+            // (one in ~2e9) draws another, and the receipt is signed again.
+            let mut inserted = None;
+            for _ in 0..8 {
+                let approval_code = random_approval_code();
+                let receipt = match ctx.signer {
+                    Some(signer) => signer
+                        .sign(&ReceiptBody {
+                            approval_code: approval_code.clone(),
+                            transaction_id: d.transaction_id.clone(),
+                            merchant_id: d.merchant_id.clone(),
+                            card_id: card_id.to_string(),
+                            amount: d.amount,
+                            // decide() accepted it as an ISO 4217 code, all of which fit u16.
+                            currency: u16::try_from(d.currency)
+                                .map_err(|_| ServerError::Ledger(format!("currency {} out of range", d.currency)))?,
+                            authorized_at_ms: attempt.now_ms,
+                        })
+                        .map_err(|e| ServerError::Ledger(format!("signing the receipt: {e}")))?,
+                    None => Vec::new(),
+                };
+                if let Some(id) = row.insert_approved(conn, &approval_code, &receipt).await? {
+                    inserted = Some((id, approval_code, receipt));
+                    break;
+                }
+            }
+            let (id, approval_code, receipt) =
+                inserted.ok_or_else(|| ServerError::Ledger("no unused approval code found".into()))?;
             let detail = format!("code={approval_code} amount={} currency={} card={card_id}", d.amount, d.currency);
             audit::append(conn, line("authorization approved", Some(id), detail)).await?;
             Ok(Decision {
@@ -216,15 +238,24 @@ struct NewRow<'a> {
 const INSERT: &str = "INSERT INTO authorizations (merchant_id, transaction_id, card_id, amount, currency, installments,
         terminal_nonce, terminal_time_ms, details, status, approval_code, decline_code, decline_reason, method,
         confirmation, evidence_kind, evidence, receipt, tombstone, client, created_at_ms, updated_at_ms)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, 0, $19, $20, $21)
+     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, 0, $19, $20, $21
+     WHERE NOT EXISTS (SELECT 1 FROM authorizations WHERE approval_code = $11)
      RETURNING id";
 
 impl NewRow<'_> {
     async fn insert_declined(&self, conn: &mut AnyConnection, decline: &Decline) -> Result<i64, ServerError> {
-        self.insert(conn, AuthorizationStatus::Declined, None, Some(decline), None).await
+        self.insert(conn, AuthorizationStatus::Declined, None, Some(decline), None)
+            .await?
+            .ok_or_else(|| ServerError::Ledger("declined authorization not inserted".into()))
     }
 
-    async fn insert_approved(&self, conn: &mut AnyConnection, code: &str, receipt: &[u8]) -> Result<i64, ServerError> {
+    /// `None` if `code` is already used by another authorization.
+    async fn insert_approved(
+        &self,
+        conn: &mut AnyConnection,
+        code: &str,
+        receipt: &[u8],
+    ) -> Result<Option<i64>, ServerError> {
         let receipt = (!receipt.is_empty()).then_some(receipt);
         self.insert(conn, AuthorizationStatus::Approved, Some(code), None, receipt).await
     }
@@ -236,7 +267,7 @@ impl NewRow<'_> {
         approval_code: Option<&str>,
         decline: Option<&Decline>,
         receipt: Option<&[u8]>,
-    ) -> Result<i64, ServerError> {
+    ) -> Result<Option<i64>, ServerError> {
         let d: &PaymentDetails = &self.attempt.details;
         let evidence = self.attempt.evidence.as_ref();
         let row = sqlx::query(INSERT)
@@ -261,54 +292,62 @@ impl NewRow<'_> {
             .bind(self.attempt.client.as_str())
             .bind(self.now)
             .bind(self.now)
-            .fetch_one(conn)
+            .fetch_optional(conn)
             .await?;
-        Ok(row.try_get(0)?)
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
     }
 }
 
-async fn nonce_seen(conn: &mut AnyConnection, d: &PaymentDetails, since_ms: u64) -> Result<bool, ServerError> {
+/// Whether the client may act for the merchant, and whether the
+/// transaction id is known already, in one query.
+async fn precheck(conn: &mut AnyConnection, client: &str, d: &PaymentDetails) -> Result<(bool, bool), ServerError> {
     let row = sqlx::query(
-        "SELECT id FROM authorizations WHERE merchant_id = $1 AND terminal_nonce = $2 AND created_at_ms >= $3 LIMIT 1",
+        "SELECT
+           (SELECT CAST(COUNT(*) AS BIGINT) FROM merchant_clients c JOIN merchants m ON m.merchant_id = c.merchant_id
+             WHERE c.merchant_id = $1 AND c.client_name = $2 AND m.status = 'active'),
+           (SELECT CAST(COUNT(*) AS BIGINT) FROM authorizations WHERE merchant_id = $1 AND transaction_id = $3)",
+    )
+    .bind(d.merchant_id.as_str())
+    .bind(client)
+    .bind(d.transaction_id.as_str())
+    .fetch_one(conn)
+    .await?;
+    Ok((row.try_get::<i64, _>(0)? > 0, row.try_get::<i64, _>(1)? > 0))
+}
+
+/// Whether the merchant used the terminal nonce since `nonce_since_ms`, and
+/// the approvals of `velocity_card` since `velocity_since_ms` (a later
+/// reversal or refund does not take an attempt back out of the count), in
+/// one query.
+async fn history(
+    conn: &mut AnyConnection,
+    d: &PaymentDetails,
+    nonce_since_ms: u64,
+    velocity_card: Option<&str>,
+    velocity_since_ms: u64,
+) -> Result<History, ServerError> {
+    let row = sqlx::query(
+        "SELECT
+           (SELECT CAST(COUNT(*) AS BIGINT) FROM authorizations
+             WHERE merchant_id = $1 AND terminal_nonce = $2 AND created_at_ms >= $3),
+           (SELECT CAST(COUNT(*) AS BIGINT) FROM authorizations
+             WHERE card_id = $4 AND status IN ('approved', 'captured', 'reversed', 'refunded') AND created_at_ms >= $5)",
     )
     .bind(d.merchant_id.as_str())
     .bind(d.terminal_nonce.to_vec())
-    .bind(to_i64(since_ms, "time")?)
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.is_some())
-}
-
-/// Approvals of the card in the window; a later reversal or refund does not
-/// take an attempt back out of the count.
-async fn recent_approvals(conn: &mut AnyConnection, card_id: &str, since_ms: u64) -> Result<u64, ServerError> {
-    let row = sqlx::query(
-        "SELECT CAST(COUNT(*) AS BIGINT) FROM authorizations
-         WHERE card_id = $1 AND status IN ('approved', 'captured', 'reversed', 'refunded') AND created_at_ms >= $2",
-    )
-    .bind(card_id)
-    .bind(to_i64(since_ms, "time")?)
+    .bind(to_i64(nonce_since_ms, "time")?)
+    .bind(velocity_card)
+    .bind(to_i64(velocity_since_ms, "time")?)
     .fetch_one(conn)
     .await?;
-    to_u64(row.try_get(0)?, "count")
+    Ok(History { nonce_seen: row.try_get::<i64, _>(0)? > 0, recent_approvals: to_u64(row.try_get(1)?, "count")? })
 }
 
 const CODE_ALPHABET: &[u8; 36] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 
-/// Six characters A-Z0-9 from the OS RNG, not yet used by any authorization.
-async fn unused_approval_code(conn: &mut AnyConnection) -> Result<String, ServerError> {
-    // 36^6 ≈ 2.2e9 codes: a collision is rare, eight in a row means something is wrong.
-    for _ in 0..8 {
-        let code: String = (0..6).map(|_| char::from(CODE_ALPHABET[OsRng.gen_range(0..CODE_ALPHABET.len())])).collect();
-        let taken = sqlx::query("SELECT id FROM authorizations WHERE approval_code = $1")
-            .bind(code.as_str())
-            .fetch_optional(&mut *conn)
-            .await?;
-        if taken.is_none() {
-            return Ok(code);
-        }
-    }
-    Err(ServerError::Ledger("no unused approval code found".into()))
+/// Six characters A-Z0-9 from the OS RNG.
+fn random_approval_code() -> String {
+    (0..6).map(|_| char::from(CODE_ALPHABET[OsRng.gen_range(0..CODE_ALPHABET.len())])).collect()
 }
 
 const COLUMNS: &str = "id, merchant_id, transaction_id, card_id, amount, currency, installments, terminal_nonce,
