@@ -281,9 +281,15 @@ async fn send_pending(radius: &RadiusArgs, store: &ReversalStore, force: bool) -
         return Ok(0);
     }
     let mut client = radius.acct_client().await?;
-    let report =
-        reversal::flush(store, &mut client, radius.vendor_id, radius.nas_identifier.as_deref(), options::now_ms, force)
-            .await?;
+    let report = reversal::flush(
+        store,
+        &mut client,
+        radius.vendor_id,
+        radius.server.nas_identifier.as_deref(),
+        options::now_ms,
+        force,
+    )
+    .await?;
     let mut out = std::io::stdout().lock();
     for id in &report.reversed {
         writeln!(out, "reversal of {id} delivered")?;

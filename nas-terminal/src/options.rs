@@ -18,15 +18,13 @@ pub enum Protocol {
     Diameter,
 }
 
-/// How the terminal reaches the payment servers.
+/// The RADIUS authentication servers and how to talk to them (shared by
+/// `pay`, `flush` and `bench`).
 #[derive(Debug, Clone, Args)]
-pub struct RadiusArgs {
+pub struct ServerArgs {
     /// RADIUS authentication server, HOST:PORT; repeat for failover, in order of preference.
     #[arg(long = "server", value_name = "ADDR", required = true)]
     pub servers: Vec<SocketAddr>,
-    /// Accounting servers for reversals (default: each --server with port + 1).
-    #[arg(long = "acct-server", value_name = "ADDR")]
-    pub acct_servers: Vec<SocketAddr>,
     /// RADIUS shared secret (or the EAPAY_RADIUS_SECRET environment variable, which `ps` does not show).
     #[arg(long, env = "EAPAY_RADIUS_SECRET", hide_env_values = true)]
     pub secret: String,
@@ -39,6 +37,22 @@ pub struct RadiusArgs {
     /// NAS-Identifier sent with every request.
     #[arg(long)]
     pub nas_identifier: Option<String>,
+}
+
+impl ServerArgs {
+    pub fn policy(&self) -> Retransmit {
+        Retransmit { timeout: self.timeout, retries: self.retries }
+    }
+}
+
+/// How the terminal reaches the payment servers, and where it keeps what it owes them.
+#[derive(Debug, Clone, Args)]
+pub struct RadiusArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Accounting servers for reversals (default: each --server with port + 1).
+    #[arg(long = "acct-server", value_name = "ADDR")]
+    pub acct_servers: Vec<SocketAddr>,
     /// The store-and-forward file of timeout reversals.
     #[arg(long, value_name = "FILE", default_value = "eapay-terminal-reversals.json")]
     pub reversals: PathBuf,
@@ -54,23 +68,22 @@ impl RadiusArgs {
         if self.protocol == Protocol::Diameter {
             bail!("--protocol diameter: this terminal build has no Diameter client yet; use radius");
         }
-        if self.secret.is_empty() {
+        if self.server.secret.is_empty() {
             bail!("--secret must not be empty (RFC 2865 §3)");
         }
         Ok(())
     }
 
-    fn policy(&self) -> Retransmit {
-        Retransmit { timeout: self.timeout, retries: self.retries }
-    }
-
     pub async fn auth_client(&self) -> Result<RadiusClient> {
-        RadiusClient::with_servers(&self.servers, self.secret.as_bytes(), self.policy()).await.context("RADIUS client")
+        RadiusClient::with_servers(&self.server.servers, self.server.secret.as_bytes(), self.server.policy())
+            .await
+            .context("RADIUS client")
     }
 
     pub async fn acct_client(&self) -> Result<RadiusClient> {
         let servers: Vec<SocketAddr> = if self.acct_servers.is_empty() {
-            self.servers
+            self.server
+                .servers
                 .iter()
                 .map(|s| {
                     let mut a = *s;
@@ -81,7 +94,9 @@ impl RadiusArgs {
         } else {
             self.acct_servers.clone()
         };
-        RadiusClient::with_servers(&servers, self.secret.as_bytes(), self.policy()).await.context("RADIUS client")
+        RadiusClient::with_servers(&servers, self.server.secret.as_bytes(), self.server.policy())
+            .await
+            .context("RADIUS client")
     }
 }
 
@@ -125,7 +140,7 @@ impl PayArgs {
     pub fn settings(&self) -> TerminalSettings {
         TerminalSettings {
             vendor_id: self.radius.vendor_id,
-            nas_identifier: self.radius.nas_identifier.clone(),
+            nas_identifier: self.radius.server.nas_identifier.clone(),
             framed_mtu: self.framed_mtu,
             card_timeout: self.card_timeout,
         }
@@ -170,9 +185,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
-
-/// Unix milliseconds as an ISO 8601 UTC time.
-pub use aaa_proto::time::utc_ms as utc_time;
 
 #[cfg(test)]
 mod tests {

@@ -327,7 +327,7 @@ impl Ledger for SqlLedger {
         }
         let profile = cards::profile(&mut *self.db.pool.acquire().await?, card_id).await?;
         if let Some(p) = &profile {
-            self.profiles.insert(card_id, p.clone());
+            self.profiles.insert(card_id, *p);
         }
         Ok(profile)
     }

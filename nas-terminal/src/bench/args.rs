@@ -12,7 +12,7 @@ use clap::Args;
 use nas_terminal::client::Retransmit;
 use nas_terminal::payment::TerminalSettings;
 
-use crate::options::parse_duration;
+use crate::options::{parse_duration, ServerArgs};
 
 /// The EAP methods the load generator can play (those of e-card's peer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,21 +86,8 @@ pub struct BenchArgs {
     /// to add the processes that work for it (hostapd and its hlr_auc_gw).
     #[arg(long, value_name = "PID")]
     pub server_pid: Vec<u32>,
-    /// RADIUS authentication server, HOST:PORT; repeat for failover, in order of preference.
-    #[arg(long = "server", value_name = "ADDR", required = true)]
-    pub servers: Vec<SocketAddr>,
-    /// RADIUS shared secret (or the EAPAY_RADIUS_SECRET environment variable).
-    #[arg(long, env = "EAPAY_RADIUS_SECRET", hide_env_values = true)]
-    pub secret: String,
-    /// First wait for a reply; doubled on each retransmission.
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
-    pub timeout: Duration,
-    /// Retransmissions to one server before failing over.
-    #[arg(long, default_value_t = 3)]
-    pub retries: u32,
-    /// NAS-Identifier sent with every request.
-    #[arg(long)]
-    pub nas_identifier: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
     /// Merchant id of the payments.
     #[arg(long, default_value = "M-DEMO")]
     pub merchant: String,
@@ -159,13 +146,13 @@ pub struct Plan {
 impl BenchArgs {
     /// Checks the arguments that clap cannot.
     pub fn plan(&self) -> Result<Plan> {
-        if self.secret.is_empty() {
+        if self.server.secret.is_empty() {
             bail!("--secret must not be empty (RFC 2865 §3)");
         }
         if self.duration.is_zero() {
             bail!("--duration must be longer than 0s");
         }
-        if self.timeout.is_zero() {
+        if self.server.timeout.is_zero() {
             bail!("--timeout must be longer than 0s");
         }
         if self.cards < self.concurrency {
@@ -212,12 +199,12 @@ impl BenchArgs {
             duration: self.duration,
             rate: self.rate,
             payment,
-            servers: self.servers.clone(),
-            secret: self.secret.as_bytes().to_vec(),
-            retransmit: Retransmit { timeout: self.timeout, retries: self.retries },
+            servers: self.server.servers.clone(),
+            secret: self.server.secret.as_bytes().to_vec(),
+            retransmit: self.server.policy(),
             settings: TerminalSettings {
                 vendor_id: eapay::VENDOR_ID,
-                nas_identifier: self.nas_identifier.clone(),
+                nas_identifier: self.server.nas_identifier.clone(),
                 framed_mtu: self.framed_mtu,
                 card_timeout: self.card_timeout,
             },

@@ -30,7 +30,9 @@ use tokio::time::Instant;
 
 pub use args::BenchArgs;
 
-use crate::options::{now_ms, utc_time};
+use aaa_proto::time::utc_ms as utc_time;
+
+use crate::options::now_ms;
 
 /// Runs the benchmark and prints its report.
 pub async fn run(args: BenchArgs) -> Result<()> {
