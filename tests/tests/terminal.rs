@@ -396,72 +396,20 @@ fn receipts_verify_offline() {
 /// Bad arguments: one line on stderr, exit 2, nothing sent.
 #[test]
 fn bad_arguments_are_one_line() {
-    for args in [
-        vec![
-            "pay",
-            "--server",
-            "127.0.0.1:1812",
-            "--secret",
-            "s",
-            "--merchant",
-            "M",
-            "--amount",
-            "12.505",
-            "--currency",
-            "USD",
-            "--card-link",
-            "tcp://127.0.0.1:9",
-        ],
-        vec![
-            "pay",
-            "--server",
-            "127.0.0.1:1812",
-            "--secret",
-            "s",
-            "--merchant",
-            "M",
-            "--amount",
-            "1",
-            "--currency",
-            "XYZ",
-            "--card-link",
-            "tcp://127.0.0.1:9",
-        ],
-        vec!["pay", "--server", "nowhere", "--secret", "s", "--merchant", "M", "--amount", "1", "--currency", "USD"],
-        vec![
-            "pay",
-            "--server",
-            "127.0.0.1:1812",
-            "--secret",
-            "s",
-            "--merchant",
-            "M",
-            "--amount",
-            "1",
-            "--currency",
-            "USD",
-            "--card-link",
-            "card",
-        ],
-        vec![
-            "pay",
-            "--server",
-            "127.0.0.1:1812",
-            "--secret",
-            "s",
-            "--merchant",
-            "M",
-            "--amount",
-            "1",
-            "--currency",
-            "USD",
-            "--protocol",
-            "diameter",
-            "--card-link",
-            "tcp://127.0.0.1:9",
-        ],
-        vec!["flush", "--secret", "s"],
-    ] {
+    let pay = "pay --server 127.0.0.1:1812 --secret s --merchant M";
+    for line in [
+        "--amount 12.505 --currency USD --card-link tcp://127.0.0.1:9",
+        "--amount 1 --currency XYZ --card-link tcp://127.0.0.1:9",
+        "--amount 1 --currency USD --card-link card",
+        "--amount 1 --currency USD --protocol diameter --card-link tcp://127.0.0.1:9",
+        "--amount 1 --currency USD --server nowhere",
+        "--amount 1 --currency USD",
+    ]
+    .map(|extra| format!("{pay} {extra}"))
+    .into_iter()
+    .chain(["flush --secret s".to_string()])
+    {
+        let args: Vec<&str> = line.split_whitespace().collect();
         let out = terminal(&args);
         assert_eq!(exit_code(&out), Some(2), "{args:?}: {}", out.all());
         let lines: Vec<&str> = out.stderr.lines().collect();
