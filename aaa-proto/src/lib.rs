@@ -15,11 +15,13 @@
 //! - [`card_link`]: card links over TCP, Unix sockets and in-process channels.
 //! - [`receipt`]: issuer-signed (Ed25519) approval receipts carried in Eapay-Receipt.
 //! - [`time`]: calendar dates of Unix times.
+//! - [`durable`]: crash-safe file replacement (not a wire format; the one crate server, card and terminal share).
 #![forbid(unsafe_code)]
 
 pub mod card_link;
 pub mod currency;
 pub mod dictionary;
+pub mod durable;
 pub mod eapol;
 pub mod payment;
 pub mod radius;

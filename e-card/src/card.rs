@@ -9,7 +9,6 @@
 //! change leaves the card: a card that crashed after answering a challenge
 //! must still refuse that challenge when it restarts.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use eap_methods::method::PeerMemory;
@@ -98,45 +97,11 @@ impl Card {
         let persist_error = |source| CardError::Persist { path: path.clone(), source };
         let json = serde_json::to_string_pretty(&self.file)
             .map_err(|e| persist_error(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
-        write_atomically(path, json.as_bytes()).map_err(persist_error)?;
+        aaa_proto::durable::replace_file(path, json.as_bytes(), 0o600).map_err(persist_error)?;
         if let Some(aka) = &self.file.aka {
             tracing::debug!(card = %self.file.card_id, sqn = aka.sqn, "card state written back");
         }
         Ok(())
-    }
-}
-
-/// Replaces `path` with `bytes`: temporary file (mode 0600) in the same
-/// directory, fsync, rename, fsync of the directory.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| std::io::Error::other("the card file path has no file name"))?;
-    let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
-    let result = (|| {
-        let mut f = create_private(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
-/// Creates `path` afresh with mode 0600. A leftover from a crashed run is
-/// removed first, so the mode is always the one asked for.
-fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let open = || std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
-    match open() {
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            std::fs::remove_file(path)?;
-            open()
-        }
-        other => other,
     }
 }
 

@@ -9,8 +9,7 @@
 //! under an exclusive lock on `<file>.lock`, so two terminal processes
 //! sharing a store never lose an advice.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -147,14 +146,7 @@ impl ReversalStore {
     fn write(&self, list: &[ReversalAdvice]) -> std::io::Result<()> {
         let file = StoreFile { version: FORMAT_VERSION, reversals: list.to_vec() };
         let text = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
-        let tmp = with_suffix(&self.path, ".tmp");
-        let mut f = File::create(&tmp)?;
-        f.write_all(&text)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &self.path)?;
-        // The rename itself must survive a power cut.
-        let dir = self.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        File::open(dir)?.sync_all()
+        aaa_proto::durable::replace_file(&self.path, &text, 0o644)
     }
 }
 
