@@ -28,6 +28,7 @@
 
 mod audit;
 mod authorizations;
+mod bounded_map;
 mod cards;
 mod db;
 pub mod decision;

@@ -10,11 +10,9 @@
 //! PostgreSQL ledger reserve disjoint blocks; a card that alternates
 //! between them may need a resynchronisation now and then.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use eap_methods::sim_aka::sqn::Sqn;
 
+use super::bounded_map::BoundedMap;
 use super::cards::{ReservedSqns, SealedAka};
 use crate::cards::CardMethod;
 
@@ -31,26 +29,21 @@ struct Block {
 }
 
 /// The blocks of the cards in use.
-#[derive(Default)]
+#[derive(Debug)]
 pub struct SqnBlocks {
-    blocks: Mutex<HashMap<(String, CardMethod), Block>>,
+    blocks: BoundedMap<(String, CardMethod), Block>,
 }
 
-impl std::fmt::Debug for SqnBlocks {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqnBlocks").field("cards", &self.lock().len()).finish()
+impl Default for SqnBlocks {
+    fn default() -> Self {
+        Self { blocks: BoundedMap::new(CAPACITY) }
     }
 }
 
 impl SqnBlocks {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, CardMethod), Block>> {
-        // The map holds no invariant a panicking holder could break.
-        self.blocks.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// The next reserved SQN of the card and its credential, if any is left.
     pub fn take(&self, card_id: &str, method: CardMethod) -> Option<(SealedAka, Sqn)> {
-        let mut blocks = self.lock();
+        let mut blocks = self.blocks.lock();
         let key = (card_id.to_owned(), method);
         let block = blocks.get_mut(&key)?;
         let sqn = block.next;
@@ -67,19 +60,14 @@ impl SqnBlocks {
     pub fn store(&self, card_id: &str, method: CardMethod, reserved: ReservedSqns) -> (SealedAka, Sqn) {
         let ReservedSqns { cred, first, last } = reserved;
         if first < last {
-            let mut blocks = self.lock();
-            if blocks.len() >= CAPACITY {
-                if let Some(victim) = blocks.keys().next().cloned() {
-                    blocks.remove(&victim);
-                }
-            }
-            blocks.insert((card_id.to_owned(), method), Block { cred: cred.clone(), next: first.next(), last });
+            let block = Block { cred: cred.clone(), next: first.next(), last };
+            self.blocks.insert((card_id.to_owned(), method), block);
         }
         (cred, first)
     }
 
     /// Drops the card's block (before a resynchronisation moves SQN_HE).
     pub fn forget(&self, card_id: &str, method: CardMethod) {
-        self.lock().remove(&(card_id.to_owned(), method));
+        self.blocks.lock().remove(&(card_id.to_owned(), method));
     }
 }
