@@ -90,6 +90,8 @@ pub struct Finished {
 /// Why a conversation did not reach an answer.
 #[derive(Debug, Error)]
 pub enum PaymentError {
+    #[error("payment details: {0}")]
+    Details(String),
     #[error(transparent)]
     Link(#[from] LinkError),
     #[error("the card did not answer within {0:?}")]
@@ -144,12 +146,14 @@ struct Conversation<'a, L> {
 
 impl<L: CardLink> Conversation<'_, L> {
     async fn run(&mut self, request: Request<'_>) -> Result<Finished, PaymentError> {
+        let payment = match request {
+            Request::Payment(d) => Some(d),
+            Request::AuthOnly => None,
+        };
         let mut extra = Packet::new_request(Code::AccessRequest, 0);
-        if let Request::Payment(details) = request {
-            details.validate().map_err(|e| PaymentError::BadAnswer(format!("payment details: {e}")))?;
-            details
-                .push_to(&mut extra, self.settings.vendor_id)
-                .map_err(|e| PaymentError::BadAnswer(format!("payment details: {e}")))?;
+        if let Some(details) = payment {
+            details.validate().map_err(|e| PaymentError::Details(e.to_string()))?;
+            details.push_to(&mut extra, self.settings.vendor_id).map_err(|e| PaymentError::Details(e.to_string()))?;
             self.link.send(Frame::Payment(PaymentFrame::Details(details.canonical()))).await?;
             match self.next_frame().await? {
                 Frame::Payment(PaymentFrame::Consent(true)) => {}
@@ -168,10 +172,6 @@ impl<L: CardLink> Conversation<'_, L> {
         let mut eap = self.next_eap().await?;
         let user_name = identity_of(&eap, identity_id)?;
         let mut state: Option<Vec<u8>> = None;
-        let payment = match request {
-            Request::Payment(d) => Some(d),
-            Request::AuthOnly => None,
-        };
         for round in 0..MAX_ROUNDS {
             let mut packet = Packet::new_request(Code::AccessRequest, 0);
             packet.add_message_authenticator();

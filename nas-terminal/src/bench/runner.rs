@@ -190,6 +190,7 @@ fn classify(error: PaymentError, in_doubt: bool, card_error: Option<&CardError>)
             ("bad-answer", error.to_string())
         }
         (PaymentError::TooManyRounds, _) => ("too-many-rounds", error.to_string()),
+        (PaymentError::Details(_), _) => ("details", error.to_string()),
     };
     Failure { kind, message, in_doubt }
 }
