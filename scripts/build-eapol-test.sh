@@ -41,22 +41,8 @@ if up_to_date; then
     exit 0
 fi
 
-STEP=init
-on_err() {
-    local rc=$?
-    trap - ERR
-    if [[ -s $LOG ]]; then
-        echo "----- last lines of $LOG -----" >&2
-        tail -n 30 "$LOG" >&2 || true
-        echo "------------------------------" >&2
-    fi
-    echo "$ME: FAILED at step '$STEP' (exit $rc); full log: $LOG" >&2
-    exit "$rc"
-}
-trap on_err ERR
-
-mkdir -p "$BIN" "$SRC" "$(dirname "$LOG")"
-: >"$LOG"
+# shellcheck source=lib/tool-build.sh
+source "$REPO/scripts/lib/tool-build.sh"
 
 # Serialize concurrent invocations (e.g. parallel test jobs).
 STEP="lock $TOOLS"
@@ -66,9 +52,6 @@ if up_to_date; then
     report
     exit 0
 fi
-
-log() { echo "$ME: $*"; echo "== $*" >>"$LOG"; }
-run() { "$@" >>"$LOG" 2>&1; }
 
 SUDO=()
 if [[ $(id -u) -ne 0 ]]; then

@@ -51,25 +51,9 @@ if up_to_date; then
     exit 0
 fi
 
-STEP=init
-on_err() {
-    local rc=$?
-    trap - ERR
-    if [[ -s $LOG ]]; then
-        echo "----- last lines of $LOG -----" >&2
-        tail -n 30 "$LOG" >&2 || true
-        echo "------------------------------" >&2
-    fi
-    echo "$ME: FAILED at step '$STEP' (exit $rc); full log: $LOG" >&2
-    exit "$rc"
-}
-trap on_err ERR
+# shellcheck source=lib/tool-build.sh
+source "$REPO/scripts/lib/tool-build.sh"
 
-mkdir -p "$BIN" "$SRC" "$(dirname "$LOG")"
-: >"$LOG"
-
-log() { echo "$ME: $*"; echo "== $*" >>"$LOG"; }
-run() { "$@" >>"$LOG" 2>&1; }
 
 # --------------------------------------------------------------------------
 # 1. The source tree (and hlr_auc_gw): build-eapol-test.sh fetches Debian's
