@@ -18,6 +18,7 @@
 //! - [`durable`]: crash-safe file replacement (not a wire format; the one crate server, card and terminal share).
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "card-link")]
 pub mod card_link;
 pub mod currency;
 pub mod dictionary;

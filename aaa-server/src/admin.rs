@@ -443,6 +443,7 @@ impl CardTerms {
             identity: format!("{}{card_id}@{}", self.prefix, config.server.realm),
             realm: config.server.realm.clone(),
             aka: Some(AkaCard { k: hex::encode(k), opc: hex::encode(opc), sqn: 0, seq_ms: Vec::new() }),
+        tls: None,
         };
         let new = NewCard {
             card_id: card_id.to_owned(),

@@ -134,6 +134,7 @@ mod tests {
             identity: "0c0ffee@issuer.example".into(),
             realm: "issuer.example".into(),
             aka: Some(AkaCard { k: "46".repeat(16), opc: "2b".repeat(16), sqn: 0, seq_ms: Vec::new() }),
+        tls: None,
         }
     }
 

@@ -33,9 +33,44 @@ pub struct CardFile {
     pub identity: String,
     /// The issuer realm (AKA' network name).
     pub realm: String,
-    /// AKA family credentials.
+    /// AKA family credentials (also the inner method of a TTLS card with
+    /// inner EAP-AKA).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aka: Option<AkaCard>,
+    /// TLS family credentials (`tls` and `ttls` cards).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsCard>,
+}
+
+/// The TLS part of a `tls` or `ttls` card. The key pair was generated at
+/// issuance; the issuer registered its public key (V-Card, DESIGN.md §5).
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsCard {
+    /// The card's private key, PKCS#8 PEM (ECDSA P-256 unless issued otherwise).
+    pub key: String,
+    /// The card's certificate (PEM), issued by the issuer CA for that key.
+    pub certificate: String,
+    /// The issuer CA certificate (PEM): what a standard supplicant
+    /// validates the server with. The card itself relies on `server_pin`.
+    pub ca: String,
+    /// SHA-256 of the issuer server certificate's SubjectPublicKeyInfo, 64
+    /// hex digits: the card talks to that server key and no other.
+    pub server_pin: String,
+    /// The card's PAN-token, 64 hex digits: with the public key it gives the
+    /// V-Card the issuer stored. Absent for a card issued without a PAN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pan_token: Option<String>,
+    /// TTLS: the inner method, `pap` (default) or `aka`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inner: Option<String>,
+    /// TTLS inner PAP: the PIN the holder verifies with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin: Option<String>,
+    /// A TLS session to resume (hex of the DER session), written back after
+    /// each conversation that got a new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
 }
 
 /// The USIM part of an AKA/AKA' card.
@@ -60,6 +95,16 @@ impl fmt::Debug for CardFile {
             .field("card_id", &self.card_id)
             .field("method", &self.method)
             .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for TlsCard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsCard")
+            .field("server_pin", &self.server_pin)
+            .field("inner", &self.inner)
+            .field("session", &self.session.as_ref().map(|_| "<hidden>"))
             .finish_non_exhaustive()
     }
 }

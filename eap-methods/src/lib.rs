@@ -16,7 +16,8 @@ pub mod packet;
 pub mod peer;
 pub mod server;
 pub mod sim_aka;
+pub mod tls;
 
 pub use error::EapError;
-pub use method::{Answer, AuthVector, Authenticated, FailureReason, Keys, Query, Verdict};
+pub use method::{Answer, AuthVector, Authenticated, CardSignature, FailureReason, Keys, Pin, Query, Verdict};
 pub use packet::{Code, EapType, Packet};

@@ -66,6 +66,31 @@ pub enum Query {
         /// The card's AUTS.
         auts: [u8; 14],
     },
+    /// The TLS client certificate's public key (DER SubjectPublicKeyInfo):
+    /// which registered card does it belong to? The key is trusted because
+    /// it was registered at issuance, not because a CA signed it (DESIGN.md §5).
+    CardKey {
+        /// The SubjectPublicKeyInfo of the peer's certificate.
+        spki: Vec<u8>,
+    },
+    /// TTLS inner PAP: does this PIN open this card? The I/O layer counts
+    /// the tries (decline 55, then 75 once they are used up).
+    Pin {
+        /// The card id the peer named in the inner User-Name.
+        card_id: String,
+        /// The PIN as the peer sent it.
+        pin: Pin,
+    },
+}
+
+/// A PIN in transit from the tunnel to the card store; Debug hides it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Pin(pub String);
+
+impl fmt::Debug for Pin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Pin(<hidden>)")
+    }
 }
 
 /// The I/O layer's answer to a [`Query`].
@@ -77,6 +102,22 @@ pub enum Answer {
     UnknownCard,
     /// The AUTS did not verify (wrong MAC-S): the peer is not the card.
     ResyncRejected,
+    /// [`Query::CardKey`]: the key belongs to this active card.
+    CardKey {
+        /// The card id (the NAI user part of a TLS card's identity).
+        card_id: String,
+    },
+    /// [`Query::CardKey`]: the key belongs to a card that is blocked.
+    BlockedCard,
+    /// [`Query::Pin`]: the PIN is right.
+    PinAccepted,
+    /// [`Query::Pin`]: wrong PIN; this many tries are left.
+    PinRejected {
+        /// Tries left before the card locks.
+        tries_left: u32,
+    },
+    /// [`Query::Pin`]: the tries are used up (or were already).
+    PinLocked,
 }
 
 /// Why a conversation ended in EAP-Failure. Maps to decline code 63 for
@@ -99,6 +140,10 @@ pub enum FailureReason {
     Declined,
     /// Too many round trips.
     TooManyRounds,
+    /// TTLS inner PAP: wrong PIN (decline 55).
+    IncorrectPin,
+    /// TTLS inner PAP: no PIN tries left (decline 75).
+    PinTriesExceeded,
 }
 
 impl fmt::Display for FailureReason {
@@ -112,6 +157,8 @@ impl fmt::Display for FailureReason {
             Self::NoCommonMethod => f.write_str("no common method"),
             Self::Declined => f.write_str("declined"),
             Self::TooManyRounds => f.write_str("too many round trips"),
+            Self::IncorrectPin => f.write_str("incorrect PIN"),
+            Self::PinTriesExceeded => f.write_str("PIN tries exceeded"),
         }
     }
 }
@@ -124,9 +171,34 @@ pub struct Authenticated {
     pub method: EapType,
     /// The permanent identity the keys were derived for.
     pub identity: String,
+    /// The card the method authenticated: the NAI user part without an
+    /// AKA prefix digit, or the card that owns a TLS client key.
+    pub card_id: String,
     /// The payment details the card confirmed inside the protected channel,
     /// if it sent any (canonical form, DESIGN.md §3).
     pub confirmation: Option<Vec<u8>>,
+    /// The card's signature over `confirmation` (TLS, TTLS). The method
+    /// does not verify it: the I/O layer checks it against the card's
+    /// registered key and stores it as evidence.
+    pub signature: Option<CardSignature>,
+}
+
+/// A card's signature over its payment confirmation (DESIGN.md §4): the
+/// card's TLS key signs SHA-256("eapay payment v1" || details || exporter).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardSignature {
+    /// TLS exporter value (label "EXPORTER-eapay-payment", 32 octets) that
+    /// binds the signature to this session.
+    pub exporter: [u8; 32],
+    /// The signature, in the key algorithm's DER form (ECDSA: SEQUENCE {r, s}).
+    pub signature: Vec<u8>,
+    /// The card's PAN-token, if it has one: with the key it gives V-Card
+    /// (DESIGN.md §5). Not secret from the issuer, who derived it.
+    pub pan_token: Option<[u8; 32]>,
+    /// The SubjectPublicKeyInfo of the client certificate the card
+    /// authenticated with (EAP-TLS); None in TTLS, where the card presents
+    /// no certificate.
+    pub spki: Option<Vec<u8>>,
 }
 
 /// The caller's decision after [`Authenticated`].
@@ -225,4 +297,17 @@ pub enum PeerMemory {
     /// its change leaves the card, or a restarted card could accept the same
     /// challenge twice.
     SqnWindow(SqnWindow),
+    /// A TLS session to resume next time (RFC 5216 §2.1.2, RFC 9190 §2.1.3),
+    /// serialised by the TLS library; it holds the resumption secret.
+    TlsSession(TlsSession),
+}
+
+/// A serialised TLS session (DER `SSL_SESSION`); Debug hides it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TlsSession(pub Vec<u8>);
+
+impl fmt::Debug for TlsSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TlsSession(<{} octets hidden>)", self.0.len())
+    }
 }

@@ -83,6 +83,7 @@ mod tests {
             identity: format!("0{id}@issuer.example"),
             realm: "issuer.example".into(),
             aka: Some(AkaCard { k: "46".repeat(16), opc: "2b".repeat(16), sqn: 0, seq_ms: Vec::new() }),
+        tls: None,
         }
     }
 

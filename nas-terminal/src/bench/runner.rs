@@ -211,6 +211,7 @@ mod tests {
                     identity: format!("0c{i}@x"),
                     realm: "x".into(),
                     aka: Some(AkaCard { k: "00".repeat(16), opc: "00".repeat(16), sqn: 0, seq_ms: Vec::new() }),
+                tls: None,
                 })
             })
             .collect();

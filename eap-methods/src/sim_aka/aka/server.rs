@@ -184,7 +184,9 @@ impl AkaServer {
         MethodStep::Authenticated(Authenticated {
             method: self.config.flavor.eap_type(),
             identity: self.identity.clone(),
+            card_id: crate::sim_aka::identity::card_id(&self.identity).to_string(),
             confirmation,
+            signature: None,
         })
     }
 
@@ -250,6 +252,7 @@ impl ServerMethod for AkaServer {
             Answer::AkaVector(v) => self.challenge(id, v),
             Answer::UnknownCard => self.fail(FailureReason::UnknownIdentity),
             Answer::ResyncRejected => self.fail(FailureReason::AuthenticationFailed("AUTS")),
+            _ => self.protocol("answer of another kind than the vector asked for"),
         }
     }
 
