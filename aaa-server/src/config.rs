@@ -125,6 +125,43 @@ pub struct EapSection {
     /// Offer AT_RESULT_IND in AKA/AKA' (protected result to the card).
     #[serde(default = "yes")]
     pub result_indication: bool,
+    /// EAP-TLS and EAP-TTLS.
+    #[serde(default)]
+    pub tls: TlsSection,
+}
+
+/// `[eap.tls]`: the TLS family (EAP-TLS, EAP-TTLS). The server certificate
+/// and key are the issuer PKI's (`server.pem`, `server-key.sealed` in the
+/// data directory), not configured here.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    /// Lowest TLS version accepted: "1.2" or "1.3".
+    pub min_version: String,
+    /// Highest TLS version offered: "1.2" or "1.3" (TLS 1.3 on by default).
+    pub max_version: String,
+    /// Most TLS octets per EAP packet; a smaller RADIUS Framed-MTU lowers it
+    /// per conversation.
+    pub fragment_size: usize,
+    /// Largest TLS message (all fragments together) a peer may send.
+    pub max_message: usize,
+    /// How long a TLS session can be resumed; 0 turns resumption off.
+    pub session_lifetime_secs: u64,
+    /// Most TLS sessions kept for resumption by session id.
+    pub session_cache_size: usize,
+}
+
+impl Default for TlsSection {
+    fn default() -> Self {
+        Self {
+            min_version: "1.2".into(),
+            max_version: "1.3".into(),
+            fragment_size: 1024,
+            max_message: 64 * 1024,
+            session_lifetime_secs: 3600,
+            session_cache_size: 20_000,
+        }
+    }
 }
 
 fn default_session_timeout() -> u64 {
@@ -141,6 +178,7 @@ impl Default for EapSection {
             session_timeout_secs: default_session_timeout(),
             max_sessions: default_max_sessions(),
             result_indication: true,
+            tls: TlsSection::default(),
         }
     }
 }
@@ -211,6 +249,21 @@ impl Config {
                     c.name
                 )));
             }
+        }
+        let tls = &self.eap.tls;
+        for (key, version) in [("min_version", &tls.min_version), ("max_version", &tls.max_version)] {
+            if !matches!(version.as_str(), "1.2" | "1.3") {
+                return Err(ServerError::Config(format!("eap.tls.{key} {version:?}: \"1.2\" or \"1.3\"")));
+            }
+        }
+        if tls.min_version > tls.max_version {
+            return Err(ServerError::Config("eap.tls.min_version is above max_version".into()));
+        }
+        if !(64..=16_000).contains(&tls.fragment_size) {
+            return Err(ServerError::Config("eap.tls.fragment_size must be 64 to 16000".into()));
+        }
+        if !(4096..=1 << 20).contains(&tls.max_message) {
+            return Err(ServerError::Config("eap.tls.max_message must be 4096 to 1048576".into()));
         }
         if self.eap.max_sessions == 0 {
             return Err(ServerError::Config("eap.max_sessions must be at least 1".into()));

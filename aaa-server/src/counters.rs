@@ -41,8 +41,32 @@ counters!(
     eap_discarded,
     eap_unknown_state,
     eap_table_full,
+    eap_expired,
+    eap_failed_authentication,
+    eap_failed_protocol,
+    eap_failed_unknown_card,
+    eap_failed_by_peer,
+    eap_failed_too_many_rounds,
+    eap_failed_pin,
+    eap_declined,
     store_errors,
 );
+
+impl Counters {
+    /// The counter of a conversation that ended in EAP-Failure for `reason`.
+    pub fn failure(&self, reason: &eap_methods::FailureReason) -> &AtomicU64 {
+        use eap_methods::FailureReason as R;
+        match reason {
+            R::AuthenticationFailed(_) => &self.eap_failed_authentication,
+            R::UnknownIdentity | R::NoCommonMethod => &self.eap_failed_unknown_card,
+            R::RejectedByPeer | R::ClientError(_) => &self.eap_failed_by_peer,
+            R::Protocol(_) => &self.eap_failed_protocol,
+            R::TooManyRounds => &self.eap_failed_too_many_rounds,
+            R::IncorrectPin | R::PinTriesExceeded => &self.eap_failed_pin,
+            R::Declined => &self.eap_declined,
+        }
+    }
+}
 
 /// Adds one.
 pub fn bump(c: &AtomicU64) {

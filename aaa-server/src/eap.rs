@@ -39,6 +39,9 @@ pub struct Pending {
     pub decided: Option<Decided>,
     /// The method that ran, for the ledger record of a failure.
     pub method: &'static str,
+    /// The NAS's Framed-MTU from the first request: it bounds the EAP-TLS
+    /// fragment size (DESIGN.md §7).
+    pub framed_mtu: Option<u32>,
 }
 
 /// A decision waiting for the conversation to end.
@@ -66,7 +69,14 @@ impl Pending {
 
     /// A new conversation whose first request will use `first_id`.
     pub fn new(first_id: u8, claim: Claim) -> Self {
-        Self { session: ServerSession::new(first_id), claim, card: None, decided: None, method: "none" }
+        Self {
+            session: ServerSession::new(first_id),
+            claim,
+            card: None,
+            decided: None,
+            method: "none",
+            framed_mtu: None,
+        }
     }
 }
 
@@ -95,12 +105,15 @@ pub struct Conversations {
     orphans: Mutex<Vec<Pending>>,
     idle: Duration,
     max: usize,
+    /// Conversations forgotten because the peer stopped answering (a client
+    /// that never finishes its handshake ends here).
+    expired: std::sync::atomic::AtomicU64,
 }
 
 impl Conversations {
     /// A table that forgets conversations idle for `idle` and holds at most `max`.
     pub fn new(idle: Duration, max: usize) -> Self {
-        Self { map: Mutex::new(HashMap::new()), orphans: Mutex::new(Vec::new()), idle, max }
+        Self { map: Mutex::new(HashMap::new()), orphans: Mutex::new(Vec::new()), idle, max, expired: Default::default() }
     }
 
     /// Keeps what must not be forgotten of a dropped conversation.
@@ -117,8 +130,12 @@ impl Conversations {
         let idle = self.idle;
         let expired: Vec<StateId> =
             map.iter().filter(|(_, c)| c.last_used.elapsed() > idle).map(|(state, _)| *state).collect();
+        if !expired.is_empty() {
+            tracing::debug!(count = expired.len(), "idle EAP conversations expired");
+        }
         for state in expired {
             if let Some(conv) = map.remove(&state) {
+                self.expired.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 self.retire(conv);
             }
         }
@@ -137,6 +154,9 @@ impl Conversations {
         let conv = map.remove(&key)?;
         if conv.nas != nas || conv.last_used.elapsed() > self.idle {
             drop(map);
+            if conv.last_used.elapsed() > self.idle {
+                self.expired.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             self.retire(conv);
             return None;
         }
@@ -174,6 +194,11 @@ impl Conversations {
             }
             Err(_) => 0,
         }
+    }
+
+    /// Conversations expired since start.
+    pub fn expired(&self) -> u64 {
+        self.expired.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Number of live conversations.
@@ -246,6 +271,7 @@ pub async fn drive<L: Ledger>(
                     &card,
                     &a,
                     profile.map(|p| p.confirmation),
+                    None,
                 )
                 .await;
                 let verdict = Verdict { approved: answer.approved(), result: answer.for_card() };

@@ -10,7 +10,10 @@
 
 use aaa_proto::dictionary::eapay::{CardConfirmation, DeclineCode, SettlementAction};
 use aaa_proto::payment::{PaymentDetails, PaymentOutcome, PaymentResult};
-use eap_methods::{Authenticated, FailureReason};
+use eap_methods::tls::confirmation;
+use eap_methods::{Authenticated, CardSignature, FailureReason};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 use tracing::{error, warn};
 
 use crate::cards::Confirmation;
@@ -118,8 +121,45 @@ pub struct Context<'a> {
     pub now_ms: u64,
 }
 
+/// A card's registered public key, as the signature check needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct CardKey<'a> {
+    /// DER SubjectPublicKeyInfo registered at issuance.
+    pub spki: &'a [u8],
+    /// SHA-256(SPKI || PAN-token), if the card was issued with one.
+    pub v_card: Option<[u8; 32]>,
+}
+
+/// Checks a TLS-family card signature (DESIGN.md §4, §5): the key that
+/// signed is the card's registered key (and, in EAP-TLS, the key of the
+/// certificate the card authenticated with), the signature covers exactly
+/// the confirmed details bound to this session's exporter, and the
+/// PAN-token the card sent gives back the stored V-Card. `Err` says why not.
+pub fn check_signature(
+    key: Option<CardKey<'_>>,
+    details: &[u8],
+    signature: &CardSignature,
+) -> Result<(), &'static str> {
+    let Some(key) = key else { return Err("the card has no registered key") };
+    if signature.spki.as_deref().is_some_and(|spki| spki != key.spki) {
+        return Err("the client certificate key is not the card's registered key");
+    }
+    if !confirmation::verify(key.spki, details, &signature.exporter, &signature.signature) {
+        return Err("the card's payment signature does not verify");
+    }
+    if let Some(stored) = key.v_card {
+        let Some(pan_token) = signature.pan_token else { return Err("the card sent no PAN-token") };
+        let v_card: [u8; 32] = Sha256::new().chain_update(key.spki).chain_update(pan_token).finalize().into();
+        if !bool::from(v_card.ct_eq(&stored)) {
+            return Err("the PAN-token does not give the card's V-Card");
+        }
+    }
+    Ok(())
+}
+
 /// The decision after the method authenticated the card. `policy` is the
-/// card's confirmation policy (None if the card is unknown).
+/// card's confirmation policy (None if the card is unknown); `signature` the
+/// outcome of [`check_signature`] when the card signed its confirmation.
 pub async fn after_authentication<L: Ledger>(
     ledger: &L,
     ctx: &Context<'_>,
@@ -127,6 +167,7 @@ pub async fn after_authentication<L: Ledger>(
     card_id: &str,
     authenticated: &Authenticated,
     policy: Option<Confirmation>,
+    signature: Option<Result<(), &'static str>>,
 ) -> PaymentAnswer {
     let details = match claim {
         Claim::Payment(details) => details,
@@ -149,13 +190,29 @@ pub async fn after_authentication<L: Ledger>(
         }
     };
     let method = authenticated.method.name();
-    let (confirmation, evidence, pre_declined) = match &authenticated.confirmation {
-        Some(confirmed) if *confirmed == details.canonical() => (
-            CardConfirmation::Confirmed,
-            Some(Evidence { kind: evidence_kind(method), bytes: confirmed.clone() }),
-            None,
-        ),
-        Some(confirmed) => {
+    // What the ledger keeps as proof: the signature with the exporter value
+    // it binds to, or the MAC-covered details of the SIM/AKA family.
+    let evidence_of = |confirmed: &Vec<u8>| match &authenticated.signature {
+        Some(sig) => Evidence { kind: "signature", bytes: confirmation::evidence_bytes(&sig.exporter, &sig.signature) },
+        None => Evidence { kind: "mac", bytes: confirmed.clone() },
+    };
+    let refused = match signature {
+        Some(Err(why)) => Some(why),
+        _ => None,
+    };
+    let (confirmation, evidence, pre_declined) = match (&authenticated.confirmation, refused) {
+        (Some(confirmed), Some(why)) => {
+            warn!(client = ctx.client, transaction = %details.transaction_id, card = card_id, why, "card signature refused");
+            (
+                CardConfirmation::NotConfirmed,
+                Some(evidence_of(confirmed)),
+                Some(Decline { code: DeclineCode::SecurityViolation, reason: why.into() }),
+            )
+        }
+        (Some(confirmed), None) if *confirmed == details.canonical() => {
+            (CardConfirmation::Confirmed, Some(evidence_of(confirmed)), None)
+        }
+        (Some(confirmed), None) => {
             warn!(
                 client = ctx.client,
                 merchant = %details.merchant_id,
@@ -165,14 +222,14 @@ pub async fn after_authentication<L: Ledger>(
             );
             (
                 CardConfirmation::Mismatch,
-                Some(Evidence { kind: evidence_kind(method), bytes: confirmed.clone() }),
+                Some(evidence_of(confirmed)),
                 Some(Decline {
                     code: DeclineCode::SuspectedFraud,
                     reason: "card confirmed different payment details".into(),
                 }),
             )
         }
-        None if policy == Some(Confirmation::Required) => (
+        (None, _) if policy == Some(Confirmation::Required) => (
             CardConfirmation::NotConfirmed,
             None,
             Some(Decline {
@@ -180,7 +237,7 @@ pub async fn after_authentication<L: Ledger>(
                 reason: "the card must confirm the payment and did not".into(),
             }),
         ),
-        None => (CardConfirmation::NotConfirmed, None, None),
+        (None, _) => (CardConfirmation::NotConfirmed, None, None),
     };
     let attempt = Attempt {
         client: ctx.client.to_string(),
@@ -294,15 +351,6 @@ async fn audit_refusal<L: Ledger>(ledger: &L, ctx: &Context<'_>, why: &str) {
     }
 }
 
-/// How a method's confirmation proves itself (the ledger records which
-/// kind it holds: DESIGN.md §4).
-fn evidence_kind(method: &str) -> &'static str {
-    match method {
-        "tls" | "ttls" => "signature",
-        _ => "mac",
-    }
-}
-
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -324,6 +372,41 @@ mod tests {
             terminal_nonce: [7; 16],
             terminal_time_ms: 1,
         }
+    }
+
+    #[test]
+    fn a_card_signature_must_come_from_the_registered_key_and_give_the_v_card() {
+        use openssl::ec::{EcGroup, EcKey};
+        use openssl::nid::Nid;
+        use openssl::pkey::PKey;
+        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+        let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
+        let spki = key.public_key_to_der().unwrap();
+        let other = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap().public_key_to_der().unwrap();
+        let pan_token = [4u8; 32];
+        let v_card: [u8; 32] = Sha256::new().chain_update(&spki).chain_update(pan_token).finalize().into();
+        let exporter = [7u8; 32];
+        let confirmed = details(100).canonical();
+        let signed = CardSignature {
+            exporter,
+            signature: confirmation::sign(&key, &confirmed, &exporter).unwrap(),
+            pan_token: Some(pan_token),
+            spki: Some(spki.clone()),
+        };
+        let registered = CardKey { spki: &spki, v_card: Some(v_card) };
+        assert_eq!(check_signature(Some(registered), &confirmed, &signed), Ok(()));
+        assert!(check_signature(None, &confirmed, &signed).is_err(), "no registered key");
+        let elsewhere = CardKey { spki: &other, v_card: None };
+        assert!(check_signature(Some(elsewhere), &confirmed, &signed).is_err(), "another card's key");
+        assert!(check_signature(Some(registered), &details(101).canonical(), &signed).is_err(), "other details");
+        let no_token = CardSignature { pan_token: None, ..signed.clone() };
+        assert!(check_signature(Some(registered), &confirmed, &no_token).is_err(), "V-Card needs the PAN-token");
+        let wrong_token = CardSignature { pan_token: Some([5; 32]), ..signed.clone() };
+        assert!(check_signature(Some(registered), &confirmed, &wrong_token).is_err(), "wrong PAN-token");
+        let replayed = CardSignature { exporter: [8; 32], ..signed.clone() };
+        assert!(check_signature(Some(registered), &confirmed, &replayed).is_err(), "another session");
+        let ttls = CardSignature { spki: None, ..signed };
+        assert_eq!(check_signature(Some(registered), &confirmed, &ttls), Ok(()), "TTLS has no client certificate");
     }
 
     #[test]

@@ -66,6 +66,8 @@ impl Server {
             loop {
                 tick.tick().await;
                 shared.conversations.sweep();
+                let expired = shared.conversations.expired();
+                shared.counters.eap_expired.store(expired, std::sync::atomic::Ordering::Relaxed);
                 // Approvals whose conversation was abandoned before the card
                 // received them are taken back (payment::withdraw_approval).
                 for mut pending in shared.conversations.take_orphans() {

@@ -80,8 +80,22 @@ impl Card {
                         changed = true;
                     }
                 }
-                // Kinds this build does not keep yet. Not printed: later
-                // kinds (session tickets) are secret.
+                PeerMemory::TlsSession(session) => {
+                    let file = &self.file;
+                    let Some(tls) = file.tls.as_ref() else {
+                        tracing::warn!(card = %file.card_id, "a TLS session was reported for a card without TLS credentials");
+                        continue;
+                    };
+                    if peer::session_of(file, tls).ok().flatten().as_ref() == Some(session) {
+                        continue;
+                    }
+                    if let Some(tls) = self.file.tls.as_mut() {
+                        tls.session = Some(hex::encode(&session.0));
+                        changed = true;
+                    }
+                }
+                // Kinds this build does not keep yet. Not printed: they may
+                // be secret.
                 _ => tracing::debug!(card = %self.file.card_id, "the peer reported state this card does not keep"),
             }
         }
@@ -98,9 +112,7 @@ impl Card {
         let json = serde_json::to_string_pretty(&self.file)
             .map_err(|e| persist_error(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
         aaa_proto::durable::replace_file(path, json.as_bytes(), 0o600).map_err(persist_error)?;
-        if let Some(aka) = &self.file.aka {
-            tracing::debug!(card = %self.file.card_id, sqn = aka.sqn, "card state written back");
-        }
+        tracing::debug!(card = %self.file.card_id, "card state written back");
         Ok(())
     }
 }

@@ -5,8 +5,10 @@ use eap_methods::sim_aka::aka::{AkaPeer, AkaPeerConfig};
 use eap_methods::sim_aka::sqn::{Sqn, SqnWindow, IND_BITS};
 use eap_methods::sim_aka::usim::Usim;
 use eap_methods::sim_aka::Flavor;
+use eap_methods::method::TlsSession;
+use eap_methods::tls::{EapTlsPeer, PaymentToSign, TlsPeerOptions};
 
-use crate::card_file::{AkaCard, CardFile};
+use crate::card_file::{AkaCard, CardFile, TlsCard};
 
 /// Why a card file cannot drive a peer.
 #[derive(Debug, thiserror::Error)]
@@ -15,11 +17,16 @@ pub enum PeerError {
     Method { card: String, method: String },
     #[error("card {card}: {field} is not valid: {why}")]
     Field { card: String, field: &'static str, why: &'static str },
+    #[error("card {card}: the TLS credentials are not usable: {why}")]
+    Tls { card: String, why: String },
 }
 
 /// The EAP peer session for one conversation of this card. `confirmation`
 /// is the canonical payment details the card confirms, if paying.
 pub fn session(card: &CardFile, confirmation: Option<Vec<u8>>) -> Result<PeerSession, PeerError> {
+    if card.method == "tls" {
+        return tls_session(card, confirmation);
+    }
     let flavor = match card.method.as_str() {
         "aka" => Flavor::Aka,
         "aka-prime" => Flavor::AkaPrime { network_name: card.realm.clone() },
@@ -29,6 +36,37 @@ pub fn session(card: &CardFile, confirmation: Option<Vec<u8>>) -> Result<PeerSes
     let usim = usim(card, aka)?;
     let config = AkaPeerConfig { flavor, identity: card.identity.clone(), result_ind: true, confirmation };
     Ok(PeerSession::new(card.identity.clone(), vec![Box::new(AkaPeer::new(config, usim))]))
+}
+
+/// EAP-TLS with the card's registered key, the issuer's server pinned, and
+/// the stored session offered for resumption.
+fn tls_session(card: &CardFile, confirmation: Option<Vec<u8>>) -> Result<PeerSession, PeerError> {
+    let tls = card.tls.as_ref().ok_or_else(|| field(card, "tls", "missing"))?;
+    let server_pin = hex32(card, &tls.server_pin, "server_pin")?;
+    let pan_token = tls.pan_token.as_deref().map(|t| hex32(card, t, "pan_token")).transpose()?;
+    let options = TlsPeerOptions {
+        identity: card.identity.clone(),
+        private_key_pem: tls.key.as_bytes().to_vec(),
+        certificate_pem: tls.certificate.as_bytes().to_vec(),
+        server_pin,
+        session: session_of(card, tls)?,
+        payment: confirmation.map(|details| PaymentToSign { details, pan_token }),
+        ..TlsPeerOptions::default()
+    };
+    let peer = EapTlsPeer::new(options).map_err(|e| PeerError::Tls { card: card.card_id.clone(), why: e.to_string() })?;
+    Ok(PeerSession::new(card.identity.clone(), vec![Box::new(peer)]))
+}
+
+/// The stored TLS session, if any.
+pub(crate) fn session_of(card: &CardFile, tls: &TlsCard) -> Result<Option<TlsSession>, PeerError> {
+    tls.session
+        .as_deref()
+        .map(|text| hex::decode(text).map(TlsSession).map_err(|_| field(card, "session", "not hex")))
+        .transpose()
+}
+
+fn hex32(card: &CardFile, text: &str, name: &'static str) -> Result<[u8; 32], PeerError> {
+    hex::decode(text).ok().and_then(|v| v.try_into().ok()).ok_or_else(|| field(card, name, "not 64 hex digits"))
 }
 
 fn usim(card: &CardFile, aka: &AkaCard) -> Result<Usim, PeerError> {

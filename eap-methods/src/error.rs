@@ -25,6 +25,10 @@ pub enum EapError {
     /// A non-skippable attribute this implementation does not know.
     #[error("{method}: unknown non-skippable attribute {kind}")]
     UnknownAttribute { method: &'static str, kind: u8 },
+    /// A TLS certificate, key or option the method cannot use (a
+    /// configuration problem, found when the server or card starts).
+    #[error("TLS configuration: {0}")]
+    TlsConfig(String),
 }
 
 impl EapError {

@@ -7,7 +7,7 @@
 //! vector from the card store, say), or a result. `aaa-server` and `e-card`
 //! supply the I/O; the tests here drive server and peer against each other in
 //! memory, and the fuzz targets feed them arbitrary bytes.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod crypto;
 pub mod error;

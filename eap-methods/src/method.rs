@@ -291,6 +291,8 @@ pub trait PeerMethod: Send {
 /// from `Debug`, like [`Keys`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+// Short-lived (one per conversation end): the window's size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum PeerMemory {
     /// The USIM's SQN freshness window (TS 33.102 Annex C). Sequence numbers
     /// are not secret. It must be stored before the response that follows

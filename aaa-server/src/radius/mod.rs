@@ -278,7 +278,10 @@ async fn access_request<L: Ledger>(
         None => {
             // Start the server's identifiers after the NAS's identity exchange.
             let first_id = eap_packet.get(1).map_or(1, |id| id.wrapping_add(1));
-            (Pending::new(first_id, claim), None)
+            let mut pending = Pending::new(first_id, claim);
+            // A malformed Framed-MTU is ignored: the configured fragment size applies.
+            pending.framed_mtu = request.get_u32(rfc::FRAMED_MTU).ok().flatten();
+            (pending, None)
         }
     };
     let ctx = Context { client: &client.name, now_ms: payment::now_ms() };
@@ -317,6 +320,7 @@ async fn access_request<L: Ledger>(
         }
         Outcome::Reject { eap, reason, answer } => {
             bump(&c.access_rejects);
+            bump(c.failure(&reason));
             let (code, why) = match &answer.outcome {
                 Decision::Declined(d) => (d.code.value(), d.reason.as_str()),
                 Decision::Approved { .. } => (0, "approved"),

@@ -1,0 +1,458 @@
+//! TLS configuration of the server (built once per process) and of a card,
+//! and the OpenSSL contexts made from them.
+//!
+//! Server: ECDHE only (X25519, P-256, P-384), AEAD ciphers for TLS 1.2,
+//! no renegotiation, no early data. EAP-TLS requires a client certificate
+//! but trusts no CA: any chain passes OpenSSL's verification (it still
+//! checks the CertificateVerify signature, and a certificate that does not
+//! parse still fails the handshake); the card is recognised by its
+//! registered key afterwards ([`crate::method::Query::CardKey`]).
+//! Resumption: a bounded TLS 1.2 session-id cache and stateless tickets
+//! (TLS 1.2 and 1.3, one ticket per handshake), with OpenSSL's ticket keys
+//! of this context.
+//!
+//! Card: the server is trusted by the SHA-256 of its leaf certificate's
+//! SubjectPublicKeyInfo (the pin), checked in the verification callback at
+//! depth 0, so a wrong server never receives the card's certificate.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openssl::error::ErrorStack;
+use openssl::pkey::{PKey, Private};
+use openssl::ssl::{
+    SslContext, SslContextBuilder, SslContextRef, SslMethod, SslOptions, SslSessionCacheMode, SslVerifyMode, SslVersion,
+};
+use openssl::x509::{X509Ref, X509};
+
+use crate::error::EapError;
+use crate::method::TlsSession;
+use crate::tls::fragment::{DEFAULT_FRAGMENT_SIZE, DEFAULT_MAX_MESSAGE};
+use crate::tls::openssl_gaps;
+
+/// TLS 1.2 cipher suites: forward secrecy and AEAD only. TLS 1.3 keeps
+/// OpenSSL's default suites (all AEAD).
+const TLS12_CIPHERS: &str = "ECDHE+AESGCM:ECDHE+CHACHA20";
+/// Key exchange groups, preferred first.
+const GROUPS: &str = "X25519:P-256:P-384";
+
+/// A TLS protocol version eapay negotiates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TlsVersion {
+    /// TLS 1.2 (RFC 5246; EAP-TLS per RFC 5216).
+    V1_2,
+    /// TLS 1.3 (RFC 8446; EAP-TLS per RFC 9190).
+    V1_3,
+}
+
+impl TlsVersion {
+    /// The OpenSSL constant.
+    pub fn ssl_version(self) -> SslVersion {
+        match self {
+            Self::V1_2 => SslVersion::TLS1_2,
+            Self::V1_3 => SslVersion::TLS1_3,
+        }
+    }
+
+    /// The version OpenSSL negotiated, if it is one of ours.
+    pub fn from_ssl_version(version: SslVersion) -> Option<Self> {
+        if version == SslVersion::TLS1_2 {
+            Some(Self::V1_2)
+        } else if version == SslVersion::TLS1_3 {
+            Some(Self::V1_3)
+        } else {
+            None
+        }
+    }
+}
+
+impl FromStr for TlsVersion {
+    type Err = EapError;
+
+    /// `1.2` or `1.3` (also `TLSv1.2`, `tls1.3`, any case).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let lower = s.trim().to_ascii_lowercase();
+        let bare = lower.strip_prefix("tlsv").or_else(|| lower.strip_prefix("tls")).unwrap_or(&lower);
+        match bare {
+            "1.2" => Ok(Self::V1_2),
+            "1.3" => Ok(Self::V1_3),
+            _ => Err(EapError::TlsConfig(format!("unknown TLS version {s:?} (expected 1.2 or 1.3)"))),
+        }
+    }
+}
+
+impl fmt::Display for TlsVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::V1_2 => "1.2",
+            Self::V1_3 => "1.3",
+        })
+    }
+}
+
+/// What the operator configures for the server's TLS.
+#[derive(Clone)]
+pub struct TlsServerOptions {
+    /// PEM: the server certificate first, then the CA (sent as the chain).
+    pub certificate_chain_pem: Vec<u8>,
+    /// PEM private key of the server certificate, PKCS#8 or traditional.
+    pub private_key_pem: Vec<u8>,
+    /// Lowest version accepted (default 1.2).
+    pub min_version: TlsVersion,
+    /// Highest version offered (default 1.3).
+    pub max_version: TlsVersion,
+    /// TLS octets per EAP packet (default 1024); a conversation may use
+    /// less (RADIUS Framed-MTU).
+    pub fragment_size: usize,
+    /// Cap on one reassembled TLS message from a peer (default 64 KiB).
+    pub max_message: usize,
+    /// How long a session may be resumed (default 1 h); zero disables
+    /// resumption. See [`openssl_gaps`] for OpenSSL's own cap.
+    pub session_lifetime: Duration,
+    /// Most TLS 1.2 sessions kept in the server's cache (default 20 000).
+    pub session_cache_size: usize,
+}
+
+impl Default for TlsServerOptions {
+    fn default() -> Self {
+        Self {
+            certificate_chain_pem: Vec::new(),
+            private_key_pem: Vec::new(),
+            min_version: TlsVersion::V1_2,
+            max_version: TlsVersion::V1_3,
+            fragment_size: DEFAULT_FRAGMENT_SIZE,
+            max_message: DEFAULT_MAX_MESSAGE,
+            session_lifetime: Duration::from_secs(3600),
+            session_cache_size: 20_000,
+        }
+    }
+}
+
+impl fmt::Debug for TlsServerOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsServerOptions")
+            .field("certificate_chain_pem", &format_args!("<{} octets>", self.certificate_chain_pem.len()))
+            .field("private_key_pem", &"<hidden>")
+            .field("min_version", &self.min_version)
+            .field("max_version", &self.max_version)
+            .field("fragment_size", &self.fragment_size)
+            .field("max_message", &self.max_message)
+            .field("session_lifetime", &self.session_lifetime)
+            .field("session_cache_size", &self.session_cache_size)
+            .finish()
+    }
+}
+
+/// Whether the server asks the peer for a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// EAP-TLS: a certificate is required (any chain; the key is checked
+    /// against the registered cards).
+    Required,
+    /// EAP-TTLS: server authentication only; the peer proves itself inside
+    /// the tunnel.
+    None,
+}
+
+/// The server's TLS context, built once per server process and shared by
+/// every conversation (it holds the session cache and the ticket keys).
+#[derive(Clone)]
+pub struct TlsServerConfig {
+    context: Arc<SslContext>,
+    fragment_size: usize,
+    max_message: usize,
+    session_timeout_applied: bool,
+}
+
+impl fmt::Debug for TlsServerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsServerConfig")
+            .field("fragment_size", &self.fragment_size)
+            .field("max_message", &self.max_message)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsServerConfig {
+    /// The EAP-TLS server context: client certificate required.
+    pub fn new(opts: &TlsServerOptions) -> Result<Self, EapError> {
+        Self::with_client_auth(opts, ClientAuth::Required)
+    }
+
+    /// A server context with or without client certificates (EAP-TTLS
+    /// uses [`ClientAuth::None`]). The two kinds use different session id
+    /// contexts, so a session of one never resumes in the other.
+    pub fn with_client_auth(opts: &TlsServerOptions, client_auth: ClientAuth) -> Result<Self, EapError> {
+        if opts.min_version > opts.max_version {
+            return Err(EapError::TlsConfig(format!(
+                "min_version {} is above max_version {}",
+                opts.min_version, opts.max_version
+            )));
+        }
+        let mut b = SslContextBuilder::new(SslMethod::tls_server()).map_err(ssl_err("server context"))?;
+        common_settings(&mut b, opts.min_version, opts.max_version)?;
+        b.set_options(SslOptions::CIPHER_SERVER_PREFERENCE);
+
+        let chain = X509::stack_from_pem(&opts.certificate_chain_pem).map_err(ssl_err("server certificate chain"))?;
+        let mut chain = chain.into_iter();
+        let Some(leaf) = chain.next() else {
+            return Err(EapError::TlsConfig("server certificate chain: no certificate in the PEM".into()));
+        };
+        b.set_certificate(&leaf).map_err(ssl_err("server certificate"))?;
+        for ca in chain {
+            b.add_extra_chain_cert(ca).map_err(ssl_err("server certificate chain"))?;
+        }
+        let key = PKey::private_key_from_pem(&opts.private_key_pem).map_err(ssl_err("server private key"))?;
+        b.set_private_key(&key).map_err(ssl_err("server private key"))?;
+        b.check_private_key().map_err(ssl_err("server private key does not match the certificate"))?;
+
+        let session_context: &[u8] = match client_auth {
+            ClientAuth::Required => {
+                // Any chain: the card's key is what is trusted, looked up
+                // after the handshake.
+                b.set_verify_callback(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT, |_, _| true);
+                b"eapay eap-tls"
+            }
+            ClientAuth::None => {
+                b.set_verify(SslVerifyMode::NONE);
+                b"eapay eap-ttls"
+            }
+        };
+        b.set_session_id_context(session_context).map_err(ssl_err("session id context"))?;
+        let mut session_timeout_applied = true;
+        if opts.session_lifetime.is_zero() {
+            b.set_session_cache_mode(SslSessionCacheMode::OFF);
+            b.set_options(SslOptions::NO_TICKET);
+            b.set_num_tickets(0).map_err(ssl_err("session tickets"))?;
+        } else {
+            b.set_session_cache_mode(SslSessionCacheMode::SERVER);
+            b.set_session_cache_size(i32::try_from(opts.session_cache_size).unwrap_or(i32::MAX).max(1));
+            b.set_num_tickets(1).map_err(ssl_err("session tickets"))?;
+            session_timeout_applied = openssl_gaps::set_session_timeout(&mut b, opts.session_lifetime);
+        }
+        b.set_max_early_data(0).map_err(ssl_err("early data"))?;
+        Ok(Self {
+            context: Arc::new(b.build()),
+            fragment_size: opts.fragment_size,
+            max_message: opts.max_message,
+            session_timeout_applied,
+        })
+    }
+
+    /// The OpenSSL context (for a [`crate::tls::engine::TlsEngine`]).
+    pub fn context(&self) -> &SslContextRef {
+        &self.context
+    }
+
+    /// The configured fragment size.
+    pub fn fragment_size(&self) -> usize {
+        self.fragment_size
+    }
+
+    /// The configured cap on a reassembled peer message.
+    pub fn max_message(&self) -> usize {
+        self.max_message
+    }
+
+    /// False when `session_lifetime` could not be given to OpenSSL, which
+    /// then keeps its default (see [`openssl_gaps`]); worth one log line.
+    pub fn session_lifetime_applied(&self) -> bool {
+        self.session_timeout_applied
+    }
+}
+
+/// What a card signs when it confirms a payment in EAP-TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentToSign {
+    /// Canonical payment details (DESIGN.md §3).
+    pub details: Vec<u8>,
+    /// The card's PAN-token, for V-Card (DESIGN.md §5).
+    pub pan_token: Option<[u8; 32]>,
+}
+
+/// The card's EAP-TLS configuration for one conversation.
+#[derive(Clone)]
+pub struct TlsPeerOptions {
+    /// What EAP-Response/Identity says (not used by TLS itself).
+    pub identity: String,
+    /// The card's private key (PEM, PKCS#8 or traditional).
+    pub private_key_pem: Vec<u8>,
+    /// The card's certificate (PEM).
+    pub certificate_pem: Vec<u8>,
+    /// SHA-256 of the server leaf certificate's SubjectPublicKeyInfo DER.
+    pub server_pin: [u8; 32],
+    /// Lowest version accepted (default 1.2).
+    pub min_version: TlsVersion,
+    /// Highest version offered (default 1.3).
+    pub max_version: TlsVersion,
+    /// TLS octets per EAP packet (default 1024).
+    pub fragment_size: usize,
+    /// Cap on one reassembled server message (default 64 KiB).
+    pub max_message: usize,
+    /// A session to resume (from [`crate::method::PeerMemory::TlsSession`]).
+    pub session: Option<TlsSession>,
+    /// Some: the card confirms this payment (an `EAPAY1` record).
+    pub payment: Option<PaymentToSign>,
+}
+
+impl Default for TlsPeerOptions {
+    fn default() -> Self {
+        Self {
+            identity: String::new(),
+            private_key_pem: Vec::new(),
+            certificate_pem: Vec::new(),
+            server_pin: [0; 32],
+            min_version: TlsVersion::V1_2,
+            max_version: TlsVersion::V1_3,
+            fragment_size: DEFAULT_FRAGMENT_SIZE,
+            max_message: DEFAULT_MAX_MESSAGE,
+            session: None,
+            payment: None,
+        }
+    }
+}
+
+impl fmt::Debug for TlsPeerOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsPeerOptions")
+            .field("identity", &self.identity)
+            .field("private_key_pem", &"<hidden>")
+            .field("min_version", &self.min_version)
+            .field("max_version", &self.max_version)
+            .field("fragment_size", &self.fragment_size)
+            .field("max_message", &self.max_message)
+            .field("session", &self.session)
+            .field("payment", &self.payment)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A client context for one conversation and what its callbacks observed.
+pub struct ClientContext {
+    /// The OpenSSL context.
+    pub context: SslContext,
+    /// Set when the server's leaf did not match the pin.
+    pub pin_mismatch: Arc<AtomicBool>,
+    /// The latest resumable session OpenSSL handed over (DER): after a TLS
+    /// 1.2 handshake, or with a TLS 1.3 NewSessionTicket.
+    pub new_session: Arc<Mutex<Option<Vec<u8>>>>,
+}
+
+impl ClientContext {
+    /// A client context pinned to `server_pin`, presenting `credentials`
+    /// (certificate and key) if given (EAP-TLS) or none (EAP-TTLS).
+    pub fn new(
+        credentials: Option<(&X509Ref, &PKey<Private>)>,
+        server_pin: [u8; 32],
+        min_version: TlsVersion,
+        max_version: TlsVersion,
+    ) -> Result<Self, EapError> {
+        if min_version > max_version {
+            return Err(EapError::TlsConfig(format!("min_version {min_version} is above max_version {max_version}")));
+        }
+        let mut b = SslContextBuilder::new(SslMethod::tls_client()).map_err(ssl_err("client context"))?;
+        common_settings(&mut b, min_version, max_version)?;
+        if let Some((certificate, key)) = credentials {
+            b.set_certificate(certificate).map_err(ssl_err("card certificate"))?;
+            b.set_private_key(key).map_err(ssl_err("card private key"))?;
+            b.check_private_key().map_err(ssl_err("card private key does not match the certificate"))?;
+        }
+        let pin_mismatch = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&pin_mismatch);
+        b.set_verify_callback(SslVerifyMode::PEER, move |_preverified, store| {
+            // No CA: chain errors above the leaf are irrelevant; the leaf
+            // must carry the pinned key, whatever else is wrong with it.
+            if store.error_depth() != 0 {
+                return true;
+            }
+            let matches = store.current_cert().and_then(spki_sha256).is_some_and(|h| pin_eq(&h, &server_pin));
+            if !matches {
+                flag.store(true, Ordering::Relaxed);
+            }
+            matches
+        });
+        let new_session = Arc::new(Mutex::new(None));
+        let slot = Arc::clone(&new_session);
+        // The callback only fires with a client cache mode; nothing is kept
+        // in OpenSSL's own cache.
+        b.set_session_cache_mode(SslSessionCacheMode::CLIENT | SslSessionCacheMode::NO_INTERNAL_STORE);
+        b.set_new_session_callback(move |_ssl, session| {
+            if let (Ok(der), Ok(mut slot)) = (session.to_der(), slot.lock()) {
+                *slot = Some(der);
+            }
+        });
+        Ok(Self { context: b.build(), pin_mismatch, new_session })
+    }
+
+    /// True if the server's certificate failed the pin.
+    pub fn pin_failed(&self) -> bool {
+        self.pin_mismatch.load(Ordering::Relaxed)
+    }
+
+    /// The latest session handed over by OpenSSL, DER.
+    pub fn latest_session(&self) -> Option<Vec<u8>> {
+        self.new_session.lock().ok().and_then(|s| s.clone())
+    }
+}
+
+/// SHA-256 of a certificate's SubjectPublicKeyInfo DER (the pin form).
+pub fn spki_sha256(certificate: &X509Ref) -> Option<[u8; 32]> {
+    let spki = certificate.public_key().ok()?.public_key_to_der().ok()?;
+    Some(openssl::sha::sha256(&spki))
+}
+
+/// Constant-time comparison of two pins.
+pub fn pin_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    crate::crypto::mac::constant_time_eq(a, b)
+}
+
+fn common_settings(b: &mut SslContextBuilder, min: TlsVersion, max: TlsVersion) -> Result<(), EapError> {
+    b.set_min_proto_version(Some(min.ssl_version())).map_err(ssl_err("min_version"))?;
+    b.set_max_proto_version(Some(max.ssl_version())).map_err(ssl_err("max_version"))?;
+    b.set_options(SslOptions::NO_RENEGOTIATION | SslOptions::NO_COMPRESSION);
+    b.set_cipher_list(TLS12_CIPHERS).map_err(ssl_err("cipher list"))?;
+    b.set_groups_list(GROUPS).map_err(ssl_err("groups"))?;
+    Ok(())
+}
+
+fn ssl_err(what: &'static str) -> impl Fn(ErrorStack) -> EapError {
+    move |e| EapError::TlsConfig(format!("{what}: {}", crate::tls::engine::reasons(&e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_parse_and_print() {
+        assert_eq!("1.2".parse::<TlsVersion>().unwrap(), TlsVersion::V1_2);
+        assert_eq!("TLSv1.3".parse::<TlsVersion>().unwrap(), TlsVersion::V1_3);
+        assert_eq!(" tls1.3 ".parse::<TlsVersion>().unwrap(), TlsVersion::V1_3);
+        assert!("1.1".parse::<TlsVersion>().is_err());
+        assert!("".parse::<TlsVersion>().is_err());
+        assert_eq!(TlsVersion::V1_2.to_string(), "1.2");
+        assert_eq!(TlsVersion::V1_3.to_string(), "1.3");
+        assert!(TlsVersion::V1_2 < TlsVersion::V1_3);
+        assert_eq!(TlsVersion::from_ssl_version(TlsVersion::V1_3.ssl_version()), Some(TlsVersion::V1_3));
+        assert_eq!(TlsVersion::from_ssl_version(SslVersion::TLS1_1), None);
+    }
+
+    #[test]
+    fn the_server_config_is_shared_across_threads() {
+        fn shared<T: Clone + Send + Sync + 'static>() {}
+        shared::<TlsServerConfig>();
+    }
+
+    #[test]
+    fn bad_server_options_are_errors() {
+        let opts = TlsServerOptions::default();
+        let Err(EapError::TlsConfig(why)) = TlsServerConfig::new(&opts) else { panic!("empty PEMs") };
+        assert!(why.contains("certificate"), "{why}");
+        let inverted = TlsServerOptions { min_version: TlsVersion::V1_3, max_version: TlsVersion::V1_2, ..opts };
+        assert!(TlsServerConfig::new(&inverted).is_err());
+        assert!(format!("{inverted:?}").contains("<hidden>"));
+    }
+}
