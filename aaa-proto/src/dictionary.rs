@@ -52,6 +52,7 @@ mod tests {
         assert_eq!(eapay::DeclineCode::from_value(94), Some(eapay::DeclineCode::DuplicateTransaction));
         assert_eq!(eapay::DeclineCode::from_value(1), None);
         assert_eq!(eapay::SettlementAction::Reverse.name(), "Reverse");
-        assert_eq!(eapay::ATTRIBUTES.len(), 16);
+        assert_eq!(eapay::ATTRIBUTES.len(), 17);
+        assert_eq!(eapay::PAN_TOKEN, 17);
     }
 }

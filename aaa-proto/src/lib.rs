@@ -8,6 +8,7 @@
 //! on explicit bounds and returns an error instead of panicking.
 //!
 //! - [`dictionary`]: attribute numbers and VALUE enums generated from `dictionaries/radius/`.
+//! - [`diameter`]: the Diameter AVP codec (RFC 6733 §4.1), also the EAP-TTLS inner attribute layout.
 //! - [`radius`]: the RADIUS packet codec, authenticators, hidden attributes and vendor attributes.
 //! - [`payment`]: the Eapay payment attributes, their canonical form and the result the card is told.
 //! - [`currency`]: ISO 4217 currencies and exact decimal amounts in minor units.
@@ -21,6 +22,7 @@
 #[cfg(feature = "card-link")]
 pub mod card_link;
 pub mod currency;
+pub mod diameter;
 pub mod dictionary;
 pub mod durable;
 pub mod eapol;

@@ -17,6 +17,7 @@ pub mod peer;
 pub mod server;
 pub mod sim_aka;
 pub mod tls;
+pub mod ttls;
 
 pub use error::EapError;
 pub use method::{Answer, AuthVector, Authenticated, CardSignature, FailureReason, Keys, Pin, Query, Verdict};
