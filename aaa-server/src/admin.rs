@@ -1,11 +1,37 @@
 //! Administrative commands: `init`, card issuance, and opening the ledger
 //! and the issuer's signing key for the server and the admin CLI.
+//!
+//! Card issuance decisions (DESIGN.md §5, §6 leave them open):
+//! - TLS/TTLS cards get a fresh key pair (ECDSA P-256, or RSA 2048 with
+//!   `--key-type rsa2048`) and a certificate from the issuer CA
+//!   ([`crate::pki`]): CN = card id, EKU clientAuth, valid until the card's
+//!   expiry. The ledger registers the key (one key, one card) and
+//!   V-Card = SHA-256(SPKI || PAN-token). The certificate is for standard
+//!   supplicants; eapay trusts the registered key.
+//! - Every TLS/TTLS card has a PAN-token: from `--pan`, or else from a virtual
+//!   card number generated for it (BIN 999999, private use under ISO/IEC
+//!   7812, 16 digits, Luhn-valid) that is forgotten at once; only its last
+//!   four digits are printed.
+//! - Identities: TLS `<card_id>@<realm>`; TTLS `anonymous@<realm>` outside
+//!   the tunnel (all a terminal sees), the card id inside (inner PAP
+//!   User-Name) or `0<card_id>@<realm>` (inner EAP-AKA).
+//! - TTLS cards use inner PAP unless `--inner aka`; PAP needs `--pin`, which
+//!   is the inner password: the card file keeps it (the holder knows it), the
+//!   ledger only its keyed verifier. Three wrong PINs in a row lock it.
+//! - `--eapol-test` keeps the default confirmation `required` for every
+//!   method, as for AKA cards: eapol_test cannot confirm, so such a card's
+//!   payments are declined 59; the network block says so in a comment. Use
+//!   `--confirmation optional` for cards meant for eapol_test.
+//! - For TLS/TTLS, `--eapol-test FILE` also writes the PEM files the block
+//!   names, by absolute path, beside FILE: `<stem>.ca.pem`, and for TLS
+//!   `<stem>.cert.pem` and `<stem>.key.pem` (0600). TLS 1.3 is enabled in the
+//!   block (eapol_test 2.10 turns it off by default).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use aaa_proto::receipt::{IssuerPublicKey, IssuerSigningKey};
-use e_card::card_file::{AkaCard, CardFile, VERSION};
+use e_card::card_file::{AkaCard, CardFile, TlsCard, VERSION};
 use eap_methods::sim_aka::auc::DEFAULT_AMF;
 
 use crate::cards::{CardMethod, Confirmation};
@@ -14,6 +40,7 @@ use crate::config::{
 };
 use crate::error::ServerError;
 use crate::ledger::{LedgerOptions, NewAkaCredential, NewCard, SqlLedger};
+use crate::pki::KeyType;
 use crate::seal::{Kek, KEK_FILE};
 
 /// The issuer's receipt-signing key, sealed under the KEK like card secrets.
@@ -65,8 +92,9 @@ pub struct Initialised {
     pub config: Config,
 }
 
-/// Writes a starter configuration, the key-encryption key and the issuer
-/// signing key into a data dir, and creates the ledger with the demo merchant.
+/// Writes a starter configuration, the key-encryption key, the issuer
+/// signing key and the issuer PKI ([`crate::pki`]) into a data dir, and
+/// creates the ledger with the demo merchant. Existing keys are kept.
 pub async fn init(opts: &InitOptions) -> Result<Initialised, ServerError> {
     std::fs::create_dir_all(&opts.data_dir).map_err(|e| ServerError::io(&opts.data_dir, e))?;
     let data_dir = opts.data_dir.canonicalize().map_err(|e| ServerError::io(&opts.data_dir, e))?;
@@ -84,6 +112,8 @@ pub async fn init(opts: &InitOptions) -> Result<Initialised, ServerError> {
         Err(_) if !data_dir.join(ISSUER_KEY_FILE).exists() => create_signer(&data_dir)?,
         Err(e) => return Err(e),
     };
+    // And the PKI: every TLS/TTLS card pins the server key.
+    crate::pki::ensure(&data_dir, &Kek::load(&data_dir)?, &opts.realm)?;
     let secret = match &opts.radius_secret {
         Some(s) if s.is_empty() => return Err(ServerError::Usage("--radius-secret must not be empty".into())),
         Some(s) => s.clone(),
@@ -150,7 +180,7 @@ fn create_signer(data_dir: &Path) -> Result<IssuerSigningKey, ServerError> {
     let kek = Kek::load(data_dir)?;
     let signer = IssuerSigningKey::generate().map_err(receipt_error)?;
     let der = signer.to_pkcs8_der().map_err(receipt_error)?;
-    crate::fsutil::write_private(&data_dir.join(ISSUER_KEY_FILE), kek.seal(ISSUER_KEY_AAD, &der)?.as_bytes())?;
+    kek.seal_to_file(&data_dir.join(ISSUER_KEY_FILE), ISSUER_KEY_AAD, &der)?;
     let pem = signer.public_key().and_then(|p| p.to_pem()).map_err(receipt_error)?;
     crate::fsutil::write_atomic(&data_dir.join(ISSUER_PUB_FILE), &pem, 0o644)?;
     Ok(signer)
@@ -158,9 +188,7 @@ fn create_signer(data_dir: &Path) -> Result<IssuerSigningKey, ServerError> {
 
 /// The issuer signing key of a data directory.
 pub fn load_signer(data_dir: &Path) -> Result<IssuerSigningKey, ServerError> {
-    let path = data_dir.join(ISSUER_KEY_FILE);
-    let sealed = std::fs::read_to_string(&path).map_err(|e| ServerError::io(&path, e))?;
-    let der = Kek::load(data_dir)?.open(ISSUER_KEY_AAD, sealed.trim())?;
+    let der = Kek::load(data_dir)?.open_file(&data_dir.join(ISSUER_KEY_FILE), ISSUER_KEY_AAD)?;
     IssuerSigningKey::from_pkcs8_der(&der).map_err(receipt_error)
 }
 
@@ -201,6 +229,29 @@ pub struct TermsOptions {
     pub pin: Option<String>,
     /// Last month of validity, `YYYY-MM`; four years from now if absent.
     pub expires: Option<String>,
+    /// tls/ttls: the algorithm of the card's key; ECDSA P-256 if absent.
+    pub key_type: Option<KeyType>,
+    /// ttls: the inner method; PAP if absent.
+    pub inner: Option<TtlsInner>,
+}
+
+/// The inner method of a TTLS card (`card issue --inner`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TtlsInner {
+    /// The PIN as the inner PAP password, checked (and counted) by the issuer.
+    Pap,
+    /// EAP-AKA inside the tunnel (the card also holds K and OPc).
+    Aka,
+}
+
+impl TtlsInner {
+    /// The name in the card file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Pap => "pap",
+            Self::Aka => "aka",
+        }
+    }
 }
 
 impl std::fmt::Debug for TermsOptions {
@@ -212,6 +263,8 @@ impl std::fmt::Debug for TermsOptions {
             .field("confirmation", &self.confirmation)
             .field("pin", &self.pin.as_ref().map(|_| "<hidden>"))
             .field("expires", &self.expires)
+            .field("key_type", &self.key_type)
+            .field("inner", &self.inner)
             .finish()
     }
 }
@@ -236,30 +289,48 @@ impl std::fmt::Debug for IssueOptions {
     }
 }
 
+/// What `card issue` produced.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub card: CardFile,
+    /// The last four digits of the virtual card number generated for a
+    /// TLS/TTLS card issued without `--pan` (the number itself is forgotten).
+    pub virtual_pan_last4: Option<String>,
+    /// The eapol_test files written (`--eapol-test`): the network block first.
+    pub eapol_files: Vec<PathBuf>,
+}
+
 /// Issues a card: registers it in the ledger and writes the card file. The
-/// PAN, if given, is reduced to its keyed token here and forgotten.
-pub async fn issue_card(config: &Config, ledger: &SqlLedger, opts: &IssueOptions) -> Result<CardFile, ServerError> {
+/// PAN, if given, is reduced to its keyed token here and forgotten; a
+/// TLS/TTLS card issued without one gets a virtual card number
+/// ([`VIRTUAL_BIN`]), equally reduced to its token and forgotten.
+pub async fn issue_card(config: &Config, ledger: &SqlLedger, opts: &IssueOptions) -> Result<Issued, ServerError> {
     let terms = CardTerms::check(&opts.terms)?;
-    let pan_token = match &opts.pan {
-        Some(pan) => Some(ledger.kek().pan_token(&check_pan(pan)?)),
-        None => None,
-    };
+    let pan = opts.pan.as_deref().map(check_pan).transpose()?;
     if opts.card_file.exists() {
         return Err(ServerError::Usage(format!(
             "{} exists; a card file is never overwritten",
             opts.card_file.display()
         )));
     }
-    let (card, mut new) = terms.new_card(config, &new_card_id());
-    new.pan_token = pan_token;
+    let tls = terms.tls_issuing(config, ledger.kek())?;
+    let made = terms.new_card(config, ledger.kek(), tls.as_ref(), &new_card_id(), pan.as_deref())?;
+    let eapol = match &opts.eapol_test {
+        Some(path) => eapol_test_files(&made.card, path, terms.confirmation)?,
+        None => Vec::new(),
+    };
     // Card file first: a card the issuer knows but nobody holds is harmless,
     // the reverse would be a card that cannot pay.
-    crate::fsutil::write_private(&opts.card_file, card.to_json().as_bytes())?;
-    if let Some(path) = &opts.eapol_test {
-        crate::fsutil::write_private(path, eapol_test_block(&card).as_bytes())?;
+    crate::fsutil::write_private(&opts.card_file, made.card.to_json().as_bytes())?;
+    for file in &eapol {
+        crate::fsutil::write_atomic(&file.path, file.text.as_bytes(), file.mode)?;
     }
-    ledger.issue_card(new, "admin").await?;
-    Ok(card)
+    ledger.issue_card(made.new, "admin").await?;
+    Ok(Issued {
+        card: made.card,
+        virtual_pan_last4: made.virtual_pan_last4,
+        eapol_files: eapol.into_iter().map(|f| f.path).collect(),
+    })
 }
 
 /// The most cards one `card issue --count` may issue.
@@ -288,17 +359,42 @@ pub async fn issue_cards(
         return Err(ServerError::Usage(format!("--count must be 1 to {MAX_BULK_CARDS}")));
     }
     let terms = CardTerms::check(&opts.terms)?;
+    let tls = terms.tls_issuing(config, ledger.kek())?;
     let mut seen = std::collections::HashSet::new();
-    let mut cards = Vec::with_capacity(opts.count as usize);
-    let mut news = Vec::with_capacity(opts.count as usize);
-    while cards.len() < opts.count as usize {
+    let mut ids = Vec::with_capacity(opts.count as usize);
+    while ids.len() < opts.count as usize {
         let id = new_card_id();
-        if !seen.insert(id.clone()) {
-            continue;
+        if seen.insert(id.clone()) {
+            ids.push(id);
         }
-        let (card, new) = terms.new_card(config, &id);
-        cards.push(card);
-        news.push(new);
+    }
+    drop(seen);
+    // Key generation is the cost of TLS cards: one thread per core.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(16);
+    let chunk = ids.len().div_ceil(threads).max(1);
+    let kek = ledger.kek();
+    let made: Vec<Result<Vec<NewIssue>, ServerError>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = ids
+            .chunks(chunk)
+            .map(|part| {
+                let (terms, tls) = (&terms, tls.as_ref());
+                scope.spawn(move || part.iter().map(|id| terms.new_card(config, kek, tls, id, None)).collect())
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join().unwrap_or_else(|_| Err(ServerError::Internal("a card generation thread panicked".into())))
+            })
+            .collect()
+    });
+    let mut cards = Vec::with_capacity(ids.len());
+    let mut news = Vec::with_capacity(ids.len());
+    for part in made {
+        for issue in part? {
+            cards.push(issue.card);
+            news.push(issue.new);
+        }
     }
     let dir = opts.card_dir.clone();
     let files: Vec<(PathBuf, String)> =
@@ -399,24 +495,53 @@ fn new_card_id() -> String {
 /// The checked terms of a card to issue, shared by single and bulk issuance.
 struct CardTerms {
     method: CardMethod,
-    prefix: char,
     currency: u16,
     limit: u64,
     confirmation: Confirmation,
     pin: Option<String>,
     expires_at: u64,
+    /// tls/ttls.
+    key_type: KeyType,
+    /// ttls.
+    inner: Option<TtlsInner>,
+}
+
+/// One card made by [`CardTerms::new_card`], not yet written or registered.
+struct NewIssue {
+    card: CardFile,
+    new: NewCard,
+    virtual_pan_last4: Option<String>,
+}
+
+/// What issuing TLS/TTLS cards takes from the data directory, opened once
+/// per issuance.
+struct TlsIssuing {
+    ca: crate::pki::IssuerCa,
+    ca_pem: String,
+    /// Hex of [`crate::pki::server_pin`].
+    server_pin: String,
 }
 
 impl CardTerms {
     fn check(opts: &TermsOptions) -> Result<Self, ServerError> {
-        let TermsOptions { method, limit, currency, confirmation, .. } = opts.clone();
+        let TermsOptions { method, limit, currency, confirmation, key_type, inner, .. } = opts.clone();
         let (pin, expires) = (opts.pin.as_deref(), opts.expires.as_deref());
-        let prefix = match method {
-            CardMethod::Aka | CardMethod::AkaPrime => method.identity_prefix().unwrap_or('0'),
-            other => {
-                return Err(ServerError::Usage(format!("method {} is not available in this build yet", other.name())));
-            }
-        };
+        let tls = matches!(method, CardMethod::Tls | CardMethod::Ttls);
+        if method == CardMethod::Sim {
+            return Err(ServerError::Usage(format!("method {} is not available in this build yet", method.name())));
+        }
+        if key_type.is_some() && !tls {
+            return Err(ServerError::Usage("--key-type is for tls and ttls cards".into()));
+        }
+        if inner.is_some() && method != CardMethod::Ttls {
+            return Err(ServerError::Usage("--inner is for ttls cards".into()));
+        }
+        let inner = (method == CardMethod::Ttls).then(|| inner.unwrap_or(TtlsInner::Pap));
+        if inner == Some(TtlsInner::Pap) && pin.is_none() {
+            return Err(ServerError::Usage(
+                "a ttls card with inner pap needs --pin (the PIN is its inner password)".into(),
+            ));
+        }
         if aaa_proto::currency::by_numeric(u32::from(currency)).is_none() {
             return Err(ServerError::Usage(format!("--currency {currency} is not an ISO 4217 numeric code")));
         }
@@ -429,21 +554,89 @@ impl CardTerms {
             Some(text) => end_of_month(text)?,
             None => crate::admin::unix_now().saturating_add(4 * 365 * 86_400 + 86_400),
         };
-        Ok(Self { method, prefix, currency, limit, confirmation, pin: pin.map(str::to_owned), expires_at })
+        Ok(Self {
+            method,
+            currency,
+            limit,
+            confirmation,
+            pin: pin.map(str::to_owned),
+            expires_at,
+            key_type: key_type.unwrap_or_default(),
+            inner,
+        })
     }
 
-    /// A card with fresh K and OPc: the card file and the ledger row (no PAN-token).
-    fn new_card(&self, config: &Config, card_id: &str) -> (CardFile, NewCard) {
-        let k: [u8; 16] = rand::random();
-        let opc: [u8; 16] = rand::random();
+    /// The issuer CA and server pin for TLS/TTLS cards (creating the PKI of
+    /// a data directory that predates it); None for other methods.
+    fn tls_issuing(&self, config: &Config, kek: &Kek) -> Result<Option<TlsIssuing>, ServerError> {
+        if !matches!(self.method, CardMethod::Tls | CardMethod::Ttls) {
+            return Ok(None);
+        }
+        let data_dir = &config.server.data_dir;
+        crate::pki::ensure(data_dir, kek, &config.server.realm)?;
+        let chain_path = data_dir.join(crate::pki::SERVER_CHAIN_FILE);
+        let chain = std::fs::read(&chain_path).map_err(|e| ServerError::io(&chain_path, e))?;
+        let ca = crate::pki::load_ca(data_dir, kek)?;
+        Ok(Some(TlsIssuing { ca_pem: ca.cert_pem()?, server_pin: hex::encode(crate::pki::server_pin(&chain)?), ca }))
+    }
+
+    /// A new card: its card file and its ledger row. AKA family: fresh K and
+    /// OPc. TLS/TTLS: a fresh key pair and certificate from `tls`, and the
+    /// PAN-token of `pan` or of a virtual card number.
+    fn new_card(
+        &self,
+        config: &Config,
+        kek: &Kek,
+        tls: Option<&TlsIssuing>,
+        card_id: &str,
+        pan: Option<&str>,
+    ) -> Result<NewIssue, ServerError> {
+        let realm = &config.server.realm;
+        let aka_keys = || -> ([u8; 16], [u8; 16]) { (rand::random(), rand::random()) };
+        let (identity, aka, tls_card, card_key, pan_token, virtual_pan_last4) = match (self.method, tls) {
+            (CardMethod::Tls | CardMethod::Ttls, Some(tls)) => {
+                let credential = crate::pki::issue_card_credential(&tls.ca, self.key_type, card_id, self.expires_at)?;
+                let (pan_token, last4) = match pan {
+                    Some(pan) => (kek.pan_token(pan), None),
+                    None => {
+                        let pan = virtual_pan();
+                        (kek.pan_token(&pan), Some(pan[pan.len() - 4..].to_string()))
+                    }
+                };
+                let aka = (self.inner == Some(TtlsInner::Aka)).then(aka_keys);
+                let identity = match self.method {
+                    CardMethod::Tls => format!("{card_id}@{realm}"),
+                    _ => format!("anonymous@{realm}"),
+                };
+                let tls_card = TlsCard {
+                    key: credential.key_pem,
+                    certificate: credential.certificate_pem,
+                    ca: tls.ca_pem.clone(),
+                    server_pin: tls.server_pin.clone(),
+                    pan_token: Some(hex::encode(pan_token)),
+                    inner: self.inner.map(|i| i.name().to_string()),
+                    pin: if self.inner == Some(TtlsInner::Pap) { self.pin.clone() } else { None },
+                    session: None,
+                };
+                (identity, aka, Some(tls_card), Some(credential.spki), Some(pan_token), last4)
+            }
+            (CardMethod::Aka | CardMethod::AkaPrime, _) => {
+                let prefix = self.method.identity_prefix().unwrap_or('0');
+                let identity = format!("{prefix}{card_id}@{realm}");
+                (identity, Some(aka_keys()), None, None, pan.map(|p| kek.pan_token(p)), None)
+            }
+            (other, _) => {
+                return Err(ServerError::Internal(format!("no issuance path for {} cards", other.name())));
+            }
+        };
         let card = CardFile {
             version: VERSION,
             card_id: card_id.to_owned(),
             method: self.method.name().to_string(),
-            identity: format!("{}{card_id}@{}", self.prefix, config.server.realm),
-            realm: config.server.realm.clone(),
-            aka: Some(AkaCard { k: hex::encode(k), opc: hex::encode(opc), sqn: 0, seq_ms: Vec::new() }),
-        tls: None,
+            identity,
+            realm: realm.clone(),
+            aka: aka.map(|(k, opc)| AkaCard { k: hex::encode(k), opc: hex::encode(opc), sqn: 0, seq_ms: Vec::new() }),
+            tls: tls_card,
         };
         let new = NewCard {
             card_id: card_id.to_owned(),
@@ -452,12 +645,30 @@ impl CardTerms {
             currency: self.currency,
             credit_limit: self.limit,
             expires_at: self.expires_at,
-            pan_token: None,
-            aka: Some(NewAkaCredential { k, opc, amf: DEFAULT_AMF, sqn_he: 0 }),
+            pan_token,
+            card_key,
+            aka: aka.map(|(k, opc)| NewAkaCredential { k, opc, amf: DEFAULT_AMF, sqn_he: 0 }),
             pin: self.pin.clone(),
         };
-        (card, new)
+        Ok(NewIssue { card, new, virtual_pan_last4 })
     }
+}
+
+/// The issuer identification number of virtual card numbers: 999999, in the
+/// range ISO/IEC 7812 leaves for private use, so a virtual number can never
+/// be a real card's.
+pub const VIRTUAL_BIN: &str = "999999";
+
+/// A virtual card number: [`VIRTUAL_BIN`], 9 random digits and the Luhn
+/// check digit (16 digits).
+fn virtual_pan() -> String {
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    let mut pan: String = VIRTUAL_BIN.to_string();
+    pan.extend((0..9).map(|_| char::from(b'0' + rng.gen_range(0..10u8))));
+    let check = (10 - luhn_sum(&format!("{pan}0")) % 10) % 10;
+    pan.push(char::from(b'0' + check as u8));
+    pan
 }
 
 /// The AAA server `card export` writes cards for.
@@ -477,6 +688,10 @@ pub struct ExportOptions {
     pub out_dir: PathBuf,
     /// Only cards of this method; all exportable ones if None.
     pub method: Option<CardMethod>,
+    /// FreeRADIUS: the card files (`<card_id>.json`) of TTLS cards with
+    /// inner PAP. Their PIN is their password there, and the ledger keeps
+    /// only a keyed verifier of it, so without the card files they are skipped.
+    pub card_dir: Option<PathBuf>,
 }
 
 /// What `card export` wrote.
@@ -519,13 +734,7 @@ pub fn hostapd_imsi(card_id: &str) -> &str {
 /// `hlr_auc_gw.milenage_db` (K and OPc in the clear: 0600).
 pub async fn export_cards(config: &Config, ledger: &SqlLedger, opts: &ExportOptions) -> Result<Exported, ServerError> {
     let methods = match opts.format {
-        ExportFormat::Freeradius => {
-            let what = opts.method.map_or("aka and aka-prime", CardMethod::name);
-            return Err(ServerError::Usage(format!(
-                "--format freeradius: FreeRADIUS 3.2 has no EAP-AKA/AKA' server, so {what} cards cannot be \
-                 exported to it (use --format hostapd; TLS/TTLS card export to FreeRADIUS comes with those methods)"
-            )));
-        }
+        ExportFormat::Freeradius => return export_freeradius(config, ledger, opts).await,
         ExportFormat::Hostapd => match opts.method {
             None => vec![CardMethod::Aka, CardMethod::AkaPrime],
             Some(m @ (CardMethod::Aka | CardMethod::AkaPrime)) => vec![m],
@@ -604,6 +813,133 @@ pub async fn export_cards(config: &Config, ledger: &SqlLedger, opts: &ExportOpti
     Ok(Exported { files: vec![eap_user_path, milenage_path], counts, skipped })
 }
 
+/// FreeRADIUS's EAP user file, in the export directory.
+pub const FREERADIUS_USERS_FILE: &str = "users";
+/// The server key in the clear, for FreeRADIUS's `private_key_file` (0600).
+pub const FREERADIUS_SERVER_KEY_FILE: &str = "server-key.pem";
+
+/// `card export --format freeradius`: what FreeRADIUS 3.2 needs to
+/// authenticate the active TLS/TTLS cards like eapay does: the issuer CA
+/// (`ca.pem`, its `ca_file`), the server chain and key (`server.pem`,
+/// `server-key.pem`: the same key, so the cards' server pin holds) and
+/// `users` with the inner PAP password (the PIN) of each TTLS/PAP card, read
+/// from its card file. TLS cards need no entry: FreeRADIUS accepts every
+/// certificate the CA issued (blocked cards too: it has no ledger).
+async fn export_freeradius(config: &Config, ledger: &SqlLedger, opts: &ExportOptions) -> Result<Exported, ServerError> {
+    let no_aka = |what: &str| {
+        ServerError::Usage(format!(
+            "--format freeradius: FreeRADIUS 3.2 has no EAP-AKA/AKA' server, so {what} cards cannot be exported \
+             to it (use --format hostapd)"
+        ))
+    };
+    let methods = match opts.method {
+        None => vec![CardMethod::Tls, CardMethod::Ttls],
+        Some(m @ (CardMethod::Tls | CardMethod::Ttls)) => vec![m],
+        Some(m @ (CardMethod::Aka | CardMethod::AkaPrime)) => return Err(no_aka(m.name())),
+        Some(other) => {
+            return Err(ServerError::Usage(format!(
+                "--method {}: no export to FreeRADIUS in this build",
+                other.name()
+            )));
+        }
+    };
+    let all = ledger.cards().await?;
+    let cards: Vec<_> =
+        all.iter().filter(|c| c.status == crate::ledger::CardStatus::Active && methods.contains(&c.method)).collect();
+    if cards.is_empty() && opts.method.is_none() {
+        return Err(ServerError::Usage(format!(
+            "--format freeradius: no active tls or ttls card to export; {}",
+            no_aka("aka and aka-prime").to_string().trim_start_matches("--format freeradius: ")
+        )));
+    }
+    let card_files = match &opts.card_dir {
+        Some(dir) => read_card_files(dir)?,
+        None => std::collections::HashMap::new(),
+    };
+    let realm = &config.server.realm;
+    let mut skipped = Vec::new();
+    let mut counts: Vec<(CardMethod, usize)> = methods.iter().map(|m| (*m, 0)).collect();
+    let mut users = String::new();
+    for card in cards {
+        if card.method == CardMethod::Ttls {
+            let file = card_files.get(&card.card_id).and_then(|f| f.tls.as_ref());
+            let inner = file.and_then(|t| t.inner.as_deref());
+            match (file, inner) {
+                (None, _) => {
+                    skipped.push(format!(
+                        "card {}: ttls, and its PIN is only a verifier in the ledger: give --card-dir with its card file",
+                        card.card_id
+                    ));
+                    continue;
+                }
+                (Some(_), Some("aka")) => {
+                    skipped
+                        .push(format!("card {}: ttls with inner EAP-AKA, which FreeRADIUS 3.2 has not", card.card_id));
+                    continue;
+                }
+                (Some(tls), _) => {
+                    let pin = tls.pin.as_deref().filter(|p| !p.contains(['"', '\\', '\n']));
+                    let Some(pin) = pin else {
+                        skipped.push(format!("card {}: its card file has no usable PIN", card.card_id));
+                        continue;
+                    };
+                    users.push_str(&format!("\"{}\"\tCleartext-Password := \"{pin}\"\n", card.card_id));
+                }
+            }
+        }
+        if let Some(count) = counts.iter_mut().find(|(m, _)| *m == card.method) {
+            count.1 += 1;
+        }
+    }
+    let aka_left_out = all
+        .iter()
+        .filter(|c| opts.method.is_none() && matches!(c.method, CardMethod::Aka | CardMethod::AkaPrime))
+        .count();
+    if aka_left_out > 0 {
+        skipped.push(format!("{aka_left_out} aka/aka-prime cards: FreeRADIUS 3.2 has no EAP-AKA/AKA' server"));
+    }
+    let data_dir = &config.server.data_dir;
+    let identity = crate::pki::server_identity(data_dir, ledger.kek(), realm)?;
+    let ca_src = data_dir.join(crate::pki::CA_CERT_FILE);
+    let ca = std::fs::read(&ca_src).map_err(|e| ServerError::io(&ca_src, e))?;
+    let summary = counts.iter().map(|(m, n)| format!("{n} {}", m.name())).collect::<Vec<_>>().join(", ");
+    let header = format!(
+        "# FreeRADIUS 3.2 users file, written by `eapay-server card export --format freeradius`\n\
+         # (realm {realm}; cards: {summary}). TTLS/PAP cards: the inner User-Name is the card id, the\n\
+         # password its PIN (anonymous outer identity anonymous@{realm}). TLS cards need no entry.\n\
+         # mods-available/eap, tls-config tls-common: certificate_file = EXPORT/server.pem,\n\
+         # private_key_file = EXPORT/{FREERADIUS_SERVER_KEY_FILE}, ca_file = EXPORT/ca.pem, tls_max_version = \"1.3\";\n\
+         # the server key is the issuer's, so the cards' server pin holds. Keep this file private.\n"
+    );
+    create_private_dir(&opts.out_dir)?;
+    let out = |name: &str| opts.out_dir.join(name);
+    let files = vec![
+        (out(crate::pki::CA_CERT_FILE), ca, 0o644),
+        (out(crate::pki::SERVER_CHAIN_FILE), identity.chain_pem.clone(), 0o644),
+        (out(FREERADIUS_SERVER_KEY_FILE), identity.key_pem.clone(), 0o600),
+        (out(FREERADIUS_USERS_FILE), format!("{header}{users}").into_bytes(), 0o600),
+    ];
+    for (path, bytes, mode) in &files {
+        crate::fsutil::write_atomic(path, bytes, *mode)?;
+    }
+    Ok(Exported { files: files.into_iter().map(|(p, _, _)| p).collect(), counts, skipped })
+}
+
+/// The card files (`*.json`) of a directory by card id; other files and
+/// files that are not card files are ignored.
+fn read_card_files(dir: &Path) -> Result<std::collections::HashMap<String, CardFile>, ServerError> {
+    let mut found = std::collections::HashMap::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| ServerError::io(dir, e))? {
+        let path = entry.map_err(|e| ServerError::io(dir, e))?.path();
+        if path.extension().is_some_and(|e| e == "json") {
+            if let Ok(card) = CardFile::load(&path) {
+                found.insert(card.card_id.clone(), card);
+            }
+        }
+    }
+    Ok(found)
+}
+
 /// A card number: 12 to 19 digits with a valid Luhn check digit (spaces and
 /// dashes as people type them are ignored).
 fn check_pan(pan: &str) -> Result<String, ServerError> {
@@ -612,28 +948,29 @@ fn check_pan(pan: &str) -> Result<String, ServerError> {
     if !(12..=19).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }
-    let sum: u32 = digits
-        .bytes()
-        .rev()
-        .enumerate()
-        .map(|(i, b)| {
-            let d = u32::from(b - b'0');
-            if i % 2 == 1 {
-                let d2 = d * 2;
-                if d2 > 9 {
-                    d2 - 9
-                } else {
-                    d2
-                }
-            } else {
-                d
-            }
-        })
-        .sum();
+    let sum = luhn_sum(&digits);
     if !sum.is_multiple_of(10) {
         return Err(bad());
     }
     Ok(digits)
+}
+
+/// The Luhn sum of ASCII digits: every second digit from the right doubled
+/// (digit sums), the rightmost not. A number is valid if it is 0 mod 10.
+fn luhn_sum(digits: &str) -> u32 {
+    digits
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| {
+            let d = u32::from(b.wrapping_sub(b'0'));
+            match (i % 2 == 1, d * 2) {
+                (true, d2) if d2 > 9 => d2 - 9,
+                (true, d2) => d2,
+                (false, _) => d,
+            }
+        })
+        .sum()
 }
 
 /// `YYYY-MM` to the last second of that month, UTC.
@@ -650,25 +987,132 @@ fn end_of_month(text: &str) -> Result<u64, ServerError> {
     u64::try_from(days * 86_400 - 1).map_err(|_| bad())
 }
 
-/// A wpa_supplicant / eapol_test network block for an AKA-family card,
-/// using the USIM simulator (`password="K:OPc:SQN"`).
-pub fn eapol_test_block(card: &CardFile) -> String {
-    let eap = if card.method == "aka-prime" { "AKA'" } else { "AKA" };
-    let (k, opc, sqn) =
-        card.aka.as_ref().map_or((String::new(), String::new(), 0), |a| (a.k.clone(), a.opc.clone(), a.sqn));
-    format!(
-        "# eapay card {id} ({method}), for eapol_test built with CONFIG_USIM_SIMULATOR.\n\
-         # eapol_test -c THIS_FILE -a SERVER -p 1812 -s SECRET\n\
-         network={{\n\
-         \tkey_mgmt=IEEE8021X\n\
-         \teap={eap}\n\
-         \tidentity=\"{identity}\"\n\
-         \tpassword=\"{k}:{opc}:{sqn:012x}\"\n\
-         }}\n",
-        id = card.card_id,
-        method = card.method,
-        identity = card.identity,
-    )
+/// A file `card issue --eapol-test` writes.
+#[derive(Clone)]
+pub struct EapolFile {
+    pub path: PathBuf,
+    pub text: String,
+    pub mode: u32,
+}
+
+impl std::fmt::Debug for EapolFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EapolFile").field("path", &self.path).field("mode", &self.mode).finish_non_exhaustive()
+    }
+}
+
+/// The eapol_test (wpa_supplicant) files for a card, network block at `conf`
+/// first. AKA family: one block using the USIM simulator
+/// (`password="K:OPc:SQN"`, eapol_test built with CONFIG_USIM_SIMULATOR).
+/// TLS/TTLS: the block plus the PEM files it names, beside it and named
+/// after its stem (`<stem>.ca.pem`, and for TLS `<stem>.cert.pem` and
+/// `<stem>.key.pem`), referenced by absolute path so eapol_test finds them
+/// from any directory. Files with a secret (the block: K, PIN; the key) are 0600.
+pub fn eapol_test_files(
+    card: &CardFile,
+    conf: &Path,
+    confirmation: Confirmation,
+) -> Result<Vec<EapolFile>, ServerError> {
+    let usim_note = if card.tls.is_none() { ", for eapol_test built with CONFIG_USIM_SIMULATOR" } else { "" };
+    let mut head = format!(
+        "# eapay card {} ({}){usim_note}.\n# eapol_test -c THIS_FILE -a SERVER -p 1812 -s SECRET\n",
+        card.card_id, card.method
+    );
+    if confirmation == Confirmation::Required {
+        head.push_str(
+            "# The card is issued `confirmation = required`: eapol_test cannot confirm a payment, so the\n\
+             # server declines its payments 59 (issue with --confirmation optional for eapol_test).\n",
+        );
+    }
+    let block = |lines: &[String]| -> String {
+        let body: String = lines.iter().map(|l| format!("\t{l}\n")).collect();
+        format!("{head}network={{\n\tkey_mgmt=IEEE8021X\n{body}}}\n")
+    };
+    let usim = |aka: &AkaCard| format!("password=\"{}:{}:{:012x}\"", aka.k, aka.opc, aka.sqn);
+    let Some(tls) = &card.tls else {
+        let Some(aka) = &card.aka else {
+            return Err(ServerError::Internal(format!("card {}: neither AKA nor TLS credentials", card.card_id)));
+        };
+        let eap = if card.method == "aka-prime" { "AKA'" } else { "AKA" };
+        let text = block(&[format!("eap={eap}"), format!("identity=\"{}\"", card.identity), usim(aka)]);
+        return Ok(vec![EapolFile { path: conf.to_path_buf(), text, mode: 0o600 }]);
+    };
+    let (dir, stem) = eapol_dir_and_stem(conf)?;
+    let pem = |suffix: &str| dir.join(format!("{stem}.{suffix}.pem"));
+    let quoted = |path: &Path| -> Result<String, ServerError> {
+        let text = path.to_str().filter(|t| !t.contains(['"', '\n', '\r'])).ok_or_else(|| {
+            ServerError::Usage(format!("--eapol-test: {} cannot be named in a wpa_supplicant file", path.display()))
+        })?;
+        Ok(format!("\"{text}\""))
+    };
+    let (ca_path, cert_path, key_path) = (pem("ca"), pem("cert"), pem("key"));
+    // eapol_test 2.10 turns TLS 1.3 off unless told otherwise; the server offers 1.2 and 1.3.
+    let phase1 = "phase1=\"tls_disable_tlsv1_3=0\"".to_string();
+    let realm = &card.realm;
+    let mut files = Vec::new();
+    let text = match (card.method.as_str(), tls.inner.as_deref()) {
+        ("tls", _) => {
+            let lines = [
+                "eap=TLS".to_string(),
+                format!("identity=\"{}\"", card.identity),
+                format!("ca_cert={}", quoted(&ca_path)?),
+                format!("client_cert={}", quoted(&cert_path)?),
+                format!("private_key={}", quoted(&key_path)?),
+                "# eapol_test 2.10 disables TLS 1.3 unless told not to.".to_string(),
+                phase1,
+            ];
+            files.push(EapolFile { path: cert_path.clone(), text: tls.certificate.clone(), mode: 0o644 });
+            files.push(EapolFile { path: key_path.clone(), text: tls.key.clone(), mode: 0o600 });
+            block(&lines)
+        }
+        ("ttls", inner) => {
+            let mut lines = vec![
+                "eap=TTLS".to_string(),
+                format!("anonymous_identity=\"anonymous@{realm}\""),
+                format!("ca_cert={}", quoted(&ca_path)?),
+                "# eapol_test 2.10 disables TLS 1.3 unless told not to.".to_string(),
+                phase1,
+            ];
+            match (inner, &card.aka, &tls.pin) {
+                (Some("aka"), Some(aka), _) => {
+                    lines.push("# Inner EAP-AKA: eapol_test built with CONFIG_USIM_SIMULATOR.".to_string());
+                    lines.push("phase2=\"autheap=AKA\"".to_string());
+                    lines.push(format!("identity=\"0{}@{realm}\"", card.card_id));
+                    lines.push(usim(aka));
+                }
+                (None | Some("pap"), _, Some(pin)) => {
+                    lines.push("phase2=\"auth=PAP\"".to_string());
+                    lines.push(format!("identity=\"{}\"", card.card_id));
+                    lines.push(format!("password=\"{pin}\""));
+                }
+                _ => {
+                    return Err(ServerError::Internal(format!(
+                        "card {}: ttls card without the credentials of its inner method",
+                        card.card_id
+                    )));
+                }
+            }
+            block(&lines)
+        }
+        (other, _) => {
+            return Err(ServerError::Internal(format!("card {}: no eapol_test block for {other}", card.card_id)));
+        }
+    };
+    files.insert(0, EapolFile { path: conf.to_path_buf(), text, mode: 0o600 });
+    files.insert(1, EapolFile { path: ca_path, text: tls.ca.clone(), mode: 0o644 });
+    Ok(files)
+}
+
+/// The absolute directory of an eapol_test file and its name without the
+/// last extension.
+fn eapol_dir_and_stem(conf: &Path) -> Result<(PathBuf, String), ServerError> {
+    let parent = conf.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = parent.canonicalize().map_err(|e| ServerError::io(parent, e))?;
+    let stem = conf
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .ok_or_else(|| ServerError::Usage(format!("--eapol-test {}: not a file name", conf.display())))?;
+    Ok((dir, stem.to_string()))
 }
 
 /// Seconds since the Unix epoch.
@@ -684,6 +1128,7 @@ pub fn default_config_path() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use eap_methods::Answer;
 
     #[test]
     fn card_numbers_need_a_valid_check_digit() {
@@ -691,6 +1136,17 @@ mod tests {
         assert!(check_pan("4111111111111112").is_err());
         assert!(check_pan("41111").is_err());
         assert!(check_pan("4111x11111111111").is_err());
+    }
+
+    #[test]
+    fn virtual_card_numbers_are_private_use_and_luhn_valid() {
+        for _ in 0..200 {
+            let pan = virtual_pan();
+            assert_eq!(pan.len(), 16);
+            assert!(pan.starts_with(VIRTUAL_BIN), "{pan}");
+            assert_eq!(check_pan(&pan).unwrap(), pan);
+        }
+        assert_eq!(luhn_sum("79927398713") % 10, 0, "the classic Luhn example");
     }
 
     #[test]
@@ -722,6 +1178,8 @@ mod tests {
                 confirmation: Confirmation::Optional,
                 pin: None,
                 expires: None,
+                key_type: None,
+                inner: None,
             },
             card_dir: dir.path().join("cards"),
             count,
@@ -732,12 +1190,12 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path().join("cards")).unwrap().count(), 25);
         assert!(aka.iter().all(|c| c.identity == format!("0{}@issuer.test", c.card_id)));
         assert!(ledger.block_card(&aka[0].card_id, "test").await.unwrap());
-        assert!(issue_cards(&config, &ledger, &bulk(CardMethod::Tls, 2)).await.is_err());
+        assert!(issue_cards(&config, &ledger, &bulk(CardMethod::Sim, 2)).await.is_err());
         assert!(issue_cards(&config, &ledger, &bulk(CardMethod::Aka, 0)).await.is_err());
         assert_eq!(ledger.cards().await.unwrap().len(), 25);
 
         let out = dir.path().join("export");
-        let export = |format, method| ExportOptions { format, out_dir: out.clone(), method };
+        let export = |format, method| ExportOptions { format, out_dir: out.clone(), method, card_dir: None };
         let done = export_cards(&config, &ledger, &export(ExportFormat::Hostapd, None)).await.unwrap();
         assert_eq!(done.counts, vec![(CardMethod::Aka, 19), (CardMethod::AkaPrime, 5)]);
         let db = std::fs::read_to_string(out.join(HLR_AUC_GW_MILENAGE_FILE)).unwrap();
@@ -758,6 +1216,219 @@ mod tests {
         let refused = export_cards(&config, &ledger, &export(ExportFormat::Freeradius, None)).await.unwrap_err();
         assert!(refused.to_string().contains("FreeRADIUS 3.2 has no EAP-AKA"), "{refused}");
         assert!(export_cards(&config, &ledger, &export(ExportFormat::Hostapd, Some(CardMethod::Sim))).await.is_err());
+        ledger.close().await;
+    }
+
+    fn terms(method: CardMethod) -> TermsOptions {
+        TermsOptions {
+            method,
+            limit: 10_000,
+            currency: 840,
+            confirmation: Confirmation::Required,
+            pin: None,
+            expires: None,
+            key_type: None,
+            inner: None,
+        }
+    }
+
+    async fn test_server(dir: &Path) -> Config {
+        let opts = InitOptions {
+            data_dir: dir.join("data"),
+            realm: "issuer.test".into(),
+            radius_secret: Some("s".into()),
+            radius_listen: "127.0.0.1:0".parse().unwrap(),
+            diameter_listen: "127.0.0.1:0".parse().unwrap(),
+            force: false,
+        };
+        init(&opts).await.unwrap().config
+    }
+
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tls_cards_register_their_key_and_write_what_eapol_test_needs() {
+        use crate::ledger::Ledger;
+        use openssl::pkey::PKey;
+        use openssl::x509::X509;
+        use sha2::{Digest, Sha256};
+
+        let dir = tempfile::tempdir().unwrap();
+        let config = test_server(dir.path()).await;
+        let data_dir = &config.server.data_dir;
+        for file in [crate::pki::CA_CERT_FILE, crate::pki::CA_KEY_FILE, crate::pki::SERVER_CHAIN_FILE] {
+            assert!(data_dir.join(file).is_file(), "init wrote {file}");
+        }
+        let ledger = open_ledger(&config, None).await.unwrap();
+        let pan = "4111 1111 1111 1111";
+        let opts = IssueOptions {
+            terms: terms(CardMethod::Tls),
+            card_file: dir.path().join("tls.json"),
+            eapol_test: Some(dir.path().join("tls.conf")),
+            pan: Some(pan.into()),
+        };
+        let issued = issue_card(&config, &ledger, &opts).await.unwrap();
+        let card = &issued.card;
+        assert_eq!(issued.virtual_pan_last4, None, "a given PAN is used, not a virtual one");
+        assert_eq!(card.identity, format!("{}@issuer.test", card.card_id));
+        assert_eq!(CardFile::load(&opts.card_file).unwrap(), *card, "the card file round-trips");
+        assert_eq!(mode(&opts.card_file), 0o600);
+        let tls = card.tls.as_ref().unwrap();
+        assert!(card.aka.is_none() && tls.inner.is_none() && tls.pin.is_none() && tls.session.is_none());
+
+        // The key, its certificate from the issuer CA, the server pin.
+        let key = PKey::private_key_from_pem(tls.key.as_bytes()).unwrap();
+        let spki = key.public_key_to_der().unwrap();
+        let cert = X509::from_pem(tls.certificate.as_bytes()).unwrap();
+        assert!(cert.public_key().unwrap().public_eq(&key));
+        let ca = X509::from_pem(tls.ca.as_bytes()).unwrap();
+        assert!(cert.verify(&ca.public_key().unwrap()).unwrap());
+        assert_eq!(tls.ca.as_bytes(), std::fs::read(data_dir.join(crate::pki::CA_CERT_FILE)).unwrap());
+        let chain = std::fs::read(data_dir.join(crate::pki::SERVER_CHAIN_FILE)).unwrap();
+        assert_eq!(tls.server_pin, hex::encode(crate::pki::server_pin(&chain).unwrap()));
+
+        // The ledger row: the key and V-Card = SHA-256(SPKI || PAN-token).
+        let pan_token = ledger.kek().pan_token(pan);
+        assert_eq!(tls.pan_token.as_deref(), Some(hex::encode(pan_token).as_str()));
+        let registered = ledger.card_key(&card.card_id).await.unwrap().unwrap();
+        assert_eq!(registered.spki, spki);
+        let want: [u8; 32] = Sha256::new().chain_update(&spki).chain_update(pan_token).finalize().into();
+        assert_eq!(registered.v_card, Some(want));
+        assert_eq!(ledger.card_by_key(&spki).await.unwrap(), Answer::CardKey { card_id: card.card_id.clone() });
+
+        // The eapol_test block and the PEM files it names, by absolute path.
+        assert_eq!(issued.eapol_files.len(), 4);
+        let conf = std::fs::read_to_string(dir.path().join("tls.conf")).unwrap();
+        let base = dir.path().canonicalize().unwrap();
+        for (line, file) in [("ca_cert", "tls.ca.pem"), ("client_cert", "tls.cert.pem"), ("private_key", "tls.key.pem")]
+        {
+            let path = base.join(file);
+            assert!(conf.contains(&format!("\t{line}=\"{}\"\n", path.display())), "{line}: {conf}");
+            assert!(path.is_file());
+        }
+        for want in ["\teap=TLS\n", "\tkey_mgmt=IEEE8021X\n", "\tphase1=\"tls_disable_tlsv1_3=0\"\n"] {
+            assert!(conf.contains(want), "{want}: {conf}");
+        }
+        assert!(conf.contains(&format!("\tidentity=\"{}@issuer.test\"\n", card.card_id)), "{conf}");
+        assert!(conf.contains("declines its payments 59"), "a required card says eapol_test cannot pay: {conf}");
+        assert_eq!(std::fs::read_to_string(base.join("tls.key.pem")).unwrap(), tls.key);
+        assert_eq!(std::fs::read_to_string(base.join("tls.cert.pem")).unwrap(), tls.certificate);
+        assert_eq!(std::fs::read_to_string(base.join("tls.ca.pem")).unwrap(), tls.ca);
+        assert_eq!((mode(&base.join("tls.key.pem")), mode(&base.join("tls.conf"))), (0o600, 0o600));
+        assert_eq!(mode(&base.join("tls.cert.pem")), 0o644);
+
+        // No --pan: a virtual number; only the last 4 digits come back.
+        let mut rsa = terms(CardMethod::Tls);
+        rsa.key_type = Some(KeyType::Rsa2048);
+        rsa.confirmation = Confirmation::Optional;
+        let opts = IssueOptions { terms: rsa, card_file: dir.path().join("rsa.json"), eapol_test: None, pan: None };
+        let issued = issue_card(&config, &ledger, &opts).await.unwrap();
+        let last4 = issued.virtual_pan_last4.unwrap();
+        assert!(last4.len() == 4 && last4.bytes().all(|b| b.is_ascii_digit()));
+        let registered = ledger.card_key(&issued.card.card_id).await.unwrap().unwrap();
+        assert_eq!(crate::pki::describe_key(&registered.spki), "RSA 2048");
+        assert!(registered.v_card.is_some() && issued.card.tls.unwrap().pan_token.is_some());
+        ledger.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ttls_cards_carry_their_inner_credentials() {
+        use crate::ledger::Ledger;
+
+        let dir = tempfile::tempdir().unwrap();
+        let config = test_server(dir.path()).await;
+        let ledger = open_ledger(&config, None).await.unwrap();
+        let issue = |terms: TermsOptions, name: &str| IssueOptions {
+            terms,
+            card_file: dir.path().join(format!("{name}.json")),
+            eapol_test: Some(dir.path().join(format!("{name}.conf"))),
+            pan: None,
+        };
+        // Inner PAP needs the PIN.
+        let err = issue_card(&config, &ledger, &issue(terms(CardMethod::Ttls), "nopin")).await.unwrap_err();
+        assert!(matches!(err, ServerError::Usage(_)) && err.to_string().contains("--pin"), "{err}");
+        assert!(!dir.path().join("nopin.json").exists());
+
+        let mut pap = terms(CardMethod::Ttls);
+        pap.pin = Some("2468".into());
+        pap.confirmation = Confirmation::Optional;
+        let card = issue_card(&config, &ledger, &issue(pap, "pap")).await.unwrap().card;
+        let tls = card.tls.as_ref().unwrap();
+        assert_eq!(card.identity, "anonymous@issuer.test");
+        assert_eq!((tls.inner.as_deref(), tls.pin.as_deref()), (Some("pap"), Some("2468")));
+        assert!(card.aka.is_none());
+        assert_eq!(ledger.check_pin(&card.card_id, "2468", 1).await.unwrap(), Answer::PinAccepted);
+        let conf = std::fs::read_to_string(dir.path().join("pap.conf")).unwrap();
+        for want in [
+            "\teap=TTLS\n".to_string(),
+            "\tanonymous_identity=\"anonymous@issuer.test\"\n".to_string(),
+            format!("\tidentity=\"{}\"\n", card.card_id),
+            "\tpassword=\"2468\"\n".to_string(),
+            "\tphase2=\"auth=PAP\"\n".to_string(),
+            "\tphase1=\"tls_disable_tlsv1_3=0\"\n".to_string(),
+        ] {
+            assert!(conf.contains(&want), "{want}: {conf}");
+        }
+        assert!(!conf.contains("declines its payments 59"), "an optional card can pay with eapol_test");
+        assert!(!conf.contains("client_cert") && dir.path().join("pap.ca.pem").is_file());
+
+        let mut aka = terms(CardMethod::Ttls);
+        aka.inner = Some(TtlsInner::Aka);
+        let card = issue_card(&config, &ledger, &issue(aka, "aka")).await.unwrap().card;
+        let keys = card.aka.as_ref().unwrap();
+        assert_eq!(card.tls.as_ref().unwrap().inner.as_deref(), Some("aka"));
+        // The inner EAP-AKA finds the card's K/OPc under 0<card_id>@realm.
+        assert!(matches!(ledger.aka_vector(&card.card_id, CardMethod::Aka).await.unwrap(), Answer::AkaVector(_)));
+        assert_eq!(ledger.aka_vector(&card.card_id, CardMethod::AkaPrime).await.unwrap(), Answer::UnknownCard);
+        assert_eq!(ledger.card_profile(&card.card_id).await.unwrap().unwrap().method, CardMethod::Ttls);
+        let conf = std::fs::read_to_string(dir.path().join("aka.conf")).unwrap();
+        for want in [
+            "\tphase2=\"autheap=AKA\"\n".to_string(),
+            format!("\tidentity=\"0{}@issuer.test\"\n", card.card_id),
+            format!("\tpassword=\"{}:{}:000000000000\"\n", keys.k, keys.opc),
+        ] {
+            assert!(conf.contains(&want), "{want}: {conf}");
+        }
+
+        // Options that do not fit the method.
+        let mut bad = terms(CardMethod::Aka);
+        bad.key_type = Some(KeyType::P256);
+        assert!(issue_card(&config, &ledger, &issue(bad, "bad1")).await.is_err());
+        let mut bad = terms(CardMethod::Tls);
+        bad.inner = Some(TtlsInner::Pap);
+        assert!(issue_card(&config, &ledger, &issue(bad, "bad2")).await.is_err());
+        assert!(issue_card(&config, &ledger, &issue(terms(CardMethod::Sim), "bad3")).await.is_err());
+        assert_eq!(ledger.cards().await.unwrap().len(), 2);
+        ledger.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bulk_tls_cards_get_a_key_each() {
+        use crate::ledger::Ledger;
+
+        let dir = tempfile::tempdir().unwrap();
+        let config = test_server(dir.path()).await;
+        let ledger = open_ledger(&config, None).await.unwrap();
+        let mut ttls = terms(CardMethod::Ttls);
+        ttls.pin = Some("1234".into());
+        for (terms, count) in [(terms(CardMethod::Tls), 7), (ttls, 3)] {
+            let opts = BulkIssueOptions { terms, card_dir: dir.path().join("cards"), count };
+            let cards = issue_cards(&config, &ledger, &opts).await.unwrap();
+            assert_eq!(cards.len(), count as usize);
+            let mut keys = std::collections::HashSet::new();
+            for card in &cards {
+                let registered = ledger.card_key(&card.card_id).await.unwrap().unwrap();
+                assert!(keys.insert(registered.spki.clone()), "one key per card");
+                let answer = ledger.card_by_key(&registered.spki).await.unwrap();
+                assert_eq!(answer, Answer::CardKey { card_id: card.card_id.clone() });
+                let path = dir.path().join("cards").join(format!("{}.json", card.card_id));
+                assert_eq!(CardFile::load(&path).unwrap(), *card);
+            }
+        }
+        assert_eq!(ledger.cards().await.unwrap().len(), 10);
         ledger.close().await;
     }
 

@@ -17,6 +17,8 @@ use eap_methods::server::{ServerSession, Step};
 use eap_methods::sim_aka::aka::{AkaServer, AkaServerConfig};
 use eap_methods::sim_aka::identity::{card_id, classify, realm, IdentityKind};
 use eap_methods::sim_aka::Flavor;
+use eap_methods::tls::{EapTlsServer, TlsServerConfig};
+use eap_methods::ttls::{EapTtlsServer, TtlsInner};
 use eap_methods::{Answer, EapType, FailureReason, Keys, Query, Verdict};
 
 use crate::cards::CardMethod;
@@ -229,6 +231,27 @@ pub enum Outcome {
 pub struct EapPolicy {
     pub realm: String,
     pub result_indication: bool,
+    /// EAP-TLS's server context (issuer server certificate, versions,
+    /// resumption, client certificate required), built once.
+    pub tls: TlsServerConfig,
+    /// EAP-TTLS's: the same without client authentication (the card
+    /// proves itself inside the tunnel).
+    pub ttls: TlsServerConfig,
+    /// The Eapay vendor id (TTLS carries the payment in vendor AVPs).
+    pub vendor_id: u32,
+}
+
+/// Octets of an EAP-TLS packet that are not TLS data: the EAP header (4),
+/// type (1), flags (1) and TLS Message Length (4).
+const EAP_TLS_OVERHEAD: u32 = 10;
+
+impl EapPolicy {
+    /// The EAP-TLS fragment size for a NAS that announced `framed_mtu`: an
+    /// EAP packet must fit its MTU (RFC 3579 §2.2); 0 means the configured
+    /// size.
+    fn fragment_size(&self, framed_mtu: Option<u32>) -> usize {
+        framed_mtu.map_or(0, |mtu| usize::try_from(mtu.saturating_sub(EAP_TLS_OVERHEAD)).unwrap_or(usize::MAX))
+    }
 }
 
 /// Runs a conversation on one EAP packet from the peer until it needs the
@@ -246,7 +269,7 @@ pub async fn drive<L: Ledger>(
             Step::Send(request) => return Ok(Outcome::Challenge(request, pending)),
             Step::Discard(why) => return Ok(Outcome::Discard(why, pending)),
             Step::NeedMethods { identity } => {
-                let (methods, card) = methods_for(policy, ledger, &identity).await?;
+                let (methods, card) = methods_for(policy, ledger, &identity, pending.framed_mtu).await?;
                 if let Some((_, profile)) = &card {
                     pending.method = profile.method.name();
                 }
@@ -264,6 +287,14 @@ pub async fn drive<L: Ledger>(
                     Some((id, profile)) if *id == card => Some(*profile),
                     _ => ledger.card_profile(&card).await?,
                 };
+                let signature = match &a.signature {
+                    Some(signed) => {
+                        let key = ledger.card_key(&card).await?;
+                        let key = key.as_ref().map(|k| payment::CardKey { spki: &k.spki, v_card: k.v_card });
+                        Some(payment::check_signature(key, a.confirmation.as_deref().unwrap_or_default(), signed))
+                    }
+                    None => None,
+                };
                 let answer = payment::after_authentication(
                     ledger,
                     ctx,
@@ -271,7 +302,7 @@ pub async fn drive<L: Ledger>(
                     &card,
                     &a,
                     profile.map(|p| p.confirmation),
-                    None,
+                    signature,
                 )
                 .await;
                 let verdict = Verdict { approved: answer.approved(), result: answer.for_card() };
@@ -309,25 +340,45 @@ async fn methods_for<L: Ledger>(
     policy: &EapPolicy,
     ledger: &L,
     identity: &str,
+    framed_mtu: Option<u32>,
 ) -> Result<(Vec<Box<dyn eap_methods::method::ServerMethod>>, Option<(String, CardProfile)>), ServerError> {
+    type Method = Box<dyn eap_methods::method::ServerMethod>;
     // A foreign realm is not ours to authenticate (a proxy would route it).
     if realm(identity).is_some_and(|r| !r.eq_ignore_ascii_case(&policy.realm)) {
         return Ok((Vec::new(), None));
     }
-    let aka = |flavor: Flavor| -> Box<dyn eap_methods::method::ServerMethod> {
+    let aka = |flavor: Flavor| -> Method {
         let mut config = AkaServerConfig::new(flavor);
         config.result_ind = policy.result_indication;
         Box::new(AkaServer::new(config, identity))
     };
     let aka_prime = || Flavor::AkaPrime { network_name: policy.realm.clone() };
-    let id = card_id(identity);
-    let known = ledger.card_profile(id).await?;
-    let methods = match known.map(|p| p.method) {
+    let fragment_size = policy.fragment_size(framed_mtu);
+    let tls = || -> Method { Box::new(EapTlsServer::new(&policy.tls, identity, fragment_size)) };
+    let ttls = || -> Method {
+        // Inner EAP: the AKA family without AT_RESULT_IND, since the result
+        // travels in the tunnel.
+        let inner_aka = |flavor: Flavor| {
+            let mut config = AkaServerConfig::new(flavor);
+            config.result_ind = false;
+            config
+        };
+        let inner = TtlsInner { pap: true, eap: vec![inner_aka(Flavor::Aka), inner_aka(aka_prime())] };
+        Box::new(EapTtlsServer::new(&policy.ttls, identity, fragment_size, inner).with_vendor_id(policy.vendor_id))
+    };
+    let known = card_of(ledger, identity).await?;
+    let methods = match known.as_ref().map(|(_, p)| p.method) {
         Some(CardMethod::Aka) => vec![aka(Flavor::Aka)],
         Some(CardMethod::AkaPrime) => vec![aka(aka_prime())],
-        Some(_) => Vec::new(),
-        // Not a known card id (an anonymous or pseudonymous identity): let
-        // the method ask for the permanent identity, AKA' first.
+        Some(CardMethod::Tls) => vec![tls()],
+        Some(CardMethod::Ttls) => vec![ttls()],
+        Some(CardMethod::Sim) => Vec::new(),
+        // An anonymous NAI (RFC 7542 §2.4, RFC 9190 §2.1.2): the card proves
+        // who it is inside the method, so offer the TLS family, TTLS first
+        // (its cards are anonymous by design; an EAP-TLS card Naks to TLS).
+        None if is_anonymous(identity) => vec![ttls(), tls()],
+        // Not a known card id (a pseudonymous identity): let the method ask
+        // for the permanent identity, AKA' first.
         None if classify(EapType::AKA, identity) == IdentityKind::Unknown
             && classify(EapType::AKA_PRIME, identity) == IdentityKind::Unknown =>
         {
@@ -335,7 +386,34 @@ async fn methods_for<L: Ledger>(
         }
         None => Vec::new(),
     };
-    Ok((methods, known.map(|p| (id.to_string(), p))))
+    Ok((methods, known))
+}
+
+/// The card an identity names: a SIM/AKA permanent identity names its card
+/// after the prefix digit, a TLS card by its whole user part. A TLS card id
+/// may itself start with a digit, so a prefixed name that is not an AKA
+/// family card is tried whole.
+async fn card_of<L: Ledger>(ledger: &L, identity: &str) -> Result<Option<(String, CardProfile)>, ServerError> {
+    let user = user_part(identity);
+    let stripped = card_id(identity);
+    if stripped != user {
+        let profile = ledger.card_profile(stripped).await?.filter(|p| p.method.identity_prefix().is_some());
+        if let Some(profile) = profile {
+            return Ok(Some((stripped.to_string(), profile)));
+        }
+    }
+    let profile = ledger.card_profile(user).await?.filter(|p| p.method.identity_prefix().is_none());
+    Ok(profile.map(|p| (user.to_string(), p)))
+}
+
+/// The NAI's user part (all of it if there is no realm).
+fn user_part(identity: &str) -> &str {
+    identity.rsplit_once('@').map_or(identity, |(user, _)| user)
+}
+
+/// `@realm`, `anonymous@realm` or a bare `anonymous`.
+fn is_anonymous(identity: &str) -> bool {
+    matches!(user_part(identity), "" | "anonymous")
 }
 
 /// The card method an AKA-family permanent identity claims by its prefix.
@@ -359,8 +437,8 @@ async fn answer<L: Ledger>(store: &L, query: Query) -> Result<Answer, ServerErro
             Some(method) => store.aka_resync(card_id(&identity), method, rand, auts).await,
             None => Ok(Answer::UnknownCard),
         },
-        // Answered once the TLS family is wired to the card store.
-        Query::CardKey { .. } | Query::Pin { .. } => Ok(Answer::UnknownCard),
+        Query::CardKey { spki } => store.card_by_key(&spki).await,
+        Query::Pin { card_id, pin } => store.check_pin(&card_id, &pin.0, payment::now_ms()).await,
     }
 }
 

@@ -39,6 +39,7 @@ pub mod error;
 pub mod fsutil;
 pub mod ledger;
 pub mod payment;
+pub mod pki;
 pub mod radius;
 pub mod seal;
 pub mod server;

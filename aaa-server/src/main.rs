@@ -1,18 +1,23 @@
 //! `eapay-server`: the payment server and its administration commands.
 //!
 //! Every error ends as one line on stderr and exit status 2; a bad argument
-//! too (clap's multi-line usage text is reduced to its first line).
+//! too (clap's multi-line usage text is reduced to its first line). A check
+//! that ran and came out negative (`txn verify` on a signature that does not
+//! verify) exits 1.
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use aaa_server::admin::{self, BulkIssueOptions, ExportFormat, ExportOptions, InitOptions, IssueOptions, TermsOptions};
+use aaa_server::admin::{
+    self, BulkIssueOptions, ExportFormat, ExportOptions, InitOptions, IssueOptions, TermsOptions, TtlsInner,
+};
 use aaa_server::cards::{CardMethod, Confirmation};
 use aaa_server::config::Config;
 use aaa_server::error::ServerError;
-use aaa_server::ledger::{AuditEntry, AuthorizationRecord, SqlLedger, TxnFilter, TxnKey};
+use aaa_server::ledger::{AuditEntry, AuthorizationRecord, Ledger, RegisteredKey, SqlLedger, TxnFilter, TxnKey};
+use aaa_server::pki::KeyType;
 use aaa_server::server::Server;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -95,17 +100,28 @@ enum CardCommand {
         /// Last month of validity (YYYY-MM); four years from now by default.
         #[arg(long, value_name = "YYYY-MM")]
         expires: Option<String>,
+        /// The card's PIN (4-12 digits): stored as a keyed verifier; a ttls card
+        /// with inner pap uses it as its inner password (then required).
         #[arg(long)]
         pin: Option<String>,
-        /// The card number: reduced to a keyed token, never stored (single issue only).
+        /// The card number: reduced to a keyed token, never stored (single issue
+        /// only). A tls/ttls card issued without one gets a virtual number
+        /// (BIN 999999), equally reduced to its token and forgotten.
         #[arg(long, conflicts_with = "card_dir")]
         pan: Option<String>,
+        /// tls/ttls: the algorithm of the card's key [default: p256].
+        #[arg(long, value_enum, value_name = "TYPE")]
+        key_type: Option<KeyType>,
+        /// ttls: the method inside the tunnel [default: pap].
+        #[arg(long, value_enum)]
+        inner: Option<TtlsInner>,
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
     /// Write the active cards for another AAA server, to benchmark it with the
-    /// same cards: hostapd (hostapd.eap_user + hlr_auc_gw.milenage_db, with K
-    /// and OPc in the clear, mode 0600) or FreeRADIUS.
+    /// same cards: hostapd (aka, aka-prime: hostapd.eap_user +
+    /// hlr_auc_gw.milenage_db, with K and OPc in the clear, mode 0600) or
+    /// FreeRADIUS 3.2 (tls, ttls: ca.pem, server.pem, server-key.pem, users).
     Export {
         #[arg(long, value_enum)]
         format: ExportFormat,
@@ -115,6 +131,10 @@ enum CardCommand {
         /// Only cards of this method (default: every method the format takes).
         #[arg(long, value_enum)]
         method: Option<CardMethod>,
+        /// FreeRADIUS: the directory of the card files of TTLS/PAP cards (their
+        /// PIN, which the ledger keeps only as a verifier, is their password there).
+        #[arg(long, value_name = "DIR")]
+        card_dir: Option<PathBuf>,
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
@@ -170,6 +190,20 @@ enum TxnCommand {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Re-check the card signature a TLS/TTLS payment stored against the card's
+    /// registered key: exit 0 if it verifies, 1 if not, 2 if there is none.
+    Verify {
+        id: String,
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
+/// How a command ended, when it did not fail.
+enum Outcome {
+    Done,
+    /// The check ran and failed (exit 1).
+    Negative,
 }
 
 fn main() -> ExitCode {
@@ -188,7 +222,8 @@ fn main() -> ExitCode {
         }
     };
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Outcome::Done) => ExitCode::SUCCESS,
+        Ok(Outcome::Negative) => ExitCode::from(1),
         Err(e) => {
             eprintln!("eapay-server: {}", format!("{e:#}").replace('\n', " "));
             ExitCode::from(2)
@@ -196,9 +231,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+fn run(cli: Cli) -> Result<Outcome> {
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
-    match cli.command {
+    let done = match cli.command {
         None => runtime.block_on(demo()),
         Some(Command::Serve { config }) => runtime.block_on(serve(&Config::load(&config)?)),
         Some(Command::Init { data_dir, realm, radius_secret, radius_listen, diameter_listen, force }) => {
@@ -209,8 +244,9 @@ fn run(cli: Cli) -> Result<()> {
         }
         Some(Command::Card { command }) => runtime.block_on(card(command)),
         Some(Command::Merchant { command }) => runtime.block_on(merchant(command)),
-        Some(Command::Txn { command }) => runtime.block_on(txn(command)),
-    }
+        Some(Command::Txn { command }) => return runtime.block_on(txn(command)),
+    };
+    done.map(|()| Outcome::Done)
 }
 
 fn config_or_default(path: Option<PathBuf>) -> Result<Config> {
@@ -232,12 +268,15 @@ async fn card(command: CardCommand) -> Result<()> {
             expires,
             pin,
             pan,
+            key_type,
+            inner,
             config,
         } => {
             let currency = aaa_proto::currency::parse(&currency)
                 .with_context(|| format!("--currency {currency:?} is not an ISO 4217 currency"))?;
             let config = config_or_default(config)?;
-            let terms = TermsOptions { method, limit, currency: currency.numeric, confirmation, pin, expires };
+            let terms =
+                TermsOptions { method, limit, currency: currency.numeric, confirmation, pin, expires, key_type, inner };
             let card_file = match (card_file, card_dir, count) {
                 (Some(file), None, None) => file,
                 (None, Some(card_dir), Some(count)) => {
@@ -259,13 +298,21 @@ async fn card(command: CardCommand) -> Result<()> {
                 _ => anyhow::bail!("give --card-file FILE, or --card-dir DIR with --count N"),
             };
             let opts = IssueOptions { terms, card_file: card_file.clone(), eapol_test, pan };
-            let card = with_ledger(&config, async |ledger| admin::issue_card(&config, ledger, &opts).await).await?;
+            let issued = with_ledger(&config, async |ledger| admin::issue_card(&config, ledger, &opts).await).await?;
+            let card = &issued.card;
             println!("issued {} card {} as {} -> {}", card.method, card.card_id, card.identity, card_file.display());
+            if let Some(last4) = &issued.virtual_pan_last4 {
+                println!("  virtual card number ending {last4} (only its PAN-token is kept)");
+            }
+            if !issued.eapol_files.is_empty() {
+                let files: Vec<String> = issued.eapol_files.iter().map(|f| f.display().to_string()).collect();
+                println!("  eapol_test: {}", files.join(", "));
+            }
             Ok(())
         }
-        CardCommand::Export { format, out, method, config } => {
+        CardCommand::Export { format, out, method, card_dir, config } => {
             let config = config_or_default(config)?;
-            let opts = ExportOptions { format, out_dir: out, method };
+            let opts = ExportOptions { format, out_dir: out, method, card_dir };
             let done = with_ledger(&config, async |ledger| admin::export_cards(&config, ledger, &opts).await).await?;
             for line in &done.skipped {
                 eprintln!("eapay-server: card export: skipped {line}");
@@ -335,7 +382,7 @@ async fn merchant(command: MerchantCommand) -> Result<()> {
     }
 }
 
-async fn txn(command: TxnCommand) -> Result<()> {
+async fn txn(command: TxnCommand) -> Result<Outcome> {
     match command {
         TxnCommand::List { merchant, card, limit, config } => {
             let filter = TxnFilter { merchant_id: merchant, card_id: card, limit };
@@ -365,34 +412,107 @@ async fn txn(command: TxnCommand) -> Result<()> {
                     code
                 )?;
             }
-            Ok(())
+            Ok(Outcome::Done)
         }
         TxnCommand::Show { id, config } => {
             let config = config_or_default(config)?;
-            let key = match id.parse::<i64>() {
-                Ok(n) => TxnKey::Id(n),
-                Err(_) => match id.split_once(':') {
-                    Some((m, t)) => TxnKey::Merchant { merchant_id: m.to_string(), transaction_id: t.to_string() },
-                    None => anyhow::bail!("{id:?} is neither an authorization id nor MERCHANT:TRANSACTION"),
-                },
-            };
+            let key = txn_key(&id)?;
             let found = with_ledger(&config, async |ledger| match ledger.authorization(&key).await? {
-                Some(a) => Ok(Some((ledger.audit(a.id).await?, a))),
+                Some(a) => Ok(Some((ledger.audit(a.id).await?, card_key_of(ledger, &a).await?, a))),
                 None => Ok(None),
             })
             .await?;
-            let Some((audit, a)) = found else { anyhow::bail!("no authorization {id}") };
+            let Some((audit, card_key, a)) = found else { anyhow::bail!("no authorization {id}") };
             let receipt_ok = match (&a.receipt, admin::load_public_key(&config.server.data_dir)) {
                 (Some(r), Ok(key)) => Some(key.verify(r).is_ok()),
                 _ => None,
             };
-            print_authorization(&a, receipt_ok, &audit)?;
-            Ok(())
+            print_authorization(&a, receipt_ok, card_key.as_ref(), &audit)?;
+            Ok(Outcome::Done)
+        }
+        TxnCommand::Verify { id, config } => {
+            let config = config_or_default(config)?;
+            let key = txn_key(&id)?;
+            let found = with_ledger(&config, async |ledger| match ledger.authorization(&key).await? {
+                Some(a) => Ok(Some((card_key_of(ledger, &a).await?, a))),
+                None => Ok(None),
+            })
+            .await?;
+            let Some((card_key, a)) = found else { anyhow::bail!("no authorization {id}") };
+            verify_signature(&a, card_key.as_ref())
         }
     }
 }
 
-fn print_authorization(a: &AuthorizationRecord, receipt_ok: Option<bool>, audit: &[AuditEntry]) -> Result<()> {
+/// An authorization by ledger id or `MERCHANT:TRANSACTION`.
+fn txn_key(id: &str) -> Result<TxnKey> {
+    match id.parse::<i64>() {
+        Ok(n) => Ok(TxnKey::Id(n)),
+        Err(_) => match id.split_once(':') {
+            Some((m, t)) => Ok(TxnKey::Merchant { merchant_id: m.to_string(), transaction_id: t.to_string() }),
+            None => anyhow::bail!("{id:?} is neither an authorization id nor MERCHANT:TRANSACTION"),
+        },
+    }
+}
+
+/// The registered key of the card an authorization names, if it has one.
+async fn card_key_of(ledger: &SqlLedger, a: &AuthorizationRecord) -> Result<Option<RegisteredKey>, ServerError> {
+    match &a.card_id {
+        Some(card_id) => ledger.card_key(card_id).await,
+        None => Ok(None),
+    }
+}
+
+/// The evidence kind of a TLS/TTLS card signature.
+const SIGNATURE_EVIDENCE: &str = "signature";
+
+/// `txn verify`: the stored signature against the card's registered key and
+/// the stored canonical details.
+fn verify_signature(a: &AuthorizationRecord, card_key: Option<&RegisteredKey>) -> Result<Outcome> {
+    use eap_methods::tls::confirmation;
+
+    let id = a.id;
+    let evidence = match (a.evidence_kind.as_deref(), &a.evidence) {
+        (Some(SIGNATURE_EVIDENCE), Some(evidence)) => evidence,
+        (Some("mac"), _) => anyhow::bail!(
+            "authorization {id} holds a MAC, not a signature ({} confirmations prove integrity, not who signed)",
+            a.method
+        ),
+        (Some(kind), _) => anyhow::bail!("authorization {id} holds {kind:?} evidence, not a signature"),
+        (None, _) => anyhow::bail!("authorization {id} has no card signature (the card did not confirm)"),
+    };
+    let Some(card_id) = &a.card_id else { anyhow::bail!("authorization {id} names no card") };
+    let Some(key) = card_key else { anyhow::bail!("card {card_id} has no registered key") };
+    let verified = confirmation::split_evidence(evidence)
+        .is_some_and(|(exporter, signature)| confirmation::verify(&key.spki, &a.details, &exporter, signature));
+    if verified {
+        println!("signature verifies with card {card_id}'s registered key");
+        println!(
+            "  {} {} at {} (transaction {}); {} key, SHA-256 {}",
+            a.status.name(),
+            money(a.amount, a.currency),
+            a.merchant_id,
+            a.transaction_id,
+            aaa_server::pki::describe_key(&key.spki),
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&key.spki))
+        );
+        Ok(Outcome::Done)
+    } else {
+        println!(
+            "signature DOES NOT verify with card {card_id}'s registered key ({}): authorization {id}'s \
+             evidence was not made by that card for these payment details",
+            aaa_server::pki::describe_key(&key.spki)
+        );
+        Ok(Outcome::Negative)
+    }
+}
+
+fn print_authorization(
+    a: &AuthorizationRecord,
+    receipt_ok: Option<bool>,
+    card_key: Option<&RegisteredKey>,
+    audit: &[AuditEntry],
+) -> Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "authorization {}", a.id)?;
     writeln!(out, "  merchant         {}", a.merchant_id)?;
@@ -416,8 +536,23 @@ fn print_authorization(a: &AuthorizationRecord, receipt_ok: Option<bool>, audit:
         writeln!(out, "  decline          {code:02} {}", a.decline_reason.as_deref().unwrap_or(""))?;
     }
     writeln!(out, "  confirmation     {}", a.confirmation.name())?;
-    if let (Some(kind), Some(evidence)) = (&a.evidence_kind, &a.evidence) {
-        writeln!(out, "  evidence ({kind})  {}", hex::encode(evidence))?;
+    match (a.evidence_kind.as_deref(), &a.evidence) {
+        (Some(SIGNATURE_EVIDENCE), Some(evidence)) => {
+            let algorithm = card_key.map(|k| aaa_server::pki::describe_key(&k.spki));
+            match eap_methods::tls::confirmation::split_evidence(evidence) {
+                Some((exporter, signature)) => {
+                    let what = match algorithm {
+                        Some(algorithm) => format!("{algorithm}, {} octets", signature.len()),
+                        None => format!("{} octets, card has no registered key", signature.len()),
+                    };
+                    writeln!(out, "  evidence         signature ({what}) exporter {}", hex::encode(exporter))?;
+                    writeln!(out, "                   {}", hex::encode(signature))?;
+                }
+                None => writeln!(out, "  evidence         signature (malformed) {}", hex::encode(evidence))?,
+            }
+        }
+        (Some(kind), Some(evidence)) => writeln!(out, "  evidence ({kind})  {}", hex::encode(evidence))?,
+        _ => {}
     }
     if let Some(receipt) = &a.receipt {
         let verdict = match receipt_ok {
@@ -519,15 +654,26 @@ async fn demo() -> Result<()> {
     // eapol_test is a standard peer: its cards cannot confirm. demo-card is
     // our own card: it confirms the amount inside AKA' (DESIGN.md §4).
     let demo_cards = [
-        ("demo-aka", CardMethod::Aka, true, Confirmation::Optional),
-        ("demo-aka-prime", CardMethod::AkaPrime, true, Confirmation::Optional),
-        ("demo-card", CardMethod::AkaPrime, false, Confirmation::Required),
+        ("demo-aka", CardMethod::Aka, true, Confirmation::Optional, None),
+        ("demo-aka-prime", CardMethod::AkaPrime, true, Confirmation::Optional, None),
+        ("demo-tls", CardMethod::Tls, true, Confirmation::Optional, None),
+        ("demo-ttls", CardMethod::Ttls, true, Confirmation::Optional, Some(DEMO_PIN)),
+        ("demo-card", CardMethod::AkaPrime, false, Confirmation::Required, None),
     ];
-    for (name, method, eapol_test, confirmation) in demo_cards {
+    for (name, method, eapol_test, confirmation, pin) in demo_cards {
         let card_file = cards_dir.join(format!("{name}.json"));
         if !card_file.exists() {
             let opts = IssueOptions {
-                terms: TermsOptions { method, limit: 500_000, currency: 840, confirmation, pin: None, expires: None },
+                terms: TermsOptions {
+                    method,
+                    limit: 500_000,
+                    currency: 840,
+                    confirmation,
+                    pin: pin.map(str::to_owned),
+                    expires: None,
+                    key_type: None,
+                    inner: None,
+                },
                 card_file,
                 eapol_test: eapol_test.then(|| cards_dir.join(format!("{name}.eapol.conf"))),
                 pan: None,
@@ -604,12 +750,15 @@ fn print_demo_help(config: &Config, cards_dir: &Path) {
         "  RADIUS           auth {}  acct {}  secret {secret}",
         config.radius.auth_listen, config.radius.acct_listen
     );
-    println!("  demo cards       {}/demo-aka.json, demo-aka-prime.json", cards_dir.display());
+    println!(
+        "  demo cards       {}/demo-aka.json, demo-aka-prime.json, demo-tls.json, demo-ttls.json (PIN {DEMO_PIN})",
+        cards_dir.display()
+    );
     println!(
         "Authenticate a demo card with eapol_test (scripts/build-eapol-test.sh builds one with the USIM simulator):"
     );
     let vendor = format!("{:08x}", config.server.vendor_id);
-    for m in ["aka", "aka-prime"] {
+    for m in ["aka", "aka-prime", "tls", "ttls"] {
         println!(
             "  .tools/bin/eapol_test -c {}/demo-{m}.eapol.conf -a 127.0.0.1 -p {port} -s {secret} \\\n    {}",
             cards_dir.display(),
@@ -617,6 +766,9 @@ fn print_demo_help(config: &Config, cards_dir: &Path) {
         );
     }
 }
+
+/// The PIN of the demo TTLS card (its inner PAP password).
+const DEMO_PIN: &str = "1234";
 
 /// eapol_test `-N` arguments for a demo payment.
 fn demo_payment_args(vendor: &str) -> String {

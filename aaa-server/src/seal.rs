@@ -110,6 +110,22 @@ impl Kek {
 }
 
 impl Kek {
+    /// Seals `secret` under `aad` into the file `path` (hex, one line, mode
+    /// 0600, replaced atomically): how the data directory keeps the issuer's
+    /// own keys (receipt signing key, CA and server TLS keys).
+    pub fn seal_to_file(&self, path: &Path, aad: &str, secret: &[u8]) -> Result<(), ServerError> {
+        crate::fsutil::write_private(path, self.seal(aad, secret)?.as_bytes())
+    }
+
+    /// Opens a file written by [`Kek::seal_to_file`] with the same `aad`.
+    pub fn open_file(&self, path: &Path, aad: &str) -> Result<Vec<u8>, ServerError> {
+        let sealed = std::fs::read_to_string(path).map_err(|e| ServerError::io(path, e))?;
+        self.open(aad, sealed.trim())
+            .map_err(|_| ServerError::Kek(format!("{}: does not open with this key-encryption key", path.display())))
+    }
+}
+
+impl Kek {
     /// PAN-token = HMAC-SHA-256(PAN-token key, PAN digits). Spaces and other
     /// separators are ignored so "4111 1111 ..." and "41111111..." give the
     /// same token; checking that the PAN is well formed is the caller's job.

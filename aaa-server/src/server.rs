@@ -7,7 +7,11 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 use tracing::info;
 
+use eap_methods::tls::{ClientAuth, TlsServerConfig, TlsServerOptions, TlsVersion};
+
 use crate::config::Config;
+use crate::pki;
+use crate::seal::Kek;
 use crate::eap::{Conversations, EapPolicy};
 use crate::error::ServerError;
 use crate::ledger::SqlLedger;
@@ -34,7 +38,14 @@ impl Server {
         let acct = bind(config.radius.acct_listen).await?;
         let conversations =
             Conversations::new(Duration::from_secs(config.eap.session_timeout_secs), config.eap.max_sessions);
-        let policy = EapPolicy { realm: config.server.realm.clone(), result_indication: config.eap.result_indication };
+        let (tls, ttls) = tls_configs(config)?;
+        let policy = EapPolicy {
+            realm: config.server.realm.clone(),
+            result_indication: config.eap.result_indication,
+            tls,
+            ttls,
+            vendor_id: config.server.vendor_id,
+        };
         let shared = Arc::new(Shared::new(
             Clients::new(&config.radius.clients),
             ledger,
@@ -90,6 +101,32 @@ impl Server {
         info!(counters = %counters.join(" "), "stopped");
         Ok(())
     }
+}
+
+/// The TLS family's server contexts, EAP-TLS's (client certificate
+/// required) and EAP-TTLS's (none): the issuer PKI's server certificate
+/// (created if the data dir predates it) and `[eap.tls]`.
+fn tls_configs(config: &Config) -> Result<(TlsServerConfig, TlsServerConfig), ServerError> {
+    let kek = Kek::load(&config.server.data_dir)?;
+    let identity = pki::server_identity(&config.server.data_dir, &kek, &config.server.realm)?;
+    let section = &config.eap.tls;
+    let version = |text: &str| -> Result<TlsVersion, ServerError> {
+        text.parse().map_err(|_| ServerError::Config(format!("eap.tls: {text:?} is not a TLS version")))
+    };
+    let options = TlsServerOptions {
+        certificate_chain_pem: identity.chain_pem,
+        private_key_pem: identity.key_pem,
+        min_version: version(&section.min_version)?,
+        max_version: version(&section.max_version)?,
+        fragment_size: section.fragment_size,
+        max_message: section.max_message,
+        session_lifetime: Duration::from_secs(section.session_lifetime_secs),
+        session_cache_size: section.session_cache_size,
+    };
+    let build = |client_auth| {
+        TlsServerConfig::with_client_auth(&options, client_auth).map_err(|e| ServerError::Config(format!("eap.tls: {e}")))
+    };
+    Ok((build(ClientAuth::Required)?, build(ClientAuth::None)?))
 }
 
 async fn shutdown_signal() {

@@ -103,6 +103,9 @@ on_every_backend! {
     one_bad_request_does_not_fail_its_batch => fallback_scenario;
     reopened_ledger_keeps_everything => reopen_scenario;
     audit_log_is_append_only => append_only_scenario;
+    card_keys_find_their_card => card_key_scenario;
+    wrong_pins_count_and_lock => pin_scenario;
+    migration_2_upgrades_a_v1_ledger => migration_2_scenario;
 }
 
 // ---------------------------------------------------------------- fixtures
@@ -146,6 +149,7 @@ fn card(id: &str, currency: u16, limit: u64) -> NewCard {
         credit_limit: limit,
         expires_at: next_year(),
         pan_token: None,
+        card_key: None,
         aka: Some(NewAkaCredential { k: K, opc: OPC, amf: [0x80, 0], sqn_he: 0 }),
         pin: None,
     }
@@ -525,15 +529,16 @@ async fn sqn_scenario(db: &TestDb) {
     let mut prime = card("card-p", USD, 1000);
     prime.method = CardMethod::AkaPrime;
     l.issue_card(prime, "test").await.unwrap();
-    let mut tls = card("card-t", USD, 1000);
-    tls.method = CardMethod::Tls;
-    tls.aka = None;
-    l.issue_card(tls, "test").await.unwrap();
+    l.issue_card(tls_card("card-t", &card_keypair().1, [9; 32]), "test").await.unwrap();
     l.issue_card(card("card-b", USD, 1000), "test").await.unwrap();
     l.block_card("card-b", "test").await.unwrap();
 
     assert_eq!(l.card_profile("card-a").await.unwrap().map(|p| p.method), Some(CardMethod::Aka));
-    assert_eq!(l.card_profile("card-b").await.unwrap().map(|p| p.method), Some(CardMethod::Aka), "blocked cards still authenticate");
+    assert_eq!(
+        l.card_profile("card-b").await.unwrap().map(|p| p.method),
+        Some(CardMethod::Aka),
+        "blocked cards still authenticate"
+    );
     assert_eq!(l.card_profile("nope").await.unwrap(), None);
     let vector = |answer: Answer| match answer {
         Answer::AkaVector(v) => v,
@@ -704,6 +709,150 @@ async fn append_only_scenario(db: &TestDb) {
     conn.close().await.unwrap();
 }
 
+/// A fresh P-256 key: (private key, DER SubjectPublicKeyInfo).
+fn card_keypair() -> (openssl::pkey::PKey<openssl::pkey::Private>, Vec<u8>) {
+    use openssl::ec::{EcGroup, EcKey};
+    let group = EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap();
+    let key = openssl::pkey::PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
+    let spki = key.public_key_to_der().unwrap();
+    (key, spki)
+}
+
+fn tls_card(id: &str, spki: &[u8], pan_token: [u8; 32]) -> NewCard {
+    NewCard {
+        method: CardMethod::Tls,
+        aka: None,
+        card_key: Some(spki.to_vec()),
+        pan_token: Some(pan_token),
+        ..card(id, USD, 100_000)
+    }
+}
+
+async fn card_key_scenario(db: &TestDb) {
+    use sha2::{Digest, Sha256};
+    let f = open(db, PaymentPolicy::default()).await;
+    let l = &f.ledger;
+    let (_, spki) = card_keypair();
+    let pan_token = l.kek().pan_token("4111111111111111");
+    l.issue_card(tls_card("card-tls", &spki, pan_token), "test").await.unwrap();
+    l.issue_card(card("card-aka", USD, 1000), "test").await.unwrap();
+
+    let registered = l.card_key("card-tls").await.unwrap().unwrap();
+    assert_eq!(registered.spki, spki);
+    let v_card: [u8; 32] = Sha256::new().chain_update(&spki).chain_update(pan_token).finalize().into();
+    assert_eq!(registered.v_card, Some(v_card));
+    assert_eq!(aaa_server::ledger::v_card(&spki, &pan_token), v_card);
+    assert_eq!(l.card_key("card-aka").await.unwrap(), None);
+    assert_eq!(l.card_key("card-none").await.unwrap(), None);
+
+    assert_eq!(l.card_by_key(&spki).await.unwrap(), Answer::CardKey { card_id: "card-tls".into() });
+    let (_, stranger) = card_keypair();
+    assert_eq!(l.card_by_key(&stranger).await.unwrap(), Answer::UnknownCard);
+    assert_eq!(l.card_by_key(b"").await.unwrap(), Answer::UnknownCard);
+    assert!(l.block_card("card-tls", "test").await.unwrap());
+    assert_eq!(l.card_by_key(&spki).await.unwrap(), Answer::BlockedCard);
+
+    // One key, one card; a TLS card needs its key and a PAN-token; only TLS cards have one.
+    let err = l.issue_card(tls_card("card-copy", &spki, [1; 32]), "test").await.unwrap_err();
+    assert!(err.to_string().contains("already registered to card card-tls"), "{err}");
+    let mut keyless = tls_card("card-keyless", &stranger, pan_token);
+    keyless.card_key = None;
+    assert!(l.issue_card(keyless, "test").await.is_err());
+    let mut tokenless = tls_card("card-tokenless", &stranger, pan_token);
+    tokenless.pan_token = None;
+    assert!(l.issue_card(tokenless, "test").await.is_err());
+    let aka_with_key = NewCard { card_key: Some(stranger.clone()), ..card("card-aka-key", USD, 1000) };
+    assert!(l.issue_card(aka_with_key, "test").await.is_err());
+    assert!(l.issue_card(tls_card("card-junk-key", b"not a key", pan_token), "test").await.is_err());
+    assert_eq!(l.cards().await.unwrap().len(), 2);
+    let issued = l.recent_audit(0).await.unwrap();
+    let line = issued.iter().find(|e| e.card_id.as_deref() == Some("card-tls") && e.event == "card issued").unwrap();
+    assert!(line.detail.contains(&format!("card_key_id={}", hex::encode(Sha256::digest(&spki)))), "{line:?}");
+    f.ledger.close().await;
+}
+
+async fn pin_scenario(db: &TestDb) {
+    let f = open(db, PaymentPolicy::default()).await;
+    let l = &f.ledger;
+    let (_, spki) = card_keypair();
+    let ttls = NewCard { method: CardMethod::Ttls, pin: Some("1234".into()), ..tls_card("card-pin", &spki, [7; 32]) };
+    l.issue_card(ttls, "test").await.unwrap();
+    l.issue_card(card("card-nopin", USD, 1000), "test").await.unwrap();
+    let now = now_ms();
+
+    assert_eq!(l.check_pin("card-pin", "1234", now).await.unwrap(), Answer::PinAccepted);
+    assert_eq!(l.check_pin("card-pin", "9999", now).await.unwrap(), Answer::PinRejected { tries_left: 2 });
+    // The right PIN starts the count again.
+    assert_eq!(l.check_pin("card-pin", "1234", now).await.unwrap(), Answer::PinAccepted);
+    assert_eq!(l.check_pin("card-pin", "0000", now).await.unwrap(), Answer::PinRejected { tries_left: 2 });
+    assert_eq!(l.check_pin("card-pin", "12345", now).await.unwrap(), Answer::PinRejected { tries_left: 1 });
+    assert_eq!(l.check_pin("card-pin", "", now).await.unwrap(), Answer::PinLocked);
+    // Locked stays locked, the right PIN too.
+    assert_eq!(l.check_pin("card-pin", "1234", now).await.unwrap(), Answer::PinLocked);
+    assert_eq!(l.check_pin("card-nopin", "1234", now).await.unwrap(), Answer::UnknownCard);
+    assert_eq!(l.check_pin("card-none", "1234", now).await.unwrap(), Answer::UnknownCard);
+
+    let audit = l.recent_audit(0).await.unwrap();
+    let count =
+        |event: &str| audit.iter().filter(|e| e.event == event && e.card_id.as_deref() == Some("card-pin")).count();
+    assert_eq!((count("card pin rejected"), count("card pin locked"), count("card pin refused")), (4, 1, 1));
+    assert!(!audit.iter().any(|e| e.detail.contains("1234")), "no PIN in the audit log");
+    f.ledger.close().await;
+
+    // Durable: a reopened ledger (another server instance) sees the lock.
+    let l = SqlLedger::open(&db.url, Kek::from_bytes(&KEK), LedgerOptions::default()).await.unwrap();
+    assert_eq!(l.check_pin("card-pin", "1234", now).await.unwrap(), Answer::PinLocked);
+    l.close().await;
+}
+
+async fn migration_2_scenario(db: &TestDb) {
+    // Make a version 1 ledger: today's schema without what migration 2 adds.
+    let l = SqlLedger::open(&db.url, Kek::from_bytes(&KEK), LedgerOptions::default()).await.unwrap();
+    l.issue_card(card("card-old", USD, 1000), "test").await.unwrap();
+    l.close().await;
+    let mut conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
+    for statement in [
+        "DROP INDEX cards_card_key_id",
+        "ALTER TABLE cards DROP COLUMN card_key_id",
+        "ALTER TABLE cards DROP COLUMN card_key",
+        "DELETE FROM schema_migrations WHERE version = 2",
+    ] {
+        sqlx::query(statement).execute(&mut conn).await.unwrap();
+    }
+    assert!(sqlx::query("SELECT card_key FROM cards").fetch_all(&mut conn).await.is_err(), "a v1 schema now");
+    conn.close().await.unwrap();
+
+    // Two instances upgrading it at the same moment.
+    let kek = || Kek::from_bytes(&KEK);
+    let (a, b) = tokio::join!(
+        SqlLedger::open(&db.url, kek(), LedgerOptions::default()),
+        SqlLedger::open(&db.url, kek(), LedgerOptions::default())
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    b.close().await;
+    assert_eq!(a.cards().await.unwrap()[0].card_id, "card-old");
+    assert_eq!(a.card_key("card-old").await.unwrap(), None);
+    let (_, spki) = card_keypair();
+    a.issue_card(tls_card("card-new", &spki, [3; 32]), "test").await.unwrap();
+    assert_eq!(a.card_by_key(&spki).await.unwrap(), Answer::CardKey { card_id: "card-new".into() });
+    a.close().await;
+    let mut conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
+    let versions: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations ORDER BY version")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| sqlx::Row::get(r, 0))
+        .collect();
+    assert_eq!(versions, [1, 2]);
+    // The unique index is there: a second row with the same key id is refused by the database itself.
+    let dup = "INSERT INTO cards (card_id, method, status, confirmation, currency, credit_limit, available, expires_at,
+                   issued_at, card_key_id) SELECT 'card-dup', method, status, confirmation, currency, credit_limit,
+                   available, expires_at, issued_at, card_key_id FROM cards WHERE card_id = 'card-new'";
+    assert!(sqlx::query(dup).execute(&mut conn).await.is_err());
+    conn.close().await.unwrap();
+}
+
 // ---------------------------------------------------------------- SQLite only
 
 /// No PAN, K or OPc in any byte the SQLite ledger wrote.
@@ -765,4 +914,172 @@ async fn sqlite_file_settings() {
     }
     let err = SqlLedger::open("mysql://db/x", Kek::from_bytes(&KEK), LedgerOptions::default()).await.unwrap_err();
     assert!(err.to_string().contains("unsupported ledger URL"), "{err}");
+}
+
+// ---------------------------------------------------------------- admin CLI
+
+/// Runs `eapay-server ARGS`: (exit code, stdout, stderr).
+fn server_cli(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_eapay-server"))
+        .args(args)
+        .env_remove("EAPAY_KEK")
+        .output()
+        .expect("running eapay-server");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+/// `card issue` for TLS/TTLS on the command line, and `txn verify` / `txn
+/// show` on payments recorded the way the server records them: a genuine
+/// card signature verifies, a forged one does not, an AKA MAC is no signature.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn txn_verify_checks_the_card_signature() {
+    use aaa_server::admin::{self, InitOptions, IssueOptions, TermsOptions};
+    use eap_methods::tls::confirmation;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let init = InitOptions {
+        data_dir: data_dir.clone(),
+        realm: "issuer.test".into(),
+        radius_secret: Some("s".into()),
+        radius_listen: "127.0.0.1:0".parse().unwrap(),
+        diameter_listen: "127.0.0.1:0".parse().unwrap(),
+        force: false,
+    };
+    let config = admin::init(&init).await.unwrap().config;
+    let config_path = data_dir.canonicalize().unwrap().join(admin::CONFIG_FILE);
+    let config_arg = config_path.to_str().unwrap();
+
+    // The command line: a TTLS/PAP card needs its PIN; a TLS card prints its virtual number's last digits.
+    let ttls_file = dir.path().join("ttls.json");
+    let (code, _, err) = server_cli(&[
+        "card",
+        "issue",
+        "--config",
+        config_arg,
+        "--method",
+        "ttls",
+        "--card-file",
+        ttls_file.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.contains("--pin"), "{err}");
+    let tls_file = dir.path().join("cli-tls.json");
+    let conf = dir.path().join("cli-tls.conf");
+    let (code, out, err) = server_cli(&[
+        "card",
+        "issue",
+        "--config",
+        config_arg,
+        "--method",
+        "tls",
+        "--card-file",
+        tls_file.to_str().unwrap(),
+        "--eapol-test",
+        conf.to_str().unwrap(),
+        "--key-type",
+        "rsa2048",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let cli_card = e_card::card_file::CardFile::load(&tls_file).unwrap();
+    let want =
+        format!("issued tls card {} as {}@issuer.test -> {}", cli_card.card_id, cli_card.card_id, tls_file.display());
+    assert!(out.lines().any(|l| l == want), "{out}");
+    assert!(out.contains("virtual card number ending "), "{out}");
+    assert!(dir.path().join("cli-tls.key.pem").is_file());
+
+    // Payments recorded through the ledger API, as the server records them.
+    let ledger = admin::open_ledger(&config, None).await.unwrap();
+    let issue = |method, name: &str| IssueOptions {
+        terms: TermsOptions {
+            method,
+            limit: 100_000,
+            currency: USD,
+            confirmation: Confirmation::Required,
+            pin: None,
+            expires: None,
+            key_type: None,
+            inner: None,
+        },
+        card_file: dir.path().join(format!("{name}.json")),
+        eapol_test: None,
+        pan: None,
+    };
+    let tls = admin::issue_card(&config, &ledger, &issue(CardMethod::Tls, "tls")).await.unwrap().card;
+    let aka = admin::issue_card(&config, &ledger, &issue(CardMethod::Aka, "aka")).await.unwrap().card;
+    let card_key = openssl::pkey::PKey::private_key_from_pem(tls.tls.as_ref().unwrap().key.as_bytes()).unwrap();
+    let pay = |txn: &str, card: &str, method: &'static str, evidence: Evidence| {
+        let details = PaymentDetails { merchant_id: admin::DEMO_MERCHANT.into(), ..details(txn, 1250, USD) };
+        Attempt {
+            client: "demo-terminal".into(),
+            details,
+            card_id: Some(card.to_string()),
+            method,
+            confirmation: CardConfirmation::Confirmed,
+            evidence: Some(evidence),
+            pre_declined: None,
+            now_ms: now_ms(),
+        }
+    };
+    let signed = |txn: &str, key: &openssl::pkey::PKey<openssl::pkey::Private>| {
+        let details = PaymentDetails { merchant_id: admin::DEMO_MERCHANT.into(), ..details(txn, 1250, USD) };
+        let exporter: [u8; 32] = rand::random();
+        let signature = confirmation::sign(key, &details.canonical(), &exporter).unwrap();
+        let bytes = confirmation::evidence_bytes(&exporter, &signature);
+        let mut attempt = pay(txn, &tls.card_id, "tls", Evidence { kind: "signature", bytes });
+        attempt.details = details;
+        (attempt, exporter, signature)
+    };
+    let (genuine, exporter, signature) = signed("T-GOOD", &card_key);
+    approval_code(&ledger.authorize(genuine).await.unwrap());
+    let (forged, _, _) = signed("T-FORGED", &card_keypair().0);
+    approval_code(&ledger.authorize(forged).await.unwrap());
+    // A genuine signature replayed on other details.
+    let (mut replayed, _, _) = signed("T-REPLAY", &card_key);
+    let (_, old_exporter, old_signature) = signed("T-ORIGINAL", &card_key);
+    replayed.evidence =
+        Some(Evidence { kind: "signature", bytes: confirmation::evidence_bytes(&old_exporter, &old_signature) });
+    approval_code(&ledger.authorize(replayed).await.unwrap());
+    let mac = pay("T-MAC", &aka.card_id, "aka", Evidence { kind: "mac", bytes: b"canonical".to_vec() });
+    approval_code(&ledger.authorize(mac).await.unwrap());
+    let mut bare = pay("T-BARE", &aka.card_id, "aka", Evidence { kind: "mac", bytes: Vec::new() });
+    bare.evidence = None;
+    bare.confirmation = CardConfirmation::NotConfirmed;
+    ledger.authorize(bare).await.unwrap();
+    ledger.close().await;
+
+    let txn = |txn: &str| format!("{}:{txn}", admin::DEMO_MERCHANT);
+    let (code, out, err) = server_cli(&["txn", "verify", &txn("T-GOOD"), "--config", config_arg]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with(&format!("signature verifies with card {}'s registered key\n", tls.card_id)), "{out}");
+    for forged in ["T-FORGED", "T-REPLAY"] {
+        let (code, out, err) = server_cli(&["txn", "verify", &txn(forged), "--config", config_arg]);
+        assert_eq!(code, 1, "{forged}: {out}{err}");
+        assert!(out.starts_with("signature DOES NOT verify"), "{out}");
+    }
+    for (id, why) in [
+        (txn("T-MAC"), "holds a MAC, not a signature"),
+        (txn("T-BARE"), "has no card signature"),
+        (txn("T-NONE"), "no authorization"),
+        ("nonsense".to_string(), "neither an authorization id"),
+    ] {
+        let (code, out, err) = server_cli(&["txn", "verify", &id, "--config", config_arg]);
+        assert_eq!(code, 2, "{id}: {out}{err}");
+        assert!(out.is_empty() && err.lines().count() == 1 && err.contains(why), "{id}: {err}");
+    }
+
+    // `txn show` names the signature's algorithm and prints exporter and signature.
+    let (code, out, err) = server_cli(&["txn", "show", &txn("T-GOOD"), "--config", config_arg]);
+    assert_eq!(code, 0, "{err}");
+    let want = format!(
+        "  evidence         signature (ECDSA P-256, {} octets) exporter {}\n                   {}\n",
+        signature.len(),
+        hex::encode(exporter),
+        hex::encode(&signature)
+    );
+    assert!(out.contains(&want), "{out}");
+    let (_, out, _) = server_cli(&["txn", "show", &txn("T-MAC"), "--config", config_arg]);
+    assert!(out.contains(&format!("  evidence (mac)  {}\n", hex::encode(b"canonical"))), "{out}");
 }

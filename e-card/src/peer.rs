@@ -6,7 +6,9 @@ use eap_methods::sim_aka::sqn::{Sqn, SqnWindow, IND_BITS};
 use eap_methods::sim_aka::usim::Usim;
 use eap_methods::sim_aka::Flavor;
 use eap_methods::method::TlsSession;
+use eap_methods::method::{PeerMethod, Pin};
 use eap_methods::tls::{EapTlsPeer, PaymentToSign, TlsPeerOptions};
+use eap_methods::ttls::{EapTtlsPeer, TtlsPeerInner, TtlsPeerOptions};
 
 use crate::card_file::{AkaCard, CardFile, TlsCard};
 
@@ -24,18 +26,58 @@ pub enum PeerError {
 /// The EAP peer session for one conversation of this card. `confirmation`
 /// is the canonical payment details the card confirms, if paying.
 pub fn session(card: &CardFile, confirmation: Option<Vec<u8>>) -> Result<PeerSession, PeerError> {
-    if card.method == "tls" {
-        return tls_session(card, confirmation);
+    match card.method.as_str() {
+        "tls" => return tls_session(card, confirmation),
+        "ttls" => return ttls_session(card, confirmation),
+        _ => {}
     }
     let flavor = match card.method.as_str() {
         "aka" => Flavor::Aka,
         "aka-prime" => Flavor::AkaPrime { network_name: card.realm.clone() },
         other => return Err(PeerError::Method { card: card.card_id.clone(), method: other.to_string() }),
     };
+    let peer = aka_peer(card, flavor, card.identity.clone(), true, confirmation)?;
+    Ok(PeerSession::new(card.identity.clone(), vec![Box::new(peer)]))
+}
+
+fn aka_peer(
+    card: &CardFile,
+    flavor: Flavor,
+    identity: String,
+    result_ind: bool,
+    confirmation: Option<Vec<u8>>,
+) -> Result<AkaPeer, PeerError> {
     let aka = card.aka.as_ref().ok_or_else(|| field(card, "aka", "missing"))?;
     let usim = usim(card, aka)?;
-    let config = AkaPeerConfig { flavor, identity: card.identity.clone(), result_ind: true, confirmation };
-    Ok(PeerSession::new(card.identity.clone(), vec![Box::new(AkaPeer::new(config, usim))]))
+    Ok(AkaPeer::new(AkaPeerConfig { flavor, identity, result_ind, confirmation }, usim))
+}
+
+/// EAP-TTLS: the outer identity is anonymous, the card proves itself
+/// inside the tunnel with its PIN (PAP) or its USIM (EAP-AKA), and signs the
+/// payment with its registered key.
+fn ttls_session(card: &CardFile, confirmation: Option<Vec<u8>>) -> Result<PeerSession, PeerError> {
+    let tls = card.tls.as_ref().ok_or_else(|| field(card, "tls", "missing"))?;
+    let inner = match tls.inner.as_deref().unwrap_or("pap") {
+        "pap" => {
+            let pin = tls.pin.clone().ok_or_else(|| field(card, "pin", "missing (inner PAP needs it)"))?;
+            TtlsPeerInner::Pap { user: card.card_id.clone(), pin: Pin(pin) }
+        }
+        "aka" => {
+            let identity = format!("0{}@{}", card.card_id, card.realm);
+            // The payment travels in the tunnel AVPs; the inner AKA
+            // authenticates only, and its result is the outer method's.
+            let method: Box<dyn PeerMethod> = Box::new(aka_peer(card, Flavor::Aka, identity.clone(), false, None)?);
+            TtlsPeerInner::Eap { identity, method }
+        }
+        _ => return Err(field(card, "inner", "neither pap nor aka")),
+    };
+    let pan_token = tls.pan_token.as_deref().map(|t| hex32(card, t, "pan_token")).transpose()?;
+    let mut options = TtlsPeerOptions::new(hex32(card, &tls.server_pin, "server_pin")?, inner);
+    options.session = session_of(card, tls)?;
+    options.signing_key_pem = tls.key.as_bytes().to_vec();
+    options.payment = confirmation.map(|details| PaymentToSign { details, pan_token });
+    let peer = EapTtlsPeer::new(options).map_err(|e| PeerError::Tls { card: card.card_id.clone(), why: e.to_string() })?;
+    Ok(PeerSession::new(card.identity.clone(), vec![Box::new(peer)]))
 }
 
 /// EAP-TLS with the card's registered key, the issuer's server pinned, and

@@ -4,6 +4,8 @@
 
 use eap_methods::crypto::milenage::Milenage;
 use eap_methods::sim_aka::sqn::Sqn;
+use eap_methods::Answer;
+use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
@@ -12,6 +14,7 @@ use super::db::{to_i64, to_u64, Db};
 use super::decision::CardSnapshot;
 use super::model::{
     confirmation_from_name, confirmation_name, method_from_name, CardProfile, CardStatus, CardSummary, NewCard,
+    RegisteredKey,
 };
 use crate::cards::CardMethod;
 use crate::error::ServerError;
@@ -42,6 +45,7 @@ pub async fn issue(
     if exists.is_some() {
         return Err(ServerError::Usage(format!("card {id} already exists")));
     }
+    let key = registered_key(conn, card).await?;
     let (sealed_k, sealed_opc, amf, sqn_he) = match &card.aka {
         Some(aka) => (
             Some(kek.seal(id, &aka.k)?),
@@ -54,8 +58,9 @@ pub async fn issue(
     let pin_verifier = card.pin.as_deref().map(|pin| kek.pin_verifier(id, pin).to_vec());
     sqlx::query(
         "INSERT INTO cards (card_id, method, status, confirmation, currency, credit_limit, available, expires_at,
-             issued_at, pan_token, v_card, sealed_k, sealed_opc, amf, sqn_he, pin_verifier, pin_tries)
-         VALUES ($1, $2, 'active', $3, $4, $5, $6, $7, $8, $9, NULL, $10, $11, $12, $13, $14, 0)",
+             issued_at, pan_token, v_card, sealed_k, sealed_opc, amf, sqn_he, pin_verifier, pin_tries,
+             card_key, card_key_id)
+         VALUES ($1, $2, 'active', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 0, $16, $17)",
     )
     .bind(id)
     .bind(card.method.name())
@@ -66,15 +71,19 @@ pub async fn issue(
     .bind(to_i64(card.expires_at, "expiry")?)
     .bind(to_i64(now_ms / 1000, "issue time")?)
     .bind(card.pan_token.map(|t| t.to_vec()))
+    .bind(key.as_ref().map(|k| k.v_card.to_vec()))
     .bind(sealed_k)
     .bind(sealed_opc)
     .bind(amf)
     .bind(sqn_he)
     .bind(pin_verifier)
+    .bind(card.card_key.as_deref())
+    .bind(key.as_ref().map(|k| k.id.to_vec()))
     .execute(&mut *conn)
     .await?;
+    let key_detail = key.map(|k| format!(" card_key_id={}", hex::encode(k.id))).unwrap_or_default();
     let detail = format!(
-        "method={} confirmation={} currency={} credit_limit={} expires_at={} pan_token={} pin={}",
+        "method={} confirmation={} currency={} credit_limit={} expires_at={} pan_token={} pin={}{key_detail}",
         card.method.name(),
         confirmation_name(card.confirmation),
         card.currency,
@@ -92,6 +101,154 @@ pub async fn issue(
         ..Default::default()
     };
     audit::append(conn, line).await
+}
+
+/// What the ledger derives from a TLS card's key.
+struct DerivedKey {
+    /// SHA-256(SPKI): the unique look-up key.
+    id: [u8; 32],
+    /// SHA-256(SPKI || PAN-token).
+    v_card: [u8; 32],
+}
+
+/// Checks a new card's key against its method and the keys already
+/// registered (one key, one card); None for a card without a key.
+async fn registered_key(conn: &mut AnyConnection, card: &NewCard) -> Result<Option<DerivedKey>, ServerError> {
+    let id = card.card_id.as_str();
+    let tls = matches!(card.method, CardMethod::Tls | CardMethod::Ttls);
+    let (spki, pan_token) = match (tls, &card.card_key, card.pan_token) {
+        (false, None, _) => return Ok(None),
+        (false, Some(_), _) => {
+            return Err(ServerError::Usage(format!("card {id}: only tls and ttls cards have a registered key")));
+        }
+        (true, Some(spki), Some(pan_token)) => (spki, pan_token),
+        (true, _, _) => {
+            return Err(ServerError::Usage(format!(
+                "card {id}: a {} card needs a key and a PAN-token",
+                card.method.name()
+            )));
+        }
+    };
+    if openssl::pkey::PKey::public_key_from_der(spki).is_err() {
+        return Err(ServerError::Usage(format!("card {id}: the card key is not a DER SubjectPublicKeyInfo")));
+    }
+    let key_id: [u8; 32] = Sha256::digest(spki).into();
+    let taken = sqlx::query("SELECT card_id FROM cards WHERE card_key_id = $1")
+        .bind(key_id.as_slice())
+        .fetch_optional(&mut *conn)
+        .await?;
+    if let Some(row) = taken {
+        let other: String = row.try_get(0)?;
+        return Err(ServerError::Usage(format!("card {id}: its key is already registered to card {other}")));
+    }
+    Ok(Some(DerivedKey { id: key_id, v_card: v_card(spki, &pan_token) }))
+}
+
+/// V-Card = SHA-256(SPKI || PAN-token) (DESIGN.md §5).
+pub fn v_card(spki: &[u8], pan_token: &[u8; 32]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(spki);
+    h.update(pan_token);
+    h.finalize().into()
+}
+
+/// The card a client key (DER SubjectPublicKeyInfo) is registered to:
+/// `CardKey` if active, `BlockedCard`, or `UnknownCard`.
+pub async fn by_key(conn: &mut AnyConnection, spki: &[u8]) -> Result<Answer, ServerError> {
+    let key_id: [u8; 32] = Sha256::digest(spki).into();
+    let row = sqlx::query("SELECT card_id, status, card_key FROM cards WHERE card_key_id = $1")
+        .bind(key_id.as_slice())
+        .fetch_optional(conn)
+        .await?;
+    let Some(row) = row else { return Ok(Answer::UnknownCard) };
+    let stored: Option<Vec<u8>> = row.try_get("card_key")?;
+    if stored.as_deref() != Some(spki) {
+        // Not reachable short of a SHA-256 collision or a hand-edited row.
+        return Ok(Answer::UnknownCard);
+    }
+    let card_id: String = row.try_get("card_id")?;
+    let status: String = row.try_get("status")?;
+    match CardStatus::from_name(&status) {
+        Some(CardStatus::Active) => Ok(Answer::CardKey { card_id }),
+        Some(CardStatus::Blocked) => Ok(Answer::BlockedCard),
+        None => Err(ServerError::Ledger(format!("card {card_id}: stored status is invalid"))),
+    }
+}
+
+/// The key a card was issued with; None for a card without one (or unknown).
+pub async fn key(conn: &mut AnyConnection, card_id: &str) -> Result<Option<RegisteredKey>, ServerError> {
+    let row =
+        sqlx::query("SELECT card_key, v_card FROM cards WHERE card_id = $1").bind(card_id).fetch_optional(conn).await?;
+    let Some(row) = row else { return Ok(None) };
+    let Some(spki) = row.try_get::<Option<Vec<u8>>, _>("card_key")? else { return Ok(None) };
+    let v_card = match row.try_get::<Option<Vec<u8>>, _>("v_card")? {
+        Some(v) => Some(
+            v.try_into().map_err(|_| ServerError::Ledger(format!("card {card_id}: stored V-Card is not 32 bytes")))?,
+        ),
+        None => None,
+    };
+    Ok(Some(RegisteredKey { spki, v_card }))
+}
+
+/// Wrong PINs in a row after which a card's PIN is locked.
+pub const MAX_PIN_TRIES: u32 = 3;
+
+/// A card's PIN verifier and its count of wrong tries; None if the card is
+/// unknown or has no PIN.
+pub async fn pin_state(conn: &mut AnyConnection, card_id: &str) -> Result<Option<(Vec<u8>, u32)>, ServerError> {
+    let row = sqlx::query("SELECT pin_verifier, pin_tries FROM cards WHERE card_id = $1")
+        .bind(card_id)
+        .fetch_optional(conn)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let Some(verifier) = row.try_get::<Option<Vec<u8>>, _>("pin_verifier")? else { return Ok(None) };
+    let tries = u32::try_from(to_u64(row.try_get("pin_tries")?, "PIN tries")?).unwrap_or(u32::MAX);
+    Ok(Some((verifier, tries)))
+}
+
+/// Checks `pin` and records the outcome in the caller's write transaction:
+/// a wrong PIN counts (audited, and the lock when the count reaches
+/// [`MAX_PIN_TRIES`]), a right one resets the count unless the card is locked.
+pub async fn record_pin_try(
+    db: &Db,
+    conn: &mut AnyConnection,
+    kek: &Kek,
+    card_id: &str,
+    pin: &str,
+    now_ms: u64,
+) -> Result<Answer, ServerError> {
+    db.lock_card(conn, card_id).await?;
+    let Some((verifier, tries)) = pin_state(conn, card_id).await? else { return Ok(Answer::UnknownCard) };
+    let at_ms = to_i64(now_ms, "time")?;
+    let line = |event, detail| audit::Line {
+        at_ms,
+        actor: "server",
+        event,
+        card_id: Some(card_id),
+        detail,
+        ..Default::default()
+    };
+    if tries >= MAX_PIN_TRIES {
+        audit::append(conn, line("card pin refused", format!("PIN locked after {tries} wrong tries"))).await?;
+        return Ok(Answer::PinLocked);
+    }
+    let set_tries =
+        |n: u32| sqlx::query("UPDATE cards SET pin_tries = $1 WHERE card_id = $2").bind(i64::from(n)).bind(card_id);
+    if kek.verify_pin(card_id, pin, &verifier) {
+        if tries > 0 {
+            set_tries(0).execute(&mut *conn).await?;
+        }
+        return Ok(Answer::PinAccepted);
+    }
+    let tries = tries + 1;
+    set_tries(tries).execute(&mut *conn).await?;
+    let tries_left = MAX_PIN_TRIES - tries;
+    audit::append(conn, line("card pin rejected", format!("wrong PIN; tries_left={tries_left}"))).await?;
+    if tries_left == 0 {
+        audit::append(conn, line("card pin locked", format!("{tries} wrong PINs in a row"))).await?;
+        return Ok(Answer::PinLocked);
+    }
+    Ok(Answer::PinRejected { tries_left })
 }
 
 /// Issues every card of `cards` on one connection (the caller's transaction):
@@ -315,7 +472,12 @@ pub async fn aka_credential(
         .await?;
     let Some(row) = row else { return Ok(None) };
     let stored: String = row.try_get("method")?;
-    if stored != method.name() {
+    // A TTLS card with inner EAP-AKA keeps its K/OPc like an AKA card: the
+    // inner conversation asks for vectors as AKA (identity 0<card_id>@realm).
+    // Only the tunnel offers EAP-AKA for it: the outer method follows the
+    // card's profile (ttls).
+    let inner_aka = method == CardMethod::Aka && stored == CardMethod::Ttls.name();
+    if stored != method.name() && !inner_aka {
         return Ok(None);
     }
     let (Some(sealed_k), Some(sealed_opc), Some(amf)) =

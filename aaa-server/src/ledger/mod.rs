@@ -47,13 +47,13 @@ use eap_methods::sim_aka::auc::{generate_vector, sqn_from_auts};
 use eap_methods::Answer;
 use sqlx::Row;
 
-pub use self::cards::{is_valid_card_id, AkaExport};
+pub use self::cards::{is_valid_card_id, v_card, AkaExport, MAX_PIN_TRIES};
 pub use self::db::Backend;
 use self::db::{to_i64, to_u64, Db};
 pub use self::model::{
     Attempt, AuditEntry, AuthorizationRecord, AuthorizationStatus, CardProfile, CardStatus, CardSummary, Decision,
     Decline, Evidence, IssuerInfo, LedgerOptions, MerchantSummary, NewAkaCredential, NewCard, Outcome, PaymentPolicy,
-    Settlement, SettlementOutcome, TxnFilter, TxnKey,
+    RegisteredKey, Settlement, SettlementOutcome, TxnFilter, TxnKey,
 };
 use self::profile_cache::ProfileCache;
 use self::sqn_blocks::SqnBlocks;
@@ -84,6 +84,27 @@ pub trait Ledger: Send + Sync + 'static {
         method: CardMethod,
         rand: [u8; 16],
         auts: [u8; 14],
+    ) -> impl Future<Output = Result<Answer, ServerError>> + Send;
+
+    /// Which card owns this client key (DER SubjectPublicKeyInfo):
+    /// `Answer::CardKey { card_id }` if the card is active,
+    /// `Answer::BlockedCard`, or `Answer::UnknownCard` if no card has it.
+    fn card_by_key(&self, spki: &[u8]) -> impl Future<Output = Result<Answer, ServerError>> + Send;
+
+    /// The registered key of a TLS/TTLS card; None for other or unknown cards.
+    fn card_key(&self, card_id: &str) -> impl Future<Output = Result<Option<RegisteredKey>, ServerError>> + Send;
+
+    /// TTLS inner PAP: checks `pin` against the card's stored verifier (in
+    /// constant time) and counts wrong tries durably: `PinAccepted` (the
+    /// count starts again), `PinRejected { tries_left }`, `PinLocked` once
+    /// [`MAX_PIN_TRIES`] wrong ones came in a row (it stays locked, also for
+    /// the right PIN), `UnknownCard` for an unknown card or one without a
+    /// PIN. Each wrong PIN and the lock are audited.
+    fn check_pin(
+        &self,
+        card_id: &str,
+        pin: &str,
+        now_ms: u64,
     ) -> impl Future<Output = Result<Answer, ServerError>> + Send;
 
     /// The payment decision, committed durably before it returns.
@@ -362,6 +383,30 @@ impl Ledger for SqlLedger {
         let (milenage, _) = cred.open(&self.kek, card_id)?;
         let Some(sqn_ms) = sqn_from_auts(&milenage, &rand, &auts) else { return Ok(Answer::ResyncRejected) };
         self.vector(card_id, method, Some(sqn_ms.value())).await
+    }
+
+    async fn card_by_key(&self, spki: &[u8]) -> Result<Answer, ServerError> {
+        cards::by_key(&mut *self.db.pool.acquire().await?, spki).await
+    }
+
+    async fn card_key(&self, card_id: &str) -> Result<Option<RegisteredKey>, ServerError> {
+        cards::key(&mut *self.db.pool.acquire().await?, card_id).await
+    }
+
+    async fn check_pin(&self, card_id: &str, pin: &str, now_ms: u64) -> Result<Answer, ServerError> {
+        // The common case, the right PIN with no wrong one before, needs no
+        // write: a plain read decides it. Anything else is decided again
+        // under the card's lock and recorded.
+        let state = cards::pin_state(&mut *self.db.pool.acquire().await?, card_id).await?;
+        match state {
+            None => return Ok(Answer::UnknownCard),
+            Some((verifier, 0)) if self.kek.verify_pin(card_id, pin, &verifier) => return Ok(Answer::PinAccepted),
+            Some(_) => {}
+        }
+        let mut tx = self.db.begin_write().await?;
+        let answer = cards::record_pin_try(&self.db, &mut tx, &self.kek, card_id, pin, now_ms).await?;
+        tx.commit().await?;
+        Ok(answer)
     }
 
     async fn authorize(&self, attempt: Attempt) -> Result<Decision, ServerError> {

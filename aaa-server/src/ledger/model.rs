@@ -181,8 +181,31 @@ pub struct NewCard {
     /// Unix seconds; the card is expired once the clock is past it.
     pub expires_at: u64,
     pub pan_token: Option<[u8; 32]>,
+    /// TLS/TTLS cards: the card's public key, DER SubjectPublicKeyInfo. The
+    /// ledger stores it with its SHA-256 (one key, one card) and
+    /// V-Card = SHA-256(SPKI || PAN-token) (DESIGN.md §5); such a card needs a PAN-token.
+    pub card_key: Option<Vec<u8>>,
+    /// AKA family credential; for a TTLS card, that of its inner EAP-AKA.
     pub aka: Option<NewAkaCredential>,
     pub pin: Option<String>,
+}
+
+/// The public key a TLS/TTLS card was issued with ([`super::Ledger::card_key`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RegisteredKey {
+    /// DER SubjectPublicKeyInfo.
+    pub spki: Vec<u8>,
+    /// SHA-256(SPKI || PAN-token).
+    pub v_card: Option<[u8; 32]>,
+}
+
+impl fmt::Debug for RegisteredKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegisteredKey")
+            .field("spki", &hex::encode(&self.spki))
+            .field("v_card", &self.v_card.map(hex::encode))
+            .finish()
+    }
 }
 
 /// An AKA family credential in the clear, sealed by the ledger on issuance.
@@ -360,6 +383,7 @@ impl std::fmt::Debug for NewCard {
             .field("credit_limit", &self.credit_limit)
             .field("expires_at", &self.expires_at)
             .field("pan_token", &self.pan_token.map(|_| "<hidden>"))
+            .field("card_key", &self.card_key.as_ref().map(hex::encode))
             .field("aka", &self.aka)
             .field("pin", &self.pin.as_ref().map(|_| "<hidden>"))
             .finish()

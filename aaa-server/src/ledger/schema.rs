@@ -37,18 +37,19 @@ const PG_MIGRATION_LOCK: i64 = 0x6561_7061_795f_6d67; // "eapay_mg"
 const CREATE_MIGRATIONS: &str =
     "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    // Written once; `BLOB` and `ID_PRIMARY_KEY` are spelled per backend by `ddl`.
-    both: &[
-        "CREATE TABLE issuer (
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        // Written once; `BLOB` and `ID_PRIMARY_KEY` are spelled per backend by `ddl`.
+        both: &[
+            "CREATE TABLE issuer (
             id BIGINT PRIMARY KEY CHECK (id = 1),
             realm TEXT NOT NULL,
             public_key_pem BLOB NOT NULL,
             key_id BLOB NOT NULL,
             created_at BIGINT NOT NULL
         )",
-        "CREATE TABLE cards (
+            "CREATE TABLE cards (
             card_id TEXT PRIMARY KEY,
             method TEXT NOT NULL,
             status TEXT NOT NULL CHECK (status IN ('active', 'blocked')),
@@ -67,20 +68,20 @@ const MIGRATIONS: &[Migration] = &[Migration {
             pin_verifier BLOB,
             pin_tries BIGINT NOT NULL DEFAULT 0
         )",
-        "CREATE INDEX cards_pan_token ON cards (pan_token)",
-        "CREATE INDEX cards_v_card ON cards (v_card)",
-        "CREATE TABLE merchants (
+            "CREATE INDEX cards_pan_token ON cards (pan_token)",
+            "CREATE INDEX cards_v_card ON cards (v_card)",
+            "CREATE TABLE merchants (
             merchant_id TEXT PRIMARY KEY,
             name TEXT NOT NULL,
             status TEXT NOT NULL CHECK (status IN ('active', 'inactive')),
             created_at BIGINT NOT NULL
         )",
-        "CREATE TABLE merchant_clients (
+            "CREATE TABLE merchant_clients (
             merchant_id TEXT NOT NULL REFERENCES merchants (merchant_id),
             client_name TEXT NOT NULL,
             PRIMARY KEY (merchant_id, client_name)
         )",
-        "CREATE TABLE authorizations (
+            "CREATE TABLE authorizations (
             id ID_PRIMARY_KEY,
             merchant_id TEXT NOT NULL REFERENCES merchants (merchant_id),
             transaction_id TEXT NOT NULL,
@@ -107,9 +108,9 @@ const MIGRATIONS: &[Migration] = &[Migration {
             updated_at_ms BIGINT NOT NULL,
             UNIQUE (merchant_id, transaction_id)
         )",
-        "CREATE INDEX authorizations_nonce ON authorizations (merchant_id, terminal_nonce)",
-        "CREATE INDEX authorizations_velocity ON authorizations (card_id, status, created_at_ms)",
-        "CREATE TABLE audit_log (
+            "CREATE INDEX authorizations_nonce ON authorizations (merchant_id, terminal_nonce)",
+            "CREATE INDEX authorizations_velocity ON authorizations (card_id, status, created_at_ms)",
+            "CREATE TABLE audit_log (
             id ID_PRIMARY_KEY,
             at_ms BIGINT NOT NULL,
             actor TEXT NOT NULL,
@@ -120,22 +121,36 @@ const MIGRATIONS: &[Migration] = &[Migration {
             transaction_id TEXT,
             detail TEXT NOT NULL
         )",
-        "CREATE INDEX audit_log_authorization ON audit_log (authorization_id)",
-    ],
-    // The code never changes the audit log; the database refuses to as well.
-    sqlite: &[
-        "CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+            "CREATE INDEX audit_log_authorization ON audit_log (authorization_id)",
+        ],
+        // The code never changes the audit log; the database refuses to as well.
+        sqlite: &[
+            "CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
             BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
-        "CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+            "CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
             BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
-    ],
-    postgres: &[
-        "CREATE FUNCTION eapay_audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+        ],
+        postgres: &[
+            "CREATE FUNCTION eapay_audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN RAISE EXCEPTION 'audit_log is append-only'; END $$",
-        "CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log
+            "CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log
             FOR EACH ROW EXECUTE FUNCTION eapay_audit_log_append_only()",
-    ],
-}];
+        ],
+    },
+    Migration {
+        version: 2,
+        // TLS/TTLS cards: the registered public key (DER SubjectPublicKeyInfo)
+        // and its SHA-256, unique: one key, one card. NULL for other cards (both
+        // backends let a unique index hold many NULLs).
+        both: &[
+            "ALTER TABLE cards ADD COLUMN card_key BLOB",
+            "ALTER TABLE cards ADD COLUMN card_key_id BLOB",
+            "CREATE UNIQUE INDEX cards_card_key_id ON cards (card_key_id)",
+        ],
+        sqlite: &[],
+        postgres: &[],
+    },
+];
 
 /// The newest schema version this build knows.
 pub fn latest_version() -> i64 {
