@@ -266,6 +266,10 @@ pub async fn after_failure<L: Ledger>(
         FailureReason::UnknownIdentity | FailureReason::NoCommonMethod => {
             Decline { code: DeclineCode::InvalidCard, reason: "unknown card".into() }
         }
+        FailureReason::IncorrectPin => Decline { code: DeclineCode::IncorrectPin, reason: "incorrect PIN".into() },
+        FailureReason::PinTriesExceeded => {
+            Decline { code: DeclineCode::PinTriesExceeded, reason: "PIN tries exceeded".into() }
+        }
         other => Decline { code: DeclineCode::SecurityViolation, reason: other.to_string() },
     };
     match claim {

@@ -38,6 +38,7 @@ use aaa_proto::receipt::IssuerPublicKey;
 use e_card::card_file::CardFile;
 use eap_methods::peer::PeerEvent;
 
+pub mod eapol;
 pub mod proxy;
 pub mod terminal;
 
@@ -255,6 +256,8 @@ pub fn run_with_timeout(mut cmd: Command, stdin: Option<&str>, timeout: Duration
 pub enum Method {
     Aka,
     AkaPrime,
+    Tls,
+    Ttls,
 }
 
 impl Method {
@@ -263,6 +266,8 @@ impl Method {
         match self {
             Method::Aka => "aka",
             Method::AkaPrime => "aka-prime",
+            Method::Tls => "tls",
+            Method::Ttls => "ttls",
         }
     }
 
@@ -271,6 +276,8 @@ impl Method {
         match self {
             Method::Aka => 23,
             Method::AkaPrime => 50,
+            Method::Tls => 13,
+            Method::Ttls => 21,
         }
     }
 }

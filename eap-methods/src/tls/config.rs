@@ -29,6 +29,7 @@ use openssl::ssl::{
 use openssl::x509::{X509Ref, X509};
 
 use crate::error::EapError;
+use crate::tls::session_cards::SessionCards;
 use crate::method::TlsSession;
 use crate::tls::fragment::{DEFAULT_FRAGMENT_SIZE, DEFAULT_MAX_MESSAGE};
 use crate::tls::openssl_gaps;
@@ -165,6 +166,8 @@ pub struct TlsServerConfig {
     fragment_size: usize,
     max_message: usize,
     session_timeout_applied: bool,
+    /// Whom each resumable session authenticated (TTLS; see the module).
+    session_cards: Arc<SessionCards>,
 }
 
 impl fmt::Debug for TlsServerConfig {
@@ -239,12 +242,18 @@ impl TlsServerConfig {
             fragment_size: opts.fragment_size,
             max_message: opts.max_message,
             session_timeout_applied,
+            session_cards: Arc::new(SessionCards::new(opts.session_cache_size)),
         })
     }
 
     /// The OpenSSL context (for a [`crate::tls::engine::TlsEngine`]).
     pub fn context(&self) -> &SslContextRef {
         &self.context
+    }
+
+    /// Whom the resumable sessions of this context authenticated.
+    pub fn session_cards(&self) -> &SessionCards {
+        &self.session_cards
     }
 
     /// The configured fragment size.

@@ -9,7 +9,7 @@ use std::fmt;
 use std::io::{self, Read, Write};
 
 use openssl::error::ErrorStack;
-use openssl::ssl::{ErrorCode, Ssl, SslContextRef, SslRef, SslSession, SslStream};
+use openssl::ssl::{ErrorCode, ShutdownState, Ssl, SslContextRef, SslRef, SslSession, SslStream};
 
 use crate::tls::config::TlsVersion;
 use crate::tls::openssl_gaps;
@@ -183,6 +183,16 @@ impl TlsEngine {
     fn wrap(ssl: Ssl, resumption_offered: bool) -> Result<Self, TlsError> {
         let stream = SslStream::new(ssl, MemoryTransport::default()).map_err(|e| TlsError::from_stack(&e))?;
         Ok(Self { stream, established: false, closed: false, resumption_offered, application_read: 0 })
+    }
+
+    /// Marks the connection as cleanly ended, so the server's session
+    /// cache keeps its session for resumption by session id (TLS 1.2
+    /// without tickets, as wpa_supplicant does): OpenSSL drops the session of
+    /// a connection freed without a shutdown as a "bad session". EAP never
+    /// sends close_notify, so the method says it here, once the conversation
+    /// succeeded; a failed one is left to be dropped.
+    pub fn keep_session(&mut self) {
+        self.stream.set_shutdown(ShutdownState::SENT | ShutdownState::RECEIVED);
     }
 
     /// True if the client offered a stored session.

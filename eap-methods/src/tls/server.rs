@@ -292,6 +292,9 @@ impl EapTlsServer {
             (Some(session), true) => {
                 let keys = session.keys.clone();
                 self.state = State::Done;
+                if let Ok(engine) = self.engine.as_mut() {
+                    engine.keep_session();
+                }
                 MethodStep::Success(keys)
             }
             _ => self.fail(FailureReason::Declined),

@@ -226,6 +226,17 @@ impl InnerServer {
         }
     }
 
+    /// Phase 2 skipped on resumption: the card the resumed session
+    /// authenticated, as if its inner authentication had just succeeded.
+    pub(crate) fn resumed(&mut self, identity: String, card_id: String) -> InnerOut {
+        if !matches!(self.state, ServerState::Start) {
+            return self.protocol("resumption after phase 2 began");
+        }
+        let authenticated = self.authenticated(identity, card_id);
+        self.state = ServerState::PapVerdict;
+        InnerOut::Authenticated(authenticated)
+    }
+
     /// The caller's answer to the last query.
     pub(crate) fn on_answer(&mut self, answer: Answer) -> InnerOut {
         match std::mem::replace(&mut self.state, ServerState::Done) {

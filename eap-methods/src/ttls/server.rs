@@ -34,6 +34,7 @@ use crate::tls::confirmation::{EXPORTER_LABEL, EXPORTER_LEN};
 use crate::tls::engine::{TlsEngine, TlsError};
 use crate::tls::fragment::{self, Fragmenter, Frame, Reassembler};
 use crate::tls::keys::{derive_keys, KeyLabels};
+use crate::tls::session_cards::BoundCard;
 use crate::ttls::inner::{InnerOut, InnerServer, TtlsInner};
 
 /// The TTLS version eapay speaks (the low bits of the flags octet).
@@ -70,6 +71,13 @@ pub struct EapTtlsServer {
     inner: Option<InnerServer>,
     keys: Option<Keys>,
     state: State,
+    /// The server context: its session-to-card bindings serve resumption.
+    config: TlsServerConfig,
+    /// The id of the session the peer resumed, taken before this
+    /// handshake issues a new ticket (which moves OpenSSL to a new session).
+    resumed_from: Option<Vec<u8>>,
+    /// The card phase 2 (or the resumed session) authenticated.
+    card: Option<BoundCard>,
 }
 
 impl EapTtlsServer {
@@ -98,6 +106,9 @@ impl EapTtlsServer {
             inner: None,
             keys: None,
             state: State::Idle,
+            config: config.clone(),
+            resumed_from: None,
+            card: None,
         }
     }
 
@@ -122,6 +133,20 @@ impl EapTtlsServer {
     pub fn session_id(&self) -> Option<Vec<u8>> {
         let engine = self.engine.as_ref().ok()?;
         crate::tls::keys::session_id(engine, KeyLabels::EAP_TTLS).ok()
+    }
+
+    /// EAP-Success: the session is kept for resumption and bound to the card
+    /// it authenticated.
+    fn succeed(&mut self, keys: Keys) -> MethodStep {
+        if let Ok(engine) = self.engine.as_mut() {
+            engine.keep_session();
+            let id = engine.ssl().session().map(|s| s.id().to_vec());
+            if let (Some(id), Some(card)) = (id, self.card.clone()) {
+                self.config.session_cards().bind(&id, card);
+            }
+        }
+        self.state = State::Done;
+        MethodStep::Success(keys)
     }
 
     fn fail(&mut self, reason: FailureReason) -> MethodStep {
@@ -187,7 +212,7 @@ impl EapTtlsServer {
                     Err(e) => return self.tls_failure(id, e),
                 };
                 if data.is_empty() {
-                    return self.protocol("no tunnel data where the inner credentials were expected");
+                    return self.skip_phase2(id);
                 }
                 self.on_tunnel_data(id, &data)
             }
@@ -199,8 +224,7 @@ impl EapTtlsServer {
                 }
                 match (failure, self.keys.take()) {
                     (None, Some(keys)) => {
-                        self.state = State::Done;
-                        MethodStep::Success(keys)
+                        self.succeed(keys)
                     }
                     (None, None) => self.protocol("no keys"),
                     (Some(reason), _) => self.fail(reason),
@@ -233,7 +257,11 @@ impl EapTtlsServer {
         }
         let Ok(engine) = self.engine.as_mut() else { return self.protocol("no TLS engine") };
         engine.feed(message);
-        match engine.handshake() {
+        let progress = engine.handshake();
+        if self.resumed_from.is_none() && engine.session_reused() {
+            self.resumed_from = engine.ssl().session().map(|s| s.id().to_vec());
+        }
+        match progress {
             Ok(false) if !engine.has_output() => self.protocol("the peer's TLS data is incomplete"),
             Ok(false) => {
                 self.state = State::Handshake;
@@ -276,6 +304,18 @@ impl EapTtlsServer {
         self.on_tunnel_data(id, &data)
     }
 
+    /// The peer resumed a session and sent no phase 2 (RFC 5281 §8.2): the
+    /// session authenticated the card before, so it is the card the session
+    /// was bound to. A session we cannot vouch for ends the conversation.
+    fn skip_phase2(&mut self, id: u8) -> MethodStep {
+        let bound = self.resumed_from.as_deref().and_then(|id| self.config.session_cards().card_of(id));
+        let (Some(card), Some(inner)) = (bound, self.inner.as_mut()) else {
+            return self.protocol("no tunnel data where the inner credentials were expected");
+        };
+        let out = inner.resumed(card.identity, card.card_id);
+        self.on_inner(id, out)
+    }
+
     fn on_tunnel_data(&mut self, id: u8, data: &[u8]) -> MethodStep {
         let Some(inner) = self.inner.as_mut() else { return self.protocol("tunnel data before the handshake") };
         let out = inner.on_data(data);
@@ -297,6 +337,7 @@ impl EapTtlsServer {
                 MethodStep::Query(q)
             }
             InnerOut::Authenticated(a) => {
+                self.card = Some(BoundCard { card_id: a.card_id.clone(), identity: a.identity.clone() });
                 self.state = State::Caller;
                 MethodStep::Authenticated(a)
             }
@@ -314,8 +355,7 @@ impl EapTtlsServer {
                     None => {
                         return match (failure, self.keys.take()) {
                             (None, Some(keys)) => {
-                                self.state = State::Done;
-                                MethodStep::Success(keys)
+                                self.succeed(keys)
                             }
                             (None, None) => self.protocol("no keys"),
                             (Some(reason), _) => self.fail(reason),
