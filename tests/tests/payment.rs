@@ -13,8 +13,8 @@ use aaa_proto::dictionary::eapay::{self, CardConfirmation, DeclineCode, Settleme
 use aaa_proto::payment::PaymentDetails;
 use aaa_proto::radius::Code;
 use eapay_tests::{
-    details, eapay_vsa, has_token, hex_dump, payment_attributes, relay_payment, relay_payment_with, renewed, section, Card, Method,
-    PaymentRun, ScratchDatabase, Server, DEFAULT_LIMIT, MERCHANT,
+    details, eapay_vsa, has_token, hex_dump, payment_attributes, relay_payment, relay_payment_with, renewed, section,
+    Card, Method, PaymentRun, ScratchDatabase, Server, DEFAULT_LIMIT, MERCHANT,
 };
 
 /// The card's whole available amount is `remaining`: exactly that much is
@@ -43,7 +43,9 @@ fn assert_available(server: &Server, card: &Card, remaining: u64) {
 
 /// A card issued `required` (the server's default): it must confirm.
 fn required_card(server: &Server, method: Method) -> Card {
-    server.card_with(method, &[])
+    // A TTLS/PAP card needs a PIN; the others take none.
+    let pin: &[&str] = if method == Method::Ttls { &["--pin", "1357"] } else { &[] };
+    server.card_with(method, pin)
 }
 
 /// `txn show` of a declined payment names the status and the code, and
@@ -184,11 +186,13 @@ fn required_card_without_confirmation_is_declined_59() {
 }
 
 /// The Done-when case: the card confirmed 10.00, the terminal asks for
-/// 1000.00 (and for the opposite). Declined 59, Mismatch, nothing charged.
+/// 1000.00 (and for the opposite). Declined 59, Mismatch, nothing charged;
+/// in every method (AKA's MAC-covered attribute, the TLS family's signed
+/// confirmation).
 #[test]
 fn terminal_changing_the_amount_after_the_card_confirmed_is_declined_59() {
     let server = Server::start_default();
-    for method in [Method::Aka, Method::AkaPrime] {
+    for method in [Method::Aka, Method::AkaPrime, Method::Tls, Method::Ttls] {
         let card = required_card(&server, method);
         let confirmed = details("tamper", 1000);
         let asserted = PaymentDetails { amount: 100_000, ..confirmed.clone() };

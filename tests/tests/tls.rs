@@ -181,7 +181,7 @@ fn unregistered_mismatched_and_blocked_card_keys_are_refused_63() {
             &foreign,
             vec![
                 (line(&foreign, "ca_cert="), line(&ours, "ca_cert=")),
-                (identity(&foreign), "identity=\"anonymous@issuer.example\"".into()),
+                (identity(&foreign), format!("identity=\"anonymous@{}\"", server.realm)),
             ],
         ),
         ("other-card-key", &mine, vec![(identity(&mine), identity(&ours))]),
@@ -226,9 +226,9 @@ fn a_tls_version_below_the_minimum_fails() {
 
 /// Our card confirms the payment with its registered key: approved,
 /// Confirmed, the signature stored and re-checked by `txn verify`.
-fn our_card_pays_with_a_verified_signature(method: Method) {
+fn our_card_pays_with_a_verified_signature(method: Method, issue: &[&str]) {
     let server = Server::start_default();
-    let card = server.card_with(method, &["--pin", "2468"]);
+    let card = server.card_with(method, issue);
     let reversals = server.scratch("reversals.json");
     let transaction_id = eapay_tests::transaction_id("signed");
     let out = pay(&server, &card.json, &reversals, "12.50", &transaction_id);
@@ -280,12 +280,19 @@ fn confirmation_in(text: &str) -> Option<CardConfirmation> {
 
 #[test]
 fn our_tls_card_pays_with_a_verified_signature() {
-    our_card_pays_with_a_verified_signature(Method::Tls);
+    our_card_pays_with_a_verified_signature(Method::Tls, &[]);
 }
 
 #[test]
 fn our_ttls_card_pays_with_a_verified_signature() {
-    our_card_pays_with_a_verified_signature(Method::Ttls);
+    our_card_pays_with_a_verified_signature(Method::Ttls, &["--pin", "2468"]);
+}
+
+/// TTLS with inner EAP-AKA: the USIM authenticates inside the tunnel, the
+/// card's TLS key signs the payment.
+#[test]
+fn our_ttls_card_with_inner_aka_pays_with_a_verified_signature() {
+    our_card_pays_with_a_verified_signature(Method::Ttls, &["--inner", "aka"]);
 }
 
 #[test]
