@@ -245,13 +245,11 @@ pub struct EapPolicy {
 /// type (1), flags (1) and TLS Message Length (4).
 const EAP_TLS_OVERHEAD: u32 = 10;
 
-impl EapPolicy {
-    /// The EAP-TLS fragment size for a NAS that announced `framed_mtu`: an
-    /// EAP packet must fit its MTU (RFC 3579 §2.2); 0 means the configured
-    /// size.
-    fn fragment_size(&self, framed_mtu: Option<u32>) -> usize {
-        framed_mtu.map_or(0, |mtu| usize::try_from(mtu.saturating_sub(EAP_TLS_OVERHEAD)).unwrap_or(usize::MAX))
-    }
+/// The EAP-TLS fragment size for a NAS that announced `framed_mtu`: an EAP
+/// packet must fit its MTU (RFC 3579 §2.2). 0 means the configured size;
+/// the method never goes below its floor of 64 octets.
+fn fragment_size(framed_mtu: Option<u32>) -> usize {
+    framed_mtu.map_or(0, |mtu| usize::try_from(mtu.saturating_sub(EAP_TLS_OVERHEAD)).unwrap_or(usize::MAX))
 }
 
 /// Runs a conversation on one EAP packet from the peer until it needs the
@@ -353,7 +351,7 @@ async fn methods_for<L: Ledger>(
         Box::new(AkaServer::new(config, identity))
     };
     let aka_prime = || Flavor::AkaPrime { network_name: policy.realm.clone() };
-    let fragment_size = policy.fragment_size(framed_mtu);
+    let fragment_size = fragment_size(framed_mtu);
     let tls = || -> Method { Box::new(EapTlsServer::new(&policy.tls, identity, fragment_size)) };
     let ttls = || -> Method {
         // Inner EAP: the AKA family without AT_RESULT_IND, since the result
@@ -458,6 +456,22 @@ mod tests {
         assert!(t.take(&s, a).is_some());
         assert!(t.take(&s, a).is_none());
         assert!(t.take(&[1, 2, 3], a).is_none());
+    }
+
+    #[test]
+    fn an_eap_tls_packet_fits_the_nas_framed_mtu() {
+        assert_eq!(fragment_size(None), 0, "the configured size");
+        assert_eq!(fragment_size(Some(1400)), 1390);
+        assert_eq!(fragment_size(Some(300)) + EAP_TLS_OVERHEAD as usize, 300);
+        assert_eq!(fragment_size(Some(4)), 0, "nonsense: the configured size");
+    }
+
+    #[test]
+    fn names_of_cards() {
+        assert!(is_anonymous("anonymous@issuer.example") && is_anonymous("@issuer.example") && is_anonymous("anonymous"));
+        assert!(!is_anonymous("c0ffee@issuer.example"));
+        assert_eq!(user_part("0abc@r"), "0abc");
+        assert_eq!(user_part("abc"), "abc");
     }
 
     #[test]

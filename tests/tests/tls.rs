@@ -231,7 +231,7 @@ fn our_card_pays_with_a_verified_signature(method: Method, issue: &[&str]) {
     let card = server.card_with(method, issue);
     let reversals = server.scratch("reversals.json");
     let transaction_id = eapay_tests::transaction_id("signed");
-    let out = pay(&server, &card.json, &reversals, "12.50", &transaction_id);
+    let out = pay(&server, &card.json, &reversals, "12.50", &transaction_id, &[]);
     assert!(out.success(), "the payment failed:\n{}\n--- server ---\n{}", out.all(), server.stderr());
     assert!(out.stdout.contains("APPROVED 12.50"), "{}", out.stdout);
     let shown = server.txn_show(MERCHANT, &transaction_id);
@@ -244,21 +244,30 @@ fn our_card_pays_with_a_verified_signature(method: Method, issue: &[&str]) {
         verify.all()
     );
     assert_eq!(confirmation_in(&shown), Some(CardConfirmation::Confirmed), "{shown}");
-    // A second payment resumes the card's TLS session (the card wrote it back).
+    // A second payment resumes the card's TLS session (the card wrote it
+    // back), through a NAS with a small Framed-MTU: the server fragments to it.
     assert!(card.file().tls.as_ref().and_then(|t| t.session.as_ref()).is_some(), "no session kept");
     let second = eapay_tests::transaction_id("signed-2");
-    let out = pay(&server, &card.json, &reversals, "3.00", &second);
+    let out = pay(&server, &card.json, &reversals, "3.00", &second, &["--framed-mtu", "300"]);
     assert!(out.success(), "the second payment failed:\n{}", out.all());
     server.assert_running();
 }
 
-fn pay(server: &Server, card: &Path, reversals: &Path, amount: &str, transaction_id: &str) -> eapay_tests::ToolOutput {
+fn pay(
+    server: &Server,
+    card: &Path,
+    reversals: &Path,
+    amount: &str,
+    transaction_id: &str,
+    extra: &[&str],
+) -> eapay_tests::ToolOutput {
     let mut args = pay_args(server, server.auth, server.acct, reversals);
     let card = card.display().to_string();
     args.extend(
         ["--amount", amount, "--currency", "USD", "--card", &card, "--transaction-id", transaction_id]
             .map(String::from),
     );
+    args.extend(extra.iter().map(|a| a.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     terminal(&args)
 }
