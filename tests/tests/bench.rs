@@ -160,7 +160,7 @@ fn bench_refuses_bad_arguments_in_one_line() {
         out.stderr
     };
     let e = run(&["--method", "peap"]);
-    assert!(e.contains("unknown EAP method: use aka or aka-prime"), "{e}");
+    assert!(e.contains("unknown EAP method: use aka, aka-prime, tls or ttls"), "{e}");
     let e = run(&["--method", "aka", "--cards", "3", "--concurrency", "1"]);
     assert!(e.contains("has 0 aka card(s), --cards asks for 3"), "{e}");
     assert!(e.contains("eapay-server card issue --config eapay.toml --method aka --count 3 --card-dir"), "{e}");
