@@ -878,7 +878,12 @@ async fn export_freeradius(config: &Config, ledger: &SqlLedger, opts: &ExportOpt
                     continue;
                 }
                 (Some(tls), _) => {
-                    let pin = tls.pin.as_deref().filter(|p| !p.contains(['"', '\\', '\n']));
+                    // A double-quoted value of the users file ends at '"',
+                    // takes '\' escapes, and FreeRADIUS 3 expands a '%' in it
+                    // (`%{...}`) at every look-up: such a PIN cannot be written.
+                    let pin = tls.pin.as_deref().filter(|p| {
+                        !p.is_empty() && p.chars().all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\\' | '%'))
+                    });
                     let Some(pin) = pin else {
                         skipped.push(format!("card {}: its card file has no usable PIN", card.card_id));
                         continue;
@@ -1429,6 +1434,70 @@ mod tests {
             }
         }
         assert_eq!(ledger.cards().await.unwrap().len(), 10);
+        ledger.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tls_and_ttls_cards_export_to_freeradius() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = test_server(dir.path()).await;
+        let ledger = open_ledger(&config, None).await.unwrap();
+        let cards = dir.path().join("cards");
+        let mut pap = terms(CardMethod::Ttls);
+        pap.pin = Some("2468".into());
+        let mut aka = terms(CardMethod::Ttls);
+        aka.inner = Some(TtlsInner::Aka);
+        let mut issued = Vec::new();
+        for (terms, count) in [(terms(CardMethod::Tls), 2), (pap, 4), (aka, 1)] {
+            let opts = BulkIssueOptions { terms, card_dir: cards.clone(), count };
+            issued.push(issue_cards(&config, &ledger, &opts).await.unwrap());
+        }
+        let (tls, ttls) = (&issued[0], &issued[1]);
+        // ttls[0] blocked, ttls[1] without its card file, ttls[2] with a PIN
+        // the users file cannot hold, ttls[3] exported.
+        assert!(ledger.block_card(&ttls[0].card_id, "test").await.unwrap());
+        std::fs::remove_file(cards.join(format!("{}.json", ttls[1].card_id))).unwrap();
+        let mut odd = ttls[2].clone();
+        odd.tls.as_mut().unwrap().pin = Some("12%{User-Name}".into());
+        let odd_path = cards.join(format!("{}.json", odd.card_id));
+        std::fs::write(&odd_path, odd.to_json()).unwrap();
+        assert_eq!(CardFile::load(&odd_path).unwrap().tls.unwrap().pin.as_deref(), Some("12%{User-Name}"));
+
+        let out = dir.path().join("export");
+        let opts = ExportOptions {
+            format: ExportFormat::Freeradius,
+            out_dir: out.clone(),
+            method: None,
+            card_dir: Some(cards.clone()),
+        };
+        let done = export_cards(&config, &ledger, &opts).await.unwrap();
+        assert_eq!(done.counts, vec![(CardMethod::Tls, 2), (CardMethod::Ttls, 1)]);
+        for (card, why) in
+            [(&ttls[1], "give --card-dir"), (&ttls[2], "no usable PIN"), (&issued[2][0], "inner EAP-AKA")]
+        {
+            assert!(
+                done.skipped.iter().any(|s| s.contains(&card.card_id) && s.contains(why)),
+                "{why}: {:?}",
+                done.skipped
+            );
+        }
+        assert!(!done.skipped.iter().any(|s| s.contains(&ttls[0].card_id)), "a blocked card is not even listed");
+        for (name, want) in [("ca.pem", 0o644), ("server.pem", 0o644), ("server-key.pem", 0o600), ("users", 0o600)] {
+            assert_eq!(mode(&out.join(name)), want, "{name}");
+        }
+        let users = std::fs::read_to_string(out.join(FREERADIUS_USERS_FILE)).unwrap();
+        let entries: Vec<&str> = users.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(entries, [format!("\"{}\"\tCleartext-Password := \"2468\"", ttls[3].card_id)], "{users}");
+        assert!(tls.iter().all(|c| !users.contains(&c.card_id)), "TLS cards need no entry:\n{users}");
+        // The server certificate chains to the CA FreeRADIUS trusts for the
+        // card certificates, and the key is the one of that certificate.
+        let ca = std::fs::read(out.join("ca.pem")).unwrap();
+        assert_eq!(ca, std::fs::read(config.server.data_dir.join(crate::pki::CA_CERT_FILE)).unwrap());
+        let chain = std::fs::read(out.join("server.pem")).unwrap();
+        assert_eq!(
+            chain,
+            crate::pki::server_identity(&config.server.data_dir, ledger.kek(), &config.server.realm).unwrap().chain_pem
+        );
         ledger.close().await;
     }
 

@@ -142,13 +142,12 @@ pub fn require_tool(name: &str, found: Option<PathBuf>) -> Option<PathBuf> {
     let install = match name {
         "eapol_test" => "run scripts/build-eapol-test.sh, or set EAPOL_TEST / EAPAY_TOOLS_DIR",
         "radclient" => "apt-get install freeradius-utils",
+        "freeradius" => "apt-get install freeradius, or set FREERADIUS",
+        "hostapd" => "run scripts/build-hostapd.sh",
         _ => "install it",
     };
     if interop_required() {
-        panic!(
-            "{name} is required in CI (EAPAY_REQUIRE_INTEROP=1) but was not found; \
-             run scripts/build-eapol-test.sh / apt-get install freeradius-utils ({install})"
-        );
+        panic!("{name} is required in CI (EAPAY_REQUIRE_INTEROP=1) but was not found: {install}");
     }
     // Straight to the stderr handle: libtest's capture only covers the
     // print macros, so the skip shows up in a plain `cargo test` run.
