@@ -105,6 +105,24 @@ impl Card {
         Ok(changed)
     }
 
+    /// Whether the card holds a TLS session to offer for resumption.
+    pub fn has_session(&self) -> bool {
+        self.file.tls.as_ref().is_some_and(|tls| tls.session.is_some())
+    }
+
+    /// Drops the stored TLS session, so that the next conversation makes a
+    /// full handshake (the load generator's `--resumption off`). Like
+    /// [`Card::remember`], writes a card file back before returning and
+    /// says whether anything changed.
+    pub fn forget_session(&mut self) -> Result<bool, CardError> {
+        let Some(tls) = self.file.tls.as_mut() else { return Ok(false) };
+        if tls.session.take().is_none() {
+            return Ok(false);
+        }
+        self.persist()?;
+        Ok(true)
+    }
+
     /// Writes the card file back, if the card has one.
     fn persist(&self) -> Result<(), CardError> {
         let Some(path) = &self.path else { return Ok(()) };
@@ -146,7 +164,7 @@ mod tests {
             identity: "0c0ffee@issuer.example".into(),
             realm: "issuer.example".into(),
             aka: Some(AkaCard { k: "46".repeat(16), opc: "2b".repeat(16), sqn: 0, seq_ms: Vec::new() }),
-        tls: None,
+            tls: None,
         }
     }
 
@@ -179,6 +197,26 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
         // The same window again: nothing to write.
         assert!(!card.remember(&[PeerMemory::SqnWindow(window)]).unwrap());
+    }
+
+    #[test]
+    fn a_forgotten_session_is_gone() {
+        let tls = crate::card_file::TlsCard {
+            key: String::new(),
+            certificate: String::new(),
+            ca: String::new(),
+            server_pin: "00".repeat(32),
+            pan_token: None,
+            inner: None,
+            pin: None,
+            session: Some("3082".into()),
+        };
+        let mut card = Card::in_memory(CardFile { method: "tls".into(), aka: None, tls: Some(tls), ..card_file() });
+        assert!(card.has_session());
+        assert!(card.forget_session().unwrap());
+        assert!(!card.has_session());
+        assert!(!card.forget_session().unwrap());
+        assert!(!Card::in_memory(card_file()).forget_session().unwrap());
     }
 
     #[test]

@@ -19,6 +19,10 @@ use crate::options::{parse_duration, ServerArgs};
 pub enum Method {
     Aka,
     AkaPrime,
+    /// EAP-TLS: the card's registered key, the issuer's server pinned.
+    Tls,
+    /// EAP-TTLS: inner PAP with the card's PIN (or inner EAP-AKA), as issued.
+    Ttls,
 }
 
 impl Method {
@@ -27,7 +31,14 @@ impl Method {
         match self {
             Method::Aka => "aka",
             Method::AkaPrime => "aka-prime",
+            Method::Tls => "tls",
+            Method::Ttls => "ttls",
         }
+    }
+
+    /// EAP-TLS and EAP-TTLS: the methods with TLS session resumption.
+    pub fn is_tls_family(self) -> bool {
+        matches!(self, Method::Tls | Method::Ttls)
     }
 }
 
@@ -36,10 +47,21 @@ pub fn parse_method(text: &str) -> Result<Method, String> {
     match text.to_ascii_lowercase().as_str() {
         "aka" => Ok(Method::Aka),
         "aka-prime" | "aka'" | "akaprime" => Ok(Method::AkaPrime),
-        "sim" | "tls" | "ttls" => {
-            Err(format!("the load generator plays aka and aka-prime cards; {text} cards are not simulated yet"))
-        }
-        _ => Err("unknown EAP method: use aka or aka-prime".to_string()),
+        "tls" | "eap-tls" => Ok(Method::Tls),
+        "ttls" | "eap-ttls" => Ok(Method::Ttls),
+        "sim" => Err(format!(
+            "the load generator plays aka, aka-prime, tls and ttls cards; {text} cards are not simulated yet"
+        )),
+        _ => Err("unknown EAP method: use aka, aka-prime, tls or ttls".to_string()),
+    }
+}
+
+/// `--resumption on|off`.
+pub fn parse_switch(text: &str) -> Result<bool, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "on" | "yes" | "true" => Ok(true),
+        "off" | "no" | "false" => Ok(false),
+        _ => Err("use on or off".to_string()),
     }
 }
 
@@ -47,11 +69,18 @@ pub fn parse_method(text: &str) -> Result<Method, String> {
 #[derive(Debug, Args)]
 #[command(after_help = "The server must accept --cards cards of --method issued into --card-dir, e.g.\n  \
     eapay-server card issue --config eapay.toml --method aka --count 1000 --card-dir cards/ --limit 100000000\n\
-    and, for a long full-payment run, [payment] velocity_max = 0 (no per-card velocity limit) in eapay.toml.")]
+    and, for a long full-payment run, [payment] velocity_max = 0 (no per-card velocity limit) in eapay.toml.\n\
+    TTLS cards with inner PAP carry their PIN: issue them with --pin, e.g. --method ttls --pin 1234.")]
 pub struct BenchArgs {
-    /// EAP method of the simulated cards: aka or aka-prime.
+    /// EAP method of the simulated cards: aka, aka-prime, tls or ttls.
     #[arg(long, value_parser = parse_method, value_name = "METHOD")]
     pub method: Method,
+    /// TLS and TTLS: on (default): before the run each card makes one payment (a full handshake, not
+    /// measured; --merchant, --amount and --currency apply, --auth-only too), then offers the TLS
+    /// session it holds in every conversation; off: every conversation is a full handshake. Refused
+    /// for aka and aka-prime (no TLS; their fast re-authentication is not played).
+    #[arg(long, value_parser = parse_switch, value_name = "on|off")]
+    pub resumption: Option<bool>,
     /// How many cards to play, loaded from --card-dir (each card is in at most one conversation at a time).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub cards: u32,
@@ -88,7 +117,7 @@ pub struct BenchArgs {
     pub server_pid: Vec<u32>,
     #[command(flatten)]
     pub server: ServerArgs,
-    /// Merchant id of the payments.
+    /// Merchant id of the payments (and of the priming payments of --resumption on).
     #[arg(long, default_value = "M-DEMO")]
     pub merchant: String,
     /// Amount of each payment, a decimal in the currency's units.
@@ -125,6 +154,9 @@ pub struct PaymentTemplate {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub method: Method,
+    /// TLS family: whether cards resume their previous session (`--resumption`);
+    /// None for the AKA family.
+    pub resumption: Option<bool>,
     pub cards: usize,
     pub card_dir: PathBuf,
     pub concurrency: usize,
@@ -133,6 +165,12 @@ pub struct Plan {
     pub rate: Option<u32>,
     /// None: authentication only.
     pub payment: Option<PaymentTemplate>,
+    /// `--resumption on`: before the run each card makes one payment with
+    /// these details (a full handshake, not measured), so that every
+    /// measured conversation offers a session, auth-only ones included (a
+    /// payment server ends an auth-only conversation with a decline, after
+    /// which it issues no session).
+    pub prime: Option<PaymentTemplate>,
     pub servers: Vec<SocketAddr>,
     pub secret: Vec<u8>,
     pub retransmit: Retransmit,
@@ -163,14 +201,22 @@ impl BenchArgs {
                 self.concurrency
             );
         }
+        let resumption = match (self.method.is_tls_family(), self.resumption) {
+            (true, given) => Some(given.unwrap_or(true)),
+            (false, None) => None,
+            (false, Some(_)) => bail!(
+                "--resumption is for tls and ttls cards (TLS session resumption); {} cards have no TLS session",
+                self.method.name()
+            ),
+        };
         for pid in &self.server_pid {
             if !std::path::Path::new(&format!("/proc/{pid}/stat")).exists() {
                 bail!("--server-pid {pid}: no such process (/proc/{pid}/stat)");
             }
         }
-        let payment = if self.auth_only {
-            None
-        } else {
+        // Parsed in auth-only mode too: with --resumption on the cards make
+        // their priming payment with these details.
+        let template = {
             let currency = currency::parse(&self.currency)
                 .with_context(|| format!("--currency {}: not an ISO 4217 code (USD, 840, ...)", self.currency))?;
             let amount =
@@ -183,15 +229,18 @@ impl BenchArgs {
             {
                 bail!("--merchant must be 1 to 64 printable ASCII characters without spaces");
             }
-            Some(PaymentTemplate {
+            PaymentTemplate {
                 merchant_id: self.merchant.clone(),
                 amount,
                 currency: u32::from(currency.numeric),
                 display: currency::format_amount(amount, currency),
-            })
+            }
         };
+        let prime = (resumption == Some(true)).then(|| template.clone());
+        let payment = (!self.auth_only).then_some(template);
         Ok(Plan {
             method: self.method,
+            resumption,
             cards: self.cards as usize,
             card_dir: self.card_dir.clone(),
             concurrency: self.concurrency as usize,
@@ -199,6 +248,7 @@ impl BenchArgs {
             duration: self.duration,
             rate: self.rate,
             payment,
+            prime,
             servers: self.server.servers.clone(),
             secret: self.server.secret.as_bytes().to_vec(),
             retransmit: self.server.policy(),
@@ -220,11 +270,50 @@ impl BenchArgs {
 mod tests {
     use super::*;
 
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn parse(extra: &[&str]) -> Result<BenchArgs, clap::Error> {
+        let base = ["bench", "--card-dir", "cards", "--server", "127.0.0.1:1812", "--secret", "s", "--cards", "4"];
+        Cli::try_parse_from(base.iter().chain(extra)).map(|c| c.bench)
+    }
+
     #[test]
     fn methods() {
         assert_eq!(parse_method("aka"), Ok(Method::Aka));
         assert_eq!(parse_method("AKA-prime"), Ok(Method::AkaPrime));
-        assert!(parse_method("tls").unwrap_err().contains("not simulated yet"));
+        assert_eq!(parse_method("tls"), Ok(Method::Tls));
+        assert_eq!(parse_method("EAP-TTLS"), Ok(Method::Ttls));
+        assert_eq!(Method::Ttls.name(), "ttls");
+        assert!(Method::Tls.is_tls_family() && !Method::AkaPrime.is_tls_family());
+        assert!(parse_method("sim").unwrap_err().contains("not simulated yet"));
         assert!(parse_method("peap").unwrap_err().contains("unknown EAP method"));
+    }
+
+    #[test]
+    fn resumption_is_on_by_default_for_the_tls_family_and_refused_for_aka() {
+        let plan = |extra: &[&str]| parse(extra).unwrap().plan();
+        let on = plan(&["--method", "tls", "--concurrency", "2", "--auth-only"]).unwrap();
+        assert_eq!(on.resumption, Some(true));
+        // Auth-only too: the cards get their sessions from a priming payment.
+        assert!(on.payment.is_none());
+        assert_eq!(on.prime.as_ref().map(|p| p.display.as_str()), Some("0.01 USD"));
+        let off = plan(&["--method", "ttls", "--concurrency", "2", "--resumption", "off"]).unwrap();
+        assert_eq!((off.resumption, off.prime.is_none(), off.payment.is_some()), (Some(false), true, true));
+        assert_eq!(
+            plan(&["--method", "tls", "--concurrency", "2", "--resumption", "ON"]).unwrap().resumption,
+            Some(true)
+        );
+        let aka = plan(&["--method", "aka", "--concurrency", "2"]).unwrap();
+        assert_eq!((aka.resumption, aka.prime.is_none()), (None, true));
+        let e = plan(&["--method", "aka", "--concurrency", "2", "--resumption", "off"]).unwrap_err().to_string();
+        assert!(e.contains("--resumption is for tls and ttls"), "{e}");
+        let e = parse(&["--method", "tls", "--resumption", "maybe"]).err().unwrap().to_string();
+        assert!(e.contains("use on or off"), "{e}");
     }
 }

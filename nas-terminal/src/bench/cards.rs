@@ -1,6 +1,7 @@
 //! The simulated cards: card files of one method from a directory, played
-//! in memory (their SQN state is not written back; the issuer's SQN only
-//! moves forward, so the files stay usable for the next run).
+//! in memory (their SQN state and TLS sessions are not written back; the
+//! issuer's SQN only moves forward, so the files stay usable for the next
+//! run, and each run starts with full TLS handshakes).
 
 use std::path::Path;
 
@@ -62,8 +63,10 @@ pub fn load(dir: &Path, method: Method, count: usize) -> Result<Vec<Card>> {
 
 /// The command that issues the missing cards.
 fn issue_hint(dir: &Path, method: Method, missing: usize) -> String {
+    // Inner PAP (the default for ttls) needs the PIN in the card file.
+    let pin = if method == Method::Ttls { " --pin 1234" } else { "" };
     format!(
-        "issue them with `eapay-server card issue --config eapay.toml --method {} --count {missing} --card-dir {} \
+        "issue them with `eapay-server card issue --config eapay.toml --method {}{pin} --count {missing} --card-dir {} \
          --limit 100000000`",
         method.name(),
         dir.display()
@@ -83,7 +86,7 @@ mod tests {
             identity: format!("0{id}@issuer.example"),
             realm: "issuer.example".into(),
             aka: Some(AkaCard { k: "46".repeat(16), opc: "2b".repeat(16), sqn: 0, seq_ms: Vec::new() }),
-        tls: None,
+            tls: None,
         }
     }
 
@@ -101,5 +104,7 @@ mod tests {
         assert!(e.contains("card issue --config eapay.toml --method aka-prime --count 2 --card-dir"), "{e}");
         let e = format!("{:#}", load(&dir.path().join("missing"), Method::Aka, 1).unwrap_err());
         assert!(e.contains("--count 1 --card-dir"), "{e}");
+        let e = load(dir.path(), Method::Ttls, 1).unwrap_err().to_string();
+        assert!(e.contains("has 0 ttls card(s)") && e.contains("--method ttls --pin 1234 --count 1"), "{e}");
     }
 }

@@ -5,6 +5,18 @@
 //! latency percentiles (HDR histogram), outcomes and errors, optionally
 //! JSON (`--json`) and an SVG plot (`--plot`).
 //!
+//! Methods: EAP-AKA, EAP-AKA', EAP-TLS and EAP-TTLS cards (e-card's peers).
+//! For the TLS family `--resumption on` (default) first makes one payment
+//! per card, not measured ([`runner::prime`]: eapay-server issues a session
+//! only with an approval, so auth-only conversations alone would never
+//! resume), then lets each card offer the session it holds in every
+//! conversation; `--resumption off` drops the stored session before each
+//! conversation (a full handshake every time). The report says which, and
+//! how many conversations offered a session (whether the server resumed it
+//! shows in its CPU time and the round trips). `--resumption` is refused
+//! for aka and aka-prime: they have no TLS session, and their fast
+//! re-authentication is not played.
+//!
 //! - [`args`]: the command line and its checked [`args::Plan`].
 //! - [`cards`]: card files from `--card-dir`, played in memory.
 //! - [`runner`]: the workers.
@@ -43,14 +55,26 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     };
     let clients = runner::clients(&plan).await?;
     let hands = runner::deal(cards, plan.concurrency);
+    let (clients, hands, primed) = if plan.prime.is_some() {
+        eprintln!("bench: priming: one payment per card, so that each holds a TLS session");
+        let (clients, hands, primed) = runner::prime(&plan, clients, hands).await;
+        eprintln!(
+            "bench: primed {} cards in {:.1} s: {} hold a session, {} priming payments not approved",
+            primed.cards, primed.seconds, primed.with_session, primed.not_approved
+        );
+        (clients, hands, Some(primed))
+    } else {
+        (clients, hands, None)
+    };
     // Longest wait for the conversations under way at the deadline.
     let drain = Duration::from_secs(5) + plan.retransmit.timeout.saturating_mul(2);
     let server_pids = plan.server_pids.clone();
     let (json, svg) = (plan.json.clone(), plan.plot.clone());
     eprintln!(
-        "bench: {} {} cards, {} terminals, {} for {} s{} against {}",
+        "bench: {} {} cards{}, {} terminals, {} for {} s{} against {}",
         plan.cards,
         plan.method.name(),
+        plan.resumption.map_or("", |on| if on { " (resumption on)" } else { " (resumption off)" }),
         plan.concurrency,
         plan.rate.map_or_else(|| "closed loop".to_string(), |r| format!("{r}/s")),
         plan.duration.as_secs_f64(),
@@ -99,7 +123,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     progress.finish();
 
     let summary = shared.recorder.lock().unwrap_or_else(|e| e.into_inner()).summary();
-    let report = report::Report::new(&shared.plan, started_at, summary, cpu);
+    let report = report::Report::new(&shared.plan, started_at, summary, cpu, primed);
     let mut table = report.table();
     if cut_off > 0 {
         table.push_str(&format!(

@@ -151,13 +151,10 @@ pub fn svg(report: &Report) -> String {
     let _ = writeln!(out, r##"<rect width="100%" height="100%" fill="white"/>"##);
     let mode = if report.mode == "payment" { "full payments" } else { "authentication only" };
     let load = report.target_rate_per_s.map_or_else(|| "closed loop".to_string(), |r| format!("open loop {r}/s"));
-    let method = match report.method.as_str() {
-        "aka" => "AKA",
-        "aka-prime" => "AKA'",
-        other => other,
-    };
+    let method = super::report::method_title(&report.method);
+    let resumption = report.resumption.as_ref().map_or_else(String::new, |r| format!(" (resumption {r})"));
     let title = format!(
-        "EAP-{method} {mode}, server {}, {} cards, {} terminals, {load}",
+        "EAP-{method}{resumption} {mode}, server {}, {} cards, {} terminals, {load}",
         report.servers.join(", "),
         report.cards,
         report.concurrency

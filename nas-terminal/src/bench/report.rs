@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::args::Plan;
 use super::cpu::{CpuReport, ProcessCpu};
+use super::runner::Primed;
 use super::stats::Summary;
 
 /// Everything a run measured, as `--json` writes it.
@@ -20,6 +21,14 @@ pub struct Report {
     /// UTC start time.
     pub started_at: String,
     pub method: String,
+    /// TLS and TTLS: `on` (each card resumes the session of its previous
+    /// conversation) or `off` (a full handshake every time); None for AKA.
+    pub resumption: Option<String>,
+    /// TLS and TTLS: the share of completed conversations whose card
+    /// offered a stored session (`session_offered / completed`).
+    pub session_offered_share: Option<f64>,
+    /// `--resumption on`: the priming payments made before the run.
+    pub primed: Option<Primed>,
     /// `payment` or `auth-only`.
     pub mode: String,
     /// `0.01 USD` (payments only).
@@ -38,12 +47,21 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn new(plan: &Plan, started_at: String, summary: Summary, cpu: CpuReport) -> Self {
+    pub fn new(plan: &Plan, started_at: String, summary: Summary, cpu: CpuReport, primed: Option<Primed>) -> Self {
         Report {
             version: 1,
             tool: format!("eapay-terminal bench {}", env!("CARGO_PKG_VERSION")),
             started_at,
             method: plan.method.name().to_string(),
+            resumption: plan.resumption.map(|on| if on { "on" } else { "off" }.to_string()),
+            session_offered_share: plan.resumption.map(|_| {
+                if summary.completed == 0 {
+                    0.0
+                } else {
+                    summary.session_offered as f64 / summary.completed as f64
+                }
+            }),
+            primed,
             mode: if plan.payment.is_some() { "payment" } else { "auth-only" }.to_string(),
             amount: plan.payment.as_ref().map(|p| p.display.clone()),
             merchant: plan.payment.as_ref().map(|p| p.merchant_id.clone()),
@@ -76,7 +94,8 @@ impl Report {
             Some(rate) => format!("open loop at {rate}/s"),
             None => "closed loop".to_string(),
         };
-        let _ = writeln!(out, "eapay-terminal bench: EAP-{}, {what}", method_title(&self.method));
+        let resumption = self.resumption.as_ref().map_or_else(String::new, |r| format!(", resumption {r}"));
+        let _ = writeln!(out, "eapay-terminal bench: EAP-{}, {what}{resumption}", method_title(&self.method));
         let _ = writeln!(
             out,
             "  server {}  cards {}  concurrency {}  {load}  {:.1} s measured after {:.1} s warm-up",
@@ -124,6 +143,25 @@ impl Report {
             let _ =
                 writeln!(out, "  round trips  {}  (RADIUS requests per conversation: conversations)", trips.join("  "));
         }
+        if let (Some(resumption), Some(share)) = (&self.resumption, self.session_offered_share) {
+            let why = if resumption == "on" { "" } else { "; off: every conversation is a full handshake" };
+            let _ = writeln!(
+                out,
+                "  resumption   {resumption}: {:.1}% of completed conversations offered the card's stored TLS session \
+                 ({} of {}{why})",
+                share * 100.0,
+                s.session_offered,
+                s.completed
+            );
+        }
+        if let Some(p) = &self.primed {
+            let _ = writeln!(
+                out,
+                "               primed before the run: {} cards made one payment each in {:.1} s ({} not approved); \
+                 {} hold a session",
+                p.cards, p.seconds, p.not_approved, p.with_session
+            );
+        }
         if self.mode == "auth-only" && o.authenticated == 0 && o.declined.contains_key("12 Invalid-Transaction") {
             let _ = writeln!(
                 out,
@@ -168,10 +206,13 @@ impl Report {
     }
 }
 
-fn method_title(method: &str) -> &str {
+/// `AKA'` for `aka-prime`: what follows "EAP-" in titles.
+pub(super) fn method_title(method: &str) -> &str {
     match method {
         "aka" => "AKA",
         "aka-prime" => "AKA'",
+        "tls" => "TLS",
+        "ttls" => "TTLS",
         other => other,
     }
 }

@@ -18,7 +18,7 @@ use aaa_proto::payment::PaymentDetails;
 use anyhow::{Context, Result};
 use e_card::{AutoAccept, Card, CardError, CardOutcome};
 use nas_terminal::client::{ClientError, RadiusClient};
-use nas_terminal::payment::{Answer, PaymentError, Request};
+use nas_terminal::payment::{Answer, Finished, PaymentError, Request};
 use nas_terminal::simulated;
 use tokio::time::Instant;
 
@@ -95,6 +95,78 @@ pub fn deal(cards: Vec<Card>, workers: usize) -> Vec<Vec<Card>> {
     hands
 }
 
+/// What the priming payments of `--resumption on` left.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Primed {
+    /// Cards that made their priming payment.
+    pub cards: u64,
+    /// Cards that hold a TLS session afterwards.
+    pub with_session: u64,
+    /// Priming payments that failed or were declined (their card may
+    /// still hold a session).
+    pub not_approved: u64,
+    pub seconds: f64,
+}
+
+/// `--resumption on`: one payment per card, one terminal per hand, before
+/// the run (not measured), so that each card holds a TLS session. Cards left
+/// when `limit` has passed are not primed.
+pub async fn prime(
+    plan: &Plan,
+    clients: Vec<RadiusClient>,
+    hands: Vec<Vec<Card>>,
+) -> (Vec<RadiusClient>, Vec<Vec<Card>>, Primed) {
+    let Some(template) = plan.prime.clone() else { return (clients, hands, Primed::default()) };
+    let began = Instant::now();
+    let limit = began + Duration::from_secs(120);
+    let run_id = format!("P{:x}{}", now_ms(), hex::encode(rand::random::<[u8; 2]>()));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, (mut client, mut cards)) in clients.into_iter().zip(hands).enumerate() {
+        let (template, settings, run_id) = (template.clone(), plan.settings.clone(), run_id.clone());
+        tasks.spawn(async move {
+            let (mut primed, mut not_approved) = (0u64, 0u64);
+            let mut holder = AutoAccept;
+            for (n, card) in cards.iter_mut().enumerate() {
+                if Instant::now() >= limit {
+                    break;
+                }
+                let details = PaymentDetails {
+                    transaction_id: format!("{run_id}-{index}-{n}"),
+                    merchant_id: template.merchant_id.clone(),
+                    amount: template.amount,
+                    currency: template.currency,
+                    installments: 0,
+                    terminal_nonce: rand::random(),
+                    terminal_time_ms: now_ms(),
+                };
+                let (_, result) =
+                    simulated::run(card, &mut holder, &mut client, &settings, Request::Payment(&details)).await;
+                primed += 1;
+                if !matches!(result, Ok(Finished { answer: Answer::Approved { .. }, .. })) {
+                    not_approved += 1;
+                }
+            }
+            let with_session = cards.iter().filter(|c| c.has_session()).count() as u64;
+            (index, client, cards, primed, with_session, not_approved)
+        });
+    }
+    let mut done = Vec::with_capacity(tasks.len());
+    let mut primed = Primed::default();
+    while let Some(joined) = tasks.join_next().await {
+        // A priming task does not panic; if one did, its hand is lost and the
+        // run goes on with fewer terminals.
+        let Ok((index, client, cards, n, with_session, not_approved)) = joined else { continue };
+        primed.cards += n;
+        primed.with_session += with_session;
+        primed.not_approved += not_approved;
+        done.push((index, client, cards));
+    }
+    done.sort_by_key(|(index, _, _)| *index);
+    primed.seconds = began.elapsed().as_secs_f64();
+    let (clients, hands) = done.into_iter().map(|(_, client, cards)| (client, cards)).unzip();
+    (clients, hands, primed)
+}
+
 /// One terminal: conversations until the deadline, each with the next card
 /// of its hand.
 pub async fn worker(shared: Arc<Shared>, index: usize, mut client: RadiusClient, mut cards: Vec<Card>) {
@@ -106,6 +178,12 @@ pub async fn worker(shared: Arc<Shared>, index: usize, mut client: RadiusClient,
         let count = cards.len();
         let card = &mut cards[turn % count];
         turn += 1;
+        // --resumption off: a full handshake every time. An in-memory card
+        // writes nothing back, so this cannot fail.
+        if shared.plan.resumption == Some(false) {
+            let _ = card.forget_session();
+        }
+        let offered = card.has_session();
         sequence += 1;
         let details = shared.plan.payment.as_ref().map(|p| PaymentDetails {
             // B<run>-<worker>-<n>: unique per merchant, at most 40 bytes.
@@ -123,7 +201,7 @@ pub async fn worker(shared: Arc<Shared>, index: usize, mut client: RadiusClient,
             Err(_) => shared.live.errors.fetch_add(1, Ordering::Relaxed),
         };
         let mut recorder = shared.recorder.lock().unwrap_or_else(|e| e.into_inner());
-        recorder.record(start.into_std(), finished.into_std(), rounds, result);
+        recorder.record(start.into_std(), finished.into_std(), rounds, offered, result);
     }
 }
 
@@ -211,7 +289,7 @@ mod tests {
                     identity: format!("0c{i}@x"),
                     realm: "x".into(),
                     aka: Some(AkaCard { k: "00".repeat(16), opc: "00".repeat(16), sqn: 0, seq_ms: Vec::new() }),
-                tls: None,
+                    tls: None,
                 })
             })
             .collect();

@@ -82,6 +82,8 @@ pub struct Recorder {
     in_doubt: u64,
     /// Completed conversations by RADIUS round trips.
     rounds: BTreeMap<usize, u64>,
+    /// Completed conversations whose card offered a stored TLS session.
+    session_offered: u64,
     /// Conversations outside the window (warm-up, and those started after
     /// the deadline that were already under way).
     outside: u64,
@@ -104,6 +106,7 @@ impl Recorder {
             errors: BTreeMap::new(),
             in_doubt: 0,
             rounds: BTreeMap::new(),
+            session_offered: 0,
             outside: 0,
         }
     }
@@ -123,8 +126,16 @@ impl Recorder {
     }
 
     /// A conversation that `started` (for an open loop: was due to start)
-    /// and ended at `finished` after `rounds` RADIUS round trips.
-    pub fn record(&mut self, started: Instant, finished: Instant, rounds: usize, result: Result<Outcome, Failure>) {
+    /// and ended at `finished` after `rounds` RADIUS round trips; `offered`:
+    /// its card offered a stored TLS session for resumption.
+    pub fn record(
+        &mut self,
+        started: Instant,
+        finished: Instant,
+        rounds: usize,
+        offered: bool,
+        result: Result<Outcome, Failure>,
+    ) {
         let micros = finished.saturating_duration_since(started).as_micros().clamp(1, u128::from(MAX_US)) as u64;
         let measured = self.in_window(started);
         let second = self.second(finished);
@@ -143,6 +154,7 @@ impl Recorder {
             Ok(outcome) => {
                 let _ = self.total.record(micros);
                 *self.rounds.entry(rounds).or_default() += 1;
+                self.session_offered += u64::from(offered);
                 match outcome {
                     Outcome::Approved => self.approved += 1,
                     Outcome::Authenticated => self.authenticated += 1,
@@ -211,6 +223,7 @@ impl Recorder {
             errors,
             in_doubt: self.in_doubt,
             round_trips: self.rounds.iter().map(|(r, n)| (r.to_string(), *n)).collect(),
+            session_offered: self.session_offered,
             outside_window: self.outside,
             timeline,
             distribution: distribution(&self.total),
@@ -271,6 +284,9 @@ pub struct Summary {
     pub in_doubt: u64,
     /// Completed conversations by the number of RADIUS round trips they took.
     pub round_trips: BTreeMap<String, u64>,
+    /// Completed conversations whose card offered a stored TLS session (the
+    /// server may still have made a full handshake); 0 for the AKA family.
+    pub session_offered: u64,
     /// Conversations outside the window (warm-up, tail), not counted above.
     pub outside_window: u64,
     pub timeline: Vec<SecondSummary>,
@@ -353,16 +369,16 @@ mod tests {
         let origin = Instant::now();
         let mut r = Recorder::new(origin, Duration::from_secs(1), Duration::from_secs(2));
         let at = |ms: u64| origin + Duration::from_millis(ms);
-        r.record(at(500), at(501), 2, Ok(Outcome::Approved)); // warm-up
+        r.record(at(500), at(501), 2, true, Ok(Outcome::Approved)); // warm-up
         for i in 0..100 {
-            r.record(at(1000 + i), at(1000 + i + 2), 2, Ok(Outcome::Approved));
+            r.record(at(1000 + i), at(1000 + i + 2), 2, i % 4 != 0, Ok(Outcome::Approved));
         }
-        r.record(at(1500), at(1510), 2, Ok(Outcome::Declined(Some(51))));
-        r.record(at(1600), at(1700), 1, Ok(Outcome::Declined(None)));
+        r.record(at(1500), at(1510), 2, false, Ok(Outcome::Declined(Some(51))));
+        r.record(at(1600), at(1700), 1, true, Ok(Outcome::Declined(None)));
         let failure = Failure { kind: "timeout", message: "no answer".into(), in_doubt: true };
-        r.record(at(2000), at(2900), 1, Err(failure.clone()));
-        r.record(at(2100), at(2900), 1, Err(Failure { message: "second".into(), ..failure }));
-        r.record(at(3000), at(3001), 2, Ok(Outcome::Approved)); // after the window
+        r.record(at(2000), at(2900), 1, true, Err(failure.clone()));
+        r.record(at(2100), at(2900), 1, true, Err(Failure { message: "second".into(), ..failure }));
+        r.record(at(3000), at(3001), 2, true, Ok(Outcome::Approved)); // after the window
         let s = r.summary();
         assert_eq!(s.completed, 102);
         assert!((s.throughput_per_s - 51.0).abs() < 1e-9);
@@ -376,6 +392,8 @@ mod tests {
         assert_eq!(s.in_doubt, 2);
         assert_eq!(s.round_trips, BTreeMap::from([("1".to_string(), 1), ("2".to_string(), 101)]));
         assert_eq!(s.outside_window, 2);
+        // Completed in the window only: 75 of the 100 approvals and one decline.
+        assert_eq!(s.session_offered, 76);
         assert!((1999..=2001).contains(&s.latency_us.p50), "{}", s.latency_us.p50);
         assert!((99_000..=101_000).contains(&s.latency_us.max));
         assert_eq!(s.timeline.len(), 4);
