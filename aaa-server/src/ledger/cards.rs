@@ -154,8 +154,13 @@ pub fn v_card(spki: &[u8], pan_token: &[u8; 32]) -> [u8; 32] {
 
 /// The card a client key (DER SubjectPublicKeyInfo) is registered to:
 /// `CardKey` if active, `BlockedCard`, or `UnknownCard`.
+/// The id a card key is registered under: SHA-256 of its SPKI DER.
+pub fn key_id(spki: &[u8]) -> [u8; 32] {
+    Sha256::digest(spki).into()
+}
+
 pub async fn by_key(conn: &mut AnyConnection, spki: &[u8]) -> Result<Answer, ServerError> {
-    let key_id: [u8; 32] = Sha256::digest(spki).into();
+    let key_id = self::key_id(spki);
     let row = sqlx::query("SELECT card_id, status, card_key FROM cards WHERE card_key_id = $1")
         .bind(key_id.as_slice())
         .fetch_optional(conn)

@@ -386,11 +386,26 @@ impl Ledger for SqlLedger {
     }
 
     async fn card_by_key(&self, spki: &[u8]) -> Result<Answer, ServerError> {
-        cards::by_key(&mut *self.db.pool.acquire().await?, spki).await
+        let key_id = cards::key_id(spki);
+        if let Some(card_id) = self.profiles.owner(&key_id) {
+            return Ok(Answer::CardKey { card_id });
+        }
+        let answer = cards::by_key(&mut *self.db.pool.acquire().await?, spki).await?;
+        if let Answer::CardKey { card_id } = &answer {
+            self.profiles.insert_owner(key_id, card_id);
+        }
+        Ok(answer)
     }
 
     async fn card_key(&self, card_id: &str) -> Result<Option<RegisteredKey>, ServerError> {
-        cards::key(&mut *self.db.pool.acquire().await?, card_id).await
+        if let Some(key) = self.profiles.key(card_id) {
+            return Ok(Some(key));
+        }
+        let key = cards::key(&mut *self.db.pool.acquire().await?, card_id).await?;
+        if let Some(k) = &key {
+            self.profiles.insert_key(card_id, k.clone());
+        }
+        Ok(key)
     }
 
     async fn check_pin(&self, card_id: &str, pin: &str, now_ms: u64) -> Result<Answer, ServerError> {

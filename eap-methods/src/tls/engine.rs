@@ -311,7 +311,8 @@ impl TlsEngine {
     /// The DER SubjectPublicKeyInfo of the other side's certificate (on a
     /// resumed session: the certificate of the original handshake).
     pub fn peer_spki(&self) -> Option<Vec<u8>> {
-        self.stream.ssl().peer_certificate()?.public_key().ok()?.public_key_to_der().ok()
+        let der = self.stream.ssl().peer_certificate()?.to_der().ok()?;
+        crate::tls::spki::spki_of_certificate(&der).map(<[u8]>::to_vec)
     }
 
     /// The current session, DER (it holds the resumption secret).

@@ -7,6 +7,7 @@
 //! - [`config`]: versions, server and card options, the OpenSSL contexts.
 //! - [`server`], [`peer`]: the EAP-TLS state machines.
 //! - [`confirmation`]: the card's signed payment confirmation (`EAPAY1` records).
+//! - [`spki`]: a certificate's SubjectPublicKeyInfo, cut out of its DER.
 //! - [`session_cards`]: whom a resumable session authenticated (TTLS).
 //! - [`openssl_gaps`]: what the `openssl` crate offers only as `unsafe`.
 
@@ -19,6 +20,7 @@ pub mod openssl_gaps;
 pub mod peer;
 pub mod server;
 pub mod session_cards;
+pub mod spki;
 
 pub use config::{ClientAuth, PaymentToSign, TlsPeerOptions, TlsServerConfig, TlsServerOptions, TlsVersion};
 pub use peer::EapTlsPeer;
