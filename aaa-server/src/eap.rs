@@ -115,7 +115,13 @@ pub struct Conversations {
 impl Conversations {
     /// A table that forgets conversations idle for `idle` and holds at most `max`.
     pub fn new(idle: Duration, max: usize) -> Self {
-        Self { map: Mutex::new(HashMap::new()), orphans: Mutex::new(Vec::new()), idle, max, expired: Default::default() }
+        Self {
+            map: Mutex::new(HashMap::new()),
+            orphans: Mutex::new(Vec::new()),
+            idle,
+            max,
+            expired: Default::default(),
+        }
     }
 
     /// Keeps what must not be forgotten of a dropped conversation.
@@ -468,7 +474,9 @@ mod tests {
 
     #[test]
     fn names_of_cards() {
-        assert!(is_anonymous("anonymous@issuer.example") && is_anonymous("@issuer.example") && is_anonymous("anonymous"));
+        assert!(
+            is_anonymous("anonymous@issuer.example") && is_anonymous("@issuer.example") && is_anonymous("anonymous")
+        );
         assert!(!is_anonymous("c0ffee@issuer.example"));
         assert_eq!(user_part("0abc@r"), "0abc");
         assert_eq!(user_part("abc"), "abc");

@@ -10,13 +10,13 @@ use tracing::info;
 use eap_methods::tls::{ClientAuth, TlsServerConfig, TlsServerOptions, TlsVersion};
 
 use crate::config::Config;
-use crate::pki;
-use crate::seal::Kek;
 use crate::eap::{Conversations, EapPolicy};
 use crate::error::ServerError;
 use crate::ledger::SqlLedger;
+use crate::pki;
 use crate::radius::clients::Clients;
 use crate::radius::{self, Port, Shared};
+use crate::seal::Kek;
 
 /// A bound, not yet running server.
 pub struct Server {
@@ -124,7 +124,8 @@ fn tls_configs(config: &Config) -> Result<(TlsServerConfig, TlsServerConfig), Se
         session_cache_size: section.session_cache_size,
     };
     let build = |client_auth| {
-        TlsServerConfig::with_client_auth(&options, client_auth).map_err(|e| ServerError::Config(format!("eap.tls: {e}")))
+        TlsServerConfig::with_client_auth(&options, client_auth)
+            .map_err(|e| ServerError::Config(format!("eap.tls: {e}")))
     };
     Ok((build(ClientAuth::Required)?, build(ClientAuth::None)?))
 }

@@ -1,12 +1,12 @@
 //! Builds the card's EAP peer from its card file.
 
+use eap_methods::method::TlsSession;
+use eap_methods::method::{PeerMethod, Pin};
 use eap_methods::peer::PeerSession;
 use eap_methods::sim_aka::aka::{AkaPeer, AkaPeerConfig};
 use eap_methods::sim_aka::sqn::{Sqn, SqnWindow, IND_BITS};
 use eap_methods::sim_aka::usim::Usim;
 use eap_methods::sim_aka::Flavor;
-use eap_methods::method::TlsSession;
-use eap_methods::method::{PeerMethod, Pin};
 use eap_methods::tls::{EapTlsPeer, PaymentToSign, TlsPeerOptions};
 use eap_methods::ttls::{EapTtlsPeer, TtlsPeerInner, TtlsPeerOptions};
 
@@ -76,7 +76,8 @@ fn ttls_session(card: &CardFile, confirmation: Option<Vec<u8>>) -> Result<PeerSe
     options.session = session_of(card, tls)?;
     options.signing_key_pem = tls.key.as_bytes().to_vec();
     options.payment = confirmation.map(|details| PaymentToSign { details, pan_token });
-    let peer = EapTtlsPeer::new(options).map_err(|e| PeerError::Tls { card: card.card_id.clone(), why: e.to_string() })?;
+    let peer =
+        EapTtlsPeer::new(options).map_err(|e| PeerError::Tls { card: card.card_id.clone(), why: e.to_string() })?;
     Ok(PeerSession::new(card.identity.clone(), vec![Box::new(peer)]))
 }
 
@@ -95,7 +96,8 @@ fn tls_session(card: &CardFile, confirmation: Option<Vec<u8>>) -> Result<PeerSes
         payment: confirmation.map(|details| PaymentToSign { details, pan_token }),
         ..TlsPeerOptions::default()
     };
-    let peer = EapTlsPeer::new(options).map_err(|e| PeerError::Tls { card: card.card_id.clone(), why: e.to_string() })?;
+    let peer =
+        EapTlsPeer::new(options).map_err(|e| PeerError::Tls { card: card.card_id.clone(), why: e.to_string() })?;
     Ok(PeerSession::new(card.identity.clone(), vec![Box::new(peer)]))
 }
 

@@ -32,7 +32,7 @@ pub fn card_file(method: &str) -> CardFile {
         identity: format!("{prefix}c0ffee@{REALM}"),
         realm: REALM.into(),
         aka: Some(AkaCard { k: hex(&K), opc: hex(&OPC), sqn: 0, seq_ms: Vec::new() }),
-    tls: None,
+        tls: None,
     }
 }
 

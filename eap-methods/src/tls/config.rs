@@ -29,10 +29,10 @@ use openssl::ssl::{
 use openssl::x509::{X509Ref, X509VerifyResult, X509};
 
 use crate::error::EapError;
-use crate::tls::session_cards::SessionCards;
 use crate::method::TlsSession;
 use crate::tls::fragment::{DEFAULT_FRAGMENT_SIZE, DEFAULT_MAX_MESSAGE};
 use crate::tls::openssl_gaps;
+use crate::tls::session_cards::SessionCards;
 
 /// TLS 1.2 cipher suites: forward secrecy and AEAD only. TLS 1.3 keeps
 /// OpenSSL's default suites (all AEAD).

@@ -223,9 +223,7 @@ impl EapTtlsServer {
                     Err(e) => return self.tls_failure(id, e),
                 }
                 match (failure, self.keys.take()) {
-                    (None, Some(keys)) => {
-                        self.succeed(keys)
-                    }
+                    (None, Some(keys)) => self.succeed(keys),
                     (None, None) => self.protocol("no keys"),
                     (Some(reason), _) => self.fail(reason),
                 }
@@ -354,9 +352,7 @@ impl EapTtlsServer {
                     None if failure.is_none() && pending => {}
                     None => {
                         return match (failure, self.keys.take()) {
-                            (None, Some(keys)) => {
-                                self.succeed(keys)
-                            }
+                            (None, Some(keys)) => self.succeed(keys),
                             (None, None) => self.protocol("no keys"),
                             (Some(reason), _) => self.fail(reason),
                         };

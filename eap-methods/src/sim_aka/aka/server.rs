@@ -38,11 +38,21 @@ enum State {
     /// Asked for a vector (first time or after resync).
     WaitVector,
     /// Sent AKA-Challenge.
-    Challenge { rand: [u8; 16], xres: Vec<u8>, keys: SessionKeys },
+    Challenge {
+        rand: [u8; 16],
+        xres: Vec<u8>,
+        keys: SessionKeys,
+    },
     /// Reported Authenticated; waiting for the caller's verdict.
-    Verdict { keys: SessionKeys, result_ind: bool },
+    Verdict {
+        keys: SessionKeys,
+        result_ind: bool,
+    },
     /// Sent the protected Notification; waiting for its acknowledgement.
-    Notified { keys: SessionKeys, approved: bool },
+    Notified {
+        keys: SessionKeys,
+        approved: bool,
+    },
     Done,
 }
 
@@ -240,7 +250,9 @@ impl ServerMethod for AkaServer {
             State::Identity => self.on_identity(&msg, response),
             State::Challenge { .. } => self.on_challenge(&msg, response),
             State::Notified { .. } => self.on_notification(&msg, response),
-            State::WaitVector | State::Verdict { .. } | State::Done => self.protocol("response while none was asked for"),
+            State::WaitVector | State::Verdict { .. } | State::Done => {
+                self.protocol("response while none was asked for")
+            }
         }
     }
 
@@ -261,7 +273,11 @@ impl ServerMethod for AkaServer {
             return self.protocol("verdict without authentication");
         };
         if !result_ind {
-            return if verdict.approved { MethodStep::Success(keys.exported()) } else { self.fail(FailureReason::Declined) };
+            return if verdict.approved {
+                MethodStep::Success(keys.exported())
+            } else {
+                self.fail(FailureReason::Declined)
+            };
         }
         let code = if verdict.approved { notification::SUCCESS } else { notification::GENERAL_FAILURE_AFTER_AUTH };
         let mut w = AttributeWriter::new();
