@@ -267,6 +267,7 @@ impl SqlLedger {
         let mut tx = self.db.begin_write().await?;
         let found = cards::block(&mut tx, card_id, actor, now_ms()).await?;
         tx.commit().await?;
+        self.profiles.forget_owner(card_id);
         Ok(found)
     }
 

@@ -62,4 +62,10 @@ impl ProfileCache {
     pub fn insert_owner(&self, key_id: [u8; 32], card_id: &str) {
         self.owners.insert(key_id, (card_id.to_owned(), Instant::now()));
     }
+
+    /// Forgets that `card_id` is active (this process blocked it; another
+    /// process's block reaches authentication within [`OWNER_FRESHNESS`]).
+    pub fn forget_owner(&self, card_id: &str) {
+        self.owners.lock().retain(|_, (owner, _)| owner != card_id);
+    }
 }
