@@ -47,6 +47,21 @@ pub fn derive_keys(engine: &TlsEngine, labels: KeyLabels) -> Result<Keys, TlsErr
     Ok(split_key_material(&material))
 }
 
+/// What a completed handshake gives the method: its EAP keys and the
+/// exporter value a card signature binds to (DESIGN.md §4).
+pub fn session_secrets(
+    engine: &TlsEngine,
+    labels: KeyLabels,
+) -> Result<(Keys, [u8; crate::tls::confirmation::EXPORTER_LEN]), String> {
+    use crate::tls::confirmation::{EXPORTER_LABEL, EXPORTER_LEN};
+    let keys = derive_keys(engine, labels).map_err(|e| format!("keying material: {e}"))?;
+    let exporter = engine
+        .export_keying_material(EXPORTER_LABEL, None, EXPORTER_LEN)
+        .map_err(|e| format!("keying material: {e}"))?;
+    let exporter = <[u8; EXPORTER_LEN]>::try_from(exporter).map_err(|_| "exporter length".to_string())?;
+    Ok((keys, exporter))
+}
+
 /// MSK = the first 64 octets, EMSK = the next 64.
 pub fn split_key_material(material: &[u8]) -> Keys {
     let mut msk = [0u8; 64];

@@ -29,10 +29,10 @@ use crate::method::{
 };
 use crate::packet::{Code, EapType, Packet};
 use crate::tls::config::{TlsServerConfig, TlsVersion};
-use crate::tls::confirmation::{self, ConfirmationRecord, EXPORTER_LABEL, EXPORTER_LEN};
+use crate::tls::confirmation::{self, ConfirmationRecord, EXPORTER_LEN};
 use crate::tls::engine::{TlsEngine, TlsError};
 use crate::tls::fragment::{self, Fragmenter, Frame, Reassembler};
-use crate::tls::keys::{derive_keys, KeyLabels};
+use crate::tls::keys::{session_secrets, KeyLabels};
 
 const NAME: &str = "EAP-TLS";
 
@@ -203,14 +203,9 @@ impl EapTlsServer {
     fn on_established(&mut self) -> MethodStep {
         let Ok(engine) = self.engine.as_mut() else { return self.protocol("TLS unavailable") };
         let Some(version) = engine.version() else { return self.protocol("no TLS version") };
-        let keys = derive_keys(engine, KeyLabels::EAP_TLS);
-        let exporter = engine.export_keying_material(EXPORTER_LABEL, None, EXPORTER_LEN);
-        let (keys, exporter) = match (keys, exporter) {
-            (Ok(k), Ok(e)) => (k, e),
-            (Err(e), _) | (_, Err(e)) => return self.protocol(e),
-        };
-        let Ok(exporter) = <[u8; EXPORTER_LEN]>::try_from(exporter) else {
-            return self.protocol("exporter length");
+        let (keys, exporter) = match session_secrets(engine, KeyLabels::EAP_TLS) {
+            Ok(secrets) => secrets,
+            Err(e) => return self.protocol(e),
         };
         let Some(spki) = engine.peer_spki() else {
             return self.fail(FailureReason::AuthenticationFailed("no client certificate"));

@@ -16,10 +16,9 @@ use crate::error::EapError;
 use crate::method::{FailureReason, Keys, PeerMemory, PeerMethod, PeerStep, TlsSession};
 use crate::packet::{Code, EapType, Packet};
 use crate::tls::config::{ClientContext, PaymentToSign, TlsVersion};
-use crate::tls::confirmation::{EXPORTER_LABEL, EXPORTER_LEN};
 use crate::tls::engine::{TlsEngine, TlsError};
 use crate::tls::fragment::{self, Fragmenter, Frame, Reassembler, DEFAULT_FRAGMENT_SIZE, DEFAULT_MAX_MESSAGE};
-use crate::tls::keys::{derive_keys, KeyLabels};
+use crate::tls::keys::{session_secrets, KeyLabels};
 use crate::ttls::inner::{InnerPeer, TtlsPeerInner};
 use crate::ttls::server::{NAME, TTLS_VERSION};
 
@@ -249,13 +248,10 @@ impl EapTtlsPeer {
     /// Our handshake completed: keys, then the first tunnel message.
     fn established(&mut self, id: u8) -> PeerStep {
         let Some(engine) = self.engine.as_mut() else { return self.protocol("no TLS engine") };
-        let keys = derive_keys(engine, KeyLabels::EAP_TTLS);
-        let exporter = engine.export_keying_material(EXPORTER_LABEL, None, EXPORTER_LEN);
-        let (keys, exporter) = match (keys, exporter) {
-            (Ok(k), Ok(x)) => (k, x),
-            (Err(e), _) | (_, Err(e)) => return self.protocol(format!("keying material: {e}")),
+        let (keys, exporter) = match session_secrets(engine, KeyLabels::EAP_TTLS) {
+            Ok(secrets) => secrets,
+            Err(e) => return self.protocol(e),
         };
-        let Ok(exporter) = <[u8; EXPORTER_LEN]>::try_from(exporter) else { return self.protocol("exporter length") };
         // The server sends nothing in the tunnel before we speak; a ticket
         // that came with its Finished is processed here.
         match engine.read_application_data() {

@@ -30,10 +30,9 @@ use openssl::ssl::SslVerifyMode;
 use crate::method::{Answer, FailureReason, Keys, MethodStep, ServerMethod, Verdict};
 use crate::packet::{Code, EapType, Packet};
 use crate::tls::config::{ClientAuth, TlsServerConfig, TlsVersion};
-use crate::tls::confirmation::{EXPORTER_LABEL, EXPORTER_LEN};
 use crate::tls::engine::{TlsEngine, TlsError};
 use crate::tls::fragment::{self, Fragmenter, Frame, Reassembler};
-use crate::tls::keys::{derive_keys, KeyLabels};
+use crate::tls::keys::{session_secrets, KeyLabels};
 use crate::tls::session_cards::BoundCard;
 use crate::ttls::inner::{InnerOut, InnerServer, TtlsInner};
 
@@ -273,13 +272,10 @@ impl EapTtlsServer {
     /// The handshake just completed: keys, then phase 2.
     fn established(&mut self, id: u8) -> MethodStep {
         let Ok(engine) = self.engine.as_mut() else { return self.protocol("no TLS engine") };
-        let keys = derive_keys(engine, KeyLabels::EAP_TTLS);
-        let exporter = engine.export_keying_material(EXPORTER_LABEL, None, EXPORTER_LEN);
-        let (keys, exporter) = match (keys, exporter) {
-            (Ok(k), Ok(x)) => (k, x),
-            (Err(e), _) | (_, Err(e)) => return self.protocol(format!("keying material: {e}")),
+        let (keys, exporter) = match session_secrets(engine, KeyLabels::EAP_TTLS) {
+            Ok(secrets) => secrets,
+            Err(e) => return self.protocol(e),
         };
-        let Ok(exporter) = <[u8; EXPORTER_LEN]>::try_from(exporter) else { return self.protocol("exporter length") };
         self.keys = Some(keys);
         let methods = self.methods.take().unwrap_or_default();
         self.inner = Some(InnerServer::new(methods, self.vendor_id, &self.identity, exporter));
