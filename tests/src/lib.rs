@@ -1567,6 +1567,23 @@ impl Server {
         self.child.lock().unwrap_or_else(|e| e.into_inner()).id()
     }
 
+    /// Stops the server with SIGTERM (as an operator would) and returns
+    /// everything it wrote on stderr, its closing counters included.
+    pub fn terminate(&self) -> String {
+        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().expect("run kill");
+        assert!(status.success(), "kill -TERM {}", child.id());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while child.try_wait().ok().flatten().is_none() {
+            assert!(Instant::now() < deadline, "eapay-server did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        drop(child);
+        // The stderr reader thread may still be draining the pipe.
+        std::thread::sleep(Duration::from_millis(100));
+        self.stderr()
+    }
+
     /// Issues `count` cards of `method` in bulk (`card issue --count N
     /// --card-dir DIR`, with `extra` arguments) into a new scratch directory;
     /// returns the directory.

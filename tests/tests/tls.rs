@@ -14,11 +14,15 @@
 use std::path::{Path, PathBuf};
 
 use aaa_proto::dictionary::eapay::{CardConfirmation, DeclineCode};
+use aaa_proto::radius::Code;
 use eapay_tests::eapol::{
     assert_approved, assert_declined, assert_success, count, eapay_attributes_in, has_line, run_payment, u32_of,
 };
 use eapay_tests::terminal::{pay_args, terminal};
-use eapay_tests::{details, eapol_test, has_token, require_tool, Card, Method, Server, MERCHANT};
+use eapay_tests::{
+    details, eap_access_request, eap_identity_response, eapol_test, exchange, has_token, require_tool, udp_socket,
+    verify_reply, Card, Method, Server, MERCHANT, REPLY_TIMEOUT,
+};
 
 /// eapol_test's TLS version switch in the network block `card issue` wrote.
 const TLS13_ON: &str = "phase1=\"tls_disable_tlsv1_3=0\"";
@@ -315,4 +319,85 @@ fn eapol_test_reply_attributes_say_not_confirmed() {
     let accepts = eapay_attributes_in(&out, "Access-Accept");
     let confirmation = accepts.last().and_then(|a| u32_of(a, aaa_proto::dictionary::eapay::CARD_CONFIRMATION));
     assert_eq!(confirmation, Some(CardConfirmation::NotConfirmed.value()));
+}
+
+/// One EAP-TLS response the server must refuse (RFC 5216 §3.1 framing):
+/// flags, the TLS Message Length if L is set, then TLS data.
+fn eap_tls_response(id: u8, flags: u8, tls_length: Option<u32>, data: &[u8]) -> Vec<u8> {
+    let mut type_data = vec![flags];
+    if let Some(length) = tls_length {
+        type_data.extend_from_slice(&length.to_be_bytes());
+    }
+    type_data.extend_from_slice(data);
+    eap_methods::Packet::new(eap_methods::Code::Response, id, eap_methods::EapType::TLS, type_data)
+        .encode()
+        .expect("an EAP-TLS response")
+}
+
+/// Broken EAP-TLS from a peer: a TLS Message Length over the cap, one that
+/// disagrees with the data, bytes that are not TLS, a chain of fragments
+/// that never ends. Each conversation ends in Access-Reject with EAP-Failure;
+/// the server logs the reason and counts it, and stays up.
+#[test]
+fn broken_eap_tls_input_ends_in_eap_failure_with_a_reason_and_a_counter() {
+    const L: u8 = 0x80;
+    const M: u8 = 0x40;
+    let server = Server::start_default();
+    let card = server.card(Method::Tls);
+    let socket = udp_socket("127.0.0.1:0");
+    let mut radius_id = 0u8;
+    let mut send = |eap: &[u8], state: Option<&[u8]>| -> aaa_proto::radius::Packet {
+        radius_id = radius_id.wrapping_add(1);
+        let (request, wire) = eap_access_request(radius_id, &card.identity, eap, state, &server.secret);
+        let reply = exchange(&socket, server.auth, &wire, REPLY_TIMEOUT).expect("an answer");
+        verify_reply(&reply, Code::AccessRequest, &request.authenticator, &server.secret)
+    };
+    let chunk = vec![0x16u8; 1000];
+    let cases: [(&str, Box<dyn Fn(u8) -> Vec<u8>>, &str); 4] = [
+        (
+            "length over the cap",
+            Box::new(|id| eap_tls_response(id, L | M, Some(10_000_000), &chunk)),
+            "over the size cap",
+        ),
+        (
+            "length disagrees",
+            Box::new(|id| eap_tls_response(id, L, Some(100), &chunk[..50])),
+            "disagrees with the data",
+        ),
+        ("not TLS", Box::new(|id| eap_tls_response(id, 0, None, b"GET / HTTP/1.1\r\n\r\n")), "TLS handshake failed"),
+        ("endless fragments", Box::new(|id| eap_tls_response(id, M, None, &chunk)), "too many round trips"),
+    ];
+    for (name, response, _) in &cases {
+        let start = send(&eap_identity_response(0, &card.identity), None);
+        assert_eq!(start.code, Code::AccessChallenge, "{name}: no EAP-TLS Start");
+        let mut state = start.get(aaa_proto::dictionary::rfc::STATE).expect("State").to_vec();
+        let mut eap_id = start.eap_message().expect("EAP-Message")[1];
+        let mut rounds = 0;
+        let reject = loop {
+            let reply = send(&response(eap_id), Some(&state));
+            rounds += 1;
+            if reply.code != Code::AccessChallenge {
+                break reply;
+            }
+            // Only the endless chain is acknowledged, fragment after fragment.
+            assert!(*name == "endless fragments" && rounds < 200, "{name}: still going after {rounds} rounds");
+            state = reply.get(aaa_proto::dictionary::rfc::STATE).expect("State").to_vec();
+            eap_id = reply.eap_message().expect("EAP-Message")[1];
+        };
+        assert_eq!(reject.code, Code::AccessReject, "{name}");
+        assert_eq!(reject.eap_message().map(|e| e[0]), Some(4), "{name}: EAP-Failure");
+    }
+    let log = server.terminate();
+    for (name, _, reason) in &cases {
+        assert!(
+            log.lines().any(|l| l.contains("declined") && l.contains("decline=63") && l.contains(reason)),
+            "{name}: no log line with the reason {reason:?}:\n{log}"
+        );
+    }
+    // The endless chain meets the conversation's round limit (64) before
+    // the 64 KiB message cap.
+    assert!(
+        log.contains("eap_failed_protocol=3") && log.contains("eap_failed_too_many_rounds=1"),
+        "the failures are counted by reason:\n{log}"
+    );
 }
