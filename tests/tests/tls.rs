@@ -353,7 +353,9 @@ fn broken_eap_tls_input_ends_in_eap_failure_with_a_reason_and_a_counter() {
         verify_reply(&reply, Code::AccessRequest, &request.authenticator, &server.secret)
     };
     let chunk = vec![0x16u8; 1000];
-    let cases: [(&str, Box<dyn Fn(u8) -> Vec<u8>>, &str); 4] = [
+    // (case, the response to the EAP-TLS Start by its identifier, the reason logged)
+    type Case<'a> = (&'a str, Box<dyn Fn(u8) -> Vec<u8> + 'a>, &'a str);
+    let cases: [Case; 4] = [
         (
             "length over the cap",
             Box::new(|id| eap_tls_response(id, L | M, Some(10_000_000), &chunk)),
