@@ -50,8 +50,18 @@ fn exit_code(out: &ToolOutput) -> Option<i32> {
 
 #[test]
 fn card_server_and_terminal_in_three_processes_approve_and_decline() {
+    for method in [Method::AkaPrime, Method::Tls, Method::Ttls] {
+        three_processes(method);
+    }
+}
+
+/// One card of `method` served by `eapay-card serve`, paying twice.
+fn three_processes(method: Method) {
     let server = Server::start_default();
-    let card = server.card(Method::AkaPrime);
+    let card = server.card_with(
+        method,
+        &["--confirmation", "optional", "--pin", "2580"][..if method == Method::Ttls { 4 } else { 2 }],
+    );
     let card_process = CardProcess::serve(&card.json);
     let reversals = server.scratch("reversals.json");
     let issuer_pub = server.data_dir.join("issuer.pub");
@@ -80,9 +90,15 @@ fn card_server_and_terminal_in_three_processes_approve_and_decline() {
     status_is(&server, &txn, "declined");
     assert_eq!(server.card_amounts(&card), (DEFAULT_LIMIT, DEFAULT_LIMIT - 1250));
 
-    // The card kept its SQN across the two payments (written back to its file).
+    // The card kept its state across the two payments (written back to its
+    // file): the USIM's SQN, or the TLS session it resumes with.
     let file = CardFile::load(&card.json).expect("card file");
-    assert!(file.aka.as_ref().is_some_and(|a| a.sqn > 0), "SQN persisted: {:?}", file.aka);
+    match method {
+        Method::Tls | Method::Ttls => {
+            assert!(file.tls.as_ref().is_some_and(|t| t.session.is_some()), "{method:?}: TLS session persisted")
+        }
+        _ => assert!(file.aka.as_ref().is_some_and(|a| a.sqn > 0), "SQN persisted: {:?}", file.aka),
+    }
 }
 
 /// DESIGN.md §1: the server approved, the answer was lost. The terminal
