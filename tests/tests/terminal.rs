@@ -229,8 +229,17 @@ fn a_silent_first_server_fails_over_to_the_second() {
 /// not in the server's answers, not in what it prints or logs (at trace).
 #[test]
 fn no_card_secret_reaches_the_terminal() {
+    for method in [Method::AkaPrime, Method::Tls, Method::Ttls] {
+        no_secret_of(method);
+    }
+}
+
+fn no_secret_of(method: Method) {
     let server = Server::start_default();
-    let card = server.card(Method::AkaPrime);
+    let card = server.card_with(
+        method,
+        &["--confirmation", "optional", "--pin", "2580"][..if method == Method::Ttls { 4 } else { 2 }],
+    );
     let secrets = card_secrets(&CardFile::load(&card.json).expect("card file"));
     let card_process = CardProcess::serve(&card.json);
     let card_link = StreamRecorder::start(card_process.addr);
@@ -251,7 +260,10 @@ fn no_card_secret_reaches_the_terminal() {
     let printed = format!("{}{}", out.stdout, out.stderr).into_bytes();
     for (name, secret) in &secrets {
         for (channel, bytes) in [("card link", &from_card), ("RADIUS", &from_server), ("output", &printed)] {
-            assert!(!contains(bytes, secret), "{name} appears in what the terminal received on the {channel}");
+            assert!(
+                !contains(bytes, secret),
+                "{method:?}: {name} appears in what the terminal received on the {channel}"
+            );
             let hex_lower = hex::encode(secret).into_bytes();
             let hex_upper = hex::encode_upper(secret).into_bytes();
             assert!(
@@ -265,14 +277,28 @@ fn no_card_secret_reaches_the_terminal() {
 /// The card's long-term secrets, raw. Substrings of 8 bytes are enough to
 /// catch a leak of any part.
 fn card_secrets(card: &CardFile) -> Vec<(String, Vec<u8>)> {
-    let aka = card.aka.as_ref().expect("an AKA card");
     let mut out = Vec::new();
-    for (name, text) in [("K", &aka.k), ("OPc", &aka.opc)] {
-        let bytes = hex::decode(text).expect("hex key");
+    let mut pieces = |name: &str, bytes: &[u8]| {
         for (i, part) in bytes.chunks(8).enumerate() {
             out.push((format!("{name}[{}..]", i * 8), part.to_vec()));
         }
+    };
+    if let Some(aka) = &card.aka {
+        for (name, text) in [("K", &aka.k), ("OPc", &aka.opc)] {
+            pieces(name, &hex::decode(text).expect("hex key"));
+        }
     }
+    if let Some(tls) = &card.tls {
+        // The private scalar of the card's key (its public half is in the
+        // certificate, which the terminal relays).
+        let key = openssl::pkey::PKey::private_key_from_pem(tls.key.as_bytes()).expect("the card's key");
+        let scalar = key.ec_key().expect("an ECDSA card key").private_key().to_vec();
+        pieces("card key", &scalar);
+        if let Some(pin) = &tls.pin {
+            out.push(("PIN".into(), pin.as_bytes().to_vec()));
+        }
+    }
+    assert!(!out.is_empty(), "the card has secrets to look for");
     out
 }
 
