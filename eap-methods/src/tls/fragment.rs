@@ -203,6 +203,49 @@ impl Reassembler {
     }
 }
 
+/// The flight a method is sending: the first fragment goes out at once, each
+/// further one when the other side acknowledges the last (RFC 5216 §2.1.5).
+/// Shared by both sides of EAP-TLS and EAP-TTLS.
+#[derive(Debug, Default)]
+pub struct Flight {
+    rest: Option<Fragmenter>,
+    flags: u8,
+}
+
+impl Flight {
+    /// Starts sending `message` (possibly empty: an acknowledgement) in
+    /// fragments of at most `fragment_size` TLS octets with the version bits
+    /// `flags`; returns the first fragment's type-data.
+    pub fn start(&mut self, message: Vec<u8>, fragment_size: usize, flags: u8) -> Vec<u8> {
+        let mut fragmenter = Fragmenter::new(message, fragment_size);
+        let first = fragmenter.next_fragment(flags).unwrap_or_else(|| ack(flags));
+        self.rest = fragmenter.has_more().then_some(fragmenter);
+        self.flags = flags;
+        first
+    }
+
+    /// True while fragments wait for the other side's acknowledgement.
+    pub fn in_progress(&self) -> bool {
+        self.rest.is_some()
+    }
+
+    /// The next fragment, after the other side acknowledged the last one;
+    /// `None` if nothing is waiting.
+    pub fn next_fragment(&mut self) -> Option<Vec<u8>> {
+        let fragmenter = self.rest.as_mut()?;
+        let next = fragmenter.next_fragment(self.flags);
+        if !fragmenter.has_more() {
+            self.rest = None;
+        }
+        next
+    }
+
+    /// Drops what is left (the conversation ended).
+    pub fn clear(&mut self) {
+        self.rest = None;
+    }
+}
+
 /// Splits one outgoing TLS message into fragments.
 #[derive(Debug)]
 pub struct Fragmenter {
@@ -262,6 +305,26 @@ pub fn clamp_fragment_size(fragment_size: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flight_goes_out_one_acknowledged_fragment_at_a_time() {
+        let mut flight = Flight::default();
+        assert_eq!(flight.start(Vec::new(), 100, 0), ack(0), "an empty message is one empty packet");
+        assert!(!flight.in_progress());
+        assert_eq!(flight.next_fragment(), None);
+        let first = flight.start(vec![7; 250], 100, VERSION_MASK);
+        assert_eq!(first[0] & (FLAG_LENGTH | FLAG_MORE), FLAG_LENGTH | FLAG_MORE);
+        assert!(flight.in_progress());
+        let second = flight.next_fragment().expect("a second fragment");
+        assert!(flight.in_progress() && second[0] & FLAG_MORE != 0);
+        let last = flight.next_fragment().expect("the last fragment");
+        assert_eq!(last[0] & FLAG_MORE, 0);
+        assert_eq!(last[0] & VERSION_MASK, VERSION_MASK, "the version bits on every fragment");
+        assert!(!flight.in_progress());
+        flight.start(vec![7; 250], 100, 0);
+        flight.clear();
+        assert_eq!(flight.next_fragment(), None);
+    }
 
     fn frames(message: &[u8], size: usize) -> Vec<Vec<u8>> {
         let mut f = Fragmenter::new(message.to_vec(), size);

@@ -24,7 +24,7 @@ use crate::packet::{Code, EapType, Packet};
 use crate::tls::config::{pin_eq, ClientContext, PaymentToSign, TlsPeerOptions, TlsVersion};
 use crate::tls::confirmation::{self, ConfirmationRecord, EXPORTER_LABEL, EXPORTER_LEN, MAGIC};
 use crate::tls::engine::{TlsEngine, TlsError};
-use crate::tls::fragment::{self, Fragmenter, Frame, Reassembler};
+use crate::tls::fragment::{self, Flight, Frame, Reassembler};
 use crate::tls::keys::{derive_keys, KeyLabels};
 
 const NAME: &str = "EAP-TLS";
@@ -51,7 +51,7 @@ pub struct EapTlsPeer {
     fragment_size: usize,
     engine: Option<TlsEngine>,
     reassembler: Reassembler,
-    outgoing: Option<Fragmenter>,
+    outgoing: Flight,
     state: State,
     keys: Option<Keys>,
     /// TLS 1.3: the commitment message arrived (TLS 1.2: set with the keys).
@@ -78,7 +78,7 @@ impl EapTlsPeer {
             fragment_size: fragment::clamp_fragment_size(opts.fragment_size),
             engine: None,
             reassembler: Reassembler::new(NAME, opts.max_message),
-            outgoing: None,
+            outgoing: Flight::default(),
             state: State::Idle,
             keys: None,
             committed: false,
@@ -104,7 +104,7 @@ impl EapTlsPeer {
     fn fail(&mut self, reason: FailureReason) -> PeerStep {
         self.state = State::Failed;
         self.keys = None;
-        self.outgoing = None;
+        self.outgoing.clear();
         PeerStep::Fail(reason)
     }
 
@@ -120,19 +120,12 @@ impl EapTlsPeer {
     }
 
     fn send_message(&mut self, id: u8, message: Vec<u8>) -> PeerStep {
-        let mut fragments = Fragmenter::new(message, self.fragment_size);
-        let first = fragments.next_fragment(0).unwrap_or_else(|| fragment::ack(0));
-        self.outgoing = fragments.has_more().then_some(fragments);
+        let first = self.outgoing.start(message, self.fragment_size, 0);
         self.response(id, first)
     }
 
     fn send_next_fragment(&mut self, id: u8) -> PeerStep {
-        let Some(fragments) = self.outgoing.as_mut() else { return self.protocol("no fragment to send") };
-        let next = fragments.next_fragment(0);
-        if !fragments.has_more() {
-            self.outgoing = None;
-        }
-        match next {
+        match self.outgoing.next_fragment() {
             Some(data) => self.response(id, data),
             None => self.protocol("no fragment to send"),
         }
@@ -305,7 +298,7 @@ impl PeerMethod for EapTlsPeer {
             State::Failed => return self.protocol("request after the conversation failed"),
             State::Handshake | State::Established => {}
         }
-        if self.outgoing.is_some() {
+        if self.outgoing.in_progress() {
             if !frame.is_ack() {
                 return self.protocol("expected the acknowledgement of a fragment");
             }

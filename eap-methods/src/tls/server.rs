@@ -31,7 +31,7 @@ use crate::packet::{Code, EapType, Packet};
 use crate::tls::config::{TlsServerConfig, TlsVersion};
 use crate::tls::confirmation::{self, ConfirmationRecord, EXPORTER_LEN};
 use crate::tls::engine::{TlsEngine, TlsError};
-use crate::tls::fragment::{self, Fragmenter, Frame, Reassembler};
+use crate::tls::fragment::{self, Flight, Frame, Reassembler};
 use crate::tls::keys::{session_secrets, KeyLabels};
 
 const NAME: &str = "EAP-TLS";
@@ -73,7 +73,7 @@ pub struct EapTlsServer {
     fragment_size: usize,
     engine: Result<TlsEngine, TlsError>,
     reassembler: Reassembler,
-    outgoing: Option<Fragmenter>,
+    outgoing: Flight,
     state: State,
     /// Output of the completed handshake held back until the card key is
     /// known (TLS 1.2 final flight) or the verdict (TLS 1.3 ticket).
@@ -98,7 +98,7 @@ impl EapTlsServer {
             fragment_size: fragment::clamp_fragment_size(fragment_size),
             engine: TlsEngine::server(config.context()),
             reassembler: Reassembler::new(NAME, config.max_message()),
-            outgoing: None,
+            outgoing: Flight::default(),
             state: State::Idle,
             held: Vec::new(),
             session: None,
@@ -125,7 +125,7 @@ impl EapTlsServer {
 
     fn fail(&mut self, reason: FailureReason) -> MethodStep {
         self.state = State::Done;
-        self.outgoing = None;
+        self.outgoing.clear();
         MethodStep::Failure(reason)
     }
 
@@ -142,19 +142,12 @@ impl EapTlsServer {
 
     /// Sends a TLS message, fragmented as needed.
     fn send_message(&mut self, id: u8, message: Vec<u8>) -> MethodStep {
-        let mut fragments = Fragmenter::new(message, self.fragment_size);
-        let first = fragments.next_fragment(0).unwrap_or_else(|| fragment::ack(0));
-        self.outgoing = fragments.has_more().then_some(fragments);
+        let first = self.outgoing.start(message, self.fragment_size, 0);
         self.request(id, first)
     }
 
     fn send_next_fragment(&mut self, id: u8) -> MethodStep {
-        let Some(fragments) = self.outgoing.as_mut() else { return self.protocol("no fragment to send") };
-        let next = fragments.next_fragment(0);
-        if !fragments.has_more() {
-            self.outgoing = None;
-        }
-        match next {
+        match self.outgoing.next_fragment() {
             Some(data) => self.request(id, data),
             None => self.protocol("no fragment to send"),
         }
@@ -332,7 +325,7 @@ impl ServerMethod for EapTlsServer {
             Ok(f) => f,
             Err(e) => return self.protocol(e),
         };
-        if self.outgoing.is_some() {
+        if self.outgoing.in_progress() {
             if !frame.is_ack() {
                 return self.protocol("expected the acknowledgement of a fragment");
             }

@@ -17,7 +17,7 @@ use crate::method::{FailureReason, Keys, PeerMemory, PeerMethod, PeerStep, TlsSe
 use crate::packet::{Code, EapType, Packet};
 use crate::tls::config::{ClientContext, PaymentToSign, TlsVersion};
 use crate::tls::engine::{TlsEngine, TlsError};
-use crate::tls::fragment::{self, Fragmenter, Frame, Reassembler, DEFAULT_FRAGMENT_SIZE, DEFAULT_MAX_MESSAGE};
+use crate::tls::fragment::{self, Flight, Frame, Reassembler, DEFAULT_FRAGMENT_SIZE, DEFAULT_MAX_MESSAGE};
 use crate::tls::keys::{session_secrets, KeyLabels};
 use crate::ttls::inner::{InnerPeer, TtlsPeerInner};
 use crate::ttls::server::{NAME, TTLS_VERSION};
@@ -101,7 +101,7 @@ pub struct EapTtlsPeer {
     engine: Option<TlsEngine>,
     fragment_size: usize,
     reassembler: Reassembler,
-    outgoing: Option<Fragmenter>,
+    outgoing: Flight,
     inner: InnerPeer,
     payment: Option<(PaymentToSign, PKey<Private>)>,
     keys: Option<Keys>,
@@ -131,7 +131,7 @@ impl EapTtlsPeer {
             engine: None,
             fragment_size: opts.fragment_size,
             reassembler: Reassembler::new(NAME, opts.max_message),
-            outgoing: None,
+            outgoing: Flight::default(),
             inner: InnerPeer::new(opts.inner, opts.vendor_id),
             payment,
             keys: None,
@@ -158,7 +158,7 @@ impl EapTtlsPeer {
 
     fn fail(&mut self, reason: FailureReason) -> PeerStep {
         self.state = State::Failed;
-        self.outgoing = None;
+        self.outgoing.clear();
         PeerStep::Fail(reason)
     }
 
@@ -188,9 +188,7 @@ impl EapTtlsPeer {
 
     /// Sends `message` (TLS octets, possibly empty: an acknowledgement), fragmented.
     fn send(&mut self, id: u8, message: Vec<u8>) -> PeerStep {
-        let mut fragmenter = Fragmenter::new(message, self.fragment_size);
-        let first = fragmenter.next_fragment(TTLS_VERSION).unwrap_or_else(|| fragment::ack(TTLS_VERSION));
-        self.outgoing = fragmenter.has_more().then_some(fragmenter);
+        let first = self.outgoing.start(message, self.fragment_size, TTLS_VERSION);
         self.response(id, first)
     }
 
@@ -308,14 +306,11 @@ impl PeerMethod for EapTtlsPeer {
         if matches!(self.state, State::Idle) {
             return self.protocol("a request before the Start");
         }
-        if let Some(fragmenter) = self.outgoing.as_mut() {
+        if self.outgoing.in_progress() {
             if !frame.is_ack() {
                 return self.protocol("expected an acknowledgement of our fragment");
             }
-            let next = fragmenter.next_fragment(TTLS_VERSION).unwrap_or_else(|| fragment::ack(TTLS_VERSION));
-            if !fragmenter.has_more() {
-                self.outgoing = None;
-            }
+            let next = self.outgoing.next_fragment().unwrap_or_else(|| fragment::ack(TTLS_VERSION));
             return self.response(id, next);
         }
         match self.reassembler.push(&frame) {

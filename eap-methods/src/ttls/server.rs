@@ -31,7 +31,7 @@ use crate::method::{Answer, FailureReason, Keys, MethodStep, ServerMethod, Verdi
 use crate::packet::{Code, EapType, Packet};
 use crate::tls::config::{ClientAuth, TlsServerConfig, TlsVersion};
 use crate::tls::engine::{TlsEngine, TlsError};
-use crate::tls::fragment::{self, Fragmenter, Frame, Reassembler};
+use crate::tls::fragment::{self, Flight, Frame, Reassembler};
 use crate::tls::keys::{session_secrets, KeyLabels};
 use crate::tls::session_cards::BoundCard;
 use crate::ttls::inner::{InnerOut, InnerServer, TtlsInner};
@@ -65,7 +65,7 @@ pub struct EapTtlsServer {
     vendor_id: u32,
     reassembler: Reassembler,
     /// The flight being sent, while fragments remain.
-    outgoing: Option<Fragmenter>,
+    outgoing: Flight,
     methods: Option<TtlsInner>,
     inner: Option<InnerServer>,
     keys: Option<Keys>,
@@ -100,7 +100,7 @@ impl EapTtlsServer {
             fragment_size: fragment_size.min(config.fragment_size()),
             vendor_id: aaa_proto::dictionary::eapay::VENDOR_ID,
             reassembler: Reassembler::new(NAME, config.max_message()),
-            outgoing: None,
+            outgoing: Flight::default(),
             methods: Some(inner),
             inner: None,
             keys: None,
@@ -150,7 +150,7 @@ impl EapTtlsServer {
 
     fn fail(&mut self, reason: FailureReason) -> MethodStep {
         self.state = State::Done;
-        self.outgoing = None;
+        self.outgoing.clear();
         MethodStep::Failure(reason)
     }
 
@@ -164,9 +164,7 @@ impl EapTtlsServer {
 
     /// Sends `message` (TLS octets, possibly empty), fragmented.
     fn send(&mut self, id: u8, message: Vec<u8>) -> MethodStep {
-        let mut fragmenter = Fragmenter::new(message, self.fragment_size);
-        let first = fragmenter.next_fragment(TTLS_VERSION).unwrap_or_else(|| fragment::ack(TTLS_VERSION));
-        self.outgoing = fragmenter.has_more().then_some(fragmenter);
+        let first = self.outgoing.start(message, self.fragment_size, TTLS_VERSION);
         match self.request(id, first) {
             Ok(bytes) => MethodStep::Send(bytes),
             Err(e) => self.protocol(e),
@@ -400,15 +398,12 @@ impl ServerMethod for EapTtlsServer {
         if frame.start() {
             return self.protocol("a Start from the peer");
         }
-        if let Some(fragmenter) = self.outgoing.as_mut() {
+        if self.outgoing.in_progress() {
             // The rest of our flight: each fragment is acknowledged by an empty response.
             if !frame.is_ack() {
                 return self.protocol("expected an acknowledgement of our fragment");
             }
-            let next = fragmenter.next_fragment(TTLS_VERSION).unwrap_or_else(|| fragment::ack(TTLS_VERSION));
-            if !fragmenter.has_more() {
-                self.outgoing = None;
-            }
+            let next = self.outgoing.next_fragment().unwrap_or_else(|| fragment::ack(TTLS_VERSION));
             return match self.request(id, next) {
                 Ok(bytes) => MethodStep::Send(bytes),
                 Err(e) => self.protocol(e),
