@@ -118,7 +118,7 @@ find_freeradius() {
 }
 FREERADIUS_BIN=$(find_freeradius)
 
-# live_pid FILE PROGRAM, stop_one FILE PROGRAM
+# live_pid FILE PROGRAM, stop_one FILE PROGRAM, wait_in_foreground PID FILE:PROGRAM...
 . "$(dirname "$SCRIPT_PATH")/lib/pidfile.sh"
 
 if [[ $STOP -eq 1 ]]; then
@@ -401,13 +401,5 @@ echo "listening radius auth 127.0.0.1:$PORT"
 echo "run dir $RUN_DIR"
 
 if [[ $FOREGROUND -eq 1 ]]; then
-    cleanup() {
-        trap - INT TERM EXIT
-        stop_one "$RUN_DIR/freeradius.pid" "$FREERADIUS_BIN" >/dev/null
-    }
-    trap cleanup EXIT
-    trap 'exit 130' INT TERM
-    rc=0
-    wait "$FR_PID" || rc=$?
-    exit "$rc"
+    wait_in_foreground "$FR_PID" "$RUN_DIR/freeradius.pid:$FREERADIUS_BIN"
 fi

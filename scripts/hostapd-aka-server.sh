@@ -75,7 +75,7 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
-# live_pid FILE PROGRAM, stop_one FILE PROGRAM
+# live_pid FILE PROGRAM, stop_one FILE PROGRAM, wait_in_foreground PID FILE:PROGRAM...
 . "$(dirname "$SCRIPT_PATH")/lib/pidfile.sh"
 
 if [[ $STOP -eq 1 ]]; then
@@ -201,14 +201,5 @@ echo "listening radius auth 127.0.0.1:$PORT"
 echo "run dir $RUN_DIR"
 
 if [[ $FOREGROUND -eq 1 ]]; then
-    cleanup() {
-        trap - INT TERM EXIT
-        stop_one "$RUN_DIR/hostapd.pid" "$HOSTAPD" >/dev/null
-        stop_one "$RUN_DIR/hlr_auc_gw.pid" "$HLR_AUC_GW" >/dev/null
-    }
-    trap cleanup EXIT
-    trap 'exit 130' INT TERM
-    rc=0
-    wait "$HOSTAPD_PID" || rc=$?
-    exit "$rc"
+    wait_in_foreground "$HOSTAPD_PID" "$RUN_DIR/hostapd.pid:$HOSTAPD" "$RUN_DIR/hlr_auc_gw.pid:$HLR_AUC_GW"
 fi

@@ -1,5 +1,6 @@
 # Sourced by hostapd-aka-server.sh and freeradius-tls-server.sh: the pid
-# files of the third-party servers they start in a run directory.
+# files of the third-party servers they start in a run directory, and
+# running them in the foreground.
 
 # The pid in FILE if that process is alive and runs PROGRAM.
 live_pid() {
@@ -27,4 +28,25 @@ stop_one() {
         echo "stopped $(basename "$program") pid $pid"
     fi
     rm -f "$file"
+}
+
+# Waits for PID (a child of this shell) in the foreground and exits with its
+# status; on any exit, Ctrl-C or SIGTERM included, stops each FILE:PROGRAM
+# given (stop_one), so nothing is left running.
+wait_in_foreground() {
+    local pid=$1
+    shift
+    STOP_ON_EXIT=("$@")
+    cleanup() {
+        trap - INT TERM EXIT
+        local pair
+        for pair in "${STOP_ON_EXIT[@]}"; do
+            stop_one "${pair%:*}" "${pair##*:}" >/dev/null
+        done
+    }
+    trap cleanup EXIT
+    trap 'exit 130' INT TERM
+    local rc=0
+    wait "$pid" || rc=$?
+    exit "$rc"
 }
