@@ -12,7 +12,6 @@ use aaa_proto::dictionary::eapay::{CardConfirmation, DeclineCode, SettlementActi
 use aaa_proto::payment::{PaymentDetails, PaymentOutcome, PaymentResult};
 use eap_methods::tls::confirmation;
 use eap_methods::{Authenticated, CardSignature, FailureReason};
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tracing::{error, warn};
 
@@ -149,8 +148,7 @@ pub fn check_signature(
     }
     if let Some(stored) = key.v_card {
         let Some(pan_token) = signature.pan_token else { return Err("the card sent no PAN-token") };
-        let v_card: [u8; 32] = Sha256::new().chain_update(key.spki).chain_update(pan_token).finalize().into();
-        if !bool::from(v_card.ct_eq(&stored)) {
+        if !bool::from(crate::ledger::v_card(key.spki, &pan_token).ct_eq(&stored)) {
             return Err("the PAN-token does not give the card's V-Card");
         }
     }
@@ -388,7 +386,11 @@ mod tests {
         let spki = key.public_key_to_der().unwrap();
         let other = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap().public_key_to_der().unwrap();
         let pan_token = [4u8; 32];
-        let v_card: [u8; 32] = Sha256::new().chain_update(&spki).chain_update(pan_token).finalize().into();
+        // DESIGN.md §5, computed here from the definition, not by the code under test.
+        let v_card: [u8; 32] = {
+            use sha2::{Digest, Sha256};
+            Sha256::new().chain_update(&spki).chain_update(pan_token).finalize().into()
+        };
         let exporter = [7u8; 32];
         let confirmed = details(100).canonical();
         let signed = CardSignature {
