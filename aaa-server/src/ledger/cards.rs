@@ -132,7 +132,7 @@ async fn registered_key(conn: &mut AnyConnection, card: &NewCard) -> Result<Opti
     if openssl::pkey::PKey::public_key_from_der(spki).is_err() {
         return Err(ServerError::Usage(format!("card {id}: the card key is not a DER SubjectPublicKeyInfo")));
     }
-    let key_id: [u8; 32] = Sha256::digest(spki).into();
+    let key_id = key_id(spki);
     let taken = sqlx::query("SELECT card_id FROM cards WHERE card_key_id = $1")
         .bind(key_id.as_slice())
         .fetch_optional(&mut *conn)
@@ -152,13 +152,13 @@ pub fn v_card(spki: &[u8], pan_token: &[u8; 32]) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// The card a client key (DER SubjectPublicKeyInfo) is registered to:
-/// `CardKey` if active, `BlockedCard`, or `UnknownCard`.
 /// The id a card key is registered under: SHA-256 of its SPKI DER.
 pub fn key_id(spki: &[u8]) -> [u8; 32] {
     Sha256::digest(spki).into()
 }
 
+/// The card a client key (DER SubjectPublicKeyInfo) is registered to:
+/// `CardKey` if active, `BlockedCard`, or `UnknownCard`.
 pub async fn by_key(conn: &mut AnyConnection, spki: &[u8]) -> Result<Answer, ServerError> {
     let key_id = self::key_id(spki);
     let row = sqlx::query("SELECT card_id, status, card_key FROM cards WHERE card_key_id = $1")
