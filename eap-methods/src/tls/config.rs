@@ -165,7 +165,6 @@ pub struct TlsServerConfig {
     context: Arc<SslContext>,
     fragment_size: usize,
     max_message: usize,
-    session_timeout_applied: bool,
     /// Whom each resumable session authenticated (TTLS; see the module).
     session_cards: Arc<SessionCards>,
 }
@@ -229,7 +228,6 @@ impl TlsServerConfig {
             }
         };
         b.set_session_id_context(session_context).map_err(ssl_err("session id context"))?;
-        let mut session_timeout_applied = true;
         if opts.session_lifetime.is_zero() {
             b.set_session_cache_mode(SslSessionCacheMode::OFF);
             b.set_options(SslOptions::NO_TICKET);
@@ -246,14 +244,13 @@ impl TlsServerConfig {
             b.set_session_cache_mode(SslSessionCacheMode::SERVER);
             b.set_session_cache_size(i32::try_from(opts.session_cache_size).unwrap_or(i32::MAX).max(1));
             b.set_num_tickets(1).map_err(ssl_err("session tickets"))?;
-            session_timeout_applied = openssl_gaps::set_session_timeout(&mut b, opts.session_lifetime);
+            openssl_gaps::set_session_timeout(&mut b, opts.session_lifetime);
         }
         b.set_max_early_data(0).map_err(ssl_err("early data"))?;
         Ok(Self {
             context: Arc::new(b.build()),
             fragment_size: opts.fragment_size,
             max_message: opts.max_message,
-            session_timeout_applied,
             session_cards: Arc::new(SessionCards::new(opts.session_cache_size)),
         })
     }
@@ -276,12 +273,6 @@ impl TlsServerConfig {
     /// The configured cap on a reassembled peer message.
     pub fn max_message(&self) -> usize {
         self.max_message
-    }
-
-    /// False when `session_lifetime` could not be given to OpenSSL, which
-    /// then keeps its default (see [`openssl_gaps`]); worth one log line.
-    pub fn session_lifetime_applied(&self) -> bool {
-        self.session_timeout_applied
     }
 }
 

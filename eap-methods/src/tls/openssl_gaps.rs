@@ -19,9 +19,6 @@ use std::time::Duration;
 
 use openssl::ssl::{SslContextBuilder, SslRef, SslSessionRef};
 
-/// True when a card can offer its stored session (see the module docs).
-pub const CLIENT_RESUMPTION: bool = true;
-
 #[allow(unsafe_code)]
 pub(crate) fn offer_session(ssl: &mut SslRef, session: &SslSessionRef) -> bool {
     // SAFETY: see the module docs: a session decoded from DER just now.
@@ -29,11 +26,10 @@ pub(crate) fn offer_session(ssl: &mut SslRef, session: &SslSessionRef) -> bool {
 }
 
 #[allow(unsafe_code)]
-pub(crate) fn set_session_timeout(ctx: &mut SslContextBuilder, lifetime: Duration) -> bool {
+pub(crate) fn set_session_timeout(ctx: &mut SslContextBuilder, lifetime: Duration) {
     let secs = std::os::raw::c_long::try_from(lifetime.as_secs()).unwrap_or(std::os::raw::c_long::MAX);
     // SAFETY: a plain setter on a live context builder.
     unsafe { SSL_CTX_set_timeout(ctx.as_ptr(), secs) };
-    true
 }
 
 // libssl's own symbol; openssl-sys has no binding for it.
