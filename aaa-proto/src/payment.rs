@@ -192,7 +192,7 @@ impl PaymentDetails {
     /// time: what a tool that takes raw Vendor-Specific values (eapol_test
     /// `-N 26:x:<vendor><sub-attribute>`) needs.
     pub fn sub_attributes(&self) -> Vec<Vec<u8>> {
-        self.values()
+        self.attributes()
             .into_iter()
             .map(|(code, value)| {
                 let mut tlv = Vec::with_capacity(2 + value.len());
@@ -217,13 +217,24 @@ impl PaymentDetails {
     /// Ok(None) when none of the seven is present (authentication-only request).
     /// Each present once, right length (8 for amount/time, 4 for currency/installments, 16 nonce), ids as above.
     pub fn from_packet(packet: &radius::Packet, vendor_id: u32) -> Result<Option<Self>, PaymentAttributeError> {
+        let attrs = packet.vendor_attributes(vendor_id)?;
+        Self::from_attributes(attrs.iter().map(|a| (a.vendor_type, a.value)))
+    }
+
+    /// The payment details among `(vendor type, value)` pairs of the Eapay
+    /// vendor, whatever carried them (RADIUS Vendor-Specific, Diameter vendor
+    /// AVPs): same rules as [`PaymentDetails::from_packet`]. Other types are
+    /// ignored.
+    pub fn from_attributes<'a>(
+        attrs: impl IntoIterator<Item = (u8, &'a [u8])>,
+    ) -> Result<Option<Self>, PaymentAttributeError> {
         let mut values: [Option<&[u8]>; 7] = [None; 7];
-        for attr in packet.vendor_attributes(vendor_id)? {
-            let Some(i) = DETAIL_CODES.iter().position(|c| *c == attr.vendor_type) else {
+        for (vendor_type, value) in attrs {
+            let Some(i) = DETAIL_CODES.iter().position(|c| *c == vendor_type) else {
                 continue;
             };
-            if values[i].replace(attr.value).is_some() {
-                return Err(PaymentAttributeError::Duplicated(name_of(attr.vendor_type)));
+            if values[i].replace(value).is_some() {
+                return Err(PaymentAttributeError::Duplicated(name_of(vendor_type)));
             }
         }
         if values.iter().all(Option::is_none) {
@@ -238,7 +249,7 @@ impl PaymentDetails {
 
     /// Appends the seven attributes (one Vendor-Specific each), codes ascending.
     pub fn push_to(&self, packet: &mut radius::Packet, vendor_id: u32) -> Result<(), EncodeError> {
-        for (code, value) in self.values() {
+        for (code, value) in self.attributes() {
             packet.push_vendor(vendor_id, code, &value)?;
         }
         Ok(())
@@ -252,8 +263,9 @@ impl PaymentDetails {
         Ok(())
     }
 
-    /// The seven (code, value) pairs in canonical order.
-    fn values(&self) -> [(u8, Vec<u8>); 7] {
+    /// The seven `(vendor type, value)` pairs in canonical order, for a
+    /// transport that writes them its own way (Diameter vendor AVPs).
+    pub fn attributes(&self) -> [(u8, Vec<u8>); 7] {
         [
             (eapay::TRANSACTION_ID, self.transaction_id.as_bytes().to_vec()),
             (eapay::MERCHANT_ID, self.merchant_id.as_bytes().to_vec()),
@@ -393,7 +405,7 @@ mod tests {
     /// A packet with the example's attributes, `value` replacing code `code`'s.
     fn packet_replacing(code: u8, value: Option<&[u8]>) -> Packet {
         let mut p = request();
-        for (c, v) in example().values() {
+        for (c, v) in example().attributes() {
             if c == code {
                 if let Some(v) = value {
                     p.push_vendor(VENDOR, c, v).unwrap();
@@ -511,7 +523,7 @@ mod tests {
 
     #[test]
     fn each_duplicated_attribute_is_named() {
-        for (code, value) in example().values() {
+        for (code, value) in example().attributes() {
             let mut p = packet_of(&example());
             p.push_vendor(VENDOR, code, &value).unwrap();
             assert_eq!(PaymentDetails::from_packet(&p, VENDOR), Err(PaymentAttributeError::Duplicated(name_of(code))));

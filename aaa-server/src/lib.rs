@@ -1,6 +1,10 @@
 //! The eapay payment server: a RADIUS (and, later, Diameter) AAA server
 //! running the EAP methods of `eap-methods` against the issuer's card store.
 //!
+//! [`core`] is protocol-neutral (conversations, payment decision,
+//! settlement, counters); [`radius`] is an adapter from its wire format to
+//! the core.
+//!
 //! Decisions recorded here (DESIGN.md is silent on them):
 //! - Relative paths in `eapay.toml` are relative to the working directory;
 //!   `init` writes absolute ones.
@@ -33,12 +37,10 @@
 pub mod admin;
 pub mod cards;
 pub mod config;
-pub mod counters;
-pub mod eap;
+pub mod core;
 pub mod error;
 pub mod fsutil;
 pub mod ledger;
-pub mod payment;
 pub mod pki;
 pub mod radius;
 pub mod seal;

@@ -787,6 +787,6 @@ fn demo_details() -> aaa_proto::payment::PaymentDetails {
         currency: 840,
         installments: 0,
         terminal_nonce: rand::random(),
-        terminal_time_ms: aaa_server::payment::now_ms(),
+        terminal_time_ms: aaa_server::core::payment::now_ms(),
     }
 }

@@ -10,17 +10,19 @@ use tracing::info;
 use eap_methods::tls::{ClientAuth, TlsServerConfig, TlsServerOptions, TlsVersion};
 
 use crate::config::Config;
-use crate::eap::{Conversations, EapPolicy};
+use crate::core::eap::EapPolicy;
+use crate::core::{Conversations, Core};
 use crate::error::ServerError;
 use crate::ledger::SqlLedger;
 use crate::pki;
 use crate::radius::clients::Clients;
-use crate::radius::{self, Port, Shared};
+use crate::radius::{self, Port, Radius};
 use crate::seal::Kek;
 
 /// A bound, not yet running server.
 pub struct Server {
-    shared: Arc<Shared<SqlLedger>>,
+    core: Arc<Core<SqlLedger>>,
+    radius: Arc<Radius<SqlLedger>>,
     auth: Arc<UdpSocket>,
     acct: Arc<UdpSocket>,
 }
@@ -46,15 +48,14 @@ impl Server {
             ttls,
             vendor_id: config.server.vendor_id,
         };
-        let shared = Arc::new(Shared::new(
+        let core = Arc::new(Core::new(ledger, policy, config.server.vendor_id));
+        let radius = Arc::new(Radius::new(
+            core.clone(),
             Clients::new(&config.radius.clients),
-            ledger,
             conversations,
             Duration::from_secs(config.radius.duplicate_window_secs),
-            policy,
-            config.server.vendor_id,
         ));
-        Ok(Self { shared, auth, acct })
+        Ok(Self { core, radius, auth, acct })
     }
 
     /// The bound authentication address.
@@ -69,21 +70,16 @@ impl Server {
 
     /// Serves until SIGINT or SIGTERM.
     pub async fn run(self) -> Result<(), ServerError> {
-        let auth = tokio::spawn(radius::serve(self.auth.clone(), Port::Auth, self.shared.clone()));
-        let acct = tokio::spawn(radius::serve(self.acct.clone(), Port::Acct, self.shared.clone()));
-        let shared = self.shared.clone();
+        let auth = tokio::spawn(radius::serve(self.auth.clone(), Port::Auth, self.radius.clone()));
+        let acct = tokio::spawn(radius::serve(self.acct.clone(), Port::Acct, self.radius.clone()));
+        let (core, radius) = (self.core.clone(), self.radius.clone());
         let sweeper = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(5));
             loop {
                 tick.tick().await;
-                shared.conversations.sweep();
-                let expired = shared.conversations.expired();
-                shared.counters.eap_expired.store(expired, std::sync::atomic::Ordering::Relaxed);
-                // Approvals whose conversation was abandoned before the card
-                // received them are taken back (payment::withdraw_approval).
-                for mut pending in shared.conversations.take_orphans() {
-                    pending.withdraw(&shared.ledger, "the conversation was abandoned after the approval").await;
-                }
+                core.sweep(&radius.conversations, std::time::Instant::now()).await;
+                let expired = radius.conversations.expired();
+                core.counters.eap_expired.store(expired, std::sync::atomic::Ordering::Relaxed);
             }
         });
         shutdown_signal().await;
@@ -91,10 +87,11 @@ impl Server {
         acct.abort();
         sweeper.abort();
         let counters: Vec<String> = self
-            .shared
+            .core
             .counters
             .snapshot()
             .into_iter()
+            .chain(self.radius.counters.snapshot())
             .filter(|(_, v)| *v > 0)
             .map(|(k, v)| format!("{k}={v}"))
             .collect();

@@ -1,4 +1,6 @@
-//! The RADIUS front end (RFC 2865, 2866, 3579, 5080, 5997) over UDP.
+//! The RADIUS front end (RFC 2865, 2866, 3579, 5080, 5997) over UDP: an
+//! adapter between the RADIUS wire format and the protocol-neutral
+//! [`crate::core`].
 //!
 //! Order of checks for every datagram, cheapest and safest first: known
 //! client (else silent drop), size and decoding (else drop), the code fits
@@ -8,30 +10,42 @@
 //! attribute (Blast-RADIUS hardening).
 
 pub mod clients;
-pub mod duplicates;
-mod settlement;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aaa_proto::dictionary::eapay::{self, DeclineCode};
 use aaa_proto::dictionary::rfc;
 use aaa_proto::radius::{self, AuthError, Code, Packet};
 use tokio::net::UdpSocket;
 use tokio::sync::Semaphore;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
-use crate::counters::{bump, Counters, LogLimiter};
-use crate::eap::{self, Conversations, EapPolicy, Outcome, Pending, TableFull};
+use crate::core::counters::{bump, LogLimiter};
+use crate::core::duplicates::{DuplicateCache, Seen};
+use crate::core::exchange::{self, Reply, Turn};
+use crate::core::payment::{self, Claim};
+use crate::core::settlement::{self, Terminal};
+use crate::core::{Conversations, Core};
+use crate::counters;
 use crate::ledger::{Ledger, Outcome as Decision};
-use crate::payment::{self, Claim, Context, PaymentAnswer};
 use clients::{Client, Clients};
-use duplicates::{DuplicateCache, RequestKey, Seen};
 
 /// Requests processed at once; beyond this, datagrams are dropped (the NAS
 /// retransmits) rather than queued without bound.
 const MAX_IN_FLIGHT: usize = 4096;
+
+/// The value of the RADIUS State attribute: random, opaque to the NAS.
+pub type StateId = [u8; 16];
+
+/// A conversation is found by the State the server issued and the NAS it
+/// issued it to: another NAS presenting it finds nothing.
+pub type ConversationKey = (StateId, IpAddr);
+
+/// One request on the wire (RFC 5080 §2.2.2): client address and port,
+/// identifier, Request Authenticator.
+pub type RequestKey = (SocketAddr, u8, [u8; 16]);
 
 /// Which port a datagram arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,37 +54,48 @@ pub enum Port {
     Acct,
 }
 
-/// Everything the request path shares.
-pub struct Shared<L> {
+counters!(
+    /// What the RADIUS front end received, answered and dropped.
+    RadiusCounters {
+        requests,
+        accounting_responses,
+        status_server,
+        duplicates_resent,
+        duplicates_dropped,
+        dropped_unknown_client,
+        dropped_malformed,
+        dropped_wrong_code,
+        dropped_missing_message_authenticator,
+        dropped_bad_authenticator,
+        dropped_overload,
+    }
+);
+
+/// The RADIUS front end's state.
+pub struct Radius<L> {
+    pub core: Arc<Core<L>>,
     pub clients: Clients,
-    pub ledger: L,
-    pub conversations: Conversations,
-    pub duplicates: DuplicateCache,
-    pub policy: EapPolicy,
-    pub counters: Counters,
-    pub vendor_id: u32,
+    pub conversations: Conversations<ConversationKey>,
+    pub duplicates: DuplicateCache<RequestKey>,
+    pub counters: RadiusCounters,
     logs: LogLimiter,
     in_flight: Arc<Semaphore>,
 }
 
-impl<L: Ledger> Shared<L> {
-    /// Assembles the shared state.
+impl<L: Ledger> Radius<L> {
+    /// A front end for `clients` over `core`.
     pub fn new(
+        core: Arc<Core<L>>,
         clients: Clients,
-        ledger: L,
-        conversations: Conversations,
+        conversations: Conversations<ConversationKey>,
         duplicate_window: Duration,
-        policy: EapPolicy,
-        vendor_id: u32,
     ) -> Self {
         Self {
+            core,
             clients,
-            ledger,
             conversations,
             duplicates: DuplicateCache::new(duplicate_window, 1 << 20),
-            policy,
-            counters: Counters::default(),
-            vendor_id,
+            counters: RadiusCounters::default(),
             logs: LogLimiter::new(Duration::from_secs(10)),
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
         }
@@ -85,7 +110,7 @@ impl<L: Ledger> Shared<L> {
 }
 
 /// Receives on `socket` forever, one task per datagram.
-pub async fn serve<L: Ledger>(socket: Arc<UdpSocket>, port: Port, shared: Arc<Shared<L>>) {
+pub async fn serve<L: Ledger>(socket: Arc<UdpSocket>, port: Port, shared: Arc<Radius<L>>) {
     // One byte more than the largest legal packet, to see oversize ones.
     let mut buf = vec![0u8; radius::MAX_PACKET_LEN + 1];
     loop {
@@ -116,7 +141,7 @@ pub async fn serve<L: Ledger>(socket: Arc<UdpSocket>, port: Port, shared: Arc<Sh
 }
 
 /// Processes one datagram; returns the reply to send, if any.
-pub async fn handle<L: Ledger>(shared: &Shared<L>, port: Port, source: SocketAddr, datagram: &[u8]) -> Option<Vec<u8>> {
+pub async fn handle<L: Ledger>(shared: &Radius<L>, port: Port, source: SocketAddr, datagram: &[u8]) -> Option<Vec<u8>> {
     let c = &shared.counters;
     bump(&c.requests);
     let Some(client) = shared.clients.find(source.ip()) else {
@@ -160,7 +185,7 @@ pub async fn handle<L: Ledger>(shared: &Shared<L>, port: Port, source: SocketAdd
         let code = if port == Port::Auth { Code::AccessAccept } else { Code::AccountingResponse };
         return sign(shared, client, &request, Packet::reply_to(&request, code));
     }
-    let key = RequestKey { source, identifier: request.identifier, authenticator: request.authenticator };
+    let key: RequestKey = (source, request.identifier, request.authenticator);
     match shared.duplicates.check(key) {
         Seen::New => {}
         Seen::InProgress => {
@@ -173,7 +198,9 @@ pub async fn handle<L: Ledger>(shared: &Shared<L>, port: Port, source: SocketAdd
         }
     }
     let reply = match request.code {
-        Code::AccessRequest => access_request(shared, client, source.ip(), &request).await,
+        Code::AccessRequest => access_request(shared, client, source.ip(), &request)
+            .await
+            .map(|reply| reply.and_then(|reply| sign(shared, client, &request, reply))),
         _ => accounting_request(shared, client, &request).await,
     };
     match reply {
@@ -184,7 +211,7 @@ pub async fn handle<L: Ledger>(shared: &Shared<L>, port: Port, source: SocketAdd
         Err(e) => {
             // A store failure is ours, not the NAS's: no cached answer, so
             // its retransmission is processed again once the store recovers.
-            bump(&c.store_errors);
+            bump(&shared.core.counters.store_errors);
             warn!(client = %client.name, error = %e, "request failed");
             shared.duplicates.forget(key);
             None
@@ -192,7 +219,7 @@ pub async fn handle<L: Ledger>(shared: &Shared<L>, port: Port, source: SocketAdd
     }
 }
 
-fn sign<L>(shared: &Shared<L>, client: &Client, request: &Packet, reply: Packet) -> Option<Vec<u8>> {
+fn sign<L>(shared: &Radius<L>, client: &Client, request: &Packet, reply: Packet) -> Option<Vec<u8>> {
     match radius::encode_response_to(&reply, request.code, &request.authenticator, &client.secret) {
         Ok(bytes) => Some(bytes),
         Err(e) => {
@@ -204,197 +231,140 @@ fn sign<L>(shared: &Shared<L>, client: &Client, request: &Packet, reply: Packet)
 }
 
 async fn accounting_request<L: Ledger>(
-    shared: &Shared<L>,
+    shared: &Radius<L>,
     client: &Client,
     request: &Packet,
 ) -> Result<Option<Vec<u8>>, crate::error::ServerError> {
+    let core = &shared.core;
     let mut reply = Packet::reply_to(request, Code::AccountingResponse);
+    let terminal = Terminal { name: &client.name, merchants: &client.merchants };
+    let now_ms = payment::now_ms();
+    let asked = match request.vendor_attributes(core.vendor_id) {
+        Ok(attrs) => settlement::settlement_of(&pairs(&attrs), terminal, now_ms),
+        Err(_) => Some(Err(settlement::unreadable())),
+    };
     // Accounting without a settlement action is ordinary session accounting:
     // acknowledged, nothing to record.
-    if let Some(result) = settlement::settlement_of(request, shared.vendor_id, client) {
+    if let Some(result) = asked {
         let refusal = match result {
-            Ok(settlement) => settlement::settle(&shared.ledger, client, settlement).await?,
+            Ok(settlement) => settlement::settle(&core.ledger, settlement).await?,
             Err(refusal) => {
-                shared.ledger.audit_refusal(&client.name, &refusal.reason, payment::now_ms()).await?;
+                core.ledger.audit_refusal(&client.name, &refusal.reason, now_ms).await?;
                 Some(refusal)
             }
         };
         if let Some(decline) = refusal {
             // An Accounting-Response carries no Reply-Message (RFC 2866 §5);
             // the refusal travels in the vendor attributes.
-            push_vendor(&mut reply, shared.vendor_id, eapay::DECLINE_CODE, &decline.code.value().to_be_bytes());
-            push_vendor(&mut reply, shared.vendor_id, eapay::DECLINE_REASON, decline.reason.as_bytes());
+            push_vendors(&mut reply, core.vendor_id, payment::decline_attributes(decline.code, &decline.reason));
         }
     }
     bump(&shared.counters.accounting_responses);
     Ok(sign(shared, client, request, reply))
 }
 
+/// The RADIUS reply to an Access-Request, unsigned; `None` sends nothing.
 async fn access_request<L: Ledger>(
-    shared: &Shared<L>,
+    shared: &Radius<L>,
     client: &Client,
     nas: IpAddr,
     request: &Packet,
-) -> Result<Option<Vec<u8>>, crate::error::ServerError> {
-    let c = &shared.counters;
+) -> Result<Option<Packet>, crate::error::ServerError> {
+    let core = &shared.core;
+    let vendor_id = core.vendor_id;
     let Some(eap_packet) = request.eap_message() else {
         // Only EAP is spoken here; PAP/CHAP outside a TLS tunnel would
         // expose card credentials to the terminal.
-        return Ok(reject(shared, client, request, None, DeclineCode::InvalidTransaction, "EAP is required"));
+        bump(&core.counters.rejects);
+        let mut reply = Packet::reply_to(request, Code::AccessReject);
+        let why = "EAP is required";
+        push(&mut reply, rfc::REPLY_MESSAGE, why.as_bytes());
+        push_vendors(&mut reply, vendor_id, payment::decline_attributes(DeclineCode::InvalidTransaction, why));
+        return Ok(Some(reply));
     };
-    if !eap_length_matches(&eap_packet) {
-        bump(&c.dropped_malformed);
-        if shared.logs.allow(nas, "eap length") {
-            warn!(client = %client.name, len = eap_packet.len(), "EAP-Message length disagrees with the EAP header");
-        }
-        return Ok(reject(
-            shared,
-            client,
-            request,
-            Some(&eap_packet),
-            DeclineCode::InvalidTransaction,
-            "malformed EAP-Message",
-        ));
-    }
-    let claim = Claim::from_packet(request, shared.vendor_id);
-    let (pending, state) = match request.get(rfc::STATE) {
-        Some(state) => match shared.conversations.take(state, nas) {
-            Some(mut conv) => {
-                conv.pending.claim = std::mem::replace(&mut conv.pending.claim, Claim::AuthOnly).merge(claim);
-                (conv.pending, state.try_into().ok())
-            }
-            None => {
-                bump(&c.eap_unknown_state);
-                return Ok(reject(
-                    shared,
-                    client,
-                    request,
-                    Some(&eap_packet),
-                    DeclineCode::InvalidTransaction,
-                    "unknown or expired State",
-                ));
-            }
-        },
-        None => {
-            // Start the server's identifiers after the NAS's identity exchange.
-            let first_id = eap_packet.get(1).map_or(1, |id| id.wrapping_add(1));
-            let mut pending = Pending::new(first_id, claim);
-            // A malformed Framed-MTU is ignored: the configured fragment size applies.
-            pending.framed_mtu = request.get_u32(rfc::FRAMED_MTU).ok().flatten();
-            (pending, None)
-        }
+    let claim = match request.vendor_attributes(vendor_id) {
+        Ok(attrs) => Claim::from_attributes(&pairs(&attrs)),
+        Err(e) => Claim::unreadable(e),
     };
-    let ctx = Context { client: &client.name, now_ms: payment::now_ms() };
-    match eap::drive(&shared.policy, &shared.ledger, &ctx, pending, &eap_packet).await? {
-        Outcome::Challenge(eap_request, pending) => {
-            let state = match shared.conversations.put(pending, nas) {
-                Ok(state) => state,
-                Err(TableFull(mut pending)) => {
-                    bump(&c.eap_table_full);
-                    if let Some(answer) = pending.withdraw(&shared.ledger, "server busy").await {
-                        let mut reply = Packet::reply_to(request, Code::AccessReject);
-                        push(&mut reply, rfc::REPLY_MESSAGE, b"server busy");
-                        push_answer(&mut reply, shared.vendor_id, &answer);
-                        return Ok(sign(shared, client, request, reply));
-                    }
-                    return Ok(reject(shared, client, request, None, DeclineCode::SystemMalfunction, "server busy"));
-                }
-            };
-            bump(&c.access_challenges);
+    let continues = request.get(rfc::STATE).map(|state| (<StateId>::try_from(state).unwrap_or_default(), nas));
+    let turn = Turn {
+        client: &client.name,
+        source: nas,
+        // A State of the wrong size names no conversation: all-zero is never issued.
+        continues,
+        keep_as: (rand::random(), nas),
+        eap: &eap_packet,
+        claim,
+        // A malformed Framed-MTU is ignored: the configured fragment size applies.
+        framed_mtu: request.get_u32(rfc::FRAMED_MTU).ok().flatten(),
+        now: Instant::now(),
+        now_ms: payment::now_ms(),
+    };
+    let keep_as = turn.keep_as;
+    let reply = match exchange::exchange(core, &shared.conversations, turn).await? {
+        Reply::Challenge(eap) => {
             let mut reply = Packet::reply_to(request, Code::AccessChallenge);
-            reply.push_eap_message(&eap_request);
-            push(&mut reply, rfc::STATE, &state);
-            Ok(sign(shared, client, request, reply))
+            reply.push_eap_message(&eap);
+            push(&mut reply, rfc::STATE, &keep_as.0);
+            reply
         }
-        Outcome::Accept { eap, keys, method, identity, answer } => {
-            bump(&c.access_accepts);
-            info!(client = %client.name, %method, identity, transaction = answer.transaction_id.as_deref().unwrap_or("-"), "approved");
+        Reply::Accept { eap, keys, method, answer } => {
             let mut reply = Packet::reply_to(request, Code::AccessAccept);
             reply.push_eap_message(&eap);
             if let Err(e) = radius::push_mppe_keys(&mut reply, &keys.msk, &client.secret, &request.authenticator) {
                 warn!(error = %e, "MPPE keys");
             }
-            push_vendor(&mut reply, shared.vendor_id, eapay::AUTH_METHOD, method.name().as_bytes());
-            push_answer(&mut reply, shared.vendor_id, &answer);
-            Ok(sign(shared, client, request, reply))
+            push_vendors(&mut reply, vendor_id, [(eapay::AUTH_METHOD, method.name().as_bytes().to_vec())]);
+            push_vendors(&mut reply, vendor_id, answer.attributes());
+            reply
         }
-        Outcome::Reject { eap, reason, answer } => {
-            bump(&c.access_rejects);
-            bump(c.failure(&reason));
-            let (code, why) = match &answer.outcome {
-                Decision::Declined(d) => (d.code.value(), d.reason.as_str()),
-                Decision::Approved { .. } => (0, "approved"),
-            };
-            info!(client = %client.name, %reason, decline = code, why, transaction = answer.transaction_id.as_deref().unwrap_or("-"), "declined");
+        Reply::Reject { eap, answer } => {
             let mut reply = Packet::reply_to(request, Code::AccessReject);
             reply.push_eap_message(&eap);
+            let why = match &answer.outcome {
+                Decision::Declined(d) => d.reason.as_str(),
+                Decision::Approved { .. } => "approved",
+            };
             push(&mut reply, rfc::REPLY_MESSAGE, why.as_bytes());
-            push_answer(&mut reply, shared.vendor_id, &answer);
-            Ok(sign(shared, client, request, reply))
+            push_vendors(&mut reply, vendor_id, answer.attributes());
+            reply
         }
-        Outcome::Discard(why, pending) => {
-            bump(&c.eap_discarded);
-            debug!(client = %client.name, why, "EAP packet discarded");
-            if let Some(state) = state {
-                if !pending.session.is_done() {
-                    shared.conversations.restore(state, pending, nas);
-                }
+        Reply::Withdrawn(answer) => {
+            let mut reply = Packet::reply_to(request, Code::AccessReject);
+            push(&mut reply, rfc::REPLY_MESSAGE, exchange::Refusal::Busy.text().as_bytes());
+            push_vendors(&mut reply, vendor_id, answer.attributes());
+            reply
+        }
+        Reply::Refused { eap, refusal } => {
+            if refusal == exchange::Refusal::MalformedEap {
+                bump(&shared.counters.dropped_malformed);
             }
-            Ok(None)
-        }
-    }
-}
-
-/// Access-Reject with EAP-Failure (identifier of the peer's packet, if any),
-/// for a request refused before any conversation could decide: nothing is
-/// recorded, the terminal still gets a decline code to show.
-fn reject<L>(
-    shared: &Shared<L>,
-    client: &Client,
-    request: &Packet,
-    eap: Option<&[u8]>,
-    code: DeclineCode,
-    why: &str,
-) -> Option<Vec<u8>> {
-    bump(&shared.counters.access_rejects);
-    let mut reply = Packet::reply_to(request, Code::AccessReject);
-    if let Some(eap) = eap {
-        let id = eap.get(1).copied().unwrap_or(0);
-        if let Ok(failure) = eap_methods::Packet::failure(id).encode() {
-            reply.push_eap_message(&failure);
-        }
-    }
-    push(&mut reply, rfc::REPLY_MESSAGE, why.as_bytes());
-    push_vendor(&mut reply, shared.vendor_id, eapay::DECLINE_CODE, &code.value().to_be_bytes());
-    push_vendor(&mut reply, shared.vendor_id, eapay::DECLINE_REASON, why.as_bytes());
-    sign(shared, client, request, reply)
-}
-
-/// The approval or decline attributes (DESIGN.md §3) of an answer.
-fn push_answer(reply: &mut Packet, vendor_id: u32, answer: &PaymentAnswer) {
-    if let Some(txn) = &answer.transaction_id {
-        push_vendor(reply, vendor_id, eapay::TRANSACTION_ID, txn.as_bytes());
-    }
-    match &answer.outcome {
-        Decision::Approved { approval_code, approved_amount, receipt } => {
-            push_vendor(reply, vendor_id, eapay::APPROVAL_CODE, approval_code.as_bytes());
-            push_vendor(reply, vendor_id, eapay::APPROVED_AMOUNT, &approved_amount.to_be_bytes());
-            if let Err(e) = aaa_proto::payment::push_split(reply, vendor_id, eapay::RECEIPT, receipt) {
-                warn!(error = %e, "Eapay-Receipt not added");
+            let mut reply = Packet::reply_to(request, Code::AccessReject);
+            if let Some(eap) = eap {
+                reply.push_eap_message(&eap);
             }
+            push(&mut reply, rfc::REPLY_MESSAGE, refusal.text().as_bytes());
+            push_vendors(&mut reply, vendor_id, refusal.attributes());
+            reply
         }
-        Decision::Declined(d) => {
-            push_vendor(reply, vendor_id, eapay::DECLINE_CODE, &d.code.value().to_be_bytes());
-            push_vendor(reply, vendor_id, eapay::DECLINE_REASON, d.reason.as_bytes());
-        }
-    }
-    push_vendor(reply, vendor_id, eapay::CARD_CONFIRMATION, &answer.confirmation.value().to_be_bytes());
+        Reply::Discard => return Ok(None),
+    };
+    Ok(Some(reply))
 }
 
-fn push_vendor(reply: &mut Packet, vendor_id: u32, kind: u8, value: &[u8]) {
-    // Values here are ours and bounded (reasons are short, ids <= 64).
-    if let Err(e) = reply.push_vendor(vendor_id, kind, value) {
-        warn!(kind, error = %e, "vendor attribute not added");
+/// The Eapay Vendor-Specific sub-attributes as `(vendor type, value)` pairs.
+fn pairs<'a>(attrs: &[radius::VendorAttribute<'a>]) -> Vec<(u8, &'a [u8])> {
+    attrs.iter().map(|a| (a.vendor_type, a.value)).collect()
+}
+
+/// Appends Eapay attributes; a value longer than one Vendor-Specific
+/// (Eapay-Receipt) is split over several in order.
+fn push_vendors(reply: &mut Packet, vendor_id: u32, attrs: impl IntoIterator<Item = (u8, Vec<u8>)>) {
+    for (kind, value) in attrs {
+        // Values here are ours and bounded (reasons are short, ids <= 64).
+        if let Err(e) = aaa_proto::payment::push_split(reply, vendor_id, kind, &value) {
+            warn!(kind, error = %e, "vendor attribute not added");
+        }
     }
 }
 
@@ -403,10 +373,4 @@ fn push(reply: &mut Packet, kind: u8, value: &[u8]) {
     if let Err(e) = reply.push(kind, value) {
         warn!(kind, error = %e, "attribute not added");
     }
-}
-
-/// RFC 3579 §3.1 carries exactly one EAP packet: its Length must equal the
-/// reassembled EAP-Message (an empty one is EAP-Start).
-fn eap_length_matches(eap: &[u8]) -> bool {
-    eap.is_empty() || (eap.len() >= 4 && usize::from(u16::from_be_bytes([eap[2], eap[3]])) == eap.len())
 }

@@ -1,17 +1,7 @@
-//! EAP conversations: the table keyed by RADIUS State, and the driver that
-//! runs a [`ServerSession`] step by step, answering its queries from the
-//! ledger and deciding the payment once the method has authenticated the
-//! card (the decision is in `crate::payment`).
-//!
-//! A conversation is taken out of the table while one request is being
-//! processed and put back afterwards, so two requests can never drive the
-//! same session at once; RADIUS duplicate detection (in front of this)
-//! absorbs retransmissions.
-
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+//! The EAP driver: runs a [`ServerSession`] step by step, answering its
+//! queries from the ledger and deciding the payment once the method has
+//! authenticated the card (the decision is in [`super::payment`]). It knows
+//! nothing of the transport that carried the packet.
 
 use eap_methods::server::{ServerSession, Step};
 use eap_methods::sim_aka::aka::{AkaServer, AkaServerConfig};
@@ -21,13 +11,10 @@ use eap_methods::tls::{EapTlsServer, TlsServerConfig};
 use eap_methods::ttls::{EapTtlsServer, TtlsInner};
 use eap_methods::{Answer, EapType, FailureReason, Keys, Query, Verdict};
 
+use super::payment::{self, Claim, Context, PaymentAnswer};
 use crate::cards::CardMethod;
 use crate::error::ServerError;
 use crate::ledger::{CardProfile, Ledger};
-use crate::payment::{self, Claim, Context, PaymentAnswer};
-
-/// The value of the RADIUS State attribute: random, opaque to the NAS.
-pub type StateId = [u8; 16];
 
 /// What a conversation carries between two requests.
 pub struct Pending {
@@ -51,7 +38,7 @@ pub struct Decided {
     /// The permanent identity the method authenticated.
     pub identity: String,
     pub answer: PaymentAnswer,
-    /// The RADIUS client the decision was taken for.
+    /// The terminal (RADIUS client, Diameter peer) the decision was taken for.
     pub client: String,
 }
 
@@ -64,163 +51,19 @@ impl Pending {
 
     /// Reverses an approval this conversation will never deliver (see
     /// `payment::withdraw_approval`); returns the answer to send instead.
-    pub async fn withdraw<L: Ledger>(&mut self, ledger: &L, why: &str) -> Option<PaymentAnswer> {
+    pub async fn withdraw<L: Ledger>(&mut self, ledger: &L, why: &str, now_ms: u64) -> Option<PaymentAnswer> {
         let decided = self.decided.take()?;
-        Some(payment::withdraw_approval(ledger, &decided.client, &self.claim, decided.answer, why).await)
+        Some(payment::withdraw_approval(ledger, &decided.client, &self.claim, decided.answer, why, now_ms).await)
     }
 
-    /// A new conversation whose first request will use `first_id`.
-    pub fn new(first_id: u8, claim: Claim) -> Self {
-        Self {
-            session: ServerSession::new(first_id),
-            claim,
-            card: None,
-            decided: None,
-            method: "none",
-            framed_mtu: None,
-        }
+    /// A new conversation whose first request will use `first_id`, for a
+    /// NAS that announced `framed_mtu`.
+    pub fn new(first_id: u8, claim: Claim, framed_mtu: Option<u32>) -> Self {
+        Self { session: ServerSession::new(first_id), claim, card: None, decided: None, method: "none", framed_mtu }
     }
 }
 
-/// One conversation in the table.
-pub struct Conversation {
-    pub pending: Pending,
-    /// The NAS that started it; a State presented by another NAS is refused.
-    pub nas: IpAddr,
-    last_used: Instant,
-}
-
-/// A conversation the full table could not store, handed back.
-pub struct TableFull(pub Box<Pending>);
-
-impl std::fmt::Debug for TableFull {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TableFull")
-    }
-}
-
-/// Conversations waiting for the peer's next response.
-pub struct Conversations {
-    map: Mutex<HashMap<StateId, Conversation>>,
-    /// Conversations dropped (expired, or claimed by another NAS) while
-    /// holding an approval; the sweeper reverses them.
-    orphans: Mutex<Vec<Pending>>,
-    idle: Duration,
-    max: usize,
-    /// Conversations forgotten because the peer stopped answering (a client
-    /// that never finishes its handshake ends here).
-    expired: std::sync::atomic::AtomicU64,
-}
-
-impl Conversations {
-    /// A table that forgets conversations idle for `idle` and holds at most `max`.
-    pub fn new(idle: Duration, max: usize) -> Self {
-        Self {
-            map: Mutex::new(HashMap::new()),
-            orphans: Mutex::new(Vec::new()),
-            idle,
-            max,
-            expired: Default::default(),
-        }
-    }
-
-    /// Keeps what must not be forgotten of a dropped conversation.
-    fn retire(&self, conv: Conversation) {
-        if conv.pending.holds_approval() {
-            if let Ok(mut orphans) = self.orphans.lock() {
-                orphans.push(conv.pending);
-            }
-        }
-    }
-
-    /// Removes expired conversations from `map`, retiring them.
-    fn expire(&self, map: &mut HashMap<StateId, Conversation>) {
-        let idle = self.idle;
-        let expired: Vec<StateId> =
-            map.iter().filter(|(_, c)| c.last_used.elapsed() > idle).map(|(state, _)| *state).collect();
-        if !expired.is_empty() {
-            tracing::debug!(count = expired.len(), "idle EAP conversations expired");
-        }
-        for state in expired {
-            if let Some(conv) = map.remove(&state) {
-                self.expired.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                self.retire(conv);
-            }
-        }
-    }
-
-    /// Conversations that were dropped holding an approval, to reverse.
-    pub fn take_orphans(&self) -> Vec<Pending> {
-        self.orphans.lock().map(|mut o| std::mem::take(&mut *o)).unwrap_or_default()
-    }
-
-    /// Removes and returns the conversation for `state`, if it exists, is
-    /// not expired and belongs to `nas`.
-    pub fn take(&self, state: &[u8], nas: IpAddr) -> Option<Conversation> {
-        let key: StateId = state.try_into().ok()?;
-        let mut map = self.map.lock().ok()?;
-        let conv = map.remove(&key)?;
-        if conv.nas != nas || conv.last_used.elapsed() > self.idle {
-            drop(map);
-            if conv.last_used.elapsed() > self.idle {
-                self.expired.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            self.retire(conv);
-            return None;
-        }
-        Some(conv)
-    }
-
-    /// Stores a conversation under a fresh State and returns it.
-    pub fn put(&self, pending: Pending, nas: IpAddr) -> Result<StateId, TableFull> {
-        let Ok(mut map) = self.map.lock() else { return Err(TableFull(Box::new(pending))) };
-        if map.len() >= self.max {
-            self.expire(&mut map);
-            if map.len() >= self.max {
-                return Err(TableFull(Box::new(pending)));
-            }
-        }
-        let state: StateId = rand::random();
-        map.insert(state, Conversation { pending, nas, last_used: Instant::now() });
-        Ok(state)
-    }
-
-    /// Puts a conversation back under the State it was taken with (a
-    /// discarded packet must not cost the NAS its conversation).
-    pub fn restore(&self, state: StateId, pending: Pending, nas: IpAddr) {
-        if let Ok(mut map) = self.map.lock() {
-            map.insert(state, Conversation { pending, nas, last_used: Instant::now() });
-        }
-    }
-
-    /// Drops expired conversations; returns how many remain.
-    pub fn sweep(&self) -> usize {
-        match self.map.lock() {
-            Ok(mut map) => {
-                self.expire(&mut map);
-                map.len()
-            }
-            Err(_) => 0,
-        }
-    }
-
-    /// Conversations expired since start.
-    pub fn expired(&self) -> u64 {
-        self.expired.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Number of live conversations.
-    pub fn len(&self) -> usize {
-        self.map.lock().map(|m| m.len()).unwrap_or(0)
-    }
-
-    /// True if there are none.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// What the RADIUS layer must send after one request.
+/// Where one packet left the conversation.
 pub enum Outcome {
     /// Access-Challenge carrying this EAP Request; keep the conversation.
     Challenge(Vec<u8>, Pending),
@@ -281,7 +124,7 @@ pub async fn drive<L: Ledger>(
                 pending.session.offer_methods(methods)
             }
             Step::Query(query) => {
-                let answer = answer(ledger, query).await?;
+                let answer = answer(ledger, query, ctx.now_ms).await?;
                 pending.session.answer(answer)
             }
             Step::Authenticated(a) => {
@@ -325,7 +168,7 @@ pub async fn drive<L: Ledger>(
             Step::Reject { packet, reason } => {
                 let answer = if pending.holds_approval() {
                     let why = format!("the conversation failed after the approval: {reason}");
-                    pending.withdraw(ledger, &why).await
+                    pending.withdraw(ledger, &why, ctx.now_ms).await
                 } else {
                     pending.decided.take().map(|d| d.answer)
                 };
@@ -431,7 +274,7 @@ fn method_of_identity(identity: &str) -> Option<CardMethod> {
     }
 }
 
-async fn answer<L: Ledger>(store: &L, query: Query) -> Result<Answer, ServerError> {
+async fn answer<L: Ledger>(store: &L, query: Query, now_ms: u64) -> Result<Answer, ServerError> {
     match query {
         Query::AkaVector { identity } => match method_of_identity(&identity) {
             Some(method) => store.aka_vector(card_id(&identity), method).await,
@@ -442,27 +285,13 @@ async fn answer<L: Ledger>(store: &L, query: Query) -> Result<Answer, ServerErro
             None => Ok(Answer::UnknownCard),
         },
         Query::CardKey { spki } => store.card_by_key(&spki).await,
-        Query::Pin { card_id, pin } => store.check_pin(&card_id, &pin.0, payment::now_ms()).await,
+        Query::Pin { card_id, pin } => store.check_pin(&card_id, &pin.0, now_ms).await,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv4Addr;
-
-    #[test]
-    fn state_is_bound_to_its_nas_and_taken_once() {
-        let t = Conversations::new(Duration::from_secs(30), 2);
-        let a = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let b = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
-        let s = t.put(Pending::new(1, Claim::AuthOnly), a).unwrap();
-        assert!(t.take(&s, b).is_none(), "another NAS may not use it (and it is gone)");
-        let s = t.put(Pending::new(1, Claim::AuthOnly), a).unwrap();
-        assert!(t.take(&s, a).is_some());
-        assert!(t.take(&s, a).is_none());
-        assert!(t.take(&[1, 2, 3], a).is_none());
-    }
 
     #[test]
     fn an_eap_tls_packet_fits_the_nas_framed_mtu() {
@@ -480,23 +309,5 @@ mod tests {
         assert!(!is_anonymous("c0ffee@issuer.example"));
         assert_eq!(user_part("0abc@r"), "0abc");
         assert_eq!(user_part("abc"), "abc");
-    }
-
-    #[test]
-    fn table_is_capped() {
-        let t = Conversations::new(Duration::from_secs(30), 2);
-        let a = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        t.put(Pending::new(1, Claim::AuthOnly), a).unwrap();
-        t.put(Pending::new(1, Claim::AuthOnly), a).unwrap();
-        assert!(matches!(t.put(Pending::new(1, Claim::AuthOnly), a), Err(TableFull(_))));
-    }
-
-    #[test]
-    fn expired_conversations_are_swept() {
-        let t = Conversations::new(Duration::from_millis(0), 2);
-        let a = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        t.put(Pending::new(1, Claim::AuthOnly), a).unwrap();
-        std::thread::sleep(Duration::from_millis(2));
-        assert_eq!(t.sweep(), 0);
     }
 }

@@ -1,37 +1,49 @@
-//! Capture, reversal and refund over RADIUS accounting (DESIGN.md §1): an
-//! Accounting-Request with Eapay-Settlement-Action and Eapay-Transaction-Id.
+//! Capture, reversal and refund (DESIGN.md §1): an accounting request (RADIUS
+//! Accounting-Request, Diameter ACR) with Eapay-Settlement-Action and
+//! Eapay-Transaction-Id.
 //!
-//! The Accounting-Response is the acknowledgement the terminal's
+//! The accounting answer is the acknowledgement the terminal's
 //! store-and-forward queue waits for, so it is sent only once the change is
 //! durable, and also for a refused action (with Eapay-Decline-Code): a
 //! terminal must not retry for ever what will never succeed.
 
 use aaa_proto::dictionary::eapay::{self, DeclineCode, SettlementAction};
 use aaa_proto::payment::MAX_ID_LEN;
-use aaa_proto::radius::{Packet, VendorAttribute};
 use tracing::info;
 
-use super::clients::Client;
 use crate::error::ServerError;
 use crate::ledger::{Decline, Ledger, Settlement, SettlementOutcome};
 
-/// The settlement an Accounting-Request asks for; `None` if it asks for
-/// none (plain session accounting), `Err` if it asks for one badly.
-pub fn settlement_of(request: &Packet, vendor_id: u32, client: &Client) -> Option<Result<Settlement, Decline>> {
-    let attrs = match request.vendor_attributes(vendor_id) {
-        Ok(attrs) => attrs,
-        Err(_) => return Some(Err(invalid("malformed Vendor-Specific"))),
-    };
-    match single(&attrs, eapay::SETTLEMENT_ACTION, "Eapay-Settlement-Action") {
+/// The terminal asking: its name and the merchants it may act for.
+#[derive(Debug, Clone, Copy)]
+pub struct Terminal<'a> {
+    pub name: &'a str,
+    pub merchants: &'a [String],
+}
+
+/// The settlement the Eapay attributes of an accounting request (`(vendor
+/// type, value)` pairs) ask for; `None` if they ask for none (plain session
+/// accounting), `Err` if they ask for one badly.
+pub fn settlement_of(
+    attrs: &[(u8, &[u8])],
+    terminal: Terminal<'_>,
+    now_ms: u64,
+) -> Option<Result<Settlement, Decline>> {
+    match single(attrs, eapay::SETTLEMENT_ACTION, "Eapay-Settlement-Action") {
         Ok(None) => None,
-        Ok(Some(action)) => Some(parse(action, &attrs, client)),
+        Ok(Some(action)) => Some(parse(action, attrs, terminal, now_ms)),
         Err(d) => Some(Err(d)),
     }
 }
 
+/// The refusal of an accounting request whose vendor attributes do not parse.
+pub fn unreadable() -> Decline {
+    invalid("malformed Vendor-Specific")
+}
+
 /// The value of an attribute that may appear at most once.
-fn single<'a>(attrs: &[VendorAttribute<'a>], kind: u8, name: &str) -> Result<Option<&'a [u8]>, Decline> {
-    let mut values = attrs.iter().filter(|a| a.vendor_type == kind).map(|a| a.value);
+fn single<'a>(attrs: &[(u8, &'a [u8])], kind: u8, name: &str) -> Result<Option<&'a [u8]>, Decline> {
+    let mut values = attrs.iter().filter(|(t, _)| *t == kind).map(|(_, v)| *v);
     let first = values.next();
     match values.next() {
         Some(_) => Err(invalid(&format!("{name} appears more than once"))),
@@ -46,7 +58,7 @@ fn text(value: &[u8], name: &str) -> Result<String, Decline> {
     }
 }
 
-fn parse(action: &[u8], attrs: &[VendorAttribute<'_>], client: &Client) -> Result<Settlement, Decline> {
+fn parse(action: &[u8], attrs: &[(u8, &[u8])], terminal: Terminal<'_>, now_ms: u64) -> Result<Settlement, Decline> {
     let action = <[u8; 4]>::try_from(action)
         .ok()
         .map(u32::from_be_bytes)
@@ -59,7 +71,7 @@ fn parse(action: &[u8], attrs: &[VendorAttribute<'_>], client: &Client) -> Resul
     // A terminal that acts for one merchant may leave the merchant out.
     let merchant_id = match single(attrs, eapay::MERCHANT_ID, "Eapay-Merchant-Id")? {
         Some(v) => text(v, "Eapay-Merchant-Id")?,
-        None => match client.merchants.as_slice() {
+        None => match terminal.merchants {
             [only] => only.clone(),
             _ => return Err(invalid("Eapay-Merchant-Id is missing")),
         },
@@ -70,26 +82,19 @@ fn parse(action: &[u8], attrs: &[VendorAttribute<'_>], client: &Client) -> Resul
         ),
         None => None,
     };
-    Ok(Settlement {
-        client: client.name.clone(),
-        merchant_id,
-        transaction_id,
-        action,
-        amount,
-        now_ms: crate::payment::now_ms(),
-    })
+    Ok(Settlement { client: terminal.name.to_string(), merchant_id, transaction_id, action, amount, now_ms })
 }
 
 /// Applies a settlement; `Some(decline)` if the ledger refused it.
-pub async fn settle<L: Ledger>(
-    ledger: &L,
-    client: &Client,
-    settlement: Settlement,
-) -> Result<Option<Decline>, ServerError> {
-    let (merchant, txn, action) =
-        (settlement.merchant_id.clone(), settlement.transaction_id.clone(), settlement.action.name());
+pub async fn settle<L: Ledger>(ledger: &L, settlement: Settlement) -> Result<Option<Decline>, ServerError> {
+    let (client, merchant, txn, action) = (
+        settlement.client.clone(),
+        settlement.merchant_id.clone(),
+        settlement.transaction_id.clone(),
+        settlement.action.name(),
+    );
     let outcome = ledger.settle(settlement).await?;
-    info!(client = %client.name, merchant, transaction = txn, action, outcome = ?outcome, "settlement");
+    info!(client, merchant, transaction = txn, action, outcome = ?outcome, "settlement");
     Ok(match outcome {
         SettlementOutcome::Refused(decline) => Some(decline),
         SettlementOutcome::Done(_) | SettlementOutcome::AlreadyDone(_) | SettlementOutcome::Tombstoned => None,

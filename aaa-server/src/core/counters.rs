@@ -1,6 +1,7 @@
 //! Counters for everything the request path accepts, answers or drops.
-//! Drops are never silent to the operator: each has a counter here and a
-//! rate-limited log line.
+//! Drops are never silent to the operator: each has a counter and a
+//! rate-limited log line. The conversation counters live here; each front
+//! end declares its transport's own with [`counters!`].
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -8,38 +9,31 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// Declares a struct of monotonic counters with a `snapshot()`.
+#[macro_export]
 macro_rules! counters {
-    ($($name:ident),* $(,)?) => {
-        /// Monotonic counters since start.
+    ($(#[$meta:meta])* $ty:ident { $($name:ident),* $(,)? }) => {
+        $(#[$meta])*
         #[derive(Debug, Default)]
-        pub struct Counters { $(pub $name: AtomicU64,)* }
+        pub struct $ty { $(pub $name: std::sync::atomic::AtomicU64,)* }
 
-        impl Counters {
+        impl $ty {
             /// `(name, value)` pairs, for logs and Status-Server.
             pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
-                vec![$((stringify!($name), self.$name.load(Ordering::Relaxed)),)*]
+                vec![$((stringify!($name), self.$name.load(std::sync::atomic::Ordering::Relaxed)),)*]
             }
         }
     };
 }
 
 counters!(
-    requests,
-    access_accepts,
-    access_rejects,
-    access_challenges,
-    accounting_responses,
-    status_server,
-    duplicates_resent,
-    duplicates_dropped,
-    dropped_unknown_client,
-    dropped_malformed,
-    dropped_wrong_code,
-    dropped_missing_message_authenticator,
-    dropped_bad_authenticator,
-    dropped_overload,
+    /// What became of EAP conversations and settlements, whatever carried them.
+    Counters {
+    accepts,
+    rejects,
+    challenges,
     eap_discarded,
-    eap_unknown_state,
+    eap_unknown_conversation,
     eap_table_full,
     eap_expired,
     eap_failed_authentication,
@@ -50,6 +44,7 @@ counters!(
     eap_failed_pin,
     eap_declined,
     store_errors,
+    }
 );
 
 impl Counters {

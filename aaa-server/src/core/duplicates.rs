@@ -1,20 +1,14 @@
-//! Duplicate detection (RFC 5080 §2.2.2): a request with the same client
-//! address, port, identifier and authenticator as one already answered gets
-//! the cached reply, byte for byte, and is never processed twice. While the
-//! original is still being processed, duplicates are silently dropped.
+//! Duplicate detection: a request already answered gets the cached reply,
+//! byte for byte, and is never processed twice; while the original is still
+//! being processed, its copies are dropped. Each front end names a request
+//! its own way: RADIUS by client address, port, identifier and
+//! authenticator (RFC 5080 §2.2.2), Diameter by End-to-End id and
+//! Origin-Host (RFC 6733 §6.3).
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-/// Identifies one request on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct RequestKey {
-    pub source: SocketAddr,
-    pub identifier: u8,
-    pub authenticator: [u8; 16],
-}
 
 enum Entry {
     InProgress,
@@ -33,33 +27,33 @@ pub enum Seen {
     Answered(Option<Vec<u8>>),
 }
 
-/// The cache, bounded in time and size.
-pub struct DuplicateCache {
-    inner: Mutex<Inner>,
+/// The cache of requests named by `K`, bounded in time and size.
+pub struct DuplicateCache<K> {
+    inner: Mutex<Inner<K>>,
     window: Duration,
     max: usize,
 }
 
-struct Inner {
-    entries: HashMap<RequestKey, Entry>,
-    order: VecDeque<(Instant, RequestKey)>,
+struct Inner<K> {
+    entries: HashMap<K, Entry>,
+    order: VecDeque<(Instant, K)>,
 }
 
-impl DuplicateCache {
+impl<K: Eq + Hash + Clone> DuplicateCache<K> {
     /// Remembers replies for `window`, at most `max` of them.
     pub fn new(window: Duration, max: usize) -> Self {
         Self { inner: Mutex::new(Inner { entries: HashMap::new(), order: VecDeque::new() }), window, max }
     }
 
     /// Looks a request up, marking it in progress if new.
-    pub fn check(&self, key: RequestKey) -> Seen {
+    pub fn check(&self, key: K) -> Seen {
         let Ok(mut inner) = self.inner.lock() else { return Seen::InProgress };
         let now = Instant::now();
-        while let Some((t, k)) = inner.order.front().copied() {
-            if now.duration_since(t) <= self.window && inner.order.len() < self.max {
+        while let Some((t, _)) = inner.order.front() {
+            if now.duration_since(*t) <= self.window && inner.order.len() < self.max {
                 break;
             }
-            inner.order.pop_front();
+            let Some((_, k)) = inner.order.pop_front() else { break };
             // Only forget finished entries; an in-progress one is finished later.
             if matches!(inner.entries.get(&k), Some(Entry::Done(_))) {
                 inner.entries.remove(&k);
@@ -76,16 +70,16 @@ impl DuplicateCache {
     }
 
     /// Records the reply (or the decision not to reply) for `key`.
-    pub fn finish(&self, key: RequestKey, reply: Option<Vec<u8>>) {
+    pub fn finish(&self, key: K, reply: Option<Vec<u8>>) {
         if let Ok(mut inner) = self.inner.lock() {
-            inner.entries.insert(key, Entry::Done(reply));
+            inner.entries.insert(key.clone(), Entry::Done(reply));
             inner.order.push_back((Instant::now(), key));
         }
     }
 
     /// Forgets a request whose processing failed, so a retransmission is
     /// processed afresh.
-    pub fn forget(&self, key: RequestKey) {
+    pub fn forget(&self, key: K) {
         if let Ok(mut inner) = self.inner.lock() {
             inner.entries.remove(&key);
         }
@@ -96,8 +90,8 @@ impl DuplicateCache {
 mod tests {
     use super::*;
 
-    fn key(id: u8) -> RequestKey {
-        RequestKey { source: "127.0.0.1:5000".parse().unwrap(), identifier: id, authenticator: [id; 16] }
+    fn key(id: u8) -> (u8, [u8; 16]) {
+        (id, [id; 16])
     }
 
     #[test]

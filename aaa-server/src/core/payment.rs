@@ -8,7 +8,7 @@
 //! confirmation mismatch 59) go to the ledger as `pre_declined`, so every
 //! answer about a well-formed payment is recorded in one place.
 
-use aaa_proto::dictionary::eapay::{CardConfirmation, DeclineCode, SettlementAction};
+use aaa_proto::dictionary::eapay::{self, CardConfirmation, DeclineCode, SettlementAction};
 use aaa_proto::payment::{PaymentDetails, PaymentOutcome, PaymentResult};
 use eap_methods::tls::confirmation;
 use eap_methods::{Authenticated, CardSignature, FailureReason};
@@ -32,13 +32,20 @@ pub enum Claim {
 }
 
 impl Claim {
-    /// The claim of one Access-Request.
-    pub fn from_packet(packet: &aaa_proto::radius::Packet, vendor_id: u32) -> Self {
-        match PaymentDetails::from_packet(packet, vendor_id) {
+    /// The claim of one request, from the Eapay vendor attributes it carried
+    /// as `(vendor type, value)` pairs (RADIUS Vendor-Specific or Diameter
+    /// vendor AVPs: the rules are the same).
+    pub fn from_attributes(attrs: &[(u8, &[u8])]) -> Self {
+        match PaymentDetails::from_attributes(attrs.iter().copied()) {
             Ok(Some(details)) => Self::Payment(details),
             Ok(None) => Self::AuthOnly,
-            Err(e) => Self::Invalid { reason: e.to_string(), transaction_id: usable_transaction_id(packet, vendor_id) },
+            Err(e) => Self::Invalid { reason: e.to_string(), transaction_id: usable_transaction_id(attrs) },
         }
+    }
+
+    /// The claim of a request whose vendor attributes could not be read at all.
+    pub fn unreadable(why: impl std::fmt::Display) -> Self {
+        Self::Invalid { reason: format!("bad Vendor-Specific attribute: {why}"), transaction_id: None }
     }
 
     /// Folds in a later round. A terminal may send the attributes in the
@@ -67,16 +74,15 @@ impl Claim {
     }
 }
 
-/// The single, well-formed Eapay-Transaction-Id of a packet whose payment
-/// attributes are otherwise unusable.
-fn usable_transaction_id(packet: &aaa_proto::radius::Packet, vendor_id: u32) -> Option<String> {
-    let attrs = packet.vendor_attributes(vendor_id).ok()?;
-    let mut ids = attrs.iter().filter(|a| a.vendor_type == aaa_proto::dictionary::eapay::TRANSACTION_ID);
-    let id = std::str::from_utf8(ids.next()?.value).ok()?;
+/// The single, well-formed Eapay-Transaction-Id among attributes that are
+/// otherwise unusable as a payment.
+fn usable_transaction_id(attrs: &[(u8, &[u8])]) -> Option<String> {
+    let mut ids = attrs.iter().filter(|(t, _)| *t == eapay::TRANSACTION_ID);
+    let id = std::str::from_utf8(ids.next()?.1).ok()?;
     (ids.next().is_none() && aaa_proto::payment::is_valid_id(id)).then(|| id.to_string())
 }
 
-/// The answer to a conversation, for the RADIUS (or Diameter) reply.
+/// The answer to a conversation, for the RADIUS or Diameter reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PaymentAnswer {
     /// The transaction answered, when the request named one.
@@ -103,6 +109,26 @@ impl PaymentAnswer {
         Some(PaymentResult { transaction_id, outcome }.encode())
     }
 
+    /// The approval or decline attributes (DESIGN.md §3) as `(vendor type,
+    /// value)` pairs, in the order they are sent; each front end writes them
+    /// in its own form (Vendor-Specific, vendor AVPs).
+    pub fn attributes(&self) -> Vec<(u8, Vec<u8>)> {
+        let mut out = Vec::with_capacity(5);
+        if let Some(txn) = &self.transaction_id {
+            out.push((eapay::TRANSACTION_ID, txn.as_bytes().to_vec()));
+        }
+        match &self.outcome {
+            Outcome::Approved { approval_code, approved_amount, receipt } => {
+                out.push((eapay::APPROVAL_CODE, approval_code.as_bytes().to_vec()));
+                out.push((eapay::APPROVED_AMOUNT, approved_amount.to_be_bytes().to_vec()));
+                out.push((eapay::RECEIPT, receipt.clone()));
+            }
+            Outcome::Declined(d) => out.extend(decline_attributes(d.code, &d.reason)),
+        }
+        out.push((eapay::CARD_CONFIRMATION, self.confirmation.value().to_be_bytes().to_vec()));
+        out
+    }
+
     fn declined(claim: &Claim, code: DeclineCode, reason: impl Into<String>, confirmation: CardConfirmation) -> Self {
         Self {
             transaction_id: claim.transaction_id().map(str::to_string),
@@ -112,9 +138,14 @@ impl PaymentAnswer {
     }
 }
 
+/// Eapay-Decline-Code and Eapay-Decline-Reason as `(vendor type, value)` pairs.
+pub fn decline_attributes(code: DeclineCode, reason: &str) -> [(u8, Vec<u8>); 2] {
+    [(eapay::DECLINE_CODE, code.value().to_be_bytes().to_vec()), (eapay::DECLINE_REASON, reason.as_bytes().to_vec())]
+}
+
 /// Who is asking and when: the parts of an attempt that come from the transport.
 pub struct Context<'a> {
-    /// The RADIUS client (terminal) name.
+    /// The terminal's name: its RADIUS client or Diameter peer entry.
     pub client: &'a str,
     /// Server clock, Unix ms.
     pub now_ms: u64,
@@ -303,6 +334,7 @@ pub async fn withdraw_approval<L: Ledger>(
     claim: &Claim,
     answer: PaymentAnswer,
     why: &str,
+    now_ms: u64,
 ) -> PaymentAnswer {
     let Claim::Payment(details) = claim else { return answer };
     if !answer.approved() {
@@ -314,7 +346,7 @@ pub async fn withdraw_approval<L: Ledger>(
         transaction_id: details.transaction_id.clone(),
         action: SettlementAction::Reverse,
         amount: None,
-        now_ms: now_ms(),
+        now_ms,
     };
     let (code, reason) = match ledger.settle(settlement).await {
         Ok(outcome) => {
