@@ -3,6 +3,15 @@
 //! `rfc` holds the standard attribute space, `eapay` and `microsoft` the
 //! vendor spaces (`VENDOR_ID`, one `u8` per vendor type). Attributes with
 //! VALUEs in the dictionary also get an enum, e.g. [`eapay::DeclineCode`].
+//!
+//! [`diameter`] comes from `dictionaries/diameter/base.xml` (RFC 6733 base,
+//! RFC 7155 NASREQ and RFC 4072 Diameter EAP, in Wireshark's format):
+//! [`diameter::avp`] (`u32` AVP codes), [`diameter::command`],
+//! [`diameter::application`], the table [`diameter::AVPS`] of data types the
+//! message decoder validates against (with eapay.xml's vendor AVPs), looked up
+//! by [`diameter::find`], and one enum per AVP with values, e.g.
+//! [`diameter::ResultCode`], whose variants drop the `DIAMETER_` prefix
+//! (`ResultCode::MultiRoundAuth`) while `name()` keeps the dictionary name.
 
 /// How an attribute's value is encoded on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,5 +63,48 @@ mod tests {
         assert_eq!(eapay::SettlementAction::Reverse.name(), "Reverse");
         assert_eq!(eapay::ATTRIBUTES.len(), 17);
         assert_eq!(eapay::PAN_TOKEN, 17);
+    }
+
+    #[test]
+    fn diameter_numbers_come_from_the_dictionary() {
+        use diameter::{application, avp, command, DataType, ResultCode};
+        assert_eq!(avp::ORIGIN_HOST, 264);
+        assert_eq!(avp::ORIGIN_REALM, 296);
+        assert_eq!(avp::RESULT_CODE, 268);
+        assert_eq!(avp::EAP_PAYLOAD, 462);
+        assert_eq!(avp::PROXY_STATE, 33);
+        assert_eq!(avp::EVENT_TIMESTAMP, 55);
+        assert_eq!(command::CAPABILITIES_EXCHANGE, 257);
+        assert_eq!(command::DIAMETER_EAP, 268);
+        assert_eq!(command::DISCONNECT_PEER, 282);
+        assert_eq!(application::COMMON, 0);
+        assert_eq!(application::NASREQ, 1);
+        assert_eq!(application::ACCOUNTING, 3);
+        assert_eq!(application::EAP, 5);
+        assert_eq!(application::RELAY, 0xffff_ffff);
+        assert_eq!(ResultCode::MultiRoundAuth.value(), 1001);
+        assert_eq!(ResultCode::from_value(5017), Some(ResultCode::NoCommonSecurity));
+        assert_eq!(ResultCode::from_value(2003), None);
+        assert_eq!(ResultCode::Success.name(), "DIAMETER_SUCCESS");
+        assert_eq!(diameter::DisconnectCause::DoNotWantToTalkToYou.value(), 2);
+        assert_eq!(diameter::AuthRequestType::AuthorizeAuthenticate.value(), 3);
+        assert_eq!(diameter::AccountingRecordType::StopRecord.value(), 4);
+        assert_eq!(diameter::AuthSessionState::NoStateMaintained.value(), 1);
+        assert_eq!(diameter::InbandSecurityId::Tls.value(), 1);
+
+        let host = diameter::find(avp::ORIGIN_HOST, None).unwrap();
+        assert_eq!((host.name, host.data_type, host.mandatory), ("Origin-Host", DataType::DiameterIdentity, true));
+        assert_eq!(diameter::find(avp::HOST_IP_ADDRESS, None).unwrap().data_type, DataType::Address);
+        assert_eq!(diameter::find(avp::PROXY_INFO, None).unwrap().data_type, DataType::Grouped);
+        assert!(!diameter::find(avp::PRODUCT_NAME, None).unwrap().mandatory);
+        assert_eq!(diameter::find(avp::ORIGIN_HOST, Some(eapay::VENDOR_ID)), None);
+        // The eapay vendor AVPs carry their Diameter types, under the RADIUS numbers.
+        let amount = diameter::find(u32::from(eapay::AMOUNT), Some(eapay::VENDOR_ID)).unwrap();
+        assert_eq!((amount.name, amount.data_type, amount.mandatory), ("Eapay-Amount", DataType::Integer64, false));
+        assert_eq!(diameter::find(u32::from(eapay::AMOUNT), None), None);
+        // Every entry is found under its own number.
+        for def in diameter::AVPS {
+            assert_eq!(diameter::find(def.code, def.vendor_id), Some(def), "{}", def.name);
+        }
     }
 }

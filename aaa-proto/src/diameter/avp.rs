@@ -52,6 +52,70 @@ pub const MAX_AVP_DATA_LEN: usize = MAX_AVP_LEN - VENDOR_HEADER_LEN;
 /// Diameter EAP request eapay handles (a few dozen AVPs).
 pub const MAX_AVPS: usize = 256;
 
+/// The AVP data formats of RFC 6733 §4.2 (basic) and §4.3 (derived), as the
+/// dictionaries in `dictionaries/diameter/` name them. The Diameter message
+/// decoder checks the data of known AVPs against these; the TTLS tunnel does
+/// not use them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DataType {
+    /// Arbitrary octets.
+    OctetString,
+    /// 32-bit signed, big-endian.
+    Integer32,
+    /// 64-bit signed, big-endian.
+    Integer64,
+    /// 32-bit unsigned, big-endian (also the `AppId` and `VendorId` of Wireshark's dictionaries).
+    Unsigned32,
+    /// 64-bit unsigned, big-endian.
+    Unsigned64,
+    /// IEEE 754 single precision.
+    Float32,
+    /// IEEE 754 double precision.
+    Float64,
+    /// A sequence of AVPs (§4.4).
+    Grouped,
+    /// 2-octet AddressType (IANA address family) and the address.
+    Address,
+    /// NTP seconds, 4 octets.
+    Time,
+    /// UTF-8 text.
+    Utf8String,
+    /// An FQDN or realm in ASCII (IDNA A-labels).
+    DiameterIdentity,
+    /// An `aaa://` or `aaas://` URI.
+    DiameterUri,
+    /// An `Integer32` with named values.
+    Enumerated,
+    /// An IP filter rule (§4.3.1), UTF-8.
+    IpFilterRule,
+}
+
+impl DataType {
+    /// The data length this type requires, for the fixed-size types.
+    pub const fn fixed_len(self) -> Option<usize> {
+        match self {
+            Self::Integer32 | Self::Unsigned32 | Self::Float32 | Self::Time | Self::Enumerated => Some(4),
+            Self::Integer64 | Self::Unsigned64 | Self::Float64 => Some(8),
+            _ => None,
+        }
+    }
+}
+
+/// One Diameter dictionary entry: see `dictionary::diameter::AVPS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AvpDef {
+    /// The dictionary name, e.g. `Origin-Host`.
+    pub name: &'static str,
+    /// The AVP Code.
+    pub code: u32,
+    /// The Vendor-ID (`None`: the IETF space, V bit clear).
+    pub vendor_id: Option<u32>,
+    /// The data format.
+    pub data_type: DataType,
+    /// Whether the definition requires the M bit (`mandatory="must"`).
+    pub mandatory: bool,
+}
+
 /// One AVP, borrowing its data from the buffer it was read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Avp<'a> {
