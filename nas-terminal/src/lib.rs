@@ -4,6 +4,7 @@
 //! - [`client`]: RADIUS transactions with retransmission, failover and
 //!   strict reply verification.
 //! - [`payment`]: one payment over a card link (DESIGN.md §1).
+//! - [`transport`]: the payment's EAP rounds over RADIUS or Diameter.
 //! - [`reversal`]: timeout reversals, stored and forwarded.
 //! - `simulated` (feature `simulated-card`): a card played in process.
 //!
@@ -18,3 +19,4 @@ pub mod payment;
 pub mod reversal;
 #[cfg(feature = "simulated-card")]
 pub mod simulated;
+pub mod transport;

@@ -1,7 +1,8 @@
 //! One payment as the terminal runs it (DESIGN.md §1): show the details to
 //! the card over the card link, relay the card's EAP to the server in
-//! Access-Requests carrying the payment attributes (RFC 3579), and read the
-//! answer from the final Access-Accept or Access-Reject.
+//! requests carrying the payment attributes (RADIUS Access-Requests, RFC
+//! 3579, or Diameter DERs, RFC 4072: see [`crate::transport`]), and read the
+//! answer from the final Accept or Reject.
 //!
 //! The terminal is blind: it reads of EAP only the identity it copies into
 //! User-Name (RFC 3579 §2.1) and the EAP header, to refuse garbage before it
@@ -11,14 +12,15 @@
 use std::time::Duration;
 
 use aaa_proto::card_link::{CardLink, LinkError};
-use aaa_proto::dictionary::{eapay, rfc};
+use aaa_proto::dictionary::eapay;
 use aaa_proto::eapol::{Frame, PaymentFrame};
-use aaa_proto::payment::{concat, is_approval_code, PaymentDetails, PaymentOutcome, PaymentResult};
-use aaa_proto::radius::{Code, Packet};
+use aaa_proto::payment::{is_approval_code, PaymentDetails, PaymentOutcome, PaymentResult};
 use thiserror::Error;
 use tracing::{debug, trace, warn};
 
 use crate::client::{ClientError, RadiusClient};
+use crate::transport::radius::RadiusConversation;
+use crate::transport::{FinalReply, Round, ServerAnswer, Transport, Verdict};
 
 /// Round trips allowed before the terminal gives up on a conversation.
 const MAX_ROUNDS: usize = 64;
@@ -81,10 +83,10 @@ pub struct Finished {
     pub answer: Answer,
     /// The identity the card presented (User-Name); `None` if the card refused.
     pub user_name: Option<String>,
-    /// Access-Request/reply round trips.
+    /// Request/answer round trips.
     pub rounds: usize,
-    /// The final reply and the authenticator of the request it answers.
-    pub reply: Option<(Packet, [u8; 16])>,
+    /// The final answer as it came; `None` if the card refused.
+    pub reply: Option<FinalReply>,
 }
 
 /// Why a conversation did not reach an answer.
@@ -101,8 +103,8 @@ pub enum PaymentError {
     #[error(transparent)]
     Radius(#[from] ClientError),
     #[error("the server answered with {0}")]
-    UnexpectedCode(Code),
-    #[error("Access-Challenge without EAP-Message")]
+    UnexpectedAnswer(String),
+    #[error("a challenge without an EAP packet")]
     NoEap,
     #[error("more than {MAX_ROUNDS} round trips")]
     TooManyRounds,
@@ -120,40 +122,49 @@ pub struct Failed {
     pub in_doubt: bool,
 }
 
-/// Runs one payment (or authentication) with the card on `link`.
+/// Runs one payment (or authentication) with the card on `link`, over RADIUS.
 pub async fn run<L: CardLink>(
     link: &mut L,
     client: &mut RadiusClient,
     settings: &TerminalSettings,
     request: Request<'_>,
 ) -> Result<Finished, Failed> {
-    let mut conversation = Conversation { link, client, settings, in_doubt: false, rounds: 0 };
+    run_over(link, &mut RadiusConversation::new(client, settings), settings, request).await
+}
+
+/// Runs one payment (or authentication) with the card on `link`, its EAP
+/// carried by `transport`.
+pub async fn run_over<L: CardLink, T: Transport>(
+    link: &mut L,
+    transport: &mut T,
+    settings: &TerminalSettings,
+    request: Request<'_>,
+) -> Result<Finished, Failed> {
+    let mut conversation = Conversation { link, transport, settings, in_doubt: false, rounds: 0 };
     match conversation.run(request).await {
         Ok(done) => Ok(done),
         Err(error) => Err(Failed { error, in_doubt: conversation.in_doubt }),
     }
 }
 
-struct Conversation<'a, L> {
+struct Conversation<'a, L, T> {
     link: &'a mut L,
-    client: &'a mut RadiusClient,
+    transport: &'a mut T,
     settings: &'a TerminalSettings,
-    /// Set once an Access-Request with payment attributes has left, cleared
-    /// by a usable final answer.
+    /// Set once a request with payment attributes has left, cleared by a
+    /// usable final answer.
     in_doubt: bool,
     rounds: usize,
 }
 
-impl<L: CardLink> Conversation<'_, L> {
+impl<L: CardLink, T: Transport> Conversation<'_, L, T> {
     async fn run(&mut self, request: Request<'_>) -> Result<Finished, PaymentError> {
         let payment = match request {
             Request::Payment(d) => Some(d),
             Request::AuthOnly => None,
         };
-        let mut extra = Packet::new_request(Code::AccessRequest, 0);
         if let Some(details) = payment {
             details.validate().map_err(|e| PaymentError::Details(e.to_string()))?;
-            details.push_to(&mut extra, self.settings.vendor_id).map_err(|e| PaymentError::Details(e.to_string()))?;
             self.link.send(Frame::Payment(PaymentFrame::Details(details.canonical()))).await?;
             match self.next_frame().await? {
                 Frame::Payment(PaymentFrame::Consent(true)) => {}
@@ -171,52 +182,31 @@ impl<L: CardLink> Conversation<'_, L> {
         self.link.send(Frame::Eap(vec![EAP_REQUEST, identity_id, 0, 5, EAP_IDENTITY])).await?;
         let mut eap = self.next_eap().await?;
         let user_name = identity_of(&eap, identity_id)?;
-        let mut state: Option<Vec<u8>> = None;
-        for round in 0..MAX_ROUNDS {
-            let mut packet = Packet::new_request(Code::AccessRequest, 0);
-            packet.add_message_authenticator();
-            push(&mut packet, rfc::USER_NAME, user_name.as_bytes());
-            if let Some(id) = &self.settings.nas_identifier {
-                push(&mut packet, rfc::NAS_IDENTIFIER, id.as_bytes());
-            }
-            packet.push_u32(rfc::FRAMED_MTU, self.settings.framed_mtu);
-            packet.push_eap_message(&eap);
-            if let Some(s) = &state {
-                push(&mut packet, rfc::STATE, s);
-            }
-            packet.attributes.extend(extra.attributes.iter().cloned());
-            let authenticator = packet.authenticator;
+        for number in 0..MAX_ROUNDS {
             if payment.is_some() {
                 self.in_doubt = true;
             }
-            self.rounds = round + 1;
-            // The first round may go to any server; the rest belong to the
-            // one holding the conversation's State.
-            let reply = if round == 0 {
-                self.client.exchange(packet).await?
-            } else {
-                self.client.exchange_pinned(packet).await?
-            };
-            debug!(round = self.rounds, answer = reply.code.name(), "server answered");
-            match reply.code {
-                Code::AccessChallenge => {
-                    let challenge = reply.eap_message().ok_or(PaymentError::NoEap)?;
-                    state = reply.get(rfc::STATE).map(<[u8]>::to_vec);
+            self.rounds = number + 1;
+            let round = Round { user_name: &user_name, eap: &eap, payment, number };
+            let reply = self.transport.round(round).await?;
+            debug!(round = self.rounds, verdict = ?reply.verdict, "server answered");
+            match reply.verdict {
+                Verdict::Challenge => {
+                    let challenge = reply.eap.ok_or(PaymentError::NoEap)?;
                     self.link.send(Frame::Eap(challenge)).await?;
                     eap = self.next_eap().await?;
                 }
-                Code::AccessAccept | Code::AccessReject => {
-                    let answer = answer_of(&reply, self.settings.vendor_id, payment)?;
+                Verdict::Accept | Verdict::Reject => {
+                    let answer = answer_of(&reply, payment)?;
                     self.in_doubt = false;
                     self.tell_card(&reply, payment, &answer).await;
                     return Ok(Finished {
                         answer,
                         user_name: Some(user_name),
                         rounds: self.rounds,
-                        reply: Some((reply, authenticator)),
+                        reply: Some(reply.reply),
                     });
                 }
-                other => return Err(PaymentError::UnexpectedCode(other)),
             }
         }
         Err(PaymentError::TooManyRounds)
@@ -251,9 +241,9 @@ impl<L: CardLink> Conversation<'_, L> {
     /// The card sees the final EAP packet and what the terminal displays;
     /// it checks both against what the issuer told it inside the method. The
     /// answer stands whatever the card does now, so errors are only logged.
-    async fn tell_card(&mut self, reply: &Packet, payment: Option<&PaymentDetails>, answer: &Answer) {
-        if let Some(last) = reply.eap_message() {
-            if let Err(e) = self.link.send(Frame::Eap(last)).await {
+    async fn tell_card(&mut self, reply: &ServerAnswer, payment: Option<&PaymentDetails>, answer: &Answer) {
+        if let Some(last) = &reply.eap {
+            if let Err(e) = self.link.send(Frame::Eap(last.clone())).await {
                 warn!(error = %e, "could not pass the final EAP packet to the card");
                 return;
             }
@@ -291,15 +281,17 @@ fn identity_of(eap: &[u8], id: u8) -> Result<String, PaymentError> {
     Ok(identity.to_owned())
 }
 
-/// Reads the answer from a final reply. In a payment an Access-Accept must
-/// carry a well-formed approval for our transaction: anything less leaves
-/// the terminal in doubt, and it reverses.
-fn answer_of(reply: &Packet, vendor: u32, payment: Option<&PaymentDetails>) -> Result<Answer, PaymentError> {
-    let text = |t: u8| concat(reply, vendor, t).map(|v| String::from_utf8_lossy(&v).into_owned());
+/// Reads the answer from a final reply. In a payment an Accept must carry a
+/// well-formed approval for our transaction: anything less leaves the
+/// terminal in doubt, and it reverses.
+fn answer_of(reply: &ServerAnswer, payment: Option<&PaymentDetails>) -> Result<Answer, PaymentError> {
+    let text = |t: u8| reply.eapay(t).map(|v| String::from_utf8_lossy(v).into_owned());
+    let accepted = reply.verdict == Verdict::Accept;
     let Some(details) = payment else {
-        return Ok(match reply.code {
-            Code::AccessAccept => Answer::Authenticated,
-            _ => Answer::Declined { code: decline_code(reply, vendor)?, reason: text(eapay::DECLINE_REASON) },
+        return Ok(if accepted {
+            Answer::Authenticated
+        } else {
+            Answer::Declined { code: decline_code(reply)?, reason: text(eapay::DECLINE_REASON) }
         });
     };
     if let Some(id) = text(eapay::TRANSACTION_ID) {
@@ -310,45 +302,34 @@ fn answer_of(reply: &Packet, vendor: u32, payment: Option<&PaymentDetails>) -> R
             )));
         }
     }
-    match reply.code {
-        Code::AccessAccept => {
-            let approval_code = text(eapay::APPROVAL_CODE)
-                .filter(|c| is_approval_code(c))
-                .ok_or_else(|| PaymentError::BadAnswer("Access-Accept without a valid Eapay-Approval-Code".into()))?;
-            let approved_amount = match concat(reply, vendor, eapay::APPROVED_AMOUNT) {
-                None => details.amount,
-                Some(v) => <[u8; 8]>::try_from(v.as_slice())
-                    .map(u64::from_be_bytes)
-                    .map_err(|_| PaymentError::BadAnswer("Eapay-Approved-Amount is not an integer64".into()))?,
-            };
-            if approved_amount != details.amount {
-                // eapay never approves part of an amount; a server that
-                // does is not one this terminal can settle with.
-                return Err(PaymentError::BadAnswer(format!(
-                    "approved {approved_amount} of {} minor units",
-                    details.amount
-                )));
-            }
-            Ok(Answer::Approved { approval_code, approved_amount, receipt: concat(reply, vendor, eapay::RECEIPT) })
-        }
-        _ => Ok(Answer::Declined { code: decline_code(reply, vendor)?, reason: text(eapay::DECLINE_REASON) }),
+    if !accepted {
+        return Ok(Answer::Declined { code: decline_code(reply)?, reason: text(eapay::DECLINE_REASON) });
     }
+    let approval_code = text(eapay::APPROVAL_CODE)
+        .filter(|c| is_approval_code(c))
+        .ok_or_else(|| PaymentError::BadAnswer("an Accept without a valid Eapay-Approval-Code".into()))?;
+    let approved_amount = match reply.eapay(eapay::APPROVED_AMOUNT) {
+        None => details.amount,
+        Some(v) => <[u8; 8]>::try_from(v)
+            .map(u64::from_be_bytes)
+            .map_err(|_| PaymentError::BadAnswer("Eapay-Approved-Amount is not an integer64".into()))?,
+    };
+    if approved_amount != details.amount {
+        // eapay never approves part of an amount; a server that does is not
+        // one this terminal can settle with.
+        return Err(PaymentError::BadAnswer(format!("approved {approved_amount} of {} minor units", details.amount)));
+    }
+    let receipt = reply.eapay(eapay::RECEIPT).map(<[u8]>::to_vec);
+    Ok(Answer::Approved { approval_code, approved_amount, receipt })
 }
 
-fn decline_code(reply: &Packet, vendor: u32) -> Result<Option<u32>, PaymentError> {
-    match concat(reply, vendor, eapay::DECLINE_CODE) {
+fn decline_code(reply: &ServerAnswer) -> Result<Option<u32>, PaymentError> {
+    match reply.eapay(eapay::DECLINE_CODE) {
         None => Ok(None),
-        Some(v) => <[u8; 4]>::try_from(v.as_slice())
+        Some(v) => <[u8; 4]>::try_from(v)
             .map(|b| Some(u32::from_be_bytes(b)))
             .map_err(|_| PaymentError::BadAnswer("Eapay-Decline-Code is not an integer".into())),
     }
-}
-
-fn push(p: &mut Packet, kind: u8, value: &[u8]) {
-    // User-Name, NAS-Identifier and State come from bounded sources (at
-    // most 253 octets, checked above or by the codec); an oversized one is
-    // left out and the server rejects the request.
-    let _ = p.push(kind, value);
 }
 
 /// A decline code with its dictionary name, for people: `51 Insufficient-Funds`.
@@ -362,6 +343,7 @@ pub fn describe_decline(code: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aaa_proto::radius::{Code, Packet};
 
     #[test]
     fn identity_is_read_from_the_response_to_our_request() {
@@ -388,12 +370,15 @@ mod tests {
         }
     }
 
-    fn reply(code: Code, attrs: &[(u8, &[u8])]) -> Packet {
-        let mut p = Packet::new(code, 1, [0; 16]);
-        for (t, v) in attrs {
-            p.push_vendor(eapay::VENDOR_ID, *t, v).unwrap();
+    fn reply(code: Code, attrs: &[(u8, &[u8])]) -> ServerAnswer {
+        let verdict = if code == Code::AccessAccept { Verdict::Accept } else { Verdict::Reject };
+        let packet = Packet::new(code, 1, [0; 16]);
+        ServerAnswer {
+            verdict,
+            eap: None,
+            eapay: attrs.iter().map(|(t, v)| (*t, v.to_vec())).collect(),
+            reply: FinalReply::Radius { packet, authenticator: [0; 16] },
         }
-        p
     }
 
     #[test]
@@ -401,34 +386,28 @@ mod tests {
         let d = details();
         let ok = reply(Code::AccessAccept, &[(eapay::APPROVAL_CODE, b"AB12CD"), (eapay::TRANSACTION_ID, b"T-1")]);
         assert_eq!(
-            answer_of(&ok, eapay::VENDOR_ID, Some(&d)).unwrap(),
+            answer_of(&ok, Some(&d)).unwrap(),
             Answer::Approved { approval_code: "AB12CD".into(), approved_amount: 1250, receipt: None }
         );
         let none = reply(Code::AccessAccept, &[]);
-        assert!(answer_of(&none, eapay::VENDOR_ID, Some(&d)).is_err());
+        assert!(answer_of(&none, Some(&d)).is_err());
         let other = reply(Code::AccessAccept, &[(eapay::APPROVAL_CODE, b"AB12CD"), (eapay::TRANSACTION_ID, b"T-2")]);
-        assert!(answer_of(&other, eapay::VENDOR_ID, Some(&d)).is_err());
+        assert!(answer_of(&other, Some(&d)).is_err());
         let partial = reply(
             Code::AccessAccept,
             &[(eapay::APPROVAL_CODE, b"AB12CD"), (eapay::APPROVED_AMOUNT, &100u64.to_be_bytes())],
         );
-        assert!(answer_of(&partial, eapay::VENDOR_ID, Some(&d)).is_err());
-        assert_eq!(answer_of(&none, eapay::VENDOR_ID, None).unwrap(), Answer::Authenticated);
+        assert!(answer_of(&partial, Some(&d)).is_err());
+        assert_eq!(answer_of(&none, None).unwrap(), Answer::Authenticated);
     }
 
     #[test]
     fn a_reject_is_a_decline_with_or_without_code() {
         let d = details();
         let coded = reply(Code::AccessReject, &[(eapay::DECLINE_CODE, &51u32.to_be_bytes())]);
-        assert_eq!(
-            answer_of(&coded, eapay::VENDOR_ID, Some(&d)).unwrap(),
-            Answer::Declined { code: Some(51), reason: None }
-        );
+        assert_eq!(answer_of(&coded, Some(&d)).unwrap(), Answer::Declined { code: Some(51), reason: None });
         let bare = reply(Code::AccessReject, &[]);
-        assert_eq!(
-            answer_of(&bare, eapay::VENDOR_ID, Some(&d)).unwrap(),
-            Answer::Declined { code: None, reason: None }
-        );
+        assert_eq!(answer_of(&bare, Some(&d)).unwrap(), Answer::Declined { code: None, reason: None });
         assert_eq!(describe_decline(51), "51 Insufficient-Funds");
         assert_eq!(describe_decline(7), "07");
     }

@@ -17,6 +17,7 @@ use eap_methods::peer::PeerEvent;
 use eapay_tests::{details, Method, Server};
 use nas_terminal::client::RadiusClient;
 use nas_terminal::payment::{self, Request, TerminalSettings};
+use nas_terminal::transport::FinalReply;
 
 /// What one relayed conversation produced.
 struct Paid {
@@ -73,7 +74,9 @@ async fn pay(
         finished.expect("the relay reaches a verdict")
     };
     let ((msk, card_result), finished) = tokio::join!(card_side, terminal_side);
-    let (reply, request_authenticator) = finished.reply.expect("a final RADIUS answer");
+    let Some(FinalReply::Radius { packet: reply, authenticator: request_authenticator }) = finished.reply else {
+        panic!("no final RADIUS answer");
+    };
     let recv_key = reply
         .vendor_attribute(microsoft::VENDOR_ID, microsoft::MS_MPPE_RECV_KEY)
         .unwrap()

@@ -264,7 +264,7 @@ fn classify(error: PaymentError, in_doubt: bool, card_error: Option<&CardError>)
         (PaymentError::Radius(ClientError::NoAnswer { .. }), _) => ("timeout", error.to_string()),
         (PaymentError::Radius(ClientError::Io(_)), _) => ("socket", error.to_string()),
         (PaymentError::Radius(_), _) => ("radius", error.to_string()),
-        (PaymentError::UnexpectedCode(_) | PaymentError::NoEap | PaymentError::BadAnswer(_), _) => {
+        (PaymentError::UnexpectedAnswer(_) | PaymentError::NoEap | PaymentError::BadAnswer(_), _) => {
             ("bad-answer", error.to_string())
         }
         (PaymentError::TooManyRounds, _) => ("too-many-rounds", error.to_string()),
