@@ -12,6 +12,7 @@
 
 pub mod avp;
 pub mod message;
+pub mod peer;
 
 pub use avp::{
     encoded_len, parse_avps, parse_avps_capped, push_avp, Avp, AvpDef, AvpError, DataType, AVP_FLAG_MANDATORY,
