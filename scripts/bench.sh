@@ -145,7 +145,7 @@ trap 'exit 130' INT TERM
 echo "== eapay-server in $WORK"
 DATA=$WORK/data
 "$SERVER_BIN" init --data-dir "$DATA" --realm bench.example --radius-secret "$SECRET" \
-    --radius-listen 127.0.0.1:0 >/dev/null
+    --radius-listen 127.0.0.1:0 --diameter-listen 127.0.0.1:0 >/dev/null
 CONFIG=$DATA/eapay.toml
 # Every card pays many times a second: no per-card velocity limit.
 grep -q '^velocity_max' "$CONFIG" || die "$CONFIG has no [payment] velocity_max to set"

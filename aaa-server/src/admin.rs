@@ -36,7 +36,8 @@ use eap_methods::sim_aka::auc::DEFAULT_AMF;
 
 use crate::cards::{CardMethod, Confirmation};
 use crate::config::{
-    Config, DiameterSection, EapSection, LedgerSection, PaymentSection, RadiusClient, RadiusSection, ServerSection,
+    Config, DiameterPeer, DiameterSection, EapSection, LedgerSection, PaymentSection, RadiusClient, RadiusSection,
+    ServerSection,
 };
 use crate::error::ServerError;
 use crate::ledger::{LedgerOptions, NewAkaCredential, NewCard, SqlLedger};
@@ -60,6 +61,10 @@ pub const DEFAULT_REALM: &str = "issuer.example";
 pub const DEFAULT_RADIUS_LISTEN: &str = "127.0.0.1:1812";
 /// Default Diameter address.
 pub const DEFAULT_DIAMETER_LISTEN: &str = "127.0.0.1:3868";
+/// The host part of the demo terminal's Diameter Origin-Host
+/// (`demo-terminal.<realm>`); it acts for the same merchant as over RADIUS,
+/// under the same name.
+pub const DEMO_DIAMETER_TERMINAL: &str = "demo-terminal";
 
 /// Options of `eapay-server init`. Debug hides the secret.
 #[derive(Clone)]
@@ -145,6 +150,16 @@ pub async fn init(opts: &InitOptions) -> Result<Initialised, ServerError> {
             listen: opts.diameter_listen,
             origin_host: format!("aaa.{}", opts.realm),
             origin_realm: opts.realm.clone(),
+            watchdog_secs: 30,
+            cer_timeout_secs: 10,
+            max_message: 65_536,
+            duplicate_window_secs: 30,
+            peers: vec![DiameterPeer {
+                name: "demo-terminal".into(),
+                origin_host: format!("{DEMO_DIAMETER_TERMINAL}.{}", opts.realm),
+                address: ipnet::IpNet::from(std::net::IpAddr::from([127, 0, 0, 1])),
+                merchants: vec![DEMO_MERCHANT.into()],
+            }],
         }),
         ledger: LedgerSection { url: format!("sqlite://{}", data_dir.join("ledger.db").display()) },
         eap: EapSection::default(),

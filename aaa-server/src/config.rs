@@ -96,13 +96,56 @@ fn yes() -> bool {
     true
 }
 
-/// `[diameter]` (served from the Diameter issue on).
+/// `[diameter]`: the Diameter EAP (RFC 4072) front end, served when present.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DiameterSection {
     pub listen: SocketAddr,
     pub origin_host: String,
     pub origin_realm: String,
+    /// The watchdog interval Tw (RFC 3539 §3.4.1; at least 6).
+    #[serde(default = "default_watchdog")]
+    pub watchdog_secs: u64,
+    /// A connection that sends no CER within this is closed.
+    #[serde(default = "default_cer_timeout")]
+    pub cer_timeout_secs: u64,
+    /// The largest message accepted from a peer.
+    #[serde(default = "default_max_message")]
+    pub max_message: usize,
+    /// How long an answer is kept for retransmissions (End-to-End id and Origin-Host).
+    #[serde(default = "default_duplicate_window")]
+    pub duplicate_window_secs: u64,
+    #[serde(default)]
+    pub peers: Vec<DiameterPeer>,
+}
+
+fn default_watchdog() -> u64 {
+    30
+}
+
+fn default_cer_timeout() -> u64 {
+    10
+}
+
+fn default_max_message() -> usize {
+    65_536
+}
+
+/// `[[diameter.peers]]`: a terminal, or a relay agent in front of terminals,
+/// allowed to connect. Like a RADIUS client it acts for the merchants listed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiameterPeer {
+    /// The name the ledger records (as a RADIUS client's name).
+    pub name: String,
+    /// The Origin-Host its CER must carry.
+    pub origin_host: String,
+    /// Where its connections may come from (address or CIDR block).
+    #[serde(with = "address_or_block")]
+    pub address: IpNet,
+    /// The merchants this peer may act for.
+    #[serde(default)]
+    pub merchants: Vec<String>,
 }
 
 /// `[ledger]`
@@ -248,6 +291,25 @@ impl Config {
                     "radius client {:?}: merchant id {m:?} is not 1-64 printable characters",
                     c.name
                 )));
+            }
+        }
+        if let Some(d) = &self.diameter {
+            if d.origin_host.is_empty() || d.origin_realm.is_empty() {
+                return Err(ServerError::Config("diameter: origin_host and origin_realm must be set".into()));
+            }
+            if d.watchdog_secs < 6 {
+                return Err(ServerError::Config("diameter.watchdog_secs must be at least 6 (RFC 3539)".into()));
+            }
+            if !(4096..=1 << 24).contains(&d.max_message) {
+                return Err(ServerError::Config("diameter.max_message must be 4096 to 16777216".into()));
+            }
+            for p in &d.peers {
+                if let Some(m) = p.merchants.iter().find(|m| !is_identifier(m)) {
+                    return Err(ServerError::Config(format!(
+                        "diameter peer {:?}: merchant id {m:?} is not 1-64 printable characters",
+                        p.name
+                    )));
+                }
             }
         }
         let tls = &self.eap.tls;

@@ -1,9 +1,9 @@
-//! The eapay payment server: a RADIUS (and, later, Diameter) AAA server
+//! The eapay payment server: a RADIUS and Diameter AAA server
 //! running the EAP methods of `eap-methods` against the issuer's card store.
 //!
 //! [`core`] is protocol-neutral (conversations, payment decision,
-//! settlement, counters); [`radius`] is an adapter from its wire format to
-//! the core.
+//! settlement, counters); [`radius`] and [`diameter`] are adapters from
+//! their wire formats to the core.
 //!
 //! Decisions recorded here (DESIGN.md is silent on them):
 //! - Relative paths in `eapay.toml` are relative to the working directory;
@@ -38,6 +38,7 @@ pub mod admin;
 pub mod cards;
 pub mod config;
 pub mod core;
+pub mod diameter;
 pub mod error;
 pub mod fsutil;
 pub mod ledger;

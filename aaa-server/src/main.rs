@@ -622,9 +622,13 @@ async fn with_ledger<T>(config: &Config, command: impl AsyncFnOnce(&SqlLedger) -
     Ok(result?)
 }
 
-/// The lines scripts and tests wait for, on stdout.
+/// The lines scripts and tests wait for, on stdout; RADIUS accounting's is
+/// the last.
 fn announce(server: &Server) -> Result<()> {
     let mut out = std::io::stdout().lock();
+    if let Some(addr) = server.diameter_addr()? {
+        writeln!(out, "listening diameter {addr}")?;
+    }
     writeln!(out, "listening radius auth {}", server.auth_addr()?)?;
     writeln!(out, "listening radius acct {}", server.acct_addr()?)?;
     out.flush()?;

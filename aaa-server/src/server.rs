@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::UdpSocket;
+use tokio::net::{TcpListener, UdpSocket};
 use tracing::info;
 
 use eap_methods::tls::{ClientAuth, TlsServerConfig, TlsServerOptions, TlsVersion};
@@ -12,6 +12,7 @@ use eap_methods::tls::{ClientAuth, TlsServerConfig, TlsServerOptions, TlsVersion
 use crate::config::Config;
 use crate::core::eap::EapPolicy;
 use crate::core::{Conversations, Core};
+use crate::diameter::{self, Diameter};
 use crate::error::ServerError;
 use crate::ledger::SqlLedger;
 use crate::pki;
@@ -25,6 +26,8 @@ pub struct Server {
     radius: Arc<Radius<SqlLedger>>,
     auth: Arc<UdpSocket>,
     acct: Arc<UdpSocket>,
+    /// The Diameter front end, when `[diameter]` is configured.
+    diameter: Option<(Arc<Diameter<SqlLedger>>, TcpListener)>,
 }
 
 impl Server {
@@ -38,8 +41,7 @@ impl Server {
         };
         let auth = bind(config.radius.auth_listen).await?;
         let acct = bind(config.radius.acct_listen).await?;
-        let conversations =
-            Conversations::new(Duration::from_secs(config.eap.session_timeout_secs), config.eap.max_sessions);
+        let (idle, max) = (Duration::from_secs(config.eap.session_timeout_secs), config.eap.max_sessions);
         let (tls, ttls) = tls_configs(config)?;
         let policy = EapPolicy {
             realm: config.server.realm.clone(),
@@ -52,10 +54,19 @@ impl Server {
         let radius = Arc::new(Radius::new(
             core.clone(),
             Clients::new(&config.radius.clients),
-            conversations,
+            Conversations::new(idle, max),
             Duration::from_secs(config.radius.duplicate_window_secs),
         ));
-        Ok(Self { core, radius, auth, acct })
+        let diameter = match &config.diameter {
+            Some(section) => {
+                let listener = TcpListener::bind(section.listen)
+                    .await
+                    .map_err(|e| ServerError::Io { path: format!("bind {}", section.listen), source: e })?;
+                Some((Arc::new(Diameter::new(core.clone(), section, Conversations::new(idle, max))), listener))
+            }
+            None => None,
+        };
+        Ok(Self { core, radius, auth, acct, diameter })
     }
 
     /// The bound authentication address.
@@ -68,21 +79,44 @@ impl Server {
         self.acct.local_addr().map_err(|e| ServerError::Io { path: "acct socket".into(), source: e })
     }
 
-    /// Serves until SIGINT or SIGTERM.
+    /// The bound Diameter address, if Diameter is served.
+    pub fn diameter_addr(&self) -> Result<Option<SocketAddr>, ServerError> {
+        match &self.diameter {
+            Some((_, listener)) => listener
+                .local_addr()
+                .map(Some)
+                .map_err(|e| ServerError::Io { path: "diameter socket".into(), source: e }),
+            None => Ok(None),
+        }
+    }
+
+    /// Serves until SIGINT or SIGTERM; Diameter peers get DPR before the end.
     pub async fn run(self) -> Result<(), ServerError> {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let diameter_front = self.diameter.as_ref().map(|(front, _)| front.clone());
+        let diameter = self.diameter.map(|(front, listener)| tokio::spawn(diameter::serve(listener, front, stopped)));
         let auth = tokio::spawn(radius::serve(self.auth.clone(), Port::Auth, self.radius.clone()));
         let acct = tokio::spawn(radius::serve(self.acct.clone(), Port::Acct, self.radius.clone()));
-        let (core, radius) = (self.core.clone(), self.radius.clone());
+        let (core, radius, front) = (self.core.clone(), self.radius.clone(), diameter_front.clone());
         let sweeper = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(5));
             loop {
                 tick.tick().await;
-                core.sweep(&radius.conversations, std::time::Instant::now()).await;
-                let expired = radius.conversations.expired();
+                let now = std::time::Instant::now();
+                core.sweep(&radius.conversations, now).await;
+                let mut expired = radius.conversations.expired();
+                if let Some(front) = &front {
+                    core.sweep(&front.conversations, now).await;
+                    expired += front.conversations.expired();
+                }
                 core.counters.eap_expired.store(expired, std::sync::atomic::Ordering::Relaxed);
             }
         });
         shutdown_signal().await;
+        let _ = stop.send(true);
+        if let Some(diameter) = diameter {
+            let _ = diameter.await;
+        }
         auth.abort();
         acct.abort();
         sweeper.abort();
@@ -92,6 +126,7 @@ impl Server {
             .snapshot()
             .into_iter()
             .chain(self.radius.counters.snapshot())
+            .chain(diameter_front.iter().flat_map(|d| d.counters.snapshot()))
             .filter(|(_, v)| *v > 0)
             .map(|(k, v)| format!("{k}={v}"))
             .collect();

@@ -308,6 +308,8 @@ pub struct Server {
     child: Mutex<Child>,
     pub auth: SocketAddr,
     pub acct: SocketAddr,
+    /// The Diameter listener (`init` configures one on an ephemeral port).
+    pub diameter: Option<SocketAddr>,
     pub realm: String,
     pub secret: String,
     pub config: PathBuf,
@@ -361,17 +363,21 @@ fn spawn_stderr_reader<R: Read + Send + 'static>(mut stderr: R, keep: Arc<Mutex<
 }
 
 fn parse_listening(line: &str, what: &str) -> Option<SocketAddr> {
-    let rest = line.trim().strip_prefix("listening radius ")?.strip_prefix(what)?;
+    let rest = line.trim().strip_prefix("listening ")?.strip_prefix(what)?;
     rest.trim().parse().ok()
 }
 
-/// Runs `serve --config CONFIG` until it prints both listening lines; its
-/// output is appended to `stdout` / `stderr`.
-fn spawn_serve(
-    config: &Path,
-    stdout: &Arc<Mutex<Vec<String>>>,
-    stderr: &Arc<Mutex<Vec<u8>>>,
-) -> (Child, SocketAddr, SocketAddr) {
+/// Where a running server listens.
+struct Listening {
+    auth: SocketAddr,
+    acct: SocketAddr,
+    /// Announced before the RADIUS lines when `[diameter]` is configured.
+    diameter: Option<SocketAddr>,
+}
+
+/// Runs `serve --config CONFIG` until it prints both RADIUS listening lines
+/// (the Diameter one comes first); its output is appended to `stdout` / `stderr`.
+fn spawn_serve(config: &Path, stdout: &Arc<Mutex<Vec<String>>>, stderr: &Arc<Mutex<Vec<u8>>>) -> (Child, Listening) {
     let mut cmd = Command::new(server_bin());
     cmd.arg("serve").arg("--config").arg(config).env("RUST_BACKTRACE", "1");
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -381,7 +387,7 @@ fn spawn_serve(
     let lines = spawn_line_reader(child.stdout.take().expect("stdout pipe"), stdout.clone());
 
     let deadline = Instant::now() + STARTUP_TIMEOUT;
-    let (mut auth, mut acct) = (None, None);
+    let (mut auth, mut acct, mut diameter) = (None, None, None);
     let failure = loop {
         if auth.is_some() && acct.is_some() {
             break None;
@@ -389,8 +395,9 @@ fn spawn_serve(
         let left = deadline.saturating_duration_since(Instant::now());
         match lines.recv_timeout(left.max(Duration::from_millis(1))) {
             Ok(line) => {
-                auth = auth.or_else(|| parse_listening(&line, "auth"));
-                acct = acct.or_else(|| parse_listening(&line, "acct"));
+                auth = auth.or_else(|| parse_listening(&line, "radius auth"));
+                acct = acct.or_else(|| parse_listening(&line, "radius acct"));
+                diameter = diameter.or_else(|| parse_listening(&line, "diameter"));
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 break Some(format!("no `listening radius auth/acct` lines within {STARTUP_TIMEOUT:?}"));
@@ -413,7 +420,7 @@ fn spawn_serve(
             String::from_utf8_lossy(&stderr.lock().unwrap_or_else(|e| e.into_inner())),
         );
     }
-    (child, auth.expect("auth address"), acct.expect("acct address"))
+    (child, Listening { auth: auth.expect("auth address"), acct: acct.expect("acct address"), diameter })
 }
 
 /// Reads a TOML file, lets `edit` change it, writes it back.
@@ -479,6 +486,8 @@ impl Server {
             secret,
             "--radius-listen",
             "127.0.0.1:0",
+            "--diameter-listen",
+            "127.0.0.1:0",
         ]);
         let config = data_dir.join("eapay.toml");
         assert!(config.is_file(), "`eapay-server init` did not write {}", config.display());
@@ -486,11 +495,12 @@ impl Server {
 
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let stdout = Arc::new(Mutex::new(Vec::new()));
-        let (child, auth, acct) = spawn_serve(&config, &stdout, &stderr);
+        let (child, listening) = spawn_serve(&config, &stdout, &stderr);
         Server {
             child: Mutex::new(child),
-            auth,
-            acct,
+            auth: listening.auth,
+            acct: listening.acct,
+            diameter: listening.diameter,
             realm: realm.to_owned(),
             secret: secret.to_owned(),
             config,
@@ -529,10 +539,11 @@ impl Server {
                 let _ = child.wait();
             }
         }
-        let (child, auth, acct) = spawn_serve(&self.config, &self.stdout, &self.stderr);
+        let (child, listening) = spawn_serve(&self.config, &self.stdout, &self.stderr);
         *self.child.get_mut().unwrap_or_else(|e| e.into_inner()) = child;
-        self.auth = auth;
-        self.acct = acct;
+        self.auth = listening.auth;
+        self.acct = listening.acct;
+        self.diameter = listening.diameter;
     }
 
     /// Everything the server wrote to stderr so far.

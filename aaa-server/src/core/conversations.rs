@@ -94,7 +94,8 @@ impl<K: Eq + Hash + Clone> Conversations<K> {
     }
 
     /// Stores a conversation under `key`, unless the table is full even
-    /// after dropping expired ones.
+    /// after dropping expired ones. A conversation it replaces (a Diameter
+    /// client restarting EAP in the same session) is retired.
     pub fn put(&self, key: K, pending: Pending, now: Instant) -> Result<(), TableFull> {
         let Ok(mut map) = self.map.lock() else { return Err(TableFull(Box::new(pending))) };
         if map.len() >= self.max && !map.contains_key(&key) {
@@ -103,7 +104,10 @@ impl<K: Eq + Hash + Clone> Conversations<K> {
                 return Err(TableFull(Box::new(pending)));
             }
         }
-        map.insert(key, Entry { pending, last_used: now });
+        if let Some(replaced) = map.insert(key, Entry { pending, last_used: now }) {
+            drop(map);
+            self.retire(replaced.pending);
+        }
         Ok(())
     }
 

@@ -10,43 +10,44 @@ use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-enum Entry {
+enum Entry<V> {
     InProgress,
     /// The reply sent (None: the request was deliberately not answered).
-    Done(Option<Vec<u8>>),
+    Done(Option<V>),
 }
 
 /// What to do with an incoming request.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Seen {
+pub enum Seen<V = Vec<u8>> {
     /// New: process it, then call [`DuplicateCache::finish`].
     New,
     /// Being processed: drop this copy.
     InProgress,
     /// Answered before: send this again (or nothing).
-    Answered(Option<Vec<u8>>),
+    Answered(Option<V>),
 }
 
-/// The cache of requests named by `K`, bounded in time and size.
-pub struct DuplicateCache<K> {
-    inner: Mutex<Inner<K>>,
+/// The cache of requests named by `K` and their replies `V` (the encoded
+/// datagram for RADIUS), bounded in time and size.
+pub struct DuplicateCache<K, V = Vec<u8>> {
+    inner: Mutex<Inner<K, V>>,
     window: Duration,
     max: usize,
 }
 
-struct Inner<K> {
-    entries: HashMap<K, Entry>,
+struct Inner<K, V> {
+    entries: HashMap<K, Entry<V>>,
     order: VecDeque<(Instant, K)>,
 }
 
-impl<K: Eq + Hash + Clone> DuplicateCache<K> {
+impl<K: Eq + Hash + Clone, V: Clone> DuplicateCache<K, V> {
     /// Remembers replies for `window`, at most `max` of them.
     pub fn new(window: Duration, max: usize) -> Self {
         Self { inner: Mutex::new(Inner { entries: HashMap::new(), order: VecDeque::new() }), window, max }
     }
 
     /// Looks a request up, marking it in progress if new.
-    pub fn check(&self, key: K) -> Seen {
+    pub fn check(&self, key: K) -> Seen<V> {
         let Ok(mut inner) = self.inner.lock() else { return Seen::InProgress };
         let now = Instant::now();
         while let Some((t, _)) = inner.order.front() {
@@ -70,7 +71,7 @@ impl<K: Eq + Hash + Clone> DuplicateCache<K> {
     }
 
     /// Records the reply (or the decision not to reply) for `key`.
-    pub fn finish(&self, key: K, reply: Option<Vec<u8>>) {
+    pub fn finish(&self, key: K, reply: Option<V>) {
         if let Ok(mut inner) = self.inner.lock() {
             inner.entries.insert(key.clone(), Entry::Done(reply));
             inner.order.push_back((Instant::now(), key));
@@ -96,7 +97,7 @@ mod tests {
 
     #[test]
     fn replays_the_reply_and_blocks_while_in_progress() {
-        let c = DuplicateCache::new(Duration::from_secs(30), 100);
+        let c = DuplicateCache::<_, Vec<u8>>::new(Duration::from_secs(30), 100);
         assert_eq!(c.check(key(1)), Seen::New);
         assert_eq!(c.check(key(1)), Seen::InProgress);
         c.finish(key(1), Some(vec![1, 2, 3]));
@@ -106,7 +107,7 @@ mod tests {
 
     #[test]
     fn bounded_by_size() {
-        let c = DuplicateCache::new(Duration::from_secs(30), 2);
+        let c = DuplicateCache::<_, Vec<u8>>::new(Duration::from_secs(30), 2);
         for id in 0..5 {
             assert_eq!(c.check(key(id)), Seen::New);
             c.finish(key(id), None);

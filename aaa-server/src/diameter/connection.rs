@@ -1,0 +1,137 @@
+//! One accepted Diameter connection: the sans-IO peer state machine driven
+//! by the socket, its timers, the answers of the requests in flight, and the
+//! server's shutdown (DPR).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use aaa_proto::diameter::message::Message;
+use aaa_proto::diameter::peer::{Action, Peer as PeerMachine, PeerConfig};
+use aaa_proto::dictionary::diameter::{DisconnectCause, ResultCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch, Semaphore};
+use tracing::{debug, info};
+
+use super::dispatch::{self, protocol_error};
+use super::peers::Peer;
+use super::Diameter;
+use crate::core::counters::bump;
+use crate::ledger::Ledger;
+
+/// Requests of one connection processed at once; beyond this the peer gets
+/// 3004 DIAMETER_TOO_BUSY and may send elsewhere.
+const MAX_IN_FLIGHT: usize = 1024;
+
+/// Serves `stream` until the peer or the server ends it.
+pub async fn run<L: Ledger>(
+    front: Arc<Diameter<L>>,
+    stream: TcpStream,
+    remote: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    // Host-IP-Address: the address the peer reached us on.
+    let mut config: PeerConfig = (*front.peer_config).clone();
+    if let Ok(local) = stream.local_addr() {
+        config.local.host_ip_addresses = vec![local.ip()];
+    }
+    let known = {
+        let front = front.clone();
+        Box::new(move |host: &str, _realm: &str| front.peers.find(host, remote.ip()).is_some())
+    };
+    let mut machine = PeerMachine::responder(Arc::new(config), known, Instant::now(), rand::random());
+    let (mut reader, mut writer) = stream.into_split();
+    let (answers, mut answered) = mpsc::channel::<Message>(64);
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut peer: Option<Peer> = None;
+    let mut stopping = false;
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let deadline = machine.poll_timeout();
+        let actions = tokio::select! {
+            read = reader.read(&mut buf) => match read {
+                Ok(0) => {
+                    debug!(%remote, "Diameter peer closed the connection");
+                    break;
+                }
+                Ok(n) => machine.handle_bytes(&buf[..n], Instant::now()),
+                Err(e) => {
+                    debug!(%remote, error = %e, "Diameter read");
+                    break;
+                }
+            },
+            () = sleep_until(deadline) => machine.handle_timeout(Instant::now()),
+            Some(answer) = answered.recv() => match machine.send_answer(answer, Instant::now()) {
+                Ok(actions) => actions,
+                Err(e) => {
+                    debug!(%remote, error = %e, "answer not sent");
+                    Vec::new()
+                }
+            },
+            _ = shutdown.changed(), if !stopping => {
+                stopping = true;
+                machine.disconnect(DisconnectCause::Rebooting.value(), Instant::now())
+            }
+        };
+        let mut close = false;
+        for action in actions {
+            match action {
+                Action::Send(bytes) => {
+                    if let Err(e) = writer.write_all(&bytes).await {
+                        debug!(%remote, error = %e, "Diameter write");
+                        close = true;
+                    }
+                }
+                Action::Open(who) => {
+                    peer = front.peers.find(&who.origin_host, remote.ip()).cloned();
+                    info!(%remote, origin_host = %who.origin_host, product = %who.product_name, "Diameter peer open");
+                }
+                Action::Deliver(message) if message.is_request() => {
+                    match (&peer, in_flight.clone().try_acquire_owned()) {
+                        (Some(p), Ok(permit)) => {
+                            let (front, p, answers) = (front.clone(), p.clone(), answers.clone());
+                            tokio::spawn(async move {
+                                if let Some(answer) = dispatch::answer(&front, &p, remote.ip(), message).await {
+                                    let _ = answers.send(answer).await;
+                                }
+                                drop(permit);
+                            });
+                        }
+                        // Only an open connection delivers requests, and an open
+                        // one has a configured peer; a full one is told to wait.
+                        _ => {
+                            front.refused(remote.ip(), "too busy", "requests in flight");
+                            let busy = protocol_error(&front, &message, ResultCode::TooBusy, None);
+                            if let Ok(actions) = machine.send_answer(busy, Instant::now()) {
+                                for a in actions {
+                                    if let Action::Send(bytes) = a {
+                                        let _ = writer.write_all(&bytes).await;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                Action::Deliver(_) => debug!(%remote, "an answer to a request this server never sent"),
+                Action::Close { reason } => {
+                    info!(%remote, reason, "Diameter connection closed");
+                    close = true;
+                }
+            }
+        }
+        if close {
+            break;
+        }
+    }
+    bump(&front.counters.diameter_closed);
+    let _ = writer.shutdown().await;
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}

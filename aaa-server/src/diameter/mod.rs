@@ -1,0 +1,168 @@
+//! The Diameter front end: RFC 6733 base protocol over TCP with the Diameter
+//! EAP application (RFC 4072, DER/DEA) and base accounting (ACR/ACA), an
+//! adapter between the Diameter wire format and the protocol-neutral
+//! [`crate::core`].
+//!
+//! Each accepted connection is driven by the sans-IO
+//! [`aaa_proto::diameter::peer::Peer`] (capabilities exchange, watchdog,
+//! disconnect); the application requests it delivers are answered here:
+//! - a request for another realm gets 3003 (this server is no relay), for
+//!   another host 3002, for an application other than EAP or accounting 3007,
+//!   an unknown command 3001, an AVP with the M bit that this server does not
+//!   understand 5001, a missing required AVP 5005; each with Failed-AVP;
+//! - a retransmission (same End-to-End id and Origin-Host, RFC 6733 §6.3)
+//!   gets the cached answer, never a second decision;
+//! - a DER runs one EAP round through [`crate::core::exchange`], keyed by
+//!   Session-Id and the Origin-Host that owns the session;
+//! - an ACR carries Eapay-Settlement-Action like RADIUS accounting.
+//!
+//! Decisions (RFC 4072 leaves room): DEA 1001 carries no State (Session-Id
+//! keeps the conversation together; a State the client sent is echoed);
+//! a DER that continues no live conversation and is not an
+//! EAP-Response/Identity gets 5002 DIAMETER_UNKNOWN_SESSION_ID; an EAP
+//! packet whose Length disagrees gets 5004 with Failed-AVP; a full table
+//! 3004 DIAMETER_TOO_BUSY; a ledger failure 3004 too, uncached, so the
+//! client's retransmission is decided afresh.
+
+mod accounting;
+mod connection;
+mod dispatch;
+mod eap;
+pub mod peers;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aaa_proto::diameter::message::{Limits, Message};
+use aaa_proto::diameter::peer::{LocalPeer, PeerConfig, Timers};
+use aaa_proto::dictionary::diameter::application;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+use crate::config::DiameterSection;
+use crate::core::counters::{bump, LogLimiter};
+use crate::core::duplicates::DuplicateCache;
+use crate::core::{Conversations, Core};
+use crate::counters;
+use crate::ledger::Ledger;
+use peers::Peers;
+
+/// A conversation is found by Session-Id and the Origin-Host of the
+/// terminal that owns the session (a relay keeps both).
+pub type SessionKey = (String, String);
+
+/// A request on the wire (RFC 6733 §6.3): End-to-End id and Origin-Host.
+pub type RequestKey = (u32, String);
+
+/// Connections served at once; beyond this, new ones are closed at once.
+const MAX_CONNECTIONS: usize = 1024;
+
+counters!(
+    /// What the Diameter front end received, answered and refused.
+    DiameterCounters {
+        diameter_connections,
+        diameter_requests,
+        diameter_answers,
+        diameter_duplicates_resent,
+        diameter_duplicates_dropped,
+        diameter_protocol_errors,
+        diameter_closed,
+    }
+);
+
+/// The Diameter front end's state.
+pub struct Diameter<L> {
+    pub core: Arc<Core<L>>,
+    pub peers: Peers,
+    pub conversations: Conversations<SessionKey>,
+    pub duplicates: DuplicateCache<RequestKey, Message>,
+    pub counters: DiameterCounters,
+    /// What this server says of itself in CEA, DWA and every answer.
+    pub peer_config: Arc<PeerConfig>,
+    pub(crate) logs: LogLimiter,
+}
+
+impl<L: Ledger> Diameter<L> {
+    /// A front end for `section` over `core`; `conversations` is its own table.
+    pub fn new(core: Arc<Core<L>>, section: &DiameterSection, conversations: Conversations<SessionKey>) -> Self {
+        let local = LocalPeer {
+            origin_host: section.origin_host.clone(),
+            origin_realm: section.origin_realm.clone(),
+            // Overwritten per connection with the address it was accepted on.
+            host_ip_addresses: vec![section.listen.ip()],
+            vendor_id: core.vendor_id,
+            product_name: "eapay".into(),
+            firmware_revision: None,
+            origin_state_id: origin_state_id(),
+            auth_applications: vec![application::EAP],
+            acct_applications: vec![application::ACCOUNTING],
+        };
+        let timers = Timers {
+            tw: Duration::from_secs(section.watchdog_secs),
+            cer_timeout: Duration::from_secs(section.cer_timeout_secs),
+            ..Timers::default()
+        };
+        let limits = Limits { max_message: section.max_message, ..Limits::default() };
+        Self {
+            core,
+            peers: Peers::new(&section.peers),
+            conversations,
+            duplicates: DuplicateCache::new(Duration::from_secs(section.duplicate_window_secs), 1 << 20),
+            counters: DiameterCounters::default(),
+            peer_config: Arc::new(PeerConfig { local, timers, limits }),
+            logs: LogLimiter::new(Duration::from_secs(10)),
+        }
+    }
+
+    /// Counts a refused or dropped message and logs it, rate-limited.
+    pub(crate) fn refused(&self, source: IpAddr, reason: &'static str, detail: &str) {
+        bump(&self.counters.diameter_protocol_errors);
+        if self.logs.allow(source, reason) {
+            warn!(%source, reason, detail, "Diameter request refused");
+        }
+    }
+}
+
+/// Origin-State-Id (RFC 6733 §8.16): changes whenever the server restarts,
+/// so peers learn that its state was lost. The start time serves.
+fn origin_state_id() -> u32 {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs());
+    u32::try_from(secs & u64::from(u32::MAX)).unwrap_or(1)
+}
+
+/// Accepts connections until `shutdown` turns true, then lets each
+/// connection say goodbye (DPR) before returning.
+pub async fn serve<L: Ledger>(listener: TcpListener, front: Arc<Diameter<L>>, shutdown: watch::Receiver<bool>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut stop = shutdown.clone();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, remote) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        debug!(error = %e, "accept");
+                        continue;
+                    }
+                };
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    front.refused(remote.ip(), "too many connections", "");
+                    continue;
+                };
+                bump(&front.counters.diameter_connections);
+                let (front, shutdown) = (front.clone(), shutdown.clone());
+                tasks.spawn(async move {
+                    connection::run(front, stream, remote, shutdown).await;
+                    drop(slot);
+                });
+            }
+            _ = stop.changed() => break,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+    }
+    // Each connection sees the same signal and sends DPR; wait for them.
+    let _ = tokio::time::timeout(Duration::from_secs(6), async { while tasks.join_next().await.is_some() {} }).await;
+}

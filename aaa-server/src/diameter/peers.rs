@@ -1,0 +1,68 @@
+//! The configured Diameter peers (`[[diameter.peers]]`): terminals, or relay
+//! agents in front of them, known by the Origin-Host of their CER and
+//! allowed only from their address block. Anyone else gets CEA 3010
+//! DIAMETER_UNKNOWN_PEER (RFC 6733 §5.3).
+
+use std::net::IpAddr;
+
+use crate::config::DiameterPeer;
+
+/// A peer as the request path needs it.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The name the ledger records.
+    pub name: String,
+    pub origin_host: String,
+    pub merchants: Vec<String>,
+    net: ipnet::IpNet,
+}
+
+/// The configured peers.
+#[derive(Debug, Clone)]
+pub struct Peers(Vec<Peer>);
+
+impl Peers {
+    /// From the configuration.
+    pub fn new(config: &[DiameterPeer]) -> Self {
+        Self(
+            config
+                .iter()
+                .map(|p| Peer {
+                    name: p.name.clone(),
+                    origin_host: p.origin_host.clone(),
+                    merchants: p.merchants.clone(),
+                    net: p.address,
+                })
+                .collect(),
+        )
+    }
+
+    /// The peer whose CER said `origin_host`, if it may connect from `source`.
+    /// Diameter identities compare case-insensitively (they are FQDNs).
+    pub fn find(&self, origin_host: &str, source: IpAddr) -> Option<&Peer> {
+        let source = match source {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(source, IpAddr::V4),
+            v4 => v4,
+        };
+        self.0.iter().find(|p| p.origin_host.eq_ignore_ascii_case(origin_host) && p.net.contains(&source))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_is_known_by_its_origin_host_from_its_block_only() {
+        let peers = Peers::new(&[DiameterPeer {
+            name: "t1".into(),
+            origin_host: "t1.issuer.test".into(),
+            address: "127.0.0.0/8".parse().unwrap(),
+            merchants: vec!["M1".into()],
+        }]);
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(peers.find("T1.Issuer.Test", local).map(|p| p.name.as_str()), Some("t1"));
+        assert!(peers.find("t2.issuer.test", local).is_none());
+        assert!(peers.find("t1.issuer.test", "10.0.0.1".parse().unwrap()).is_none());
+    }
+}
