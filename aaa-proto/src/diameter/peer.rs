@@ -472,6 +472,7 @@ impl Peer {
         out
     }
 
+    /// Where the connection is; check after each call ([`State::Suspect`] means fail over).
     pub fn state(&self) -> State {
         self.state
     }
@@ -514,7 +515,11 @@ impl Peer {
     /// tell what the peer meant, so the connection goes.
     fn handle_undecodable(&mut self, frame: &[u8], e: &MessageError, now: Instant, out: &mut Vec<Action>) {
         let is_request = frame.get(4).is_some_and(|flags| flags & FLAG_REQUEST != 0);
-        let skeleton = if is_request { self.skeleton(frame) } else { None };
+        let open = matches!(self.state, State::Open | State::Suspect | State::Closing);
+        // Before the capabilities exchange only a CER is owed an answer.
+        let skeleton = self.skeleton(frame).filter(|m| {
+            is_request && (open || self.state == State::WaitCer && m.command == command::CAPABILITIES_EXCHANGE)
+        });
         let (Some(request), Some(rc)) = (skeleton, e.result_code()) else {
             let what = if is_request { "request" } else { "answer" };
             return self.close(format!("undecodable {what}: {e}"), out);
@@ -522,10 +527,10 @@ impl Peer {
         let failed = self.failed_for(e, frame);
         let answer = self.error_answer(&request, rc, failed);
         self.send(&answer, out);
-        if matches!(self.state, State::Open | State::Suspect | State::Closing) {
+        if open {
             self.note_traffic(now);
         } else {
-            self.close(format!("undecodable request before the capabilities exchange: {e} (answered {rc})"), out);
+            self.close(format!("undecodable CER: {e} (answered {rc} {})", result_name(rc)), out);
         }
     }
 
@@ -1285,6 +1290,25 @@ mod tests {
     }
 
     #[test]
+    fn malformed_cer_is_answered_then_closed() {
+        let now = Instant::now();
+        let mut s = server(now, true);
+        let mut cer = freediameter_cer();
+        cer.avps[3] = OwnedAvp::octets(code::VENDOR_ID, None, true, &[0, 0]);
+        let out = s.handle_bytes(&cer.encode().unwrap(), now);
+        let cea = &sent(&out)[0];
+        assert_eq!((cea.command, result_of(cea), cea.hop_by_hop), (257, Some(5014), 0x55));
+        assert_eq!(cea.find(code::FAILED_AVP, None).unwrap().data, [0, 0, 1, 10, 0x40, 0, 0, 10, 0, 0, 0, 0]);
+        assert!(closed(&out).unwrap().contains("DIAMETER_INVALID_AVP_LENGTH"));
+        // A malformed request that is not a CER gets nothing before the exchange.
+        let mut s = server(now, true);
+        let mut bad = der(1);
+        bad.push(OwnedAvp::octets(code::ORIGIN_STATE_ID, None, true, &[1]));
+        let out = s.handle_bytes(&bad.encode().unwrap(), now);
+        assert!(sent(&out).is_empty() && closed(&out).is_some());
+    }
+
+    #[test]
     fn request_before_cer_closes() {
         let now = Instant::now();
         let mut s = server(now, true);
@@ -1641,6 +1665,14 @@ mod tests {
         // The CER takes one too.
         let cer = &sent(&t.handle_connected(now))[0];
         assert_eq!(cer.end_to_end >> 20, 0xabc);
+    }
+
+    #[test]
+    fn a_peer_can_move_between_tokio_tasks() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Peer>();
+        send_sync::<Action>();
+        send_sync::<PeerError>();
     }
 
     #[test]
