@@ -717,7 +717,7 @@ async fn demo_payment(config: &Config, server: SocketAddr, card_file: &Path) -> 
     let (card_report, finished) = nas_terminal::simulated::run(
         &mut card,
         &mut e_card::AutoAccept,
-        &mut radius,
+        &mut nas_terminal::transport::radius::RadiusConversation::new(&mut radius, &settings),
         &settings,
         Request::Payment(&details),
     )

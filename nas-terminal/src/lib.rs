@@ -1,8 +1,9 @@
-//! The eapay merchant terminal: a RADIUS client that relays EAP between
+//! The eapay merchant terminal: a RADIUS and Diameter client that relays EAP between
 //! the card and the payment server without being able to read or alter it.
 //!
 //! - [`client`]: RADIUS transactions with retransmission, failover and
 //!   strict reply verification.
+//! - [`diameter`]: the Diameter client transport: peer connections, failover.
 //! - [`payment`]: one payment over a card link (DESIGN.md §1).
 //! - [`transport`]: the payment's EAP rounds over RADIUS or Diameter.
 //! - [`reversal`]: timeout reversals, stored and forwarded.
@@ -15,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod diameter;
 pub mod payment;
 pub mod reversal;
 #[cfg(feature = "simulated-card")]

@@ -20,14 +20,14 @@ use aaa_proto::payment::PaymentDetails;
 use aaa_proto::receipt::{IssuerPublicKey, ReceiptBody};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use nas_terminal::client::RadiusClient;
 use nas_terminal::payment::{self, describe_decline, Answer, Failed, Finished, Request};
-use nas_terminal::reversal::{self, ReversalAdvice, ReversalStore};
+use nas_terminal::reversal::{self, Accounting, ReversalAdvice, ReversalStore};
+use nas_terminal::transport::Issuer;
 
 use options::{FlushArgs, PayArgs, RadiusArgs, VerifyArgs};
 
 #[derive(Parser)]
-#[command(name = "eapay-terminal", version, about = "eapay merchant terminal (RADIUS NAS and blind EAP relay)")]
+#[command(name = "eapay-terminal", version, about = "eapay merchant terminal (RADIUS or Diameter NAS, blind EAP relay)")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -121,25 +121,29 @@ async fn pay(args: PayArgs) -> Result<Outcome> {
         None => None,
     };
     let store = ReversalStore::new(&args.radius.reversals);
+    let mut issuer = args.radius.issuer().await?;
     // Reversals owed from earlier payments go first (ISO 8583 practice):
     // a server that is back learns about the lost answers before new ones.
-    send_pending(&args.radius, &store, false).await?;
+    send_pending(&args.radius, &issuer, &store, false).await?;
 
-    let mut client = args.radius.auth_client().await?;
     let settings = args.settings();
     let result = match (&args.card_link, &args.card) {
         (Some(address), _) => {
             let mut link = card_link::connect(address).await.with_context(|| format!("card link {address}"))?;
-            let result = payment::run(&mut link, &mut client, &settings, Request::Payment(&details)).await;
+            let mut conversation = issuer.conversation(&settings);
+            let result = payment::run_over(&mut link, &mut conversation, &settings, Request::Payment(&details)).await;
             // A polite goodbye; the card may already be gone.
             let _ = link.send(Frame::Logoff).await;
             result
         }
-        (None, Some(card_file)) => simulated_card_payment(card_file, &mut client, &settings, &details).await?,
+        (None, Some(card_file)) => simulated_card_payment(card_file, &mut issuer, &settings, &details).await?,
         (None, None) => {
             bail!("give the card: --card-link tcp://HOST:PORT (a card served by eapay-card) or --card FILE")
         }
     };
+    if let Issuer::Diameter(client) = &issuer {
+        client.close().await;
+    }
     match result {
         Ok(finished) => show(&finished, &details, currency, issuer_key.as_ref()),
         Err(failed) => Err(failure(failed, &details, &store, &args.card_link)),
@@ -187,7 +191,7 @@ fn failure(
 #[cfg(feature = "simulated-card")]
 async fn simulated_card_payment(
     card_file: &Path,
-    client: &mut RadiusClient,
+    issuer: &mut Issuer,
     settings: &payment::TerminalSettings,
     details: &PaymentDetails,
 ) -> Result<Result<Finished, Failed>> {
@@ -196,7 +200,8 @@ async fn simulated_card_payment(
     // card still confirms exactly those details to the issuer.
     let request = Request::Payment(details);
     let (card_report, result) =
-        nas_terminal::simulated::run(&mut card, &mut e_card::AutoAccept, client, settings, request).await;
+        nas_terminal::simulated::run(&mut card, &mut e_card::AutoAccept, &mut issuer.conversation(settings), settings, request)
+            .await;
     if let Err(e) = card_report {
         tracing::warn!(error = %e, "simulated card");
     }
@@ -206,7 +211,7 @@ async fn simulated_card_payment(
 #[cfg(not(feature = "simulated-card"))]
 async fn simulated_card_payment(
     _card_file: &Path,
-    _client: &mut RadiusClient,
+    _issuer: &mut Issuer,
     _settings: &payment::TerminalSettings,
     _details: &PaymentDetails,
 ) -> Result<Result<Finished, Failed>> {
@@ -276,20 +281,21 @@ fn new_transaction_id() -> String {
 /// Sends the pending reversals (only those due, unless `force`) and reports
 /// each on stdout. Failures leave them pending; only a broken store is an
 /// error.
-async fn send_pending(radius: &RadiusArgs, store: &ReversalStore, force: bool) -> Result<usize> {
+async fn send_pending(radius: &RadiusArgs, issuer: &Issuer, store: &ReversalStore, force: bool) -> Result<usize> {
     if store.pending()?.is_empty() {
         return Ok(0);
     }
-    let mut client = radius.acct_client().await?;
-    let report = reversal::flush(
-        store,
-        &mut client,
-        radius.vendor_id,
-        radius.server.nas_identifier.as_deref(),
-        options::now_ms,
-        force,
-    )
-    .await?;
+    // RADIUS reversals go to the accounting port; Diameter's ACRs share the
+    // connections of the payments.
+    let mut acct_client;
+    let mut accounting = match issuer {
+        Issuer::Diameter(client) => Accounting::Diameter(client),
+        Issuer::Radius(_) => {
+            acct_client = radius.acct_client().await?;
+            Accounting::Radius { client: &mut acct_client, nas_identifier: radius.server.nas_identifier.as_deref() }
+        }
+    };
+    let report = reversal::flush(store, &mut accounting, radius.vendor_id, options::now_ms, force).await?;
     let mut out = std::io::stdout().lock();
     for id in &report.reversed {
         writeln!(out, "reversal of {id} delivered")?;
@@ -306,21 +312,30 @@ async fn send_pending(radius: &RadiusArgs, store: &ReversalStore, force: bool) -
 async fn flush(args: FlushArgs) -> Result<Outcome> {
     args.radius.check_protocol()?;
     let store = ReversalStore::new(&args.radius.reversals);
+    if store.pending()?.is_empty() {
+        println!("no reversal pending in {}", store.path().display());
+        return Ok(Outcome::Done);
+    }
+    let issuer = args.radius.issuer().await?;
     let deadline = tokio::time::Instant::now() + args.wait;
     let mut round = 0u32;
-    loop {
-        let left = send_pending(&args.radius, &store, true).await?;
+    let outcome = loop {
+        let left = send_pending(&args.radius, &issuer, &store, true).await?;
         if left == 0 {
             println!("no reversal pending in {}", store.path().display());
-            return Ok(Outcome::Done);
+            break Ok(Outcome::Done);
         }
         round += 1;
         let pause = reversal::backoff(round);
         if tokio::time::Instant::now() + pause > deadline {
-            bail!("{left} reversal(s) still pending in {}", store.path().display());
+            break Err(anyhow::anyhow!("{left} reversal(s) still pending in {}", store.path().display()));
         }
         tokio::time::sleep(pause).await;
+    };
+    if let Issuer::Diameter(client) = &issuer {
+        client.close().await;
     }
+    outcome
 }
 
 fn load_issuer_key(path: &Path) -> Result<IssuerPublicKey> {

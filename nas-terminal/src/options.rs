@@ -9,7 +9,9 @@ use aaa_proto::dictionary::eapay;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use nas_terminal::client::{RadiusClient, Retransmit};
+use nas_terminal::diameter::{DiameterClient, DiameterSettings};
 use nas_terminal::payment::TerminalSettings;
+use nas_terminal::transport::Issuer;
 
 /// The AAA transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -18,15 +20,16 @@ pub enum Protocol {
     Diameter,
 }
 
-/// The RADIUS authentication servers and how to talk to them (shared by
-/// `pay`, `flush` and `bench`).
+/// The issuer's servers and how to talk to them (shared by `pay`, `flush`
+/// and `bench`).
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
-    /// RADIUS authentication server, HOST:PORT; repeat for failover, in order of preference.
+    /// RADIUS authentication server or Diameter server (or relay agent), HOST:PORT; repeat for
+    /// failover, in order of preference.
     #[arg(long = "server", value_name = "ADDR", required = true)]
     pub servers: Vec<SocketAddr>,
     /// RADIUS shared secret (or the EAPAY_RADIUS_SECRET environment variable, which `ps` does not show).
-    #[arg(long, env = "EAPAY_RADIUS_SECRET", hide_env_values = true)]
+    #[arg(long, env = "EAPAY_RADIUS_SECRET", hide_env_values = true, default_value = "")]
     pub secret: String,
     /// First wait for a reply; doubled on each retransmission.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
@@ -58,26 +61,67 @@ pub struct RadiusArgs {
     pub reversals: PathBuf,
     #[arg(long, value_enum, default_value = "radius")]
     pub protocol: Protocol,
+    #[command(flatten)]
+    pub diameter: DiameterArgs,
     /// Vendor id of the Eapay attributes.
     #[arg(long, default_value_t = eapay::VENDOR_ID, hide = true)]
     pub vendor_id: u32,
 }
 
+/// Who the terminal is in Diameter, and where its requests go.
+#[derive(Debug, Clone, Args)]
+pub struct DiameterArgs {
+    /// Diameter: this terminal's Origin-Host (the server knows its peers by it).
+    #[arg(long, value_name = "FQDN")]
+    pub origin_host: Option<String>,
+    /// Diameter: this terminal's Origin-Realm (default: the part of --origin-host after its first dot).
+    #[arg(long, value_name = "REALM")]
+    pub origin_realm: Option<String>,
+    /// Diameter: the issuer's realm, Destination-Realm of every request.
+    #[arg(long, value_name = "REALM")]
+    pub destination_realm: Option<String>,
+    /// Diameter: Destination-Host, if requests must reach one server behind a relay.
+    #[arg(long, value_name = "FQDN")]
+    pub destination_host: Option<String>,
+    /// Diameter: the watchdog interval Tw (RFC 3539; at least 6 s).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub watchdog: Duration,
+    /// Diameter: wait before reconnecting a connection that went down (Tc).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub reconnect: Duration,
+}
+
 impl RadiusArgs {
     pub fn check_protocol(&self) -> Result<()> {
-        if self.protocol == Protocol::Diameter {
-            bail!("--protocol diameter: this terminal build has no Diameter client yet; use radius");
+        match self.protocol {
+            Protocol::Radius if self.server.secret.is_empty() => {
+                bail!("--secret (or EAPAY_RADIUS_SECRET) is required for RADIUS and must not be empty (RFC 2865 §3)")
+            }
+            Protocol::Radius => Ok(()),
+            Protocol::Diameter => self.diameter_settings().map(drop),
         }
-        if self.server.secret.is_empty() {
-            bail!("--secret must not be empty (RFC 2865 §3)");
-        }
-        Ok(())
     }
 
     pub async fn auth_client(&self) -> Result<RadiusClient> {
         RadiusClient::with_servers(&self.server.servers, self.server.secret.as_bytes(), self.server.policy())
             .await
             .context("RADIUS client")
+    }
+
+    /// The Diameter client settings from the command line.
+    pub fn diameter_settings(&self) -> Result<DiameterSettings> {
+        self.diameter.settings(&self.server)
+    }
+
+    /// The issuer, over the chosen protocol (Diameter: connected, CER/CEA done).
+    pub async fn issuer(&self) -> Result<Issuer> {
+        Ok(match self.protocol {
+            Protocol::Radius => Issuer::Radius(self.auth_client().await?),
+            Protocol::Diameter => {
+                let client = DiameterClient::connect(self.diameter_settings()?).await.context("Diameter")?;
+                Issuer::Diameter(client)
+            }
+        })
     }
 
     pub async fn acct_client(&self) -> Result<RadiusClient> {
@@ -98,6 +142,36 @@ impl RadiusArgs {
             .await
             .context("RADIUS client")
     }
+}
+
+impl DiameterArgs {
+    /// The Diameter client settings, with the retransmission policy of `server`.
+    pub fn settings(&self, server: &ServerArgs) -> Result<DiameterSettings> {
+        let d = self;
+        let Some(origin_host) = &d.origin_host else { bail!("--protocol diameter needs --origin-host") };
+        let origin_realm = match (&d.origin_realm, origin_host.split_once('.')) {
+            (Some(realm), _) => realm.clone(),
+            (None, Some((_, realm))) if !realm.is_empty() => realm.to_string(),
+            _ => bail!("--origin-host {origin_host:?} has no realm part: give --origin-realm"),
+        };
+        let Some(destination_realm) = &d.destination_realm else {
+            bail!("--protocol diameter needs --destination-realm (the issuer's realm)")
+        };
+        if d.watchdog < Duration::from_secs(6) {
+            bail!("--watchdog must be at least 6s (RFC 3539)");
+        }
+        let mut settings =
+            DiameterSettings::new(origin_host, &origin_realm, destination_realm, server.servers.clone());
+        settings.destination_host = d.destination_host.clone();
+        // The RADIUS retransmission policy in Diameter terms: the same
+        // first wait, and as many tries over all connections.
+        settings.timeout = server.timeout;
+        settings.attempts = server.retries + 1;
+        settings.timers.tw = d.watchdog;
+        settings.reconnect = d.reconnect;
+        Ok(settings)
+    }
+
 }
 
 #[derive(Debug, Args)]

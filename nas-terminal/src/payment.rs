@@ -102,6 +102,8 @@ pub enum PaymentError {
     CardProtocol(String),
     #[error(transparent)]
     Radius(#[from] ClientError),
+    #[error(transparent)]
+    Diameter(#[from] crate::diameter::DiameterError),
     #[error("the server answered with {0}")]
     UnexpectedAnswer(String),
     #[error("a challenge without an EAP packet")]

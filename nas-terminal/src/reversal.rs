@@ -3,7 +3,8 @@
 //! the server may have approved, it owes the server a reversal for that
 //! transaction id. The advice is written to a file before anything else
 //! happens and stays there, retried with backoff, until the server
-//! acknowledges it with an Accounting-Response.
+//! acknowledges it with an Accounting-Response (RADIUS) or an ACA
+//! (Diameter).
 //!
 //! The file is JSON, rewritten atomically (temporary file, fsync, rename)
 //! under an exclusive lock on `<file>.lock`, so two terminal processes
@@ -13,12 +14,15 @@ use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use aaa_proto::diameter::message::{Message, OwnedAvp};
+use aaa_proto::dictionary::diameter::{application, avp, command, AccountingRecordType, ResultCode};
 use aaa_proto::dictionary::{eapay, rfc};
 use aaa_proto::radius::{Code, Packet};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::client::{ClientError, RadiusClient};
+use crate::diameter::{DiameterClient, DiameterError};
 
 /// The first retry waits this long; each failure doubles it.
 const FIRST_BACKOFF: Duration = Duration::from_secs(5);
@@ -176,14 +180,55 @@ pub enum Acknowledged {
     Refused(u32),
 }
 
-/// Sends one reversal advice as an Accounting-Request and waits for the
-/// Accounting-Response.
-pub async fn deliver(
-    client: &mut RadiusClient,
+/// Where reversals go: the RADIUS accounting servers, or the Diameter
+/// servers (base accounting, ACR/ACA).
+pub enum Accounting<'a> {
+    Radius { client: &'a mut RadiusClient, nas_identifier: Option<&'a str> },
+    Diameter(&'a DiameterClient),
+}
+
+/// Why an advice was not delivered this time.
+#[derive(Debug, Error)]
+pub enum DeliveryError {
+    #[error(transparent)]
+    Radius(#[from] ClientError),
+    #[error(transparent)]
+    Diameter(#[from] DiameterError),
+    #[error("the ACA says Result-Code {0:?}")]
+    Refused(Option<u32>),
+}
+
+impl Accounting<'_> {
+    /// Sends one reversal advice and waits for the acknowledgement.
+    pub async fn deliver(&mut self, advice: &ReversalAdvice, vendor_id: u32) -> Result<Acknowledged, DeliveryError> {
+        let refused = match self {
+            Self::Radius { client, nas_identifier } => {
+                let reply = client.exchange(accounting_request(advice, vendor_id, *nas_identifier)?).await?;
+                reply
+                    .vendor_attribute(vendor_id, eapay::DECLINE_CODE)
+                    .ok()
+                    .flatten()
+                    .and_then(|v| <[u8; 4]>::try_from(v).ok())
+                    .map(u32::from_be_bytes)
+            }
+            Self::Diameter(client) => {
+                let (aca, _) = client.request(acr(client, advice, vendor_id)).await?;
+                if aca.result_code() != Some(ResultCode::Success.value()) {
+                    return Err(DeliveryError::Refused(aca.result_code()));
+                }
+                aca.find(u32::from(eapay::DECLINE_CODE), Some(vendor_id)).and_then(|a| a.as_u32().ok())
+            }
+        };
+        Ok(refused.map_or(Acknowledged::Reversed, Acknowledged::Refused))
+    }
+}
+
+/// The reversal as an Accounting-Request (RFC 2866).
+fn accounting_request(
     advice: &ReversalAdvice,
     vendor_id: u32,
     nas_identifier: Option<&str>,
-) -> Result<Acknowledged, ClientError> {
+) -> Result<Packet, ClientError> {
     let mut request = Packet::new_request(Code::AccountingRequest, 0);
     request.add_message_authenticator();
     // RFC 2866 §5.1 asks every Accounting-Request for a status type and a
@@ -193,19 +238,33 @@ pub async fn deliver(
     if let Some(id) = nas_identifier {
         let _ = request.push(rfc::NAS_IDENTIFIER, id.as_bytes());
     }
-    let vsa = |p: &mut Packet, t: u8, v: &[u8]| p.push_vendor(vendor_id, t, v);
-    vsa(&mut request, eapay::SETTLEMENT_ACTION, &eapay::SettlementAction::Reverse.value().to_be_bytes())?;
-    vsa(&mut request, eapay::TRANSACTION_ID, advice.transaction_id.as_bytes())?;
-    vsa(&mut request, eapay::MERCHANT_ID, advice.merchant_id.as_bytes())?;
-    vsa(&mut request, eapay::AMOUNT, &advice.amount.to_be_bytes())?;
-    let reply = client.exchange(request).await?;
-    let refused = reply
-        .vendor_attribute(vendor_id, eapay::DECLINE_CODE)
-        .ok()
-        .flatten()
-        .and_then(|v| <[u8; 4]>::try_from(v).ok())
-        .map(u32::from_be_bytes);
-    Ok(refused.map_or(Acknowledged::Reversed, Acknowledged::Refused))
+    for (code, value) in settlement_attributes(advice) {
+        request.push_vendor(vendor_id, code, &value)?;
+    }
+    Ok(request)
+}
+
+/// The reversal as an ACR (RFC 6733 §9.7): an EVENT_RECORD in its own session.
+fn acr(client: &DiameterClient, advice: &ReversalAdvice, vendor_id: u32) -> Message {
+    let session = client.new_session_id();
+    let mut acr = client.new_request(command::ACCOUNTING, application::ACCOUNTING, &session);
+    acr.push(OwnedAvp::u32(avp::ACCOUNTING_RECORD_TYPE, None, true, AccountingRecordType::EventRecord.value()))
+        .push(OwnedAvp::u32(avp::ACCOUNTING_RECORD_NUMBER, None, true, 0))
+        .push(OwnedAvp::u32(avp::ACCT_APPLICATION_ID, None, true, application::ACCOUNTING));
+    for (code, value) in settlement_attributes(advice) {
+        acr.push(OwnedAvp::octets(u32::from(code), Some(vendor_id), false, &value));
+    }
+    acr
+}
+
+/// Eapay-Settlement-Action Reverse and what it reverses.
+fn settlement_attributes(advice: &ReversalAdvice) -> [(u8, Vec<u8>); 4] {
+    [
+        (eapay::SETTLEMENT_ACTION, eapay::SettlementAction::Reverse.value().to_be_bytes().to_vec()),
+        (eapay::TRANSACTION_ID, advice.transaction_id.as_bytes().to_vec()),
+        (eapay::MERCHANT_ID, advice.merchant_id.as_bytes().to_vec()),
+        (eapay::AMOUNT, advice.amount.to_be_bytes().to_vec()),
+    ]
 }
 
 /// What a flush did.
@@ -225,9 +284,8 @@ pub struct FlushReport {
 /// oldest first, updating the store after each.
 pub async fn flush(
     store: &ReversalStore,
-    client: &mut RadiusClient,
+    accounting: &mut Accounting<'_>,
     vendor_id: u32,
-    nas_identifier: Option<&str>,
     now_ms: impl Fn() -> u64,
     force: bool,
 ) -> Result<FlushReport, StoreError> {
@@ -239,7 +297,7 @@ pub async fn flush(
             report.not_due += 1;
             continue;
         }
-        match deliver(client, &advice, vendor_id, nas_identifier).await {
+        match accounting.deliver(&advice, vendor_id).await {
             Ok(ack) => {
                 store.acknowledge(&advice.merchant_id, &advice.transaction_id)?;
                 match ack {

@@ -8,15 +8,15 @@
 use aaa_proto::card_link;
 use e_card::{Card, CardError, CardReport, Holder};
 
-use crate::client::RadiusClient;
 use crate::payment::{self, Failed, Finished, Request, TerminalSettings};
+use crate::transport::Transport;
 
-/// Runs one payment (or authentication) of `card`, held by `holder`: what
-/// the card saw, and what the terminal got.
-pub async fn run(
+/// Runs one payment (or authentication) of `card`, held by `holder`, over
+/// `transport`: what the card saw, and what the terminal got.
+pub async fn run<T: Transport>(
     card: &mut Card,
     holder: &mut dyn Holder,
-    client: &mut RadiusClient,
+    transport: &mut T,
     settings: &TerminalSettings,
     request: Request<'_>,
 ) -> (Result<CardReport, CardError>, Result<Finished, Failed>) {
@@ -29,7 +29,7 @@ pub async fn run(
         report
     };
     let terminal_side = async {
-        let result = payment::run(&mut terminal_end, client, settings, request).await;
+        let result = payment::run_over(&mut terminal_end, transport, settings, request).await;
         // The card waits for the next payment until the link closes.
         drop(terminal_end);
         result

@@ -10,9 +10,10 @@ use aaa_proto::dictionary::eapay;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use nas_terminal::client::Retransmit;
+use nas_terminal::diameter::DiameterSettings;
 use nas_terminal::payment::TerminalSettings;
 
-use crate::options::{parse_duration, ServerArgs};
+use crate::options::{parse_duration, DiameterArgs, Protocol, ServerArgs};
 
 /// The EAP methods the load generator can play (those of e-card's peer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +118,12 @@ pub struct BenchArgs {
     pub server_pid: Vec<u32>,
     #[command(flatten)]
     pub server: ServerArgs,
+    /// How the simulated terminals reach the server: RADIUS (a UDP socket per terminal) or Diameter
+    /// (one TCP connection per --server, shared by all terminals).
+    #[arg(long, value_enum, default_value = "radius")]
+    pub protocol: Protocol,
+    #[command(flatten)]
+    pub diameter: DiameterArgs,
     /// Merchant id of the payments (and of the priming payments of --resumption on).
     #[arg(long, default_value = "M-DEMO")]
     pub merchant: String,
@@ -174,6 +181,8 @@ pub struct Plan {
     pub servers: Vec<SocketAddr>,
     pub secret: Vec<u8>,
     pub retransmit: Retransmit,
+    /// `--protocol diameter`: how to reach the servers; None for RADIUS.
+    pub diameter: Option<DiameterSettings>,
     pub settings: TerminalSettings,
     pub server_pids: Vec<u32>,
     pub lax_message_authenticator: bool,
@@ -184,9 +193,18 @@ pub struct Plan {
 impl BenchArgs {
     /// Checks the arguments that clap cannot.
     pub fn plan(&self) -> Result<Plan> {
-        if self.server.secret.is_empty() {
-            bail!("--secret must not be empty (RFC 2865 §3)");
-        }
+        let diameter = match self.protocol {
+            Protocol::Radius if self.server.secret.is_empty() => {
+                bail!("--secret must not be empty (RFC 2865 §3)")
+            }
+            Protocol::Radius => None,
+            Protocol::Diameter => {
+                let mut settings = self.diameter.settings(&self.server)?;
+                // Every terminal's conversations share the connections.
+                settings.product_name = "eapay-terminal bench".into();
+                Some(settings)
+            }
+        };
         if self.duration.is_zero() {
             bail!("--duration must be longer than 0s");
         }
@@ -252,6 +270,7 @@ impl BenchArgs {
             servers: self.server.servers.clone(),
             secret: self.server.secret.as_bytes().to_vec(),
             retransmit: self.server.policy(),
+            diameter,
             settings: TerminalSettings {
                 vendor_id: eapay::VENDOR_ID,
                 nas_identifier: self.server.nas_identifier.clone(),

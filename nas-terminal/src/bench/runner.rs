@@ -18,6 +18,8 @@ use aaa_proto::payment::PaymentDetails;
 use anyhow::{Context, Result};
 use e_card::{AutoAccept, Card, CardError, CardOutcome};
 use nas_terminal::client::{ClientError, RadiusClient};
+use nas_terminal::diameter::{DiameterClient, DiameterError};
+use nas_terminal::transport::Issuer;
 use nas_terminal::payment::{Answer, Finished, PaymentError, Request};
 use nas_terminal::simulated;
 use tokio::time::Instant;
@@ -71,9 +73,15 @@ impl Shared {
     }
 }
 
-/// Creates the workers' RADIUS clients (one UDP socket per server each).
-pub async fn clients(plan: &Plan) -> Result<Vec<RadiusClient>> {
+/// Creates the workers' ways to the server: over RADIUS one UDP socket per
+/// server each; over Diameter one connection per server, shared by all.
+pub async fn clients(plan: &Plan) -> Result<Vec<Issuer>> {
     let mut clients = Vec::with_capacity(plan.concurrency);
+    if let Some(settings) = &plan.diameter {
+        let client = DiameterClient::connect(settings.clone()).await.context("Diameter")?;
+        clients.resize_with(plan.concurrency, || Issuer::Diameter(client.clone()));
+        return Ok(clients);
+    }
     for _ in 0..plan.concurrency {
         let mut client = RadiusClient::with_servers(&plan.servers, &plan.secret, plan.retransmit)
             .await
@@ -81,7 +89,7 @@ pub async fn clients(plan: &Plan) -> Result<Vec<RadiusClient>> {
         if plan.lax_message_authenticator {
             client.accept_late_message_authenticator();
         }
-        clients.push(client);
+        clients.push(Issuer::Radius(client));
     }
     Ok(clients)
 }
@@ -113,9 +121,9 @@ pub struct Primed {
 /// when `limit` has passed are not primed.
 pub async fn prime(
     plan: &Plan,
-    clients: Vec<RadiusClient>,
+    clients: Vec<Issuer>,
     hands: Vec<Vec<Card>>,
-) -> (Vec<RadiusClient>, Vec<Vec<Card>>, Primed) {
+) -> (Vec<Issuer>, Vec<Vec<Card>>, Primed) {
     let Some(template) = plan.prime.clone() else { return (clients, hands, Primed::default()) };
     let began = Instant::now();
     let limit = began + Duration::from_secs(120);
@@ -140,7 +148,8 @@ pub async fn prime(
                     terminal_time_ms: now_ms(),
                 };
                 let (_, result) =
-                    simulated::run(card, &mut holder, &mut client, &settings, Request::Payment(&details)).await;
+                    simulated::run(card, &mut holder, &mut client.conversation(&settings), &settings, Request::Payment(&details))
+                        .await;
                 primed += 1;
                 if !matches!(result, Ok(Finished { answer: Answer::Approved { .. }, .. })) {
                     not_approved += 1;
@@ -169,7 +178,7 @@ pub async fn prime(
 
 /// One terminal: conversations until the deadline, each with the next card
 /// of its hand.
-pub async fn worker(shared: Arc<Shared>, index: usize, mut client: RadiusClient, mut cards: Vec<Card>) {
+pub async fn worker(shared: Arc<Shared>, index: usize, mut client: Issuer, mut cards: Vec<Card>) {
     let mut holder = AutoAccept;
     let mut sequence: u64 = 0;
     let mut turn = 0usize;
@@ -209,7 +218,7 @@ pub async fn worker(shared: Arc<Shared>, index: usize, mut client: RadiusClient,
 /// RADIUS round trips it took and the moment it ended.
 async fn converse(
     shared: &Shared,
-    client: &mut RadiusClient,
+    client: &mut Issuer,
     card: &mut Card,
     holder: &mut AutoAccept,
     details: Option<&PaymentDetails>,
@@ -218,7 +227,8 @@ async fn converse(
         Some(d) => Request::Payment(d),
         None => Request::AuthOnly,
     };
-    let (card_report, result) = simulated::run(card, holder, client, &shared.plan.settings, request).await;
+    let settings = &shared.plan.settings;
+    let (card_report, result) = simulated::run(card, holder, &mut client.conversation(settings), settings, request).await;
     // The card has checked the final answer too (in process: microseconds).
     let finished = Instant::now();
     let rounds = result.as_ref().map_or(0, |done| done.rounds);
@@ -264,6 +274,8 @@ fn classify(error: PaymentError, in_doubt: bool, card_error: Option<&CardError>)
         (PaymentError::Radius(ClientError::NoAnswer { .. }), _) => ("timeout", error.to_string()),
         (PaymentError::Radius(ClientError::Io(_)), _) => ("socket", error.to_string()),
         (PaymentError::Radius(_), _) => ("radius", error.to_string()),
+        (PaymentError::Diameter(DiameterError::Timeout { .. }), _) => ("timeout", error.to_string()),
+        (PaymentError::Diameter(_), _) => ("diameter", error.to_string()),
         (PaymentError::UnexpectedAnswer(_) | PaymentError::NoEap | PaymentError::BadAnswer(_), _) => {
             ("bad-answer", error.to_string())
         }

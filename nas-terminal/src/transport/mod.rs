@@ -4,6 +4,7 @@
 //! round in its wire form and reads the server's verdict, EAP packet and
 //! Eapay attributes back out of the answer.
 
+pub mod diameter;
 pub mod radius;
 
 use aaa_proto::diameter::Message;
@@ -84,4 +85,35 @@ pub(crate) fn joined<'a>(attrs: impl IntoIterator<Item = (u8, &'a [u8])>) -> Vec
 pub trait Transport {
     /// Sends one round and returns the server's answer.
     async fn round(&mut self, round: Round<'_>) -> Result<ServerAnswer, PaymentError>;
+}
+
+/// The issuer's servers as this terminal reaches them.
+pub enum Issuer {
+    Radius(crate::client::RadiusClient),
+    Diameter(crate::diameter::DiameterClient),
+}
+
+impl Issuer {
+    /// A new conversation (one payment) with the issuer.
+    pub fn conversation<'a>(&'a mut self, settings: &'a crate::payment::TerminalSettings) -> Conversation<'a> {
+        match self {
+            Self::Radius(client) => Conversation::Radius(radius::RadiusConversation::new(client, settings)),
+            Self::Diameter(client) => Conversation::Diameter(diameter::DiameterConversation::new(client, settings)),
+        }
+    }
+}
+
+/// One conversation over whichever protocol the [`Issuer`] speaks.
+pub enum Conversation<'a> {
+    Radius(radius::RadiusConversation<'a>),
+    Diameter(diameter::DiameterConversation<'a>),
+}
+
+impl Transport for Conversation<'_> {
+    async fn round(&mut self, round: Round<'_>) -> Result<ServerAnswer, PaymentError> {
+        match self {
+            Self::Radius(c) => c.round(round).await,
+            Self::Diameter(c) => c.round(round).await,
+        }
+    }
 }
