@@ -548,9 +548,9 @@ async fn wait_for(
 
 /// How a connection (attempt) ended.
 enum End {
-    /// Closed on purpose (`close`, or the client dropped): the task ends.
-    Shutdown,
-    /// Went down: reconnect after Tc.
+    /// Closed on purpose (`close`, with its `done`; or the client dropped): the task ends.
+    Shutdown(Option<oneshot::Sender<()>>),
+    /// Went down (status already marked): reconnect after Tc.
     Down(String),
 }
 
@@ -584,77 +584,96 @@ impl Conn {
         });
     }
 
-    /// Connect, serve, wait Tc, again; until closed or the client is dropped.
-    async fn run(self, mut commands: mpsc::Receiver<Command>) {
-        loop {
-            self.set(|s| s.link = Link::Connecting);
-            let reason = match self.connection(&mut commands).await {
-                End::Shutdown => break,
-                End::Down(reason) => reason,
-            };
-            warn!(server = %self.addr, "Diameter connection down: {reason}; reconnecting in {:?}", self.reconnect);
-            self.set(|s| {
-                s.link = Link::Down;
-                s.failures = s.failures.saturating_add(1);
-                s.last_error = Some(reason.clone());
-                s.remote = None;
-            });
-            let until = tokio::time::Instant::now() + self.reconnect;
-            let shutdown = loop {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(until) => break false,
-                    command = commands.recv() => match command {
-                        None => break true,
-                        Some(Command::Request { reply, .. }) => {
-                            let _ = reply.send(Err(format!("connection down ({reason})")));
-                        }
-                        Some(Command::Disconnect { done }) => {
-                            let _ = done.send(());
-                            break true;
-                        }
-                    },
-                }
-            };
-            if shutdown {
-                break;
-            }
-        }
+    /// Marks the connection down; the caller then fails what waited on it,
+    /// so a failing-over request finds the status already changed.
+    fn mark_down(&self, reason: &str) {
+        warn!(server = %self.addr, "Diameter connection down: {reason}; reconnecting in {:?}", self.reconnect);
+        self.set(|s| {
+            s.link = Link::Down;
+            s.failures = s.failures.saturating_add(1);
+            s.last_error = Some(reason.to_string());
+            s.remote = None;
+        });
+    }
+
+    /// Marks the task finished and tells `close`, if it asked, that it is.
+    fn mark_finished(&self, done: Option<oneshot::Sender<()>>) {
         self.set(|s| {
             s.link = Link::Finished;
             s.remote = None;
         });
         debug!(server = %self.addr, "Diameter connection task finished");
+        if let Some(done) = done {
+            let _ = done.send(());
+        }
     }
 
-    /// One TCP connection, from connect to close.
-    async fn connection(&self, commands: &mut mpsc::Receiver<Command>) -> End {
+    /// Connect, serve, wait Tc, again; until closed or the client is dropped.
+    async fn run(self, mut commands: mpsc::Receiver<Command>) {
+        loop {
+            self.set(|s| s.link = Link::Connecting);
+            let reason = match self.connection(&mut commands).await {
+                End::Shutdown(done) => return self.mark_finished(done),
+                End::Down(reason) => reason,
+            };
+            let until = tokio::time::Instant::now() + self.reconnect;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(until) => break,
+                    command = commands.recv() => match command {
+                        None => return self.mark_finished(None),
+                        Some(Command::Request { reply, .. }) => {
+                            let _ = reply.send(Err(format!("connection down ({reason})")));
+                        }
+                        Some(Command::Disconnect { done }) => return self.mark_finished(Some(done)),
+                    },
+                }
+            }
+        }
+    }
+
+    /// Connects, answering commands meanwhile.
+    async fn open_stream(&self, commands: &mut mpsc::Receiver<Command>) -> Result<TcpStream, End> {
         let connect_timeout = self.timers.cer_timeout;
         let connecting = tokio::time::timeout(connect_timeout, TcpStream::connect(self.addr));
         tokio::pin!(connecting);
-        let stream = loop {
+        loop {
             tokio::select! {
-                r = &mut connecting => match r {
-                    Ok(Ok(stream)) => break stream,
-                    Ok(Err(e)) => return End::Down(format!("cannot connect: {e}")),
-                    Err(_) => return End::Down(format!("cannot connect within {connect_timeout:?}")),
+                r = &mut connecting => return match r {
+                    Ok(Ok(stream)) => Ok(stream),
+                    Ok(Err(e)) => Err(End::Down(format!("cannot connect: {e}"))),
+                    Err(_) => Err(End::Down(format!("cannot connect within {connect_timeout:?}"))),
                 },
                 command = commands.recv() => match command {
-                    None => return End::Shutdown,
+                    None => return Err(End::Shutdown(None)),
                     Some(Command::Request { reply, .. }) => {
                         let _ = reply.send(Err("connection not open yet".to_string()));
                     }
-                    Some(Command::Disconnect { done }) => {
-                        let _ = done.send(());
-                        return End::Shutdown;
-                    }
+                    Some(Command::Disconnect { done }) => return Err(End::Shutdown(Some(done))),
                 },
             }
+        }
+    }
+
+    /// One TCP connection, from connect to close. Marks the status down (not finished) itself.
+    async fn connection(&self, commands: &mut mpsc::Receiver<Command>) -> End {
+        let stream = match self.open_stream(commands).await {
+            Ok(stream) => stream,
+            Err(End::Down(reason)) => {
+                self.mark_down(&reason);
+                return End::Down(reason);
+            }
+            Err(end) => return end,
         };
         // RFC 3539 §3.2: no Nagle delay on AAA traffic.
         let _ = stream.set_nodelay(true);
         let local_ip = match stream.local_addr() {
             Ok(a) => a.ip(),
-            Err(e) => return End::Down(format!("local address: {e}")),
+            Err(e) => {
+                let reason = format!("local address: {e}");
+                self.mark_down(&reason);
+                return End::Down(reason);
+            }
         };
         let config = Arc::new(PeerConfig {
             local: LocalPeer { host_ip_addresses: vec![local_ip], ..self.local.clone() },
@@ -672,13 +691,16 @@ impl Conn {
         };
         let actions = session.peer.handle_connected(Instant::now());
         if let Some(reason) = session.execute(self, actions).await {
-            return session.finish(reason);
+            return session.finish(self, reason);
         }
         let mut buf = vec![0u8; READ_CHUNK];
         loop {
             let wake = session.peer.poll_timeout().map(tokio::time::Instant::from_std);
             let step = tokio::select! {
                 r = reader.read(&mut buf) => match r {
+                    Ok(0) if session.peer.state() == State::WaitCea => {
+                        Step::Down("the server closed the connection before its CEA".to_string())
+                    }
                     Ok(0) => Step::Down("the server closed the connection".to_string()),
                     Ok(n) => Step::Act(session.peer.handle_bytes(buf.get(..n).unwrap_or_default(), Instant::now())),
                     Err(e) => Step::Down(format!("read: {e}")),
@@ -699,10 +721,10 @@ impl Conn {
                 Step::Act(actions) => session.execute(self, actions).await,
                 Step::Down(reason) => Some(reason),
                 // Nobody is left to wait for a DPA: just close.
-                Step::Dropped => return End::Shutdown,
+                Step::Dropped => return End::Shutdown(None),
             };
             if let Some(reason) = outcome {
-                return session.finish(reason);
+                return session.finish(self, reason);
             }
             session.watch_suspect(self);
         }
@@ -814,16 +836,20 @@ impl Session {
         }
     }
 
-    /// The connection is over: fail what waits, and tell `close` if it asked.
-    fn finish(mut self, reason: String) -> End {
-        self.fail_all(&reason);
+    /// The connection is over: mark it down (unless `close` asked for it),
+    /// then fail what waits.
+    fn finish(mut self, conn: &Conn, reason: String) -> End {
         match self.done.take() {
             Some(done) => {
-                info!("Diameter connection closed: {reason}");
-                let _ = done.send(());
-                End::Shutdown
+                info!(server = %conn.addr, "Diameter connection closed: {reason}");
+                self.fail_all(&reason);
+                End::Shutdown(Some(done))
             }
-            None => End::Down(reason),
+            None => {
+                conn.mark_down(&reason);
+                self.fail_all(&reason);
+                End::Down(reason)
+            }
         }
     }
 }
