@@ -1,0 +1,300 @@
+//! Payments over Diameter (RFC 4072 DER/DEA, RFC 6733 ACR/ACA) between the
+//! real `eapay-terminal` and `eapay-server` processes: the same decisions,
+//! ledger rows and receipts as over RADIUS, a retransmitted DER is never a
+//! second charge, and an ACR reversal gives the amount back.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aaa_proto::diameter::message::{frame_len, Limits, Message};
+use aaa_proto::dictionary::diameter::ResultCode;
+use eapay_tests::terminal::{error_lines, terminal};
+use eapay_tests::{has_token, Method, Server, ToolOutput, DEFAULT_LIMIT, MERCHANT};
+
+const TERMINAL: &str = "demo-terminal.issuer.test";
+
+/// `eapay-terminal pay --protocol diameter` with an in-process card.
+fn pay_diameter(servers: &[SocketAddr], card: &Path, amount: &str, reversals: &Path, extra: &[&str]) -> ToolOutput {
+    let mut args: Vec<String> = vec!["pay".into(), "--protocol".into(), "diameter".into()];
+    for s in servers {
+        args.extend(["--server".into(), s.to_string()]);
+    }
+    args.extend(
+        [
+            "--origin-host",
+            TERMINAL,
+            "--destination-realm",
+            "issuer.test",
+            "--merchant",
+            MERCHANT,
+            "--currency",
+            "USD",
+            "--amount",
+            amount,
+        ]
+        .map(String::from),
+    );
+    args.extend(["--card".into(), card.display().to_string(), "--reversals".into(), reversals.display().to_string()]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    terminal(&args)
+}
+
+/// The same payment over RADIUS.
+fn pay_radius(server: &Server, card: &Path, amount: &str, reversals: &Path) -> ToolOutput {
+    let auth = server.auth.to_string();
+    let acct = server.acct.to_string();
+    let card = card.display().to_string();
+    let reversals = reversals.display().to_string();
+    terminal(&[
+        "pay",
+        "--server",
+        &auth,
+        "--acct-server",
+        &acct,
+        "--secret",
+        &server.secret,
+        "--merchant",
+        MERCHANT,
+        "--currency",
+        "USD",
+        "--amount",
+        amount,
+        "--card",
+        &card,
+        "--reversals",
+        &reversals,
+    ])
+}
+
+fn word_after(text: &str, word: &str) -> Option<String> {
+    text.split_whitespace().skip_while(|w| *w != word).nth(1).map(str::to_owned)
+}
+
+/// What the ledger shows of an authorization, without what differs between
+/// any two payments (ids, codes, times).
+fn ledger_shape(server: &Server, txn: &str) -> Vec<String> {
+    let text = server.txn_show(MERCHANT, txn);
+    text.lines()
+        .filter_map(|l| l.split_once(':').map(|(k, _)| k.trim().to_string()))
+        .filter(|k| !k.is_empty())
+        .collect()
+}
+
+#[test]
+fn aka_and_tls_cards_pay_over_diameter_as_over_radius() {
+    let server = Server::start_default();
+    let diameter = server.diameter.expect("Diameter is served");
+    let issuer_pub = server.data_dir.join("issuer.pub").display().to_string();
+    for method in [Method::Aka, Method::AkaPrime, Method::Tls, Method::Ttls] {
+        let extra: &[&str] = if method == Method::Ttls {
+            &["--confirmation", "required", "--pin", "2580"]
+        } else {
+            &["--confirmation", "required"]
+        };
+        let card = server.card_with(method, extra);
+        let reversals = server.scratch(&format!("reversals-{method:?}.json"));
+
+        let over_radius = pay_radius(&server, &card.json, "2.00", &reversals);
+        assert_eq!(
+            over_radius.status.code(),
+            Some(0),
+            "{method:?} over RADIUS:\n{}\n{}",
+            over_radius.all(),
+            server.stderr()
+        );
+        let over_diameter = pay_diameter(&[diameter], &card.json, "3.00", &reversals, &["--issuer-key", &issuer_pub]);
+        assert_eq!(
+            over_diameter.status.code(),
+            Some(0),
+            "{method:?} over Diameter:\n{}\n{}",
+            over_diameter.all(),
+            server.stderr()
+        );
+        let first = over_diameter.stdout.lines().next().unwrap_or_default();
+        assert!(first.starts_with("APPROVED 3.00 USD  approval code "), "{first}");
+        assert!(over_diameter.stdout.contains("receipt verified with issuer key"), "{}", over_diameter.stdout);
+
+        let radius_txn = word_after(&over_radius.stdout, "transaction").expect("transaction id");
+        let diameter_txn = word_after(&over_diameter.stdout, "transaction").expect("transaction id");
+        let shown = server.txn_show(MERCHANT, &diameter_txn);
+        assert!(has_token(&shown.to_lowercase(), "approved"), "{shown}");
+        assert!(has_token(&shown.to_lowercase(), "confirmed"), "{method:?}: the card confirmed inside EAP:\n{shown}");
+        assert_eq!(
+            ledger_shape(&server, &radius_txn),
+            ledger_shape(&server, &diameter_txn),
+            "{method:?}: the same ledger record either way"
+        );
+        assert_eq!(server.card_amounts(&card), (DEFAULT_LIMIT, DEFAULT_LIMIT - 500), "{method:?}");
+    }
+}
+
+#[test]
+fn declines_come_back_over_diameter_with_their_code() {
+    let server = Server::start_default();
+    let diameter = server.diameter.expect("Diameter is served");
+    let card = server.card(Method::Aka);
+    let reversals = server.scratch("reversals.json");
+    let over_limit = pay_diameter(&[diameter], &card.json, "10000.00", &reversals, &[]);
+    assert_eq!(over_limit.status.code(), Some(1), "{}", over_limit.all());
+    assert!(over_limit.stdout.starts_with("DECLINED 61 Exceeds-Limit"), "{}", over_limit.stdout);
+    server.block(&card);
+    let blocked = pay_diameter(&[diameter], &card.json, "1.00", &reversals, &[]);
+    assert_eq!(blocked.status.code(), Some(1), "{}", blocked.all());
+    assert!(blocked.stdout.starts_with("DECLINED 62"), "{}", blocked.stdout);
+}
+
+#[test]
+fn an_unknown_terminal_is_refused_with_one_line() {
+    let server = Server::start_default();
+    let diameter = server.diameter.expect("Diameter is served").to_string();
+    let out = terminal(&[
+        "pay",
+        "--protocol",
+        "diameter",
+        "--server",
+        &diameter,
+        "--origin-host",
+        "stranger.issuer.test",
+        "--destination-realm",
+        "issuer.test",
+        "--merchant",
+        MERCHANT,
+        "--amount",
+        "1",
+        "--currency",
+        "USD",
+        "--card-link",
+        "tcp://127.0.0.1:9",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", out.all());
+    let errors = error_lines(&out);
+    assert_eq!(errors.len(), 1, "{}", out.stderr);
+    assert!(errors[0].contains("3010"), "{}", errors[0]);
+}
+
+/// A TCP proxy in front of the Diameter port that swallows the first answer
+/// with Result-Code 2001: the terminal never sees the approval and sends the
+/// DER again with the T flag; the server must answer from its duplicate
+/// cache, not decide a second time.
+struct LoseFirstApproval {
+    addr: SocketAddr,
+    lost: Arc<AtomicUsize>,
+}
+
+impl LoseFirstApproval {
+    fn start(server: SocketAddr) -> LoseFirstApproval {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let lost = Arc::new(AtomicUsize::new(0));
+        let lost_by_proxy = lost.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(upstream) = TcpStream::connect(server) else { return };
+                let (c2, u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                std::thread::spawn(move || copy(c2, u2));
+                let lost = lost_by_proxy.clone();
+                std::thread::spawn(move || forward_answers(upstream, client, &lost));
+            }
+        });
+        LoseFirstApproval { addr, lost }
+    }
+}
+
+fn copy(mut from: TcpStream, mut to: TcpStream) {
+    let _ = std::io::copy(&mut from, &mut to);
+    let _ = to.shutdown(std::net::Shutdown::Write);
+}
+
+fn forward_answers(mut from: TcpStream, mut to: TcpStream, lost: &AtomicUsize) {
+    let limits = Limits::default();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16384];
+    loop {
+        let n = match from.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        while let Ok(Some(len)) = frame_len(&buf, &limits) {
+            if buf.len() < len {
+                break;
+            }
+            let frame: Vec<u8> = buf.drain(..len).collect();
+            let approval = Message::decode(&frame, &limits).is_ok_and(|m| {
+                !m.is_request() && m.command == 268 && m.result_code() == Some(ResultCode::Success.value())
+            });
+            if approval && lost.fetch_add(1, Ordering::SeqCst) == 0 {
+                continue;
+            }
+            if to.write_all(&frame).is_err() {
+                return;
+            }
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Write);
+}
+
+#[test]
+fn a_retransmitted_der_is_not_charged_twice() {
+    let server = Server::start_default();
+    let diameter = server.diameter.expect("Diameter is served");
+    let proxy = LoseFirstApproval::start(diameter);
+    let card = server.card(Method::Aka);
+    let reversals = server.scratch("reversals.json");
+    let out = pay_diameter(&[proxy.addr], &card.json, "4.00", &reversals, &["--timeout", "500ms", "--retries", "3"]);
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", out.all(), server.stderr());
+    assert!(proxy.lost.load(Ordering::SeqCst) >= 2, "the approval was lost once and then delivered");
+    assert_eq!(server.card_amounts(&card), (DEFAULT_LIMIT, DEFAULT_LIMIT - 400), "charged once");
+    let counters = server.terminate();
+    assert!(counters.contains("diameter_duplicates_resent=1"), "{counters}");
+    assert!(counters.contains("accepts=1 "), "one decision: {counters}");
+}
+
+#[test]
+fn an_acr_reversal_gives_the_amount_back() {
+    let server = Server::start_default();
+    let diameter = server.diameter.expect("Diameter is served");
+    let card = server.card(Method::Aka);
+    let reversals = server.scratch("reversals.json");
+    let paid = pay_diameter(&[diameter], &card.json, "6.00", &reversals, &["--transaction-id", "ACR-1"]);
+    assert_eq!(paid.status.code(), Some(0), "{}", paid.all());
+    assert_eq!(server.card_amounts(&card), (DEFAULT_LIMIT, DEFAULT_LIMIT - 600));
+    // The terminal owes a reversal for ACR-1 (as after a lost answer), and
+    // one for a payment the server never saw (a tombstone).
+    let advice = |txn: &str| {
+        serde_json::json!({"merchant_id": MERCHANT, "transaction_id": txn, "amount": 600, "currency": 840,
+            "created_ms": 1, "attempts": 0, "next_attempt_ms": 0})
+    };
+    let store = serde_json::json!({"version": 1, "reversals": [advice("ACR-1"), advice("ACR-NEVER")]});
+    std::fs::write(&reversals, store.to_string()).unwrap();
+    let d = diameter.to_string();
+    let r = reversals.display().to_string();
+    let flushed = terminal(&[
+        "flush",
+        "--protocol",
+        "diameter",
+        "--server",
+        &d,
+        "--origin-host",
+        TERMINAL,
+        "--destination-realm",
+        "issuer.test",
+        "--reversals",
+        &r,
+    ]);
+    assert_eq!(flushed.status.code(), Some(0), "{}\n{}", flushed.all(), server.stderr());
+    assert!(flushed.stdout.contains("reversal of ACR-1 delivered"), "{}", flushed.stdout);
+    assert!(flushed.stdout.contains("reversal of ACR-NEVER delivered"), "{}", flushed.stdout);
+    assert_eq!(server.card_amounts(&card), (DEFAULT_LIMIT, DEFAULT_LIMIT), "the amount is back");
+    let shown = server.txn_show(MERCHANT, "ACR-1");
+    assert!(has_token(&shown.to_lowercase(), "reversed"), "{shown}");
+    // The late original of the tombstoned transaction is declined, never approved.
+    let late = pay_diameter(&[diameter], &card.json, "6.00", &reversals, &["--transaction-id", "ACR-NEVER"]);
+    assert_eq!(late.status.code(), Some(1), "{}", late.all());
+}
