@@ -31,8 +31,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use aaa_proto::receipt::{IssuerPublicKey, IssuerSigningKey};
-use e_card::card_file::{AkaCard, CardFile, TlsCard, VERSION};
 use eap_methods::sim_aka::auc::DEFAULT_AMF;
+use eapay_card_file::{AkaCard, CardFile, TlsCard, VERSION};
 
 use crate::cards::{CardMethod, Confirmation};
 use crate::config::{

@@ -38,6 +38,7 @@ pub mod admin;
 pub mod cards;
 pub mod config;
 pub mod core;
+pub mod demo;
 pub mod diameter;
 pub mod error;
 pub mod fsutil;

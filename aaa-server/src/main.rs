@@ -7,7 +7,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use aaa_server::admin::{
@@ -18,7 +18,7 @@ use aaa_server::config::Config;
 use aaa_server::error::ServerError;
 use aaa_server::ledger::{AuditEntry, AuthorizationRecord, Ledger, RegisteredKey, SqlLedger, TxnFilter, TxnKey};
 use aaa_server::pki::KeyType;
-use aaa_server::server::Server;
+use aaa_server::server::{serving_ledger, Server};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
@@ -596,20 +596,10 @@ async fn serve(config: &Config) -> Result<()> {
     Ok(())
 }
 
-/// The ledger as `serve` needs it: able to sign approvals, and with the
-/// merchants of the configuration registered.
-async fn serving_ledger(config: &Config) -> Result<SqlLedger> {
-    let signer = admin::load_signer(&config.server.data_dir)?;
-    let ledger = admin::open_ledger(config, Some(signer)).await?;
-    admin::register_merchants(&ledger, config, "config").await?;
-    tracing::info!(backend = ?ledger.backend(), durability = %ledger.durability().await?, "ledger open");
-    Ok(ledger)
-}
-
 /// Binds the server's sockets and announces them.
 async fn start(config: &Config, ledger: SqlLedger) -> Result<Server> {
     let server = Server::bind(config, ledger).await?;
-    announce(&server)?;
+    server.announce()?;
     Ok(server)
 }
 
@@ -622,175 +612,17 @@ async fn with_ledger<T>(config: &Config, command: impl AsyncFnOnce(&SqlLedger) -
     Ok(result?)
 }
 
-/// The lines scripts and tests wait for, on stdout; RADIUS accounting's is
-/// the last.
-fn announce(server: &Server) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    if let Some(addr) = server.diameter_addr()? {
-        writeln!(out, "listening diameter {addr}")?;
-    }
-    writeln!(out, "listening radius auth {}", server.auth_addr()?)?;
-    writeln!(out, "listening radius acct {}", server.acct_addr()?)?;
-    out.flush()?;
-    Ok(())
-}
-
-/// `eapay-server` with no arguments: a zero-config demo in ./eapay-data.
+/// `eapay-server` with no arguments: the zero-config demo server in
+/// ./eapay-data, with instructions to pay (DESIGN.md §6). `cargo run -p
+/// eapay-demo` also makes a payment through it.
 async fn demo() -> Result<()> {
-    let data_dir = PathBuf::from(aaa_server::DEFAULT_DATA_DIR);
-    let config_path = data_dir.join(admin::CONFIG_FILE);
-    let cards_dir = data_dir.join("cards");
-    if !config_path.exists() {
-        admin::init(&InitOptions {
-            data_dir: data_dir.clone(),
-            realm: admin::DEFAULT_REALM.into(),
-            radius_secret: None,
-            radius_listen: admin::DEFAULT_RADIUS_LISTEN.parse()?,
-            diameter_listen: admin::DEFAULT_DIAMETER_LISTEN.parse()?,
-            force: false,
-        })
-        .await?;
-    }
-    let config = Config::load(&config_path)?;
-    std::fs::create_dir_all(&cards_dir).with_context(|| format!("creating {}", cards_dir.display()))?;
+    let mut demo = aaa_server::demo::prepare().await?;
     init_logging();
-    let ledger = serving_ledger(&config).await?;
-    // eapol_test is a standard peer: its cards cannot confirm. demo-card is
-    // our own card: it confirms the amount inside AKA' (DESIGN.md §4).
-    let demo_cards = [
-        ("demo-aka", CardMethod::Aka, true, Confirmation::Optional, None),
-        ("demo-aka-prime", CardMethod::AkaPrime, true, Confirmation::Optional, None),
-        ("demo-tls", CardMethod::Tls, true, Confirmation::Optional, None),
-        ("demo-ttls", CardMethod::Ttls, true, Confirmation::Optional, Some(DEMO_PIN)),
-        ("demo-card", CardMethod::AkaPrime, false, Confirmation::Required, None),
-    ];
-    for (name, method, eapol_test, confirmation, pin) in demo_cards {
-        let card_file = cards_dir.join(format!("{name}.json"));
-        if !card_file.exists() {
-            let opts = IssueOptions {
-                terms: TermsOptions {
-                    method,
-                    limit: 500_000,
-                    currency: 840,
-                    confirmation,
-                    pin: pin.map(str::to_owned),
-                    expires: None,
-                    key_type: None,
-                    inner: None,
-                },
-                card_file,
-                eapol_test: eapol_test.then(|| cards_dir.join(format!("{name}.eapol.conf"))),
-                pan: None,
-            };
-            admin::issue_card(&config, &ledger, &opts).await?;
-        }
-    }
-    print_demo_help(&config, &cards_dir);
-    let server = start(&config, ledger).await?;
-    let auth = server.auth_addr()?;
-    let running = tokio::spawn(server.run());
-    match demo_payment(&config, auth, &cards_dir.join("demo-card.json")).await {
-        Ok(line) => println!("demo payment: {line}"),
-        Err(e) => println!("demo payment failed: {e:#}"),
-    }
-    running.await.context("server task")??;
+    let ledger = serving_ledger(&demo.config).await?;
+    let server = Server::bind(&demo.config, ledger).await?;
+    demo.bound(&server)?;
+    print!("{}", aaa_server::demo::help(&demo));
+    server.announce()?;
+    server.run().await?;
     Ok(())
-}
-
-/// One 12.50 USD payment by the demo card at the demo merchant, through a
-/// terminal (the blind relay) talking RADIUS to the server just started.
-async fn demo_payment(config: &Config, server: SocketAddr, card_file: &Path) -> Result<String> {
-    use e_card::CardOutcome;
-    use nas_terminal::payment::{describe_decline, Answer, Request, TerminalSettings};
-
-    let client = config.radius.clients.first().context("no radius client configured")?;
-    let details = demo_details();
-    let mut card = e_card::Card::load(card_file)?;
-    let mut radius =
-        nas_terminal::client::RadiusClient::new(server, client.secret.as_bytes(), std::time::Duration::from_secs(1), 3)
-            .await?;
-    let settings = TerminalSettings {
-        vendor_id: config.server.vendor_id,
-        nas_identifier: Some("eapay-demo".into()),
-        ..TerminalSettings::default()
-    };
-    let (card_report, finished) = nas_terminal::simulated::run(
-        &mut card,
-        &mut e_card::AutoAccept,
-        &mut nas_terminal::transport::radius::RadiusConversation::new(&mut radius, &settings),
-        &settings,
-        Request::Payment(&details),
-    )
-    .await;
-    let shown = match finished?.answer {
-        Answer::Approved { approval_code, .. } => {
-            let card_saw = match card_report.map(|r| r.outcome) {
-                Ok(CardOutcome::Approved { approval_code: seen, .. }) if seen == approval_code => {
-                    "the card confirmed the amount and received the same approval"
-                }
-                _ => "the card did not receive this approval",
-            };
-            format!("APPROVED 12.50 USD at {}, approval code {approval_code} ({card_saw})", details.merchant_id)
-        }
-        Answer::Declined { code, reason } => format!(
-            "DECLINED {} {}",
-            code.map_or_else(|| "(no code)".to_string(), describe_decline),
-            reason.unwrap_or_default()
-        ),
-        other => format!("no payment answer: {other:?}"),
-    };
-    Ok(format!(
-        "{shown}; see `eapay-server txn list --config {}`",
-        config.server.data_dir.join(admin::CONFIG_FILE).display()
-    ))
-}
-
-fn print_demo_help(config: &Config, cards_dir: &Path) {
-    let secret = config.radius.clients.first().map(|c| c.secret.as_str()).unwrap_or("");
-    let port = config.radius.auth_listen.port();
-    println!("eapay demo payment server (realm {})", config.server.realm);
-    println!("  data directory   {}", config.server.data_dir.display());
-    println!(
-        "  RADIUS           auth {}  acct {}  secret {secret}",
-        config.radius.auth_listen, config.radius.acct_listen
-    );
-    println!(
-        "  demo cards       {}/demo-aka.json, demo-aka-prime.json, demo-tls.json, demo-ttls.json (PIN {DEMO_PIN})",
-        cards_dir.display()
-    );
-    println!(
-        "Authenticate a demo card with eapol_test (scripts/build-eapol-test.sh builds one with the USIM simulator):"
-    );
-    let vendor = format!("{:08x}", config.server.vendor_id);
-    for m in ["aka", "aka-prime", "tls", "ttls"] {
-        println!(
-            "  .tools/bin/eapol_test -c {}/demo-{m}.eapol.conf -a 127.0.0.1 -p {port} -s {secret} \\\n    {}",
-            cards_dir.display(),
-            demo_payment_args(&vendor)
-        );
-    }
-}
-
-/// The PIN of the demo TTLS card (its inner PAP password).
-const DEMO_PIN: &str = "1234";
-
-/// eapol_test `-N` arguments for a demo payment.
-fn demo_payment_args(vendor: &str) -> String {
-    let args: Vec<String> =
-        demo_details().sub_attributes().iter().map(|tlv| format!("-N 26:x:{vendor}{}", hex::encode(tlv))).collect();
-    args.join(" ")
-}
-
-/// A 12.50 USD payment to the demo merchant, with a fresh transaction id,
-/// nonce and terminal time.
-fn demo_details() -> aaa_proto::payment::PaymentDetails {
-    aaa_proto::payment::PaymentDetails {
-        transaction_id: format!("DEMO-{}", hex::encode(rand::random::<[u8; 4]>())),
-        merchant_id: admin::DEMO_MERCHANT.into(),
-        amount: 1250,
-        currency: 840,
-        installments: 0,
-        terminal_nonce: rand::random(),
-        terminal_time_ms: aaa_server::core::payment::now_ms(),
-    }
 }

@@ -90,6 +90,21 @@ impl Server {
         }
     }
 
+    /// The lines scripts and tests wait for, on stdout: `listening diameter
+    /// ADDR` (when served), then `listening radius auth ADDR` and, last,
+    /// `listening radius acct ADDR`.
+    pub fn announce(&self) -> Result<(), ServerError> {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let io = |e| ServerError::Io { path: "stdout".into(), source: e };
+        if let Some(addr) = self.diameter_addr()? {
+            writeln!(out, "listening diameter {addr}").map_err(io)?;
+        }
+        writeln!(out, "listening radius auth {}", self.auth_addr()?).map_err(io)?;
+        writeln!(out, "listening radius acct {}", self.acct_addr()?).map_err(io)?;
+        out.flush().map_err(io)
+    }
+
     /// Serves until SIGINT or SIGTERM; Diameter peers get DPR before the end.
     pub async fn run(self) -> Result<(), ServerError> {
         let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -133,6 +148,16 @@ impl Server {
         info!(counters = %counters.join(" "), "stopped");
         Ok(())
     }
+}
+
+/// The ledger as `serve` needs it: able to sign approvals, and with the
+/// merchants of the configuration registered.
+pub async fn serving_ledger(config: &Config) -> Result<SqlLedger, ServerError> {
+    let signer = crate::admin::load_signer(&config.server.data_dir)?;
+    let ledger = crate::admin::open_ledger(config, Some(signer)).await?;
+    crate::admin::register_merchants(&ledger, config, "config").await?;
+    info!(backend = ?ledger.backend(), durability = %ledger.durability().await?, "ledger open");
+    Ok(ledger)
 }
 
 /// The TLS family's server contexts, EAP-TLS's (client certificate

@@ -983,7 +983,7 @@ async fn txn_verify_checks_the_card_signature() {
         "rsa2048",
     ]);
     assert_eq!(code, 0, "{err}");
-    let cli_card = e_card::card_file::CardFile::load(&tls_file).unwrap();
+    let cli_card = eapay_card_file::CardFile::load(&tls_file).unwrap();
     let want =
         format!("issued tls card {} as {}@issuer.test -> {}", cli_card.card_id, cli_card.card_id, tls_file.display());
     assert!(out.lines().any(|l| l == want), "{out}");

@@ -19,7 +19,8 @@
 #![forbid(unsafe_code)]
 
 pub mod card;
-pub mod card_file;
+/// The card file format, shared with the issuer (`eapay-card-file`).
+pub use eapay_card_file as card_file;
 pub mod error;
 pub mod holder;
 pub mod peer;

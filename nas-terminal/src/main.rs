@@ -27,7 +27,11 @@ use nas_terminal::transport::Issuer;
 use options::{FlushArgs, PayArgs, RadiusArgs, VerifyArgs};
 
 #[derive(Parser)]
-#[command(name = "eapay-terminal", version, about = "eapay merchant terminal (RADIUS or Diameter NAS, blind EAP relay)")]
+#[command(
+    name = "eapay-terminal",
+    version,
+    about = "eapay merchant terminal (RADIUS or Diameter NAS, blind EAP relay)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -199,9 +203,14 @@ async fn simulated_card_payment(
     // The holder of a simulated card accepts what the terminal shows; the
     // card still confirms exactly those details to the issuer.
     let request = Request::Payment(details);
-    let (card_report, result) =
-        nas_terminal::simulated::run(&mut card, &mut e_card::AutoAccept, &mut issuer.conversation(settings), settings, request)
-            .await;
+    let (card_report, result) = nas_terminal::simulated::run(
+        &mut card,
+        &mut e_card::AutoAccept,
+        &mut issuer.conversation(settings),
+        settings,
+        request,
+    )
+    .await;
     if let Err(e) = card_report {
         tracing::warn!(error = %e, "simulated card");
     }

@@ -160,8 +160,7 @@ impl DiameterArgs {
         if d.watchdog < Duration::from_secs(6) {
             bail!("--watchdog must be at least 6s (RFC 3539)");
         }
-        let mut settings =
-            DiameterSettings::new(origin_host, &origin_realm, destination_realm, server.servers.clone());
+        let mut settings = DiameterSettings::new(origin_host, &origin_realm, destination_realm, server.servers.clone());
         settings.destination_host = d.destination_host.clone();
         // The RADIUS retransmission policy in Diameter terms: the same
         // first wait, and as many tries over all connections.
@@ -171,7 +170,6 @@ impl DiameterArgs {
         settings.reconnect = d.reconnect;
         Ok(settings)
     }
-
 }
 
 #[derive(Debug, Args)]

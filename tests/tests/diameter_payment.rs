@@ -8,7 +8,6 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use aaa_proto::diameter::message::{frame_len, Limits, Message};
 use aaa_proto::dictionary::diameter::ResultCode;

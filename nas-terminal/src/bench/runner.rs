@@ -19,9 +19,9 @@ use anyhow::{Context, Result};
 use e_card::{AutoAccept, Card, CardError, CardOutcome};
 use nas_terminal::client::{ClientError, RadiusClient};
 use nas_terminal::diameter::{DiameterClient, DiameterError};
-use nas_terminal::transport::Issuer;
 use nas_terminal::payment::{Answer, Finished, PaymentError, Request};
 use nas_terminal::simulated;
+use nas_terminal::transport::Issuer;
 use tokio::time::Instant;
 
 use super::args::Plan;
@@ -119,11 +119,7 @@ pub struct Primed {
 /// `--resumption on`: one payment per card, one terminal per hand, before
 /// the run (not measured), so that each card holds a TLS session. Cards left
 /// when `limit` has passed are not primed.
-pub async fn prime(
-    plan: &Plan,
-    clients: Vec<Issuer>,
-    hands: Vec<Vec<Card>>,
-) -> (Vec<Issuer>, Vec<Vec<Card>>, Primed) {
+pub async fn prime(plan: &Plan, clients: Vec<Issuer>, hands: Vec<Vec<Card>>) -> (Vec<Issuer>, Vec<Vec<Card>>, Primed) {
     let Some(template) = plan.prime.clone() else { return (clients, hands, Primed::default()) };
     let began = Instant::now();
     let limit = began + Duration::from_secs(120);
@@ -147,9 +143,14 @@ pub async fn prime(
                     terminal_nonce: rand::random(),
                     terminal_time_ms: now_ms(),
                 };
-                let (_, result) =
-                    simulated::run(card, &mut holder, &mut client.conversation(&settings), &settings, Request::Payment(&details))
-                        .await;
+                let (_, result) = simulated::run(
+                    card,
+                    &mut holder,
+                    &mut client.conversation(&settings),
+                    &settings,
+                    Request::Payment(&details),
+                )
+                .await;
                 primed += 1;
                 if !matches!(result, Ok(Finished { answer: Answer::Approved { .. }, .. })) {
                     not_approved += 1;
@@ -228,7 +229,8 @@ async fn converse(
         None => Request::AuthOnly,
     };
     let settings = &shared.plan.settings;
-    let (card_report, result) = simulated::run(card, holder, &mut client.conversation(settings), settings, request).await;
+    let (card_report, result) =
+        simulated::run(card, holder, &mut client.conversation(settings), settings, request).await;
     // The card has checked the final answer too (in process: microseconds).
     let finished = Instant::now();
     let rounds = result.as_ref().map_or(0, |done| done.rounds);

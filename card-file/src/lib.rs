@@ -5,6 +5,8 @@
 //! It holds the card's secrets in the clear (it *is* the card), so it is
 //! created with mode 0600 and never read by the terminal.
 
+#![forbid(unsafe_code)]
+
 use std::fmt;
 use std::path::Path;
 
