@@ -181,11 +181,15 @@ pub async fn init(opts: &InitOptions) -> Result<Initialised, ServerError> {
     Ok(Initialised { config_path, config })
 }
 
-/// Registers the merchants the configuration lets each client act for.
+/// Registers the merchants the configuration lets each terminal act for:
+/// RADIUS clients and Diameter peers alike, by name (a terminal that speaks
+/// both protocols has one name and one set of merchants).
 pub async fn register_merchants(ledger: &SqlLedger, config: &Config, actor: &str) -> Result<(), ServerError> {
-    for client in &config.radius.clients {
-        for merchant in &client.merchants {
-            ledger.add_merchant(merchant, merchant, std::slice::from_ref(&client.name), actor).await?;
+    let radius = config.radius.clients.iter().map(|c| (&c.name, &c.merchants));
+    let diameter = config.diameter.iter().flat_map(|d| d.peers.iter().map(|p| (&p.name, &p.merchants)));
+    for (terminal, merchants) in radius.chain(diameter) {
+        for merchant in merchants {
+            ledger.add_merchant(merchant, merchant, std::slice::from_ref(terminal), actor).await?;
         }
     }
     Ok(())

@@ -297,3 +297,51 @@ fn an_acr_reversal_gives_the_amount_back() {
     let late = pay_diameter(&[diameter], &card.json, "6.00", &reversals, &["--transaction-id", "ACR-NEVER"]);
     assert_eq!(late.status.code(), Some(1), "{}", late.all());
 }
+
+/// A Diameter peer acts for the merchants of its `[[diameter.peers]]` entry,
+/// as a RADIUS client for those of its `[[radius.clients]]`: no others.
+#[test]
+fn a_diameter_peer_acts_only_for_its_own_merchants() {
+    let server = Server::start_with("issuer.test", "eapay-test-secret", |config| {
+        let peers = eapay_tests::section(config, "diameter")
+            .get_mut("peers")
+            .and_then(|p| p.as_array_mut())
+            .expect("init writes [[diameter.peers]]");
+        let mut shop = toml::Table::new();
+        shop.insert("name".into(), "shop-2".into());
+        shop.insert("origin_host".into(), "shop-2.issuer.test".into());
+        shop.insert("address".into(), "127.0.0.1/32".into());
+        shop.insert("merchants".into(), toml::Value::Array(vec!["M-SHOP2".into()]));
+        peers.push(toml::Value::Table(shop));
+    });
+    let diameter = server.diameter.expect("Diameter is served").to_string();
+    let card = server.card(Method::Aka);
+    let (card, reversals) = (card.json.display().to_string(), server.scratch("r.json").display().to_string());
+    let pay = |merchant: &str| {
+        terminal(&[
+            "pay",
+            "--protocol",
+            "diameter",
+            "--server",
+            &diameter,
+            "--origin-host",
+            "shop-2.issuer.test",
+            "--destination-realm",
+            "issuer.test",
+            "--merchant",
+            merchant,
+            "--amount",
+            "1.00",
+            "--currency",
+            "USD",
+            "--card",
+            &card,
+            "--reversals",
+            &reversals,
+        ])
+    };
+    let own = pay("M-SHOP2");
+    assert_eq!(own.status.code(), Some(0), "{}\n{}", own.all(), server.stderr());
+    let other = pay(MERCHANT);
+    assert_eq!(other.status.code(), Some(1), "another terminal's merchant is declined:\n{}", other.all());
+}
