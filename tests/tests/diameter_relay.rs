@@ -1,0 +1,838 @@
+//! Payments over Diameter through a real relay agent: freeDiameterd 1.2.1
+//! (Debian's `freediameter` and `freediameter-extensions`), started by
+//! `scripts/freediameter-relay.sh` between `eapay-terminal` and
+//! `eapay-server`. The relay appends Route-Record to requests and answers,
+//! gives each hop its own Hop-by-Hop id and forwards the eapay vendor AVPs
+//! (vendor 32473, M bit clear) it does not know; it has the identity
+//! `relay.issuer.test`, which the server knows as a peer named
+//! `demo-terminal` acting for `M-DEMO` (a relayed request arrives on the
+//! relay's connection, so that entry's merchants are the ones checked).
+//!
+//! - every EAP method pays through the relay as it pays directly, and a
+//!   decline comes back with its code;
+//! - the relay's connection to the server outlives idle periods longer than
+//!   Tw (DWR/DWA) and serves the next payment without reconnecting;
+//! - a stopped relay: the terminal fails over to the server's own port, or
+//!   with the relay as its only path fails with one line, and a request
+//!   lost with the relay leaves a reversal that `flush` delivers directly;
+//! - tshark decodes a relayed payment, both hops, with the eapay AVPs by
+//!   name (dictionaries/diameter/eapay.xml added to Wireshark's dictionary)
+//!   and nothing malformed.
+//!
+//! Without freeDiameterd (or tshark/dumpcap for the capture) a test prints
+//! a SKIP line; under `EAPAY_REQUIRE_INTEROP=1` it fails instead.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use eapay_tests::terminal::{error_lines, terminal};
+use eapay_tests::{
+    find_in_path, has_token, last_lines, repo_root, run_with_timeout, section, Method, Server, ToolOutput,
+    DEFAULT_LIMIT, MERCHANT, TOOL_TIMEOUT,
+};
+
+const TERMINAL: &str = "demo-terminal.issuer.test";
+const RELAY: &str = "relay.issuer.test";
+const SERVER_HOST: &str = "aaa.issuer.test";
+const REALM: &str = "issuer.test";
+
+// ---------------------------------------------------------------------------
+// Tools
+// ---------------------------------------------------------------------------
+
+fn interop_required() -> bool {
+    std::env::var("EAPAY_REQUIRE_INTEROP").as_deref() == Ok("1")
+}
+
+/// `found`, or (missing) a failure under `EAPAY_REQUIRE_INTEROP=1` and
+/// otherwise a SKIP line and `None`.
+fn need(what: &str, found: Option<PathBuf>, install: &str, test: &str) -> Option<PathBuf> {
+    if found.is_some() {
+        return found;
+    }
+    if interop_required() {
+        panic!("{what} is required in CI (EAPAY_REQUIRE_INTEROP=1) but was not found: {install}");
+    }
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIP: {test} needs {what} ({install})");
+    None
+}
+
+/// freeDiameterd: `FREEDIAMETERD`, else in PATH or /usr/bin.
+fn freediameterd() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("FREEDIAMETERD").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(path)).filter(|p| p.is_file());
+    }
+    find_in_path("freeDiameterd").or_else(|| Some(PathBuf::from("/usr/bin/freeDiameterd")).filter(|p| p.is_file()))
+}
+
+/// The directory with dict_eap.fdx and the other extensions the relay loads.
+fn extensions_dir() -> Option<PathBuf> {
+    let mut candidates: Vec<PathBuf> =
+        std::env::var_os("FREEDIAMETER_EXT_DIR").filter(|v| !v.is_empty()).map(PathBuf::from).into_iter().collect();
+    candidates.push("/usr/lib/freeDiameter".into());
+    candidates.push("/usr/lib/x86_64-linux-gnu/freeDiameter".into());
+    candidates.push("/usr/lib/aarch64-linux-gnu/freeDiameter".into());
+    candidates.into_iter().find(|dir| {
+        ["dict_eap", "dict_nasreq", "rt_default", "acl_wl", "dbg_msg_dumps"]
+            .iter()
+            .all(|ext| dir.join(format!("{ext}.fdx")).is_file())
+    })
+}
+
+/// freeDiameterd and its extensions, or `None` (skip) / a panic (CI).
+fn relay_available(test: &str) -> bool {
+    need("freeDiameterd", freediameterd(), "apt-get install freediameter, or set FREEDIAMETERD", test).is_some()
+        && need(
+            "the freeDiameter extensions (dict_eap.fdx, rt_default.fdx, acl_wl.fdx, ...)",
+            extensions_dir().map(|d| d.join("dict_eap.fdx")),
+            "apt-get install freediameter-extensions, or set FREEDIAMETER_EXT_DIR",
+            test,
+        )
+        .is_some()
+}
+
+// ---------------------------------------------------------------------------
+// The server and the relay
+// ---------------------------------------------------------------------------
+
+/// A server that knows the relay as the peer `demo-terminal` (M-DEMO) from
+/// 127.0.0.1, besides the terminal itself; its own watchdog at Tw = `tw`.
+fn server_behind_relay(tw: i64) -> Server {
+    Server::start_with(REALM, "eapay-test-secret", |config| {
+        let diameter = section(config, "diameter");
+        diameter.insert("watchdog_secs".into(), toml::Value::Integer(tw));
+        let peers = diameter
+            .entry("peers")
+            .or_insert_with(|| toml::Value::Array(Vec::new()))
+            .as_array_mut()
+            .expect("[[diameter.peers]] is an array");
+        let mut relay = toml::Table::new();
+        relay.insert("name".into(), "demo-terminal".into());
+        relay.insert("origin_host".into(), RELAY.into());
+        relay.insert("address".into(), "127.0.0.1/32".into());
+        relay.insert("merchants".into(), toml::Value::Array(vec![MERCHANT.into()]));
+        peers.push(toml::Value::Table(relay));
+    })
+}
+
+fn script() -> PathBuf {
+    repo_root().join("scripts/freediameter-relay.sh")
+}
+
+/// freeDiameterd started by scripts/freediameter-relay.sh; stopped (by its
+/// pid file) when dropped.
+struct Relay {
+    run_dir: PathBuf,
+    addr: SocketAddr,
+    // Last: removed after the relay is stopped.
+    _dir: tempfile::TempDir,
+}
+
+impl Relay {
+    /// Starts on a free TCP port, relaying to `server` (the eapay server's
+    /// Diameter address), with TwTimer `tw`; retries if the port was taken.
+    fn start(server: SocketAddr, tw: u32) -> Relay {
+        let dir = tempfile::Builder::new().prefix("eapay-relay-").tempdir().expect("temp dir");
+        let run_dir = dir.path().join("run");
+        let mut last = None;
+        for _ in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free TCP port").port();
+            let mut cmd = Command::new(script());
+            cmd.arg("--run-dir")
+                .arg(&run_dir)
+                .args(["--port", &port.to_string()])
+                .args(["--identity", RELAY, "--realm", REALM, "--server-host", SERVER_HOST])
+                .args(["--server", &server.to_string()])
+                .args(["--client-host", TERMINAL])
+                .args(["--tw", &tw.to_string()]);
+            if let Some(bin) = freediameterd() {
+                cmd.env("FREEDIAMETERD", bin);
+            }
+            let out = run_with_timeout(cmd, None, TOOL_TIMEOUT);
+            if out.success() {
+                let listening = format!("listening diameter 127.0.0.1:{port}");
+                assert!(out.stdout.lines().any(|l| l == listening), "no `{listening}` line:\n{}", out.tail(20));
+                let addr = SocketAddr::from(([127, 0, 0, 1], port));
+                return Relay { run_dir, addr, _dir: dir };
+            }
+            if !out.stderr.contains("already in use") {
+                panic!("scripts/freediameter-relay.sh failed:\n{}", out.tail(40));
+            }
+            last = Some(out);
+        }
+        panic!("no free port for the relay after 5 tries:\n{}", last.map(|o| o.tail(20)).unwrap_or_default());
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.run_dir.join("freediameter.log")).unwrap_or_default()
+    }
+
+    fn log_tail(&self) -> String {
+        format!("--- freediameter.log (last lines) ---\n{}", last_lines(&self.log(), 40))
+    }
+}
+
+fn stop_relay(run_dir: &Path) -> ToolOutput {
+    let mut cmd = Command::new(script());
+    cmd.arg("--stop").arg("--run-dir").arg(run_dir);
+    if let Some(bin) = freediameterd() {
+        cmd.env("FREEDIAMETERD", bin);
+    }
+    run_with_timeout(cmd, None, TOOL_TIMEOUT)
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.log_tail());
+        }
+        // Harmless when already stopped (the pid file is gone).
+        let _ = stop_relay(&self.run_dir);
+    }
+}
+
+/// Sends `signal` (STOP, CONT) to a process of ours.
+fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// A server process frozen with SIGSTOP; SIGCONT when dropped.
+struct Frozen(u32);
+
+impl Frozen {
+    fn freeze(pid: u32) -> Frozen {
+        signal(pid, "STOP");
+        Frozen(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-CONT").arg(self.0.to_string()).status();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Payments
+// ---------------------------------------------------------------------------
+
+fn pay_args(servers: &[SocketAddr], card: &Path, amount: &str, reversals: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = vec!["pay".into(), "--protocol".into(), "diameter".into()];
+    for s in servers {
+        args.extend(["--server".into(), s.to_string()]);
+    }
+    args.extend(
+        [
+            "--origin-host",
+            TERMINAL,
+            "--destination-realm",
+            REALM,
+            "--watchdog",
+            "6s",
+            "--merchant",
+            MERCHANT,
+            "--currency",
+            "USD",
+            "--amount",
+            amount,
+        ]
+        .map(String::from),
+    );
+    args.extend(["--card".into(), card.display().to_string(), "--reversals".into(), reversals.display().to_string()]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// `eapay-terminal pay --protocol diameter` with an in-process card.
+fn pay(servers: &[SocketAddr], card: &Path, amount: &str, reversals: &Path, extra: &[&str]) -> ToolOutput {
+    let args = pay_args(servers, card, amount, reversals, extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    terminal(&args)
+}
+
+fn word_after(text: &str, word: &str) -> Option<String> {
+    text.split_whitespace().skip_while(|w| *w != word).nth(1).map(str::to_owned)
+}
+
+/// The keys `txn show` prints for an authorization (no values).
+fn ledger_shape(server: &Server, txn: &str) -> Vec<String> {
+    server
+        .txn_show(MERCHANT, txn)
+        .lines()
+        .filter_map(|l| l.split_once(':').map(|(k, _)| k.trim().to_string()))
+        .filter(|k| !k.is_empty())
+        .collect()
+}
+
+/// What the terminal printed for an approval, without the values: the first
+/// word of each line.
+fn stdout_shape(out: &ToolOutput) -> Vec<String> {
+    out.stdout.lines().filter_map(|l| l.split_whitespace().next()).map(str::to_owned).collect()
+}
+
+/// An approved payment: exit 0, `APPROVED AMOUNT USD  approval code X`, the
+/// receipt verified; returns (transaction id, approval code).
+fn assert_approved(out: &ToolOutput, amount: &str, what: &str, context: &dyn Fn() -> String) -> (String, String) {
+    assert_eq!(out.status.code(), Some(0), "{what}:\n{}\n{}", out.all(), context());
+    let first = out.stdout.lines().next().unwrap_or_default();
+    let prefix = format!("APPROVED {amount} USD  approval code ");
+    assert!(first.starts_with(&prefix), "{what}: {first}");
+    assert!(out.stdout.contains("receipt verified with issuer key"), "{what}:\n{}", out.stdout);
+    let txn = word_after(&out.stdout, "transaction").expect("transaction id");
+    (txn, first[prefix.len()..].trim().to_owned())
+}
+
+// ---------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------
+
+#[test]
+fn every_method_pays_through_the_relay_as_directly() {
+    if !relay_available("every_method_pays_through_the_relay_as_directly") {
+        return;
+    }
+    let server = server_behind_relay(30);
+    let direct = server.diameter.expect("Diameter is served");
+    let relay = Relay::start(direct, 30);
+    let context = || format!("{}\n--- server stderr ---\n{}", relay.log_tail(), last_lines(&server.stderr(), 40));
+    let issuer_pub = server.data_dir.join("issuer.pub").display().to_string();
+    let verify = ["--issuer-key", issuer_pub.as_str()];
+    for method in [Method::Aka, Method::AkaPrime, Method::Tls, Method::Ttls] {
+        let issue: &[&str] = if method == Method::Ttls {
+            &["--confirmation", "required", "--pin", "2580"]
+        } else {
+            &["--confirmation", "required"]
+        };
+        let card = server.card_with(method, issue);
+        let reversals = server.scratch(&format!("reversals-{method:?}.json"));
+
+        let directly = pay(&[direct], &card.json, "3.00", &reversals, &verify);
+        let (direct_txn, _) = assert_approved(&directly, "3.00", &format!("{method:?} directly"), &context);
+        let relayed = pay(&[relay.addr], &card.json, "2.00", &reversals, &verify);
+        let (txn, _) = assert_approved(&relayed, "2.00", &format!("{method:?} through the relay"), &context);
+        assert_eq!(stdout_shape(&relayed), stdout_shape(&directly), "{method:?}: the terminal shows the same");
+
+        let shown = server.txn_show(MERCHANT, &txn);
+        assert!(has_token(&shown.to_lowercase(), "approved"), "{method:?}:\n{shown}");
+        assert!(has_token(&shown.to_lowercase(), "confirmed"), "{method:?}: the card confirmed inside EAP:\n{shown}");
+        assert_eq!(
+            ledger_shape(&server, &direct_txn),
+            ledger_shape(&server, &txn),
+            "{method:?}: the same ledger record"
+        );
+        assert_eq!(server.card_amounts(&card), (DEFAULT_LIMIT, DEFAULT_LIMIT - 500), "{method:?}");
+        assert!(!reversals.exists(), "{method:?}: no reversal owed");
+    }
+    // The relayed requests came over the relay's connection, under the peer
+    // name the relay's entry gives (the merchant rules of demo-terminal).
+    let log = relay.log();
+    assert!(
+        log.lines().any(|l| l.contains("SND to 'aaa.issuer.test'") && l.contains("5/268")),
+        "the relay forwarded no DER:\n{}",
+        relay.log_tail()
+    );
+
+    let card = server.card(Method::Aka);
+    let reversals = server.scratch("reversals-decline.json");
+    let declined = pay(&[relay.addr], &card.json, "10000.00", &reversals, &[]);
+    assert_eq!(declined.status.code(), Some(1), "{}\n{}", declined.all(), context());
+    assert!(declined.stdout.starts_with("DECLINED 61 Exceeds-Limit"), "{}", declined.stdout);
+    assert_eq!(server.card_amounts(&card), (DEFAULT_LIMIT, DEFAULT_LIMIT), "nothing charged");
+
+    // A reversal (ACR, base accounting, Eapay-Settlement-Action) crosses the
+    // relay as well: the amount comes back.
+    let paid = pay(&[relay.addr], &card.json, "6.00", &reversals, &["--transaction-id", "RELAYED-ACR"]);
+    assert_eq!(paid.status.code(), Some(0), "{}\n{}", paid.all(), context());
+    assert_eq!(server.card_amounts(&card), (DEFAULT_LIMIT, DEFAULT_LIMIT - 600));
+    let store = serde_json::json!({"version": 1, "reversals": [{"merchant_id": MERCHANT,
+        "transaction_id": "RELAYED-ACR", "amount": 600, "currency": 840, "created_ms": 1, "attempts": 0,
+        "next_attempt_ms": 0}]});
+    std::fs::write(&reversals, store.to_string()).expect("write the reversal store");
+    let (via, r) = (relay.addr.to_string(), reversals.display().to_string());
+    let flushed = terminal(&[
+        "flush",
+        "--protocol",
+        "diameter",
+        "--server",
+        &via,
+        "--origin-host",
+        TERMINAL,
+        "--destination-realm",
+        REALM,
+        "--reversals",
+        &r,
+    ]);
+    assert_eq!(flushed.status.code(), Some(0), "{}\n{}", flushed.all(), context());
+    assert!(flushed.stdout.contains("reversal of RELAYED-ACR delivered"), "{}", flushed.stdout);
+    assert_eq!(server.card_amounts(&card), (DEFAULT_LIMIT, DEFAULT_LIMIT), "the amount is back");
+    let shown = server.txn_show(MERCHANT, "RELAYED-ACR");
+    assert!(has_token(&shown.to_lowercase(), "reversed"), "{shown}");
+    assert!(
+        relay.log().lines().any(|l| l.contains("SND to 'aaa.issuer.test'") && l.contains("3/271")),
+        "the ACR did not go through the relay:\n{}",
+        relay.log_tail()
+    );
+}
+
+#[test]
+fn the_relay_connection_survives_idle_watchdogs() {
+    if !relay_available("the_relay_connection_survives_idle_watchdogs") {
+        return;
+    }
+    // Tw = 6 s on every side: the relay's TwTimer, the server's
+    // watchdog_secs and the terminal's --watchdog.
+    let server = server_behind_relay(6);
+    let direct = server.diameter.expect("Diameter is served");
+    let relay = Relay::start(direct, 6);
+    let context = || format!("{}\n--- server stderr ---\n{}", relay.log_tail(), last_lines(&server.stderr(), 40));
+    let card = server.card(Method::Aka);
+    let reversals = server.scratch("reversals.json");
+
+    let first = pay(&[relay.addr], &card.json, "1.00", &reversals, &[]);
+    assert_eq!(first.status.code(), Some(0), "{}\n{}", first.all(), context());
+    let before_idle = relay.log().lines().count();
+    // freeDiameter's one-line dumps: what it sends is named, what it receives
+    // shows as code 0/280 with its flags (R--- a request, ---- an answer).
+    let watchdog_exchanged = |log: &str| {
+        let idle: Vec<&str> = log.lines().skip(before_idle).collect();
+        let seen = |dir: &str, what: &str| {
+            idle.iter()
+                .any(|l| l.contains(&format!("{dir} 'aaa.issuer.test'")) && l.contains("0/280") && l.contains(what))
+        };
+        let relay_asked = seen("SND to", "'Device-Watchdog-Request'") && seen("RCV from", "f:----");
+        let server_asked = seen("RCV from", "f:R---") && seen("SND to", "'Device-Watchdog-Answer'");
+        relay_asked || server_asked
+    };
+    // Longer than Tw + 2 s of jitter: at least one DWR/DWA between the relay
+    // and the server (freeDiameter's or the server's watchdog, whichever
+    // fires first) while nothing else is said.
+    let idle_start = Instant::now();
+    std::thread::sleep(Duration::from_millis(9_000));
+    while !watchdog_exchanged(&relay.log()) && idle_start.elapsed() < Duration::from_secs(14) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = relay.log();
+    assert!(
+        watchdog_exchanged(&log),
+        "no DWR/DWA between the relay and the server while idle:\n{}\n{}",
+        log.lines().skip(before_idle).collect::<Vec<_>>().join("\n"),
+        context()
+    );
+    let second = pay(&[relay.addr], &card.json, "1.00", &reversals, &["--transaction-id", "AFTER-IDLE"]);
+    assert_eq!(second.status.code(), Some(0), "after the idle period:\n{}\n{}", second.all(), context());
+    server.assert_running();
+
+    let log = relay.log();
+    let opened = log.lines().filter(|l| l.contains("-> 'STATE_OPEN'") && l.contains("'aaa.issuer.test'")).count();
+    assert_eq!(opened, 1, "the relay reconnected to the server:\n{}", relay.log_tail());
+    let stderr = server.stderr();
+    let peer_opens = stderr
+        .lines()
+        .filter(|l| l.contains("Diameter peer open") && l.contains(&format!("origin_host={RELAY}")))
+        .count();
+    assert_eq!(peer_opens, 1, "the server saw the relay connect again:\n{}", last_lines(&stderr, 40));
+    assert!(!stderr.contains("Diameter connection closed"), "a connection closed:\n{}", last_lines(&stderr, 40));
+    assert_eq!(server.card_amounts(&card), (DEFAULT_LIMIT, DEFAULT_LIMIT - 200));
+}
+
+#[test]
+fn a_stopped_relay_fails_over_or_leaves_a_reversal() {
+    if !relay_available("a_stopped_relay_fails_over_or_leaves_a_reversal") {
+        return;
+    }
+    let server = server_behind_relay(30);
+    let direct = server.diameter.expect("Diameter is served");
+    let relay = Relay::start(direct, 30);
+    let context = || format!("{}\n--- server stderr ---\n{}", relay.log_tail(), last_lines(&server.stderr(), 40));
+    let card = server.card(Method::Aka);
+    let reversals = server.scratch("reversals.json");
+    let d = direct.to_string();
+    let r = reversals.display().to_string();
+
+    // 1. A request lost with the relay: the server is frozen, so the relayed
+    //    DER stays unanswered; the relay is stopped (DPR to the terminal).
+    let (lost_tx, lost_rx) = mpsc::channel();
+    {
+        let frozen = Frozen::freeze(server.pid());
+        let args = pay_args(&[relay.addr], &card.json, "7.00", &reversals, &["--timeout", "5s", "--retries", "0"]);
+        let payer = std::thread::spawn(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let _ = lost_tx.send(terminal(&args));
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let forwarded = loop {
+            let log = relay.log();
+            if log.lines().any(|l| l.contains("SND to 'aaa.issuer.test'") && l.contains("5/268")) {
+                break true;
+            }
+            if Instant::now() > deadline {
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(forwarded, "the relay did not forward the first DER:\n{}", relay.log_tail());
+        let run_dir = relay.run_dir.clone();
+        let stopper = std::thread::spawn(move || stop_relay(&run_dir));
+        let lost = lost_rx.recv_timeout(TOOL_TIMEOUT).expect("the terminal finished");
+        payer.join().expect("payer thread");
+        drop(frozen);
+        let stopped = stopper.join().expect("stopper thread");
+        assert!(stopped.success(), "--stop:\n{}", stopped.tail(20));
+
+        assert_eq!(lost.status.code(), Some(2), "{}\n{}", lost.all(), context());
+        let errors = error_lines(&lost);
+        assert_eq!(errors.len(), 1, "one error line:\n{}", lost.stderr);
+        assert!(errors[0].contains("reversal of "), "{}", errors[0]);
+        assert!(errors[0].contains(&r), "names the store: {}", errors[0]);
+    }
+    let store = std::fs::read_to_string(&reversals).expect("a reversal was stored");
+    let store: serde_json::Value = serde_json::from_str(&store).expect("the reversal store is JSON");
+    let owed: Vec<String> = store["reversals"]
+        .as_array()
+        .expect("reversals")
+        .iter()
+        .map(|v| v["transaction_id"].as_str().expect("transaction_id").to_owned())
+        .collect();
+    assert_eq!(owed.len(), 1, "{store}");
+
+    // 2. `flush` directly to the server delivers what the relay lost (the
+    //    server had never decided it: it saw the first round only).
+    let flushed = terminal(&[
+        "flush",
+        "--protocol",
+        "diameter",
+        "--server",
+        &d,
+        "--origin-host",
+        TERMINAL,
+        "--destination-realm",
+        REALM,
+        "--reversals",
+        &r,
+    ]);
+    assert_eq!(flushed.status.code(), Some(0), "{}\n{}", flushed.all(), context());
+    let delivered = format!("reversal of {} delivered", owed[0]);
+    assert!(flushed.stdout.contains(&delivered), "no `{delivered}`:\n{}", flushed.all());
+    let left = std::fs::read_to_string(&reversals).unwrap_or_default();
+    assert!(!left.contains(owed[0].as_str()), "still owed after flush:\n{left}");
+    assert_eq!(server.card_amounts(&card), (DEFAULT_LIMIT, DEFAULT_LIMIT), "nothing charged");
+
+    // 3. Only the stopped relay: one clear line, exit 2; nothing left the
+    //    terminal (no connection opened), so nothing is owed.
+    let unreachable = pay(&[relay.addr], &card.json, "1.25", &reversals, &["--timeout", "1s"]);
+    assert_eq!(unreachable.status.code(), Some(2), "{}", unreachable.all());
+    let errors = error_lines(&unreachable);
+    assert_eq!(errors.len(), 1, "one error line:\n{}", unreachable.stderr);
+    assert!(errors[0].contains(&relay.addr.to_string()), "names the relay: {}", errors[0]);
+    assert!(!errors[0].contains("reversal of"), "nothing left, nothing owed: {}", errors[0]);
+    assert_eq!(std::fs::read_to_string(&reversals).unwrap_or_default(), left, "the store is unchanged");
+    server.assert_running();
+
+    // 4. Two paths, the stopped relay first: the terminal fails over to the
+    //    server's own port (its Origin-Host is a configured peer).
+    let failover = pay(&[relay.addr, direct], &card.json, "1.50", &reversals, &["--timeout", "1s"]);
+    assert_eq!(failover.status.code(), Some(0), "{}\n{}", failover.all(), context());
+    assert!(failover.stdout.starts_with("APPROVED 1.50 USD  approval code "), "{}", failover.stdout);
+    assert_eq!(server.card_amounts(&card), (DEFAULT_LIMIT, DEFAULT_LIMIT - 150));
+}
+
+// ---------------------------------------------------------------------------
+// tshark
+// ---------------------------------------------------------------------------
+
+/// dumpcap capturing loopback to a file; SIGINT and waited for when dropped.
+struct Capture {
+    child: Child,
+    stderr: mpsc::Receiver<String>,
+    file: PathBuf,
+    stopped: bool,
+}
+
+impl Capture {
+    /// Starts capturing TCP `ports` on `lo` into `file`; waits until dumpcap
+    /// says it captures. `Err` with dumpcap's words if it cannot.
+    fn start(dumpcap: &Path, ports: &[u16], file: &Path) -> Result<Capture, String> {
+        let filter = ports.iter().map(|p| format!("tcp port {p}")).collect::<Vec<_>>().join(" or ");
+        let mut cmd = Command::new(dumpcap);
+        cmd.args(["-i", "lo", "-f", &filter, "-w"]).arg(file);
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| format!("cannot run {}: {e}", dumpcap.display()))?;
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().expect("stderr pipe");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut capture = Capture { child, stderr: rx, file: file.to_owned(), stopped: false };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut said = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+            match capture.stderr.recv_timeout(left) {
+                Ok(line) if line.starts_with("Capturing on") => break,
+                Ok(line) => said.push(line),
+                Err(_) => {
+                    capture.stop();
+                    return Err(format!("dumpcap did not start capturing on lo:\n{}", said.join("\n")));
+                }
+            }
+        }
+        // The socket is bound before that line; a little slack for the filter.
+        std::thread::sleep(Duration::from_millis(200));
+        Ok(capture)
+    }
+
+    /// SIGINT (dumpcap finishes the file), then waits.
+    fn stop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        let _ = Command::new("kill").arg("-INT").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().ok().flatten().is_none() {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+}
+
+/// Wireshark's data directory (`tshark -G folders`: "Global configuration").
+fn wireshark_data_dir(tshark: &Path) -> PathBuf {
+    let out = Command::new(tshark).args(["-G", "folders"]).output().expect("tshark -G folders");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("Global configuration:").map(|d| PathBuf::from(d.trim())))
+        .filter(|d| d.join("diameter/dictionary.xml").is_file())
+        .unwrap_or_else(|| PathBuf::from("/usr/share/wireshark"))
+}
+
+/// A Wireshark data directory at `to`: everything of `global` (symbolic
+/// links), with diameter/dictionary.xml including the repository's eapay.xml
+/// (`<!ENTITY Eapay SYSTEM "eapay.xml">` and `&Eapay;`).
+fn data_dir_with_eapay(global: &Path, to: &Path) {
+    use std::os::unix::fs::symlink;
+    let diameter = to.join("diameter");
+    std::fs::create_dir_all(&diameter).expect("create the data dir");
+    for entry in std::fs::read_dir(global).expect("read the Wireshark data dir").flatten() {
+        if entry.file_name() != "diameter" {
+            symlink(entry.path(), to.join(entry.file_name())).expect("symlink");
+        }
+    }
+    for entry in std::fs::read_dir(global.join("diameter")).expect("read diameter/").flatten() {
+        if entry.file_name() != "dictionary.xml" {
+            symlink(entry.path(), diameter.join(entry.file_name())).expect("symlink");
+        }
+    }
+    std::fs::copy(repo_root().join("dictionaries/diameter/eapay.xml"), diameter.join("eapay.xml"))
+        .expect("copy eapay.xml");
+    let stock = std::fs::read_to_string(global.join("diameter/dictionary.xml")).expect("Wireshark's dictionary.xml");
+    // The entity goes into the internal DTD subset, the reference after the
+    // others, just before </dictionary>.
+    let subset_end = stock.find("]>").expect("dictionary.xml has an internal DTD subset");
+    let close = stock.rfind("</dictionary>").expect("dictionary.xml ends with </dictionary>");
+    let mut text = String::with_capacity(stock.len() + 100);
+    text.push_str(&stock[..subset_end]);
+    text.push_str("\t<!ENTITY Eapay\t\tSYSTEM \"eapay.xml\">\n");
+    text.push_str(&stock[subset_end..close]);
+    text.push_str("\t&Eapay;\n");
+    text.push_str(&stock[close..]);
+    std::fs::write(diameter.join("dictionary.xml"), text).expect("write dictionary.xml");
+}
+
+/// tshark with `data_dir` as its data directory: as `nobody` when we are
+/// root (tshark ignores WIRESHARK_DATA_DIR as root).
+fn tshark_as_user(tshark: &Path, data_dir: &Path, home: &Path, args: &[&str]) -> ToolOutput {
+    let mut cmd = if is_root() {
+        let runuser = find_in_path("runuser")
+            .or_else(|| Some(PathBuf::from("/usr/sbin/runuser")).filter(|p| p.is_file()))
+            .expect("runuser (util-linux) to run tshark as nobody");
+        let mut cmd = Command::new(runuser);
+        cmd.args(["-u", "nobody", "--"]).arg(tshark);
+        cmd
+    } else {
+        Command::new(tshark)
+    };
+    cmd.args(args)
+        .env("WIRESHARK_DATA_DIR", data_dir)
+        .env("WIRESHARK_CONFIG_DIR", home.join("config"))
+        .env("HOME", home);
+    run_with_timeout(cmd, None, TOOL_TIMEOUT)
+}
+
+#[test]
+fn tshark_names_the_eapay_avps_of_a_relayed_payment() {
+    let test = "tshark_names_the_eapay_avps_of_a_relayed_payment";
+    if !relay_available(test) {
+        return;
+    }
+    let Some(tshark) = need("tshark", find_in_path("tshark"), "apt-get install tshark", test) else { return };
+    let dumpcap = find_in_path("dumpcap").or_else(|| Some(PathBuf::from("/usr/bin/dumpcap")).filter(|p| p.is_file()));
+    let Some(dumpcap) = need("dumpcap", dumpcap, "apt-get install tshark (wireshark-common)", test) else { return };
+
+    let server = server_behind_relay(30);
+    let direct = server.diameter.expect("Diameter is served");
+    let relay = Relay::start(direct, 30);
+    let context = || format!("{}\n--- server stderr ---\n{}", relay.log_tail(), last_lines(&server.stderr(), 40));
+
+    // Readable by the unprivileged user that decodes.
+    let work = tempfile::Builder::new().prefix("eapay-tshark-").tempdir().expect("temp dir");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let pcap = work.path().join("relayed.pcapng");
+    let data_dir = work.path().join("wireshark");
+    data_dir_with_eapay(&wireshark_data_dir(&tshark), &data_dir);
+
+    let card = server.card_with(Method::Aka, &["--confirmation", "required"]);
+    let reversals = server.scratch("reversals.json");
+    let mut capture = match Capture::start(&dumpcap, &[relay.addr.port(), direct.port()], &pcap) {
+        Ok(c) => c,
+        Err(e) if interop_required() || is_root() => panic!("{e}"),
+        Err(e) => {
+            eprintln!("SKIP: {test} cannot capture on lo (not root?): {e}");
+            return;
+        }
+    };
+    let out = pay(&[relay.addr], &card.json, "4.20", &reversals, &["--transaction-id", "CAPTURED-1"]);
+    std::thread::sleep(Duration::from_millis(300));
+    capture.stop();
+    let (txn, approval) = assert_approved_plain(&out, "4.20", &context);
+    assert_eq!(txn, "CAPTURED-1");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&capture.file, std::fs::Permissions::from_mode(0o644)).expect("chmod the capture");
+    }
+
+    let decode_as = [
+        "-d".to_owned(),
+        format!("tcp.port=={},diameter", relay.addr.port()),
+        "-d".to_owned(),
+        format!("tcp.port=={},diameter", direct.port()),
+    ];
+    let file = pcap.display().to_string();
+    let mut args: Vec<&str> = vec!["-r", &file];
+    args.extend(decode_as.iter().map(String::as_str));
+    let mut verbose = args.clone();
+    verbose.push("-V");
+    let decoded = tshark_as_user(&tshark, &data_dir, work.path(), &verbose);
+    assert!(decoded.success(), "tshark -V:\n{}", decoded.tail(30));
+    // A dictionary that does not load is reported on stderr.
+    assert!(decoded.stderr.trim().is_empty(), "tshark complained:\n{}", decoded.stderr);
+    let text = &decoded.stdout;
+    assert!(!text.contains("Malformed"), "malformed packets:\n{}", last_lines(text, 80));
+    assert!(!text.contains("Unknown AVP") && !text.contains("vnd=32473"), "an eapay AVP without its name:\n{text}");
+    for (name, value) in [
+        ("Eapay-Transaction-Id", "CAPTURED-1"),
+        ("Eapay-Merchant-Id", MERCHANT),
+        ("Eapay-Amount", "420"),
+        ("Eapay-Currency", "840"),
+        ("Eapay-Approval-Code", approval.as_str()),
+        ("Eapay-Approved-Amount", "420"),
+        ("Eapay-Card-Confirmation", "Confirmed (1)"),
+        ("Eapay-Auth-Method", "aka"),
+    ] {
+        let line = format!("{name}: {value}");
+        assert!(text.lines().any(|l| l.trim() == line), "no `{line}` in the decode:\n{}", last_lines(text, 120));
+    }
+    assert!(text.contains("Eapay-Receipt: "), "no Eapay-Receipt");
+    // Every eapay AVP has the V bit and not the M bit, on both hops.
+    let eapay_avps: Vec<&str> = text.lines().filter(|l| l.trim_start().starts_with("AVP: Eapay-")).collect();
+    assert!(!eapay_avps.is_empty());
+    let flagged: Vec<&&str> = eapay_avps.iter().filter(|l| !l.contains(" f=V-- vnd=Eapay ")).collect();
+    assert!(flagged.is_empty(), "eapay AVPs with other flags than V: {flagged:?}");
+    // The relay appended Route-Record to the requests (terminal) and answers (server).
+    assert!(text.contains(&format!("Route-Record: {TERMINAL}")), "no Route-Record of the terminal");
+    // The relay's CEA to the terminal offered the relay application.
+    assert!(
+        text.contains("Auth-Application-Id: Relay (4294967295)"),
+        "the relay did not advertise the relay application"
+    );
+
+    // Field by field: the approval on both hops (server -> relay, relay ->
+    // terminal) in the final DEA, the transaction id in every DER and in
+    // that DEA, nothing malformed.
+    let mut fields = args.clone();
+    fields.extend([
+        "-Y",
+        "diameter.cmd.code == 268",
+        "-T",
+        "fields",
+        "-E",
+        "separator=;",
+        "-e",
+        "tcp.srcport",
+        "-e",
+        "tcp.dstport",
+        "-e",
+        "diameter.flags.request",
+        "-e",
+        "diameter.Eapay-Transaction-Id",
+        "-e",
+        "diameter.Eapay-Approval-Code",
+    ]);
+    let table = tshark_as_user(&tshark, &data_dir, work.path(), &fields);
+    assert!(table.success() && table.stderr.trim().is_empty(), "tshark -T fields:\n{}", table.tail(30));
+    let rows: Vec<Vec<&str>> = table.stdout.lines().map(|l| l.split(';').collect()).collect();
+    assert!(rows.len() >= 8, "a DER and a DEA per round on both hops:\n{}", table.stdout);
+    let (rp, sp) = (relay.addr.port().to_string(), direct.port().to_string());
+    for hop in [&rp, &sp] {
+        let on_hop: Vec<&Vec<&str>> = rows.iter().filter(|r| r[0] == hop.as_str() || r[1] == hop.as_str()).collect();
+        assert!(on_hop.len() >= 4, "port {hop}:\n{}", table.stdout);
+        let requests: Vec<&&Vec<&str>> = on_hop.iter().filter(|r| r[2] == "1").collect();
+        assert!(requests.len() >= 2, "port {hop}: the DERs:\n{}", table.stdout);
+        assert!(
+            requests.iter().all(|r| r[3] == "CAPTURED-1"),
+            "port {hop}: every DER names the transaction:\n{}",
+            table.stdout
+        );
+        let approvals: Vec<&&Vec<&str>> = on_hop.iter().filter(|r| r[4] == approval).collect();
+        assert_eq!(approvals.len(), 1, "port {hop}: one DEA with the approval code:\n{}", table.stdout);
+        assert_eq!(
+            (approvals[0][2], approvals[0][3]),
+            ("0", "CAPTURED-1"),
+            "port {hop}: the final DEA:\n{}",
+            table.stdout
+        );
+    }
+    let mut malformed = args.clone();
+    malformed.extend(["-Y", "_ws.malformed || _ws.expert.severity >= warning"]);
+    let bad = tshark_as_user(&tshark, &data_dir, work.path(), &malformed);
+    assert!(bad.success(), "{}", bad.tail(20));
+    assert!(bad.stdout.trim().is_empty(), "malformed or warned-about packets:\n{}", bad.stdout);
+}
+
+/// [`assert_approved`] without the receipt check (no --issuer-key given).
+fn assert_approved_plain(out: &ToolOutput, amount: &str, context: &dyn Fn() -> String) -> (String, String) {
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", out.all(), context());
+    let first = out.stdout.lines().next().unwrap_or_default();
+    let prefix = format!("APPROVED {amount} USD  approval code ");
+    assert!(first.starts_with(&prefix), "{first}");
+    let txn = word_after(&out.stdout, "transaction").expect("transaction id");
+    (txn, first[prefix.len()..].trim().to_owned())
+}
