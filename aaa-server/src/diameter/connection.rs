@@ -23,6 +23,8 @@ use crate::ledger::Ledger;
 /// Requests of one connection processed at once; beyond this the peer gets
 /// 3004 DIAMETER_TOO_BUSY and may send elsewhere.
 const MAX_IN_FLIGHT: usize = 1024;
+/// Answers gathered into one write at most.
+const MAX_BATCH: usize = 256;
 
 /// Serves `stream` until the peer or the server ends it.
 pub async fn run<L: Ledger>(
@@ -50,7 +52,7 @@ pub async fn run<L: Ledger>(
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let deadline = machine.poll_timeout();
-        let actions = tokio::select! {
+        let mut actions = tokio::select! {
             read = reader.read(&mut buf) => match read {
                 Ok(0) => {
                     debug!(%remote, "Diameter peer closed the connection");
@@ -75,15 +77,20 @@ pub async fn run<L: Ledger>(
                 machine.disconnect(DisconnectCause::Rebooting.value(), Instant::now())
             }
         };
+        // Answers that are ready go out with this batch: one write for many
+        // conversations, not one per answer.
+        for _ in 0..MAX_BATCH {
+            let Ok(answer) = answered.try_recv() else { break };
+            match machine.send_answer(answer, Instant::now()) {
+                Ok(more) => actions.extend(more),
+                Err(e) => debug!(%remote, error = %e, "answer not sent"),
+            }
+        }
         let mut close = false;
+        let mut out = Vec::new();
         for action in actions {
             match action {
-                Action::Send(bytes) => {
-                    if let Err(e) = writer.write_all(&bytes).await {
-                        debug!(%remote, error = %e, "Diameter write");
-                        close = true;
-                    }
-                }
+                Action::Send(bytes) => out.extend_from_slice(&bytes),
                 Action::Open(who) => {
                     peer = front.peers.find(&who.origin_host, remote.ip()).cloned();
                     info!(%remote, origin_host = %who.origin_host, product = %who.product_name, "Diameter peer open");
@@ -107,7 +114,7 @@ pub async fn run<L: Ledger>(
                             if let Ok(actions) = machine.send_answer(busy, Instant::now()) {
                                 for a in actions {
                                     if let Action::Send(bytes) = a {
-                                        let _ = writer.write_all(&bytes).await;
+                                        out.extend_from_slice(&bytes);
                                     }
                                 }
                             }
@@ -119,6 +126,13 @@ pub async fn run<L: Ledger>(
                     info!(%remote, reason, "Diameter connection closed");
                     close = true;
                 }
+            }
+        }
+        // Written before a Close is acted on: a DPA or an error CEA goes out first.
+        if !out.is_empty() {
+            if let Err(e) = writer.write_all(&out).await {
+                debug!(%remote, error = %e, "Diameter write");
+                close = true;
             }
         }
         if close {

@@ -63,6 +63,8 @@ const READ_CHUNK: usize = 16 * 1024;
 const MIN_WRITE_TIMEOUT: Duration = Duration::from_secs(6);
 /// `close` waits this much beyond the DPA timeout for the tasks to finish.
 const CLOSE_SLACK: Duration = Duration::from_secs(1);
+/// Queued requests gathered into one write at most.
+const MAX_BATCH: usize = 256;
 
 /// How the terminal talks Diameter.
 #[derive(Debug, Clone)]
@@ -710,7 +712,23 @@ impl Conn {
                 }
                 command = commands.recv(), if session.done.is_none() => match command {
                     None => Step::Dropped,
-                    Some(Command::Request { message, reply }) => Step::Act(session.request(message, reply)),
+                    Some(Command::Request { message, reply }) => {
+                        // Requests that are already queued go out in the same
+                        // write: many conversations share one connection.
+                        let mut actions = session.request(message, reply);
+                        for _ in 0..MAX_BATCH {
+                            match commands.try_recv() {
+                                Ok(Command::Request { message, reply }) => actions.extend(session.request(message, reply)),
+                                Ok(Command::Disconnect { done }) => {
+                                    session.done = Some(done);
+                                    actions.extend(session.peer.disconnect(DisconnectCause::Rebooting.value(), Instant::now()));
+                                    break;
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        Step::Act(actions)
+                    }
                     Some(Command::Disconnect { done }) => {
                         session.done = Some(done);
                         Step::Act(session.peer.disconnect(DisconnectCause::Rebooting.value(), Instant::now()))
@@ -763,18 +781,14 @@ impl Session {
         }
     }
 
-    /// Carries out the Peer's actions in order; the reason if the connection must go.
+    /// Carries out the Peer's actions in order, its messages in one write;
+    /// the reason if the connection must go.
     async fn execute(&mut self, conn: &Conn, actions: Vec<Action>) -> Option<String> {
         let mut queue = VecDeque::from(actions);
+        let mut out = Vec::new();
         while let Some(action) = queue.pop_front() {
             match action {
-                Action::Send(bytes) => {
-                    match tokio::time::timeout(self.write_timeout, self.writer.write_all(&bytes)).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => return Some(format!("write: {e}")),
-                        Err(_) => return Some(format!("write stalled for {:?}", self.write_timeout)),
-                    }
-                }
+                Action::Send(bytes) => out.extend_from_slice(&bytes),
                 Action::Deliver(message) if message.is_request() => {
                     // A server-initiated request (ASR, RAR, ...): nothing here serves one.
                     debug!(server = %conn.addr, command = message.command, "Diameter request from the server: 3001");
@@ -801,10 +815,23 @@ impl Session {
                         s.remote = Some(remote.origin_host.clone());
                     });
                 }
-                Action::Close { reason } => return Some(reason),
+                // What was to be sent before the Close (a DPA) goes first.
+                Action::Close { reason } => return Some(self.write(&out).await.unwrap_or(reason)),
             }
         }
-        None
+        self.write(&out).await
+    }
+
+    /// Writes `out` (if anything); the reason if the connection must go.
+    async fn write(&mut self, out: &[u8]) -> Option<String> {
+        if out.is_empty() {
+            return None;
+        }
+        match tokio::time::timeout(self.write_timeout, self.writer.write_all(out)).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(format!("write: {e}")),
+            Err(_) => Some(format!("write stalled for {:?}", self.write_timeout)),
+        }
     }
 
     /// RFC 3539: a suspect connection fails over what it carries; when the
