@@ -643,6 +643,16 @@ impl Server {
         self.admin(&["txn", "show", &format!("{merchant}:{transaction_id}")])
     }
 
+    /// The fields `txn show` prints for an authorization, without their
+    /// values: what two authorizations of the same kind have in common.
+    pub fn txn_fields(&self, merchant: &str, transaction_id: &str) -> Vec<String> {
+        self.txn_show(merchant, transaction_id)
+            .lines()
+            .filter_map(|l| l.split_once(':').map(|(k, _)| k.trim().to_string()))
+            .filter(|k| !k.is_empty())
+            .collect()
+    }
+
     /// `card block ID`.
     pub fn block(&self, card: &Card) {
         self.admin(&["card", "block", &card.card_id]);

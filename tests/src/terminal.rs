@@ -127,3 +127,40 @@ pub fn pay_args(server: &Server, auth: SocketAddr, acct: SocketAddr, reversals: 
 pub fn error_lines(out: &ToolOutput) -> Vec<String> {
     out.stderr.lines().filter(|l| l.starts_with("eapay-terminal:")).map(str::to_owned).collect()
 }
+
+/// The Diameter identity `init` gives the demo terminal in realm `issuer.test`.
+pub const DIAMETER_TERMINAL: &str = "demo-terminal.issuer.test";
+
+/// The arguments of `pay --protocol diameter` as the demo terminal to
+/// `servers` (repeated `--server`, in order) at the test merchant, the card
+/// played in process from `card`, then `extra`.
+pub fn diameter_pay_args(
+    servers: &[SocketAddr],
+    card: &Path,
+    amount: &str,
+    reversals: &Path,
+    extra: &[&str],
+) -> Vec<String> {
+    let mut args: Vec<String> = vec!["pay".into(), "--protocol".into(), "diameter".into()];
+    for s in servers {
+        args.extend(["--server".into(), s.to_string()]);
+    }
+    let named = ["--origin-host", DIAMETER_TERMINAL, "--destination-realm", "issuer.test", "--merchant", MERCHANT];
+    args.extend(named.map(String::from));
+    args.extend(["--currency", "USD", "--amount", amount].map(String::from));
+    args.extend(["--card".into(), card.display().to_string(), "--reversals".into(), reversals.display().to_string()]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// Runs `pay --protocol diameter` (see [`diameter_pay_args`]).
+pub fn pay_diameter(servers: &[SocketAddr], card: &Path, amount: &str, reversals: &Path, extra: &[&str]) -> ToolOutput {
+    let args = diameter_pay_args(servers, card, amount, reversals, extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    terminal(&args)
+}
+
+/// The word after `word` in `text` (`approval code XXXXXX`, `transaction T-1`).
+pub fn word_after(text: &str, word: &str) -> Option<String> {
+    text.split_whitespace().skip_while(|w| *w != word).nth(1).map(str::to_owned)
+}

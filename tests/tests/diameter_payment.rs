@@ -11,37 +11,10 @@ use std::sync::Arc;
 
 use aaa_proto::diameter::message::{frame_len, Limits, Message};
 use aaa_proto::dictionary::diameter::ResultCode;
-use eapay_tests::terminal::{error_lines, terminal};
+use eapay_tests::terminal::{error_lines, pay_diameter, terminal, word_after, DIAMETER_TERMINAL};
 use eapay_tests::{has_token, Method, Server, ToolOutput, DEFAULT_LIMIT, MERCHANT};
 
-const TERMINAL: &str = "demo-terminal.issuer.test";
-
-/// `eapay-terminal pay --protocol diameter` with an in-process card.
-fn pay_diameter(servers: &[SocketAddr], card: &Path, amount: &str, reversals: &Path, extra: &[&str]) -> ToolOutput {
-    let mut args: Vec<String> = vec!["pay".into(), "--protocol".into(), "diameter".into()];
-    for s in servers {
-        args.extend(["--server".into(), s.to_string()]);
-    }
-    args.extend(
-        [
-            "--origin-host",
-            TERMINAL,
-            "--destination-realm",
-            "issuer.test",
-            "--merchant",
-            MERCHANT,
-            "--currency",
-            "USD",
-            "--amount",
-            amount,
-        ]
-        .map(String::from),
-    );
-    args.extend(["--card".into(), card.display().to_string(), "--reversals".into(), reversals.display().to_string()]);
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    terminal(&args)
-}
+const TERMINAL: &str = DIAMETER_TERMINAL;
 
 /// The same payment over RADIUS.
 fn pay_radius(server: &Server, card: &Path, amount: &str, reversals: &Path) -> ToolOutput {
@@ -68,20 +41,6 @@ fn pay_radius(server: &Server, card: &Path, amount: &str, reversals: &Path) -> T
         "--reversals",
         &reversals,
     ])
-}
-
-fn word_after(text: &str, word: &str) -> Option<String> {
-    text.split_whitespace().skip_while(|w| *w != word).nth(1).map(str::to_owned)
-}
-
-/// What the ledger shows of an authorization, without what differs between
-/// any two payments (ids, codes, times).
-fn ledger_shape(server: &Server, txn: &str) -> Vec<String> {
-    let text = server.txn_show(MERCHANT, txn);
-    text.lines()
-        .filter_map(|l| l.split_once(':').map(|(k, _)| k.trim().to_string()))
-        .filter(|k| !k.is_empty())
-        .collect()
 }
 
 #[test]
@@ -124,8 +83,8 @@ fn aka_and_tls_cards_pay_over_diameter_as_over_radius() {
         assert!(has_token(&shown.to_lowercase(), "approved"), "{shown}");
         assert!(has_token(&shown.to_lowercase(), "confirmed"), "{method:?}: the card confirmed inside EAP:\n{shown}");
         assert_eq!(
-            ledger_shape(&server, &radius_txn),
-            ledger_shape(&server, &diameter_txn),
+            server.txn_fields(MERCHANT, &radius_txn),
+            server.txn_fields(MERCHANT, &diameter_txn),
             "{method:?}: the same ledger record either way"
         );
         assert_eq!(server.card_amounts(&card), (DEFAULT_LIMIT, DEFAULT_LIMIT - 500), "{method:?}");

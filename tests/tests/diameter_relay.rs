@@ -29,13 +29,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use eapay_tests::terminal::{error_lines, terminal};
+use eapay_tests::terminal::{diameter_pay_args, error_lines, pay_diameter, terminal, word_after, DIAMETER_TERMINAL};
 use eapay_tests::{
     find_in_path, has_token, last_lines, repo_root, run_with_timeout, section, Method, Server, ToolOutput,
     DEFAULT_LIMIT, MERCHANT, TOOL_TIMEOUT,
 };
 
-const TERMINAL: &str = "demo-terminal.issuer.test";
+const TERMINAL: &str = DIAMETER_TERMINAL;
 const RELAY: &str = "relay.issuer.test";
 const SERVER_HOST: &str = "aaa.issuer.test";
 const REALM: &str = "issuer.test";
@@ -222,52 +222,11 @@ impl Drop for Frozen {
 // Payments
 // ---------------------------------------------------------------------------
 
-fn pay_args(servers: &[SocketAddr], card: &Path, amount: &str, reversals: &Path, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = vec!["pay".into(), "--protocol".into(), "diameter".into()];
-    for s in servers {
-        args.extend(["--server".into(), s.to_string()]);
-    }
-    args.extend(
-        [
-            "--origin-host",
-            TERMINAL,
-            "--destination-realm",
-            REALM,
-            "--watchdog",
-            "6s",
-            "--merchant",
-            MERCHANT,
-            "--currency",
-            "USD",
-            "--amount",
-            amount,
-        ]
-        .map(String::from),
-    );
-    args.extend(["--card".into(), card.display().to_string(), "--reversals".into(), reversals.display().to_string()]);
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args
-}
-
-/// `eapay-terminal pay --protocol diameter` with an in-process card.
+/// `eapay-terminal pay --protocol diameter` with an in-process card, the
+/// terminal's watchdog at the relay's Tw.
 fn pay(servers: &[SocketAddr], card: &Path, amount: &str, reversals: &Path, extra: &[&str]) -> ToolOutput {
-    let args = pay_args(servers, card, amount, reversals, extra);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    terminal(&args)
-}
-
-fn word_after(text: &str, word: &str) -> Option<String> {
-    text.split_whitespace().skip_while(|w| *w != word).nth(1).map(str::to_owned)
-}
-
-/// The keys `txn show` prints for an authorization (no values).
-fn ledger_shape(server: &Server, txn: &str) -> Vec<String> {
-    server
-        .txn_show(MERCHANT, txn)
-        .lines()
-        .filter_map(|l| l.split_once(':').map(|(k, _)| k.trim().to_string()))
-        .filter(|k| !k.is_empty())
-        .collect()
+    let extra: Vec<&str> = ["--watchdog", "6s"].iter().chain(extra).copied().collect();
+    pay_diameter(servers, card, amount, reversals, &extra)
 }
 
 /// What the terminal printed for an approval, without the values: the first
@@ -322,8 +281,8 @@ fn every_method_pays_through_the_relay_as_directly() {
         assert!(has_token(&shown.to_lowercase(), "approved"), "{method:?}:\n{shown}");
         assert!(has_token(&shown.to_lowercase(), "confirmed"), "{method:?}: the card confirmed inside EAP:\n{shown}");
         assert_eq!(
-            ledger_shape(&server, &direct_txn),
-            ledger_shape(&server, &txn),
+            server.txn_fields(MERCHANT, &direct_txn),
+            server.txn_fields(MERCHANT, &txn),
             "{method:?}: the same ledger record"
         );
         assert_eq!(server.card_amounts(&card), (DEFAULT_LIMIT, DEFAULT_LIMIT - 500), "{method:?}");
@@ -460,7 +419,13 @@ fn a_stopped_relay_fails_over_or_leaves_a_reversal() {
     let (lost_tx, lost_rx) = mpsc::channel();
     {
         let frozen = Frozen::freeze(server.pid());
-        let args = pay_args(&[relay.addr], &card.json, "7.00", &reversals, &["--timeout", "5s", "--retries", "0"]);
+        let args = diameter_pay_args(
+            &[relay.addr],
+            &card.json,
+            "7.00",
+            &reversals,
+            &["--watchdog", "6s", "--timeout", "5s", "--retries", "0"],
+        );
         let payer = std::thread::spawn(move || {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             let _ = lost_tx.send(terminal(&args));

@@ -11,7 +11,7 @@ use std::time::Duration;
 use aaa_proto::payment::is_approval_code;
 use e_card::card_file::CardFile;
 use eapay_tests::proxy::{Mode, RadiusProxy, StreamRecorder};
-use eapay_tests::terminal::{error_lines, pay_args, terminal, CardProcess};
+use eapay_tests::terminal::{error_lines, pay_args, terminal, word_after, CardProcess};
 use eapay_tests::{has_token, Method, Server, ToolOutput, DEFAULT_LIMIT, MERCHANT};
 
 fn pay(server: &Server, card: &CardProcess, amount: &str, reversals: &Path, extra: &[&str]) -> ToolOutput {
@@ -32,11 +32,6 @@ fn pay_via(
     args.extend(extra.iter().map(|s| s.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     terminal(&args)
-}
-
-/// The value after `word` on the first line holding it.
-fn word_after(text: &str, word: &str) -> Option<String> {
-    text.split_whitespace().skip_while(|w| *w != word).nth(1).map(str::to_owned)
 }
 
 fn status_is(server: &Server, txn: &str, status: &str) {

@@ -21,24 +21,39 @@ pub struct Terminal<'a> {
     pub merchants: &'a [String],
 }
 
-/// The settlement the Eapay attributes of an accounting request (`(vendor
-/// type, value)` pairs) ask for; `None` if they ask for none (plain session
-/// accounting), `Err` if they ask for one badly.
-pub fn settlement_of(
-    attrs: &[(u8, &[u8])],
+/// Carries out what the Eapay attributes of one accounting request
+/// (`(vendor type, value)` pairs; `None` when its vendor attributes do not
+/// parse) ask for. `Ok(None)`: nothing to settle (plain session accounting),
+/// or settled; otherwise the refusal to send back, which the audit log also
+/// records when the request named no usable settlement.
+pub async fn account<L: Ledger>(
+    ledger: &L,
+    attrs: Option<&[(u8, &[u8])]>,
     terminal: Terminal<'_>,
     now_ms: u64,
-) -> Option<Result<Settlement, Decline>> {
+) -> Result<Option<Decline>, ServerError> {
+    let asked = match attrs {
+        Some(attrs) => settlement_of(attrs, terminal, now_ms),
+        None => Some(Err(invalid("malformed Vendor-Specific"))),
+    };
+    match asked {
+        None => Ok(None),
+        Some(Ok(settlement)) => settle(ledger, settlement).await,
+        Some(Err(refusal)) => {
+            ledger.audit_refusal(terminal.name, &refusal.reason, now_ms).await?;
+            Ok(Some(refusal))
+        }
+    }
+}
+
+/// The settlement the Eapay attributes of an accounting request ask for;
+/// `None` if they ask for none, `Err` if they ask for one badly.
+fn settlement_of(attrs: &[(u8, &[u8])], terminal: Terminal<'_>, now_ms: u64) -> Option<Result<Settlement, Decline>> {
     match single(attrs, eapay::SETTLEMENT_ACTION, "Eapay-Settlement-Action") {
         Ok(None) => None,
         Ok(Some(action)) => Some(parse(action, attrs, terminal, now_ms)),
         Err(d) => Some(Err(d)),
     }
-}
-
-/// The refusal of an accounting request whose vendor attributes do not parse.
-pub fn unreadable() -> Decline {
-    invalid("malformed Vendor-Specific")
 }
 
 /// The value of an attribute that may appear at most once.
@@ -86,7 +101,7 @@ fn parse(action: &[u8], attrs: &[(u8, &[u8])], terminal: Terminal<'_>, now_ms: u
 }
 
 /// Applies a settlement; `Some(decline)` if the ledger refused it.
-pub async fn settle<L: Ledger>(ledger: &L, settlement: Settlement) -> Result<Option<Decline>, ServerError> {
+async fn settle<L: Ledger>(ledger: &L, settlement: Settlement) -> Result<Option<Decline>, ServerError> {
     let (client, merchant, txn, action) = (
         settlement.client.clone(),
         settlement.merchant_id.clone(),

@@ -38,19 +38,9 @@ pub async fn answer<L: Ledger>(
     answer.push(aaa_proto::diameter::OwnedAvp::u32(avp::ACCT_APPLICATION_ID, None, true, application::ACCOUNTING));
     let terminal = Terminal { name: &peer.name, merchants: &peer.merchants };
     let now_ms = payment::now_ms();
-    // Accounting without a settlement action is ordinary session accounting:
-    // acknowledged, nothing to record.
-    if let Some(asked) = settlement::settlement_of(&eapay_pairs(request, core.vendor_id), terminal, now_ms) {
-        let refusal = match asked {
-            Ok(settlement) => settlement::settle(&core.ledger, settlement).await?,
-            Err(refusal) => {
-                core.ledger.audit_refusal(&peer.name, &refusal.reason, now_ms).await?;
-                Some(refusal)
-            }
-        };
-        if let Some(decline) = refusal {
-            push_eapay(&mut answer, core.vendor_id, payment::decline_attributes(decline.code, &decline.reason));
-        }
+    let attrs = eapay_pairs(request, core.vendor_id);
+    if let Some(decline) = settlement::account(&core.ledger, Some(&attrs), terminal, now_ms).await? {
+        push_eapay(&mut answer, core.vendor_id, payment::decline_attributes(decline.code, &decline.reason));
     }
     Ok(Some(answer))
 }

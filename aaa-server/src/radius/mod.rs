@@ -239,25 +239,11 @@ async fn accounting_request<L: Ledger>(
     let mut reply = Packet::reply_to(request, Code::AccountingResponse);
     let terminal = Terminal { name: &client.name, merchants: &client.merchants };
     let now_ms = payment::now_ms();
-    let asked = match request.vendor_attributes(core.vendor_id) {
-        Ok(attrs) => settlement::settlement_of(&pairs(&attrs), terminal, now_ms),
-        Err(_) => Some(Err(settlement::unreadable())),
-    };
-    // Accounting without a settlement action is ordinary session accounting:
-    // acknowledged, nothing to record.
-    if let Some(result) = asked {
-        let refusal = match result {
-            Ok(settlement) => settlement::settle(&core.ledger, settlement).await?,
-            Err(refusal) => {
-                core.ledger.audit_refusal(&client.name, &refusal.reason, now_ms).await?;
-                Some(refusal)
-            }
-        };
-        if let Some(decline) = refusal {
-            // An Accounting-Response carries no Reply-Message (RFC 2866 §5);
-            // the refusal travels in the vendor attributes.
-            push_vendors(&mut reply, core.vendor_id, payment::decline_attributes(decline.code, &decline.reason));
-        }
+    let attrs = request.vendor_attributes(core.vendor_id).ok().map(|attrs| pairs(&attrs));
+    if let Some(decline) = settlement::account(&core.ledger, attrs.as_deref(), terminal, now_ms).await? {
+        // An Accounting-Response carries no Reply-Message (RFC 2866 §5);
+        // the refusal travels in the vendor attributes.
+        push_vendors(&mut reply, core.vendor_id, payment::decline_attributes(decline.code, &decline.reason));
     }
     bump(&shared.counters.accounting_responses);
     Ok(sign(shared, client, request, reply))
