@@ -53,136 +53,16 @@ if up_to_date; then
     exit 0
 fi
 
-SUDO=()
-if [[ $(id -u) -ne 0 ]]; then
-    if command -v sudo >/dev/null 2>&1; then
-        SUDO=(sudo -n)
-    fi
-fi
-as_root() {
-    if [[ $(id -u) -ne 0 && ${#SUDO[@]} -eq 0 ]]; then
-        echo "$ME: need root (or passwordless sudo) for: $*" >>"$LOG"
-        return 1
-    fi
-    "${SUDO[@]}" "$@"
-}
-export DEBIAN_FRONTEND=noninteractive
+# shellcheck source=lib/debian-source.sh
+source "$REPO/scripts/lib/debian-source.sh"
 
 # --------------------------------------------------------------------------
-# 1. Private deb-src entry mirroring the system's deb entries.
+# 1-3. Debian's wpa source (patches applied) and what builds it (minimal:
+#      no dbus/libnl/pcsc/readline, since we build neither nl80211 nor a
+#      control interface client).
 # --------------------------------------------------------------------------
-STEP="configure deb-src apt source"
-SYS_SOURCES=/etc/apt/sources.list.d/debian.sources
-if [[ -f $SYS_SOURCES ]]; then
-    PRIV_SOURCES=/etc/apt/sources.list.d/eapay-deb-src.sources
-    # deb822: copy every enabled stanza whose Types includes "deb", with
-    # Types replaced by deb-src (URIs, Suites, Components, Signed-By kept).
-    want=$(
-        echo "# Managed by eapay scripts/build-eapol-test.sh (deb-src for 'apt-get source wpa')"
-        awk '
-        function flush(  i) {
-            if (n > 0 && has_deb && enabled) {
-                if (out++) print ""
-                print "Types: deb-src"
-                for (i = 1; i <= n; i++) print lines[i]
-            }
-            n = 0; has_deb = 0; enabled = 1; skip = 0
-        }
-        BEGIN { n = 0; has_deb = 0; enabled = 1; out = 0; skip = 0 }
-        /^[ \t]*#/ { next }
-        /^[ \t]*$/ { flush(); next }
-        /^[ \t]/   { if (!skip) lines[++n] = $0; next }
-        {
-            key = tolower(substr($0, 1, index($0, ":") - 1))
-            if (key == "types") { if ($0 ~ /[: \t]deb([ \t]|$)/) has_deb = 1; skip = 1; next }
-            if (key == "enabled") { if (tolower($2) == "no") enabled = 0; skip = 1; next }
-            skip = 0; lines[++n] = $0
-        }
-        END { flush() }' "$SYS_SOURCES"
-    )
-elif [[ -f /etc/apt/sources.list ]]; then
-    PRIV_SOURCES=/etc/apt/sources.list.d/eapay-deb-src.list
-    want=$(
-        echo "# Managed by eapay scripts/build-eapol-test.sh (deb-src for 'apt-get source wpa')"
-        sed -n 's/^[[:space:]]*deb[[:space:]]/deb-src /p' /etc/apt/sources.list
-    )
-else
-    echo "$ME: no $SYS_SOURCES nor /etc/apt/sources.list to derive deb-src from" >>"$LOG"
-    false
-fi
-grep -q '^\(Types: \)\?deb-src' <<<"$want"
-need_update=0
-if [[ ! -f $PRIV_SOURCES ]] || [[ $(cat "$PRIV_SOURCES") != "$want" ]]; then
-    log "writing $PRIV_SOURCES"
-    printf '%s\n' "$want" | as_root tee "$PRIV_SOURCES" >/dev/null
-    need_update=1
-fi
-
-# --------------------------------------------------------------------------
-# 2. Build dependencies (minimal: no dbus/libnl/pcsc/readline needed since we
-#    build neither nl80211 nor a control interface client).
-# --------------------------------------------------------------------------
-BUILD_DEPS=(gcc make libc6-dev libssl-dev dpkg-dev xz-utils)
-missing=()
-for p in "${BUILD_DEPS[@]}"; do
-    if ! dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep '^install ok installed$' >/dev/null; then
-        missing+=("$p")
-    fi
-done
-if [[ $need_update -eq 0 ]] && ! apt-cache showsrc --only-source wpa 2>/dev/null | grep '^Package: wpa$' >/dev/null; then
-    need_update=1
-fi
-if [[ $need_update -eq 0 && ${#missing[@]} -gt 0 ]]; then
-    for p in "${missing[@]}"; do
-        if ! apt-cache policy "$p" 2>/dev/null | grep 'Candidate: [0-9]' >/dev/null; then
-            need_update=1
-        fi
-    done
-fi
-
-STEP="apt-get update"
-if [[ $need_update -eq 1 ]]; then
-    log "apt-get update"
-    run as_root apt-get update
-fi
-
-STEP="install build dependencies (${missing[*]:-none})"
-if [[ ${#missing[@]} -gt 0 ]]; then
-    log "installing ${missing[*]}"
-    if ! run as_root apt-get install -y --no-install-recommends "${missing[@]}"; then
-        if [[ $need_update -eq 0 ]]; then
-            # Stale package lists: refresh once and retry.
-            log "retrying after apt-get update"
-            run as_root apt-get update
-            run as_root apt-get install -y --no-install-recommends "${missing[@]}"
-        else
-            false
-        fi
-    fi
-fi
-
-# --------------------------------------------------------------------------
-# 3. Fetch and unpack Debian's wpa source (Debian patches applied).
-# --------------------------------------------------------------------------
-STEP="apt-get source wpa"
 WPA=$SRC/wpa
-if [[ ! -f $WPA/wpa_supplicant/Makefile || ! -f $WPA/hostapd/Makefile ]]; then
-    rm -rf "$SRC/dl" "$WPA" "$WPA.tmp"
-    mkdir -p "$SRC/dl"
-    APT_SRC_OPTS=()
-    # As root, apt cannot drop privileges to _apt for a download into a
-    # root-owned dir and warns "Download is performed unsandboxed"; say so.
-    [[ $(id -u) -eq 0 ]] && APT_SRC_OPTS=(-o APT::Sandbox::User=root)
-    log "apt-get source --download-only wpa"
-    (cd "$SRC/dl" && run apt-get "${APT_SRC_OPTS[@]}" source --download-only wpa)
-    STEP="dpkg-source -x wpa"
-    dsc=$(ls "$SRC"/dl/wpa_*.dsc | head -n1)
-    log "dpkg-source -x $(basename "$dsc")"
-    run dpkg-source --no-check -x "$dsc" "$WPA.tmp"
-    mv "$WPA.tmp" "$WPA"
-    basename "$dsc" .dsc >"$WPA/.eapay-source-version"
-fi
-log "using source $(cat "$WPA/.eapay-source-version" 2>/dev/null || echo "$WPA")"
+debian_source wpa "$WPA" gcc make libc6-dev libssl-dev dpkg-dev xz-utils
 
 # --------------------------------------------------------------------------
 # 4. eapol_test

@@ -77,142 +77,19 @@ if up_to_date; then
     exit 0
 fi
 
-SUDO=()
-if [[ $(id -u) -ne 0 ]]; then
-    if command -v sudo >/dev/null 2>&1; then
-        SUDO=(sudo -n)
-    fi
-fi
-as_root() {
-    if [[ $(id -u) -ne 0 && ${#SUDO[@]} -eq 0 ]]; then
-        echo "$ME: need root (or passwordless sudo) for: $*" >>"$LOG"
-        return 1
-    fi
-    "${SUDO[@]}" "$@"
-}
-export DEBIAN_FRONTEND=noninteractive
+# shellcheck source=lib/debian-source.sh
+source "$REPO/scripts/lib/debian-source.sh"
 
 # --------------------------------------------------------------------------
-# 1. Private deb-src entry mirroring the system's deb entries. The same file,
-#    byte for byte, as scripts/build-eapol-test.sh writes (header included),
-#    so that the two scripts never rewrite each other's file (each rewrite
-#    costs an apt-get update).
+# 1-3. Debian's freediameter source (dpkg-source -x applies
+#      debian/patches/series) and its Build-Depends minus debhelper,
+#      pkg-config and txt2man (no package, no man pages). CMake stops with
+#      "Unable to find idna.h" without libidn11-dev (libidn2-dev is not
+#      enough); libsctp-dev is needed for its headers even with DISABLE_SCTP.
 # --------------------------------------------------------------------------
-STEP="configure deb-src apt source"
-SYS_SOURCES=/etc/apt/sources.list.d/debian.sources
-if [[ -f $SYS_SOURCES ]]; then
-    PRIV_SOURCES=/etc/apt/sources.list.d/eapay-deb-src.sources
-    want=$(
-        echo "# Managed by eapay scripts/build-eapol-test.sh (deb-src for 'apt-get source wpa')"
-        awk '
-        function flush(  i) {
-            if (n > 0 && has_deb && enabled) {
-                if (out++) print ""
-                print "Types: deb-src"
-                for (i = 1; i <= n; i++) print lines[i]
-            }
-            n = 0; has_deb = 0; enabled = 1; skip = 0
-        }
-        BEGIN { n = 0; has_deb = 0; enabled = 1; out = 0; skip = 0 }
-        /^[ \t]*#/ { next }
-        /^[ \t]*$/ { flush(); next }
-        /^[ \t]/   { if (!skip) lines[++n] = $0; next }
-        {
-            key = tolower(substr($0, 1, index($0, ":") - 1))
-            if (key == "types") { if ($0 ~ /[: \t]deb([ \t]|$)/) has_deb = 1; skip = 1; next }
-            if (key == "enabled") { if (tolower($2) == "no") enabled = 0; skip = 1; next }
-            skip = 0; lines[++n] = $0
-        }
-        END { flush() }' "$SYS_SOURCES"
-    )
-elif [[ -f /etc/apt/sources.list ]]; then
-    PRIV_SOURCES=/etc/apt/sources.list.d/eapay-deb-src.list
-    want=$(
-        echo "# Managed by eapay scripts/build-eapol-test.sh (deb-src for 'apt-get source wpa')"
-        sed -n 's/^[[:space:]]*deb[[:space:]]/deb-src /p' /etc/apt/sources.list
-    )
-else
-    echo "$ME: no $SYS_SOURCES nor /etc/apt/sources.list to derive deb-src from" >>"$LOG"
-    false
-fi
-grep -q '^\(Types: \)\?deb-src' <<<"$want"
-need_update=0
-if [[ ! -f $PRIV_SOURCES ]] || [[ $(cat "$PRIV_SOURCES") != "$want" ]]; then
-    log "writing $PRIV_SOURCES"
-    printf '%s\n' "$want" | as_root tee "$PRIV_SOURCES" >/dev/null
-    need_update=1
-fi
-
-# --------------------------------------------------------------------------
-# 2. Build dependencies (Debian's Build-Depends minus debhelper, pkg-config
-#    and txt2man: no package and no man pages are built). CMake stops with
-#    "Unable to find idna.h" without libidn11-dev (libidn2-dev is not enough);
-#    libsctp-dev is needed for its headers even with DISABLE_SCTP.
-# --------------------------------------------------------------------------
-BUILD_DEPS=(gcc g++ make cmake flex bison libsctp-dev libidn11-dev libgnutls28-dev libgcrypt20-dev
-    libc6-dev dpkg-dev xz-utils patch)
-missing=()
-for p in "${BUILD_DEPS[@]}"; do
-    if ! dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep '^install ok installed$' >/dev/null; then
-        missing+=("$p")
-    fi
-done
-if [[ $need_update -eq 0 ]] &&
-    ! apt-cache showsrc --only-source freediameter 2>/dev/null | grep '^Package: freediameter$' >/dev/null; then
-    need_update=1
-fi
-if [[ $need_update -eq 0 && ${#missing[@]} -gt 0 ]]; then
-    for p in "${missing[@]}"; do
-        if ! apt-cache policy "$p" 2>/dev/null | grep 'Candidate: [0-9]' >/dev/null; then
-            need_update=1
-        fi
-    done
-fi
-
-STEP="apt-get update"
-if [[ $need_update -eq 1 ]]; then
-    log "apt-get update"
-    run as_root apt-get update
-fi
-
-STEP="install build dependencies (${missing[*]:-none})"
-if [[ ${#missing[@]} -gt 0 ]]; then
-    log "installing ${missing[*]}"
-    if ! run as_root apt-get install -y --no-install-recommends "${missing[@]}"; then
-        if [[ $need_update -eq 0 ]]; then
-            # Stale package lists: refresh once and retry.
-            log "retrying after apt-get update"
-            run as_root apt-get update
-            run as_root apt-get install -y --no-install-recommends "${missing[@]}"
-        else
-            false
-        fi
-    fi
-fi
-
-# --------------------------------------------------------------------------
-# 3. Fetch and unpack Debian's freediameter source. dpkg-source -x applies
-#    debian/patches/series (3.0 quilt), as the notes' `patch -p1` loop does.
-# --------------------------------------------------------------------------
-STEP="apt-get source freediameter"
 FD=$SRC/freediameter
-if [[ ! -f $FD/CMakeLists.txt || ! -f $FD/extensions/app_radgw/rgwx_auth.c || ! -f $FD/.eapay-source-version ]]; then
-    rm -rf "$SRC/dl-freediameter" "$FD" "$FD.tmp"
-    mkdir -p "$SRC/dl-freediameter"
-    APT_SRC_OPTS=()
-    # As root, apt cannot drop privileges to _apt for a download into a
-    # root-owned dir and warns "Download is performed unsandboxed"; say so.
-    [[ $(id -u) -eq 0 ]] && APT_SRC_OPTS=(-o APT::Sandbox::User=root)
-    log "apt-get source --download-only freediameter"
-    (cd "$SRC/dl-freediameter" && run apt-get "${APT_SRC_OPTS[@]}" source --download-only freediameter)
-    STEP="dpkg-source -x freediameter"
-    dsc=$(ls "$SRC"/dl-freediameter/freediameter_*.dsc | head -n1)
-    log "dpkg-source -x $(basename "$dsc") (Debian patches applied)"
-    run dpkg-source --no-check -x "$dsc" "$FD.tmp"
-    mv "$FD.tmp" "$FD"
-    basename "$dsc" .dsc >"$FD/.eapay-source-version"
-fi
-log "using source $(cat "$FD/.eapay-source-version")"
+debian_source freediameter "$FD" gcc g++ make cmake flex bison libsctp-dev libidn11-dev libgnutls28-dev \
+    libgcrypt20-dev libc6-dev dpkg-dev xz-utils patch
 STEP="check freeDiameter version"
 grep -q '^freediameter_1\.2\.1-' "$FD/.eapay-source-version" || {
     echo "$ME: want freeDiameter 1.2.1, Debian has $(cat "$FD/.eapay-source-version")" >>"$LOG"
