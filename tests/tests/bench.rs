@@ -147,6 +147,33 @@ fn bench_auth_only_writes_json_that_parses() {
     assert!(plot.contains("Latency over time") && plot.contains("Latency distribution"));
 }
 
+/// `--protocol diameter`: the simulated terminals share one connection to
+/// the server's Diameter port; full payments are approved and the table and
+/// JSON say which protocol carried them.
+#[test]
+fn bench_pays_over_diameter() {
+    let server = Server::start_with_payment(&[("velocity_max", 0)]);
+    let cards = server.issue_cards(Method::Aka, 4, &["--limit", "100000000"]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json = dir.path().join("bench.json");
+    let mut cmd = Command::new(workspace_bin("eapay-terminal"));
+    cmd.arg("bench")
+        .args(["--protocol", "diameter", "--server", &server.diameter.expect("Diameter").to_string()])
+        .args(["--origin-host", "demo-terminal.issuer.test", "--destination-realm", "issuer.test"])
+        .args(["--method", "aka", "--cards", "4", "--concurrency", "2", "--duration", "2s", "--warmup", "0s"])
+        .args(["--card-dir", cards.to_str().expect("utf-8"), "--json", json.to_str().expect("utf-8")])
+        .args(["--server-pid", &server.pid().to_string()]);
+    let out = run_with_timeout(cmd, None, Duration::from_secs(60));
+    assert!(out.success(), "{}\n{}", out.tail(40), server.stderr());
+    assert!(out.stdout.contains("EAP-AKA over Diameter, full payments of 0.01 USD to M-DEMO"), "{}", out.stdout);
+    assert!(out.stdout.contains("DERs per conversation"), "{}", out.stdout);
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("JSON");
+    assert_eq!(v["protocol"], "diameter");
+    let completed = v["completed"].as_f64().expect("completed");
+    assert!(completed > 0.0 && v["outcomes"]["approved"].as_f64() == Some(completed), "{v}");
+    assert_eq!(v["errors_total"].as_f64(), Some(0.0), "{v}");
+}
+
 #[test]
 fn bench_refuses_bad_arguments_in_one_line() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -35,6 +35,8 @@ pub struct Report {
     pub amount: Option<String>,
     pub merchant: Option<String>,
     pub servers: Vec<String>,
+    /// `radius` or `diameter`.
+    pub protocol: String,
     pub cards: usize,
     pub concurrency: usize,
     /// Open-loop target rate, conversations per second; None: closed loop.
@@ -66,6 +68,7 @@ impl Report {
             amount: plan.payment.as_ref().map(|p| p.display.clone()),
             merchant: plan.payment.as_ref().map(|p| p.merchant_id.clone()),
             servers: plan.servers.iter().map(ToString::to_string).collect(),
+            protocol: if plan.diameter.is_some() { "diameter" } else { "radius" }.to_string(),
             cards: plan.cards,
             concurrency: plan.concurrency,
             target_rate_per_s: plan.rate,
@@ -95,7 +98,12 @@ impl Report {
             None => "closed loop".to_string(),
         };
         let resumption = self.resumption.as_ref().map_or_else(String::new, |r| format!(", resumption {r}"));
-        let _ = writeln!(out, "eapay-terminal bench: EAP-{}, {what}{resumption}", method_title(&self.method));
+        let _ = writeln!(
+            out,
+            "eapay-terminal bench: EAP-{} over {}, {what}{resumption}",
+            method_title(&self.method),
+            if self.protocol == "diameter" { "Diameter" } else { "RADIUS" }
+        );
         let _ = writeln!(
             out,
             "  server {}  cards {}  concurrency {}  {load}  {:.1} s measured after {:.1} s warm-up",
@@ -140,8 +148,8 @@ impl Report {
         }
         if !s.round_trips.is_empty() {
             let trips: Vec<String> = s.round_trips.iter().map(|(r, n)| format!("{r}: {n}")).collect();
-            let _ =
-                writeln!(out, "  round trips  {}  (RADIUS requests per conversation: conversations)", trips.join("  "));
+            let request = if self.protocol == "diameter" { "DERs" } else { "Access-Requests" };
+            let _ = writeln!(out, "  round trips  {}  ({request} per conversation: conversations)", trips.join("  "));
         }
         if let (Some(resumption), Some(share)) = (&self.resumption, self.session_offered_share) {
             let why = if resumption == "on" { "" } else { "; off: every conversation is a full handshake" };
