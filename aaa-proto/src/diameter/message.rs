@@ -73,18 +73,6 @@ pub const MAX_LENGTH: usize = 0x00ff_ffff;
 /// The 24-bit Command Code field's largest value.
 const MAX_COMMAND: u32 = 0x00ff_ffff;
 
-/// Result-Codes of RFC 6733 §7.1 that decoding errors map to.
-mod rc {
-    pub const INVALID_HDR_BITS: u32 = 3008;
-    pub const INVALID_AVP_BITS: u32 = 3009;
-    pub const INVALID_AVP_VALUE: u32 = 5004;
-    pub const RESOURCES_EXCEEDED: u32 = 5006;
-    pub const UNSUPPORTED_VERSION: u32 = 5011;
-    pub const INVALID_BIT_IN_HEADER: u32 = 5013;
-    pub const INVALID_AVP_LENGTH: u32 = 5014;
-    pub const INVALID_MESSAGE_LENGTH: u32 = 5015;
-}
-
 /// What one decode may cost. The defaults are far above anything eapay
 /// exchanges (an EAP-TLS round is one EAP-Payload of a few kilobytes), and
 /// keep a hostile peer to bounded memory and recursion.
@@ -162,26 +150,32 @@ impl MessageError {
     /// framing error ([`frame_len`] failed), since the stream cannot be
     /// resynchronised.
     pub fn result_code(&self) -> Option<u32> {
-        Some(match self {
-            Self::TooShort { .. } | Self::CommandTooLarge { .. } => return None,
-            Self::BadVersion { .. } => rc::UNSUPPORTED_VERSION,
-            Self::BadLength { .. } | Self::LengthMismatch { .. } => rc::INVALID_MESSAGE_LENGTH,
-            Self::TooLarge { .. } | Self::TooManyAvps { .. } | Self::TooDeep { .. } => rc::RESOURCES_EXCEEDED,
-            Self::ReservedFlags { .. } => rc::INVALID_BIT_IN_HEADER,
-            Self::ErrorBitOnRequest => rc::INVALID_HDR_BITS,
-            Self::ReservedAvpFlags { .. } => rc::INVALID_AVP_BITS,
-            Self::InvalidAvpLength { .. } => rc::INVALID_AVP_LENGTH,
-            Self::InvalidValue { .. } => rc::INVALID_AVP_VALUE,
-            Self::Avp { source, .. } => match source {
-                AvpError::Truncated { .. }
-                | AvpError::LengthTooShort { .. }
-                | AvpError::Overrun { .. }
-                | AvpError::ValueLength { .. } => rc::INVALID_AVP_LENGTH,
-                AvpError::TooMany { .. } => rc::RESOURCES_EXCEEDED,
-                AvpError::InvalidUtf8 => rc::INVALID_AVP_VALUE,
-                AvpError::DataTooLong { .. } => return None,
-            },
-        })
+        use crate::dictionary::diameter::ResultCode;
+        Some(
+            match self {
+                Self::TooShort { .. } | Self::CommandTooLarge { .. } => return None,
+                Self::BadVersion { .. } => ResultCode::UnsupportedVersion,
+                Self::BadLength { .. } | Self::LengthMismatch { .. } => ResultCode::InvalidMessageLength,
+                Self::TooLarge { .. } | Self::TooManyAvps { .. } | Self::TooDeep { .. } => {
+                    ResultCode::ResourcesExceeded
+                }
+                Self::ReservedFlags { .. } => ResultCode::InvalidBitInHeader,
+                Self::ErrorBitOnRequest => ResultCode::InvalidHdrBits,
+                Self::ReservedAvpFlags { .. } => ResultCode::InvalidAvpBits,
+                Self::InvalidAvpLength { .. } => ResultCode::InvalidAvpLength,
+                Self::InvalidValue { .. } => ResultCode::InvalidAvpValue,
+                Self::Avp { source, .. } => match source {
+                    AvpError::Truncated { .. }
+                    | AvpError::LengthTooShort { .. }
+                    | AvpError::Overrun { .. }
+                    | AvpError::ValueLength { .. } => ResultCode::InvalidAvpLength,
+                    AvpError::TooMany { .. } => ResultCode::ResourcesExceeded,
+                    AvpError::InvalidUtf8 => ResultCode::InvalidAvpValue,
+                    AvpError::DataTooLong { .. } => return None,
+                },
+            }
+            .value(),
+        )
     }
 }
 
@@ -474,6 +468,15 @@ impl Message {
     /// Origin-Realm.
     pub fn origin_realm(&self) -> Option<&str> {
         self.text(dict::avp::ORIGIN_REALM)
+    }
+
+    /// The AVPs of `vendor_id` whose codes fit one octet, as `(vendor type,
+    /// data)`: the Eapay attributes, numbered as in the RADIUS dictionary.
+    pub fn vendor_pairs(&self, vendor_id: u32) -> impl Iterator<Item = (u8, &[u8])> + '_ {
+        self.avps
+            .iter()
+            .filter(move |a| a.vendor_id == Some(vendor_id))
+            .filter_map(|a| u8::try_from(a.code).ok().map(|code| (code, a.data.as_slice())))
     }
 
     /// Result-Code.

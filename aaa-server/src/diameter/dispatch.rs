@@ -171,12 +171,7 @@ fn finish(request: &Message, mut answer: Message) -> Message {
 
 /// The Eapay vendor AVPs of a request as `(vendor type, value)` pairs.
 pub fn eapay_pairs(request: &Message, vendor_id: u32) -> Vec<(u8, &[u8])> {
-    request
-        .avps
-        .iter()
-        .filter(|a| a.vendor_id == Some(vendor_id))
-        .filter_map(|a| u8::try_from(a.code).ok().map(|code| (code, a.data.as_slice())))
-        .collect()
+    request.vendor_pairs(vendor_id).collect()
 }
 
 /// Appends Eapay attributes as vendor AVPs (V set, M clear: DESIGN.md §3).

@@ -79,13 +79,7 @@ impl Transport for DiameterConversation<'_> {
             // a RADIUS timeout.
             other => return Err(PaymentError::UnexpectedAnswer(format!("a DEA with Result-Code {other:?}"))),
         };
-        let vendor = Some(self.settings.vendor_id);
-        let eapay = joined(
-            dea.avps
-                .iter()
-                .filter(|a| a.vendor_id == vendor)
-                .filter_map(|a| u8::try_from(a.code).ok().map(|code| (code, a.data.as_slice()))),
-        );
+        let eapay = joined(dea.vendor_pairs(self.settings.vendor_id));
         let eap = dea.find(avp::EAP_PAYLOAD, None).map(|a| a.data.clone());
         Ok(ServerAnswer { verdict, eap, eapay, reply: FinalReply::Diameter(dea) })
     }
