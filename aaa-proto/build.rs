@@ -381,7 +381,7 @@ fn scan_diameter(path: &Path, dict: &mut DiameterDict, numbering: bool) {
                     _ => avp.values.push((attr("name").trim().to_string(), number("code"))),
                 }
             }
-            ("application" | "grouped", true) => {}
+            ("application" | "grouped" | "vendor", true) => {}
             _ => fail("unexpected element"),
         }
     }
