@@ -281,3 +281,34 @@ fn a_retransmitted_der_gets_the_cached_answer() {
     let counters = server.terminate();
     assert!(counters.contains("diameter_duplicates_resent=1"), "{counters}");
 }
+
+/// Grouped AVPs that do not parse, or nest deeper than the cap, get the
+/// Result-Code of RFC 6733 §7.1 (5014, 5006), and the connection goes on.
+#[test]
+fn broken_grouped_avps_are_answered_and_the_connection_survives() {
+    let server = Server::start_default();
+    let mut c = Connection::open_as(&server, TERMINAL);
+
+    // A Proxy-Info (Grouped) whose data is not AVPs.
+    let mut der = c.der("g;1;1", &[2, 1, 0, 5, 1]);
+    der.push(OwnedAvp::octets(avp::PROXY_INFO, None, true, &[0, 0, 1, 0x1c, 0x40, 0, 0, 0xff, 1, 2]));
+    let answer = c.ask(der).expect("an answer to a Grouped AVP that does not parse");
+    assert_eq!(answer.result_code(), Some(5014), "{answer:?}");
+    assert!(answer.find(avp::FAILED_AVP, None).is_some(), "{answer:?}");
+
+    // Proxy-Info inside Proxy-Info, deeper than the decoder's cap of 4.
+    let mut nested = OwnedAvp::octets(avp::PROXY_STATE, None, true, b"x");
+    for _ in 0..6 {
+        nested = OwnedAvp::grouped(avp::PROXY_INFO, None, true, &[nested]).unwrap();
+    }
+    let mut der = c.der("g;1;2", &[2, 1, 0, 5, 1]);
+    der.push(nested);
+    let answer = c.ask(der).expect("an answer to AVPs nested too deep");
+    assert_eq!(answer.result_code(), Some(ResultCode::ResourcesExceeded.value()), "{answer:?}");
+
+    // The same connection still works.
+    let dwr = c.request(command::DEVICE_WATCHDOG, application::COMMON);
+    let dwa = c.ask(dwr).expect("DWA");
+    assert_eq!(dwa.result_code(), Some(ResultCode::Success.value()));
+    server.assert_running();
+}
