@@ -158,7 +158,8 @@ async fn serve(stream: TcpStream, config: Arc<PeerConfig>, known: bool, mode: Ar
                                 .push(OwnedAvp::u32(avp::RESULT_CODE, None, true, ResultCode::Success.value()))
                                 .push(OwnedAvp::utf8(avp::ORIGIN_HOST, None, true, "aaa.issuer.example"))
                                 .push(OwnedAvp::utf8(avp::ORIGIN_REALM, None, true, "issuer.example"));
-                            queue.extend(peer.send_answer(answer, Instant::now()).expect("answer a delivered request"));
+                            queue
+                                .extend(peer.send_answer(&answer, Instant::now()).expect("answer a delivered request"));
                         }
                         Mode::Silent => {}
                         Mode::Drop => return,

@@ -422,7 +422,7 @@ impl Peer {
     /// Sends an answer the layer above built for a delivered request
     /// (Hop-by-Hop as the request had). Also while [`State::Closing`]: the
     /// requests that crossed our DPR still deserve answers.
-    pub fn send_answer(&mut self, answer: Message, _now: Instant) -> Result<Vec<Action>, PeerError> {
+    pub fn send_answer(&mut self, answer: &Message, _now: Instant) -> Result<Vec<Action>, PeerError> {
         if !matches!(self.state, State::Open | State::Suspect | State::Closing) {
             return Err(PeerError::NotOpen(self.state));
         }
@@ -1201,9 +1201,9 @@ mod tests {
             .push(OwnedAvp::utf8(code::SESSION_ID, None, true, "nas.merchant.example;1;1"))
             .push(OwnedAvp::u32(code::RESULT_CODE, None, true, 1001))
             .push(OwnedAvp::utf8(code::ROUTE_RECORD, None, true, "relay.example"));
-        let out = s.send_answer(answer.clone(), now).unwrap();
+        let out = s.send_answer(&answer.clone(), now).unwrap();
         // A second answer to the same request is refused.
-        assert!(matches!(s.send_answer(answer.clone(), now), Err(PeerError::NoSuchRequest(h)) if h == hop_by_hop));
+        assert!(matches!(s.send_answer(&answer.clone(), now), Err(PeerError::NoSuchRequest(h)) if h == hop_by_hop));
         let (s_log2, t_log) = pump(&mut s, &mut t, out, now);
         assert!(closed(&s_log2).is_none());
         let got = delivered(&t_log);
@@ -1227,8 +1227,8 @@ mod tests {
         let (mut t, _) = open_pair(now);
         let answer = Message::answer_to(&der(1));
         assert!(matches!(t.send_request(answer.clone(), now), Err(PeerError::NotARequest)));
-        assert!(matches!(t.send_answer(der(1), now), Err(PeerError::NotAnAnswer)));
-        assert!(matches!(t.send_answer(answer, now), Err(PeerError::NoSuchRequest(_))));
+        assert!(matches!(t.send_answer(&der(1), now), Err(PeerError::NotAnAnswer)));
+        assert!(matches!(t.send_answer(&answer, now), Err(PeerError::NoSuchRequest(_))));
         let dwr = Message::request(command::DEVICE_WATCHDOG, 0, 0, 0);
         assert!(matches!(t.send_request(dwr, now), Err(PeerError::BaseProtocol(280))));
         let mut huge = der(1);
@@ -1639,7 +1639,7 @@ mod tests {
                 // This one is answered.
                 let (_, s_log) = pump(&mut t, &mut s, out, now);
                 let answer = Message::answer_to(delivered(&s_log)[0]);
-                let out = s.send_answer(answer, now).unwrap();
+                let out = s.send_answer(&answer, now).unwrap();
                 pump(&mut s, &mut t, out, now);
             }
         }

@@ -45,7 +45,7 @@ pub async fn run<L: Ledger>(
     };
     let mut machine = PeerMachine::responder(Arc::new(config), known, Instant::now(), rand::random());
     let (mut reader, mut writer) = stream.into_split();
-    let (answers, mut answered) = mpsc::channel::<Message>(64);
+    let (answers, mut answered) = mpsc::channel::<Arc<Message>>(64);
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut peer: Option<Peer> = None;
     let mut stopping = false;
@@ -65,7 +65,7 @@ pub async fn run<L: Ledger>(
                 }
             },
             () = sleep_until(deadline) => machine.handle_timeout(Instant::now()),
-            Some(answer) = answered.recv() => match machine.send_answer(answer, Instant::now()) {
+            Some(answer) = answered.recv() => match machine.send_answer(&answer, Instant::now()) {
                 Ok(actions) => actions,
                 Err(e) => {
                     debug!(%remote, error = %e, "answer not sent");
@@ -81,7 +81,7 @@ pub async fn run<L: Ledger>(
         // conversations, not one per answer.
         for _ in 0..MAX_BATCH {
             let Ok(answer) = answered.try_recv() else { break };
-            match machine.send_answer(answer, Instant::now()) {
+            match machine.send_answer(&answer, Instant::now()) {
                 Ok(more) => actions.extend(more),
                 Err(e) => debug!(%remote, error = %e, "answer not sent"),
             }
@@ -111,7 +111,7 @@ pub async fn run<L: Ledger>(
                         _ => {
                             front.refused(remote.ip(), "too busy", "requests in flight");
                             let busy = protocol_error(&front, &message, ResultCode::TooBusy, None);
-                            if let Ok(actions) = machine.send_answer(busy, Instant::now()) {
+                            if let Ok(actions) = machine.send_answer(&busy, Instant::now()) {
                                 for a in actions {
                                     if let Action::Send(bytes) = a {
                                         out.extend_from_slice(&bytes);

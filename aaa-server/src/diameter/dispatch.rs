@@ -3,6 +3,7 @@
 //! duplicate detection, then DER or ACR; and the answer skeleton both share.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use aaa_proto::diameter::message::{failed_avp, Message, OwnedAvp, FLAG_ERROR};
 use aaa_proto::dictionary::diameter::{self, application, avp, command, ResultCode};
@@ -16,12 +17,17 @@ use crate::ledger::Ledger;
 
 /// The answer to one application request; `None` sends nothing (a copy of a
 /// request still being processed, or an EAP packet the method discarded).
-pub async fn answer<L: Ledger>(front: &Diameter<L>, peer: &Peer, source: IpAddr, request: Message) -> Option<Message> {
+pub async fn answer<L: Ledger>(
+    front: &Diameter<L>,
+    peer: &Peer,
+    source: IpAddr,
+    request: Message,
+) -> Option<Arc<Message>> {
     let c = &front.counters;
     bump(&c.diameter_requests);
     if let Err(refusal) = check(front, &request) {
         front.refused(source, refusal.reason, &refusal.detail);
-        return Some(refusal.answer);
+        return Some(Arc::new(refusal.answer));
     }
     // check() made sure of it.
     let origin_host = request.origin_host().unwrap_or_default().to_ascii_lowercase();
@@ -35,10 +41,7 @@ pub async fn answer<L: Ledger>(front: &Diameter<L>, peer: &Peer, source: IpAddr,
         Seen::Answered(answer) => {
             bump(&c.diameter_duplicates_resent);
             // The copy may come over another path: its Hop-by-Hop id, the same answer.
-            return answer.map(|mut a| {
-                a.hop_by_hop = request.hop_by_hop;
-                a
-            });
+            return answer.map(|a| Arc::new(Message { hop_by_hop: request.hop_by_hop, ..(*a).clone() }));
         }
     }
     let result = if request.command == command::DIAMETER_EAP {
@@ -48,7 +51,7 @@ pub async fn answer<L: Ledger>(front: &Diameter<L>, peer: &Peer, source: IpAddr,
     };
     match result {
         Ok(answer) => {
-            let answer = answer.map(|a| finish(&request, a));
+            let answer = answer.map(|a| Arc::new(finish(&request, a)));
             front.duplicates.finish(key, answer.clone());
             if answer.is_some() {
                 bump(&c.diameter_answers);
@@ -61,7 +64,7 @@ pub async fn answer<L: Ledger>(front: &Diameter<L>, peer: &Peer, source: IpAddr,
             bump(&front.core.counters.store_errors);
             warn!(peer = %peer.name, error = %e, "Diameter request failed");
             front.duplicates.forget(key);
-            Some(finish(&request, protocol_error(front, &request, ResultCode::TooBusy, None)))
+            Some(Arc::new(finish(&request, protocol_error(front, &request, ResultCode::TooBusy, None))))
         }
     }
 }

@@ -77,7 +77,8 @@ pub struct Diameter<L> {
     pub core: Arc<Core<L>>,
     pub peers: Peers,
     pub conversations: Conversations<SessionKey>,
-    pub duplicates: DuplicateCache<RequestKey, Message>,
+    /// Answers shared with the connection that sends them, not copied.
+    pub duplicates: DuplicateCache<RequestKey, Arc<Message>>,
     pub counters: DiameterCounters,
     /// What this server says of itself in CEA, DWA and every answer.
     pub peer_config: Arc<PeerConfig>,

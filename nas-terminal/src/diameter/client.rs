@@ -793,7 +793,7 @@ impl Session {
                     // A server-initiated request (ASR, RAR, ...): nothing here serves one.
                     debug!(server = %conn.addr, command = message.command, "Diameter request from the server: 3001");
                     let answer = unsupported(&conn.local, &message);
-                    match self.peer.send_answer(answer, Instant::now()) {
+                    match self.peer.send_answer(&answer, Instant::now()) {
                         Ok(actions) => queue.extend(actions),
                         Err(e) => debug!(server = %conn.addr, "cannot answer the server's request: {e}"),
                     }
