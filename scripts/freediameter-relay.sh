@@ -182,25 +182,10 @@ EOF
 [[ -s $LOG ]] && mv -f "$LOG" "$LOG.old"
 : >"$LOG"
 
-# Logs of a relay that did not come up, then exit 1.
-failed() {
-    local what=$1
-    echo "$ME: $what" >&2
-    if [[ -s $LOG ]]; then
-        echo "----- last lines of $LOG -----" >&2
-        tail -n 20 "$LOG" >&2 || true
-    fi
-    stop_one "$PID_FILE" "$FD_BIN" >/dev/null
-    exit 1
-}
+# A relay that did not come up: one line, the end of its log, exit 1.
+failed() { fail_started "$LOG" "$1" "$PID_FILE:$FD_BIN"; }
 
-# The inodes of the TCP sockets listening on PORT, any address.
-port_inodes() {
-    awk -v p=":$(printf '%04X' "$PORT")" \
-        'NR > 1 && $4 == "0A" && substr($2, length($2) - 4) == p { print $10 }' \
-        /proc/net/tcp /proc/net/tcp6 2>/dev/null
-}
-if [[ -n $(port_inodes) ]]; then
+if [[ -n $(port_inodes tcp "$PORT") ]]; then
     failed "TCP port $PORT is already in use"
 fi
 
@@ -210,7 +195,7 @@ echo "$FD_PID" >"$PID_FILE"
 
 listening() {
     local inode
-    for inode in $(port_inodes); do
+    for inode in $(port_inodes tcp "$PORT"); do
         find "/proc/$FD_PID/fd" -lname "socket:\[$inode\]" 2>/dev/null | grep -q . && return 0
     done
     return 1

@@ -341,24 +341,10 @@ chmod 600 "$RADDB/radiusd.conf"
 
 : >"$LOG"
 
-# Logs of a server that did not come up, then exit 1.
-failed() {
-    local what=$1
-    echo "$ME: $what" >&2
-    if [[ -s $LOG ]]; then
-        echo "----- last lines of $LOG -----" >&2
-        tail -n 20 "$LOG" >&2 || true
-    fi
-    stop_one "$RUN_DIR/freeradius.pid" "$FREERADIUS_BIN" >/dev/null
-    exit 1
-}
+# A server that did not come up: one line, the end of its log, exit 1.
+failed() { fail_started "$LOG" "$1" "$RUN_DIR/freeradius.pid:$FREERADIUS_BIN"; }
 
-# The inodes of the UDP sockets bound to PORT on any address.
-port_inodes() {
-    awk -v p=":$(printf '%04X' "$PORT")" 'NR > 1 && substr($2, length($2) - 4) == p { print $10 }' \
-        /proc/net/udp /proc/net/udp6 2>/dev/null
-}
-if [[ -n $(port_inodes) ]]; then
+if [[ -n $(port_inodes udp "$PORT") ]]; then
     failed "UDP port $PORT is already in use"
 fi
 
@@ -370,7 +356,7 @@ echo "$FR_PID" >"$RUN_DIR/freeradius.pid"
 
 bound() {
     local inode
-    for inode in $(port_inodes); do
+    for inode in $(port_inodes udp "$PORT"); do
         find "/proc/$FR_PID/fd" -lname "socket:\[$inode\]" 2>/dev/null | grep -q . && return 0
     done
     return 1

@@ -137,18 +137,8 @@ HOSTAPD_LOG=$RUN_DIR/hostapd.log
 : >"$HOSTAPD_LOG"
 rm -f "$SOCK"
 
-# Logs of a process that did not come up, then exit 1.
-failed() {
-    local what=$1 log=$2
-    echo "$ME: $what" >&2
-    if [[ -s $log ]]; then
-        echo "----- last lines of $log -----" >&2
-        tail -n 20 "$log" >&2 || true
-    fi
-    stop_one "$RUN_DIR/hostapd.pid" "$HOSTAPD" >/dev/null
-    stop_one "$RUN_DIR/hlr_auc_gw.pid" "$HLR_AUC_GW" >/dev/null
-    exit 1
-}
+# failed WHAT LOG: hostapd or hlr_auc_gw did not come up.
+failed() { fail_started "$2" "$1" "$RUN_DIR/hostapd.pid:$HOSTAPD" "$RUN_DIR/hlr_auc_gw.pid:$HLR_AUC_GW"; }
 
 # hlr_auc_gw: -i 5 is its default IND length, spelt out because the
 # exported SQNs assume it.
@@ -164,12 +154,7 @@ for ((i = 0; i < 100; i++)); do
 done
 [[ -S $SOCK ]] || failed "hlr_auc_gw did not create $SOCK within 5 s" "$HLR_LOG"
 
-# The inodes of the UDP sockets bound to PORT on any address.
-port_inodes() {
-    awk -v p=":$(printf '%04X' "$PORT")" 'NR > 1 && substr($2, length($2) - 4) == p { print $10 }' \
-        /proc/net/udp /proc/net/udp6 2>/dev/null
-}
-if [[ -n $(port_inodes) ]]; then
+if [[ -n $(port_inodes udp "$PORT") ]]; then
     failed "UDP port $PORT is already in use (hostapd binds 0.0.0.0:$PORT)" /dev/null
 fi
 
@@ -183,7 +168,7 @@ echo "$HOSTAPD_PID" >"$RUN_DIR/hostapd.pid"
 # port in hex, socket inode in column 10).
 bound() {
     local inode
-    for inode in $(port_inodes); do
+    for inode in $(port_inodes udp "$PORT"); do
         find "/proc/$HOSTAPD_PID/fd" -lname "socket:\[$inode\]" 2>/dev/null | grep -q . && return 0
     done
     return 1

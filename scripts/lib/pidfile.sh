@@ -1,6 +1,7 @@
-# Sourced by hostapd-aka-server.sh and freeradius-tls-server.sh: the pid
-# files of the third-party servers they start in a run directory, and
-# running them in the foreground.
+# Sourced by the scripts that start third-party servers in a run directory
+# (hostapd-aka-server.sh, freeradius-tls-server.sh, freediameter-radgw.sh,
+# freediameter-relay.sh): their pid files, running them in the foreground,
+# giving up on one that did not come up, and the sockets on a port.
 
 # The pid in FILE if that process is alive and runs PROGRAM.
 live_pid() {
@@ -49,4 +50,34 @@ wait_in_foreground() {
     local rc=0
     wait "$pid" || rc=$?
     exit "$rc"
+}
+
+# fail_started LOG WHAT FILE:PROGRAM...: for a server that did not come up:
+# WHAT on stderr, the end of LOG, every FILE:PROGRAM stopped, exit 1.
+fail_started() {
+    local log=$1 what=$2 pair
+    shift 2
+    echo "$ME: $what" >&2
+    if [[ -s $log ]]; then
+        echo "----- last lines of $log -----" >&2
+        tail -n 25 "$log" >&2 || true
+    fi
+    for pair in "$@"; do
+        stop_one "${pair%:*}" "${pair##*:}" >/dev/null
+    done
+    exit 1
+}
+
+# port_inodes udp|tcp PORT: the inodes of the UDP sockets bound to PORT, or
+# of the TCP sockets listening on it, on any address.
+port_inodes() {
+    local proto=$1 hex
+    hex=$(printf '%04X' "$2")
+    if [[ $proto == tcp ]]; then
+        awk -v p=":$hex" 'NR > 1 && $4 == "0A" && substr($2, length($2) - 4) == p { print $10 }' \
+            /proc/net/tcp /proc/net/tcp6 2>/dev/null
+    else
+        awk -v p=":$hex" 'NR > 1 && substr($2, length($2) - 4) == p { print $10 }' \
+            /proc/net/udp /proc/net/udp6 2>/dev/null
+    fi
 }
