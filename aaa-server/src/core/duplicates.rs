@@ -47,9 +47,8 @@ impl<K: Eq + Hash + Clone, V: Clone> DuplicateCache<K, V> {
     }
 
     /// Looks a request up, marking it in progress if new.
-    pub fn check(&self, key: K) -> Seen<V> {
+    pub fn check(&self, key: K, now: Instant) -> Seen<V> {
         let Ok(mut inner) = self.inner.lock() else { return Seen::InProgress };
-        let now = Instant::now();
         while let Some((t, _)) = inner.order.front() {
             if now.duration_since(*t) <= self.window && inner.order.len() < self.max {
                 break;
@@ -71,10 +70,10 @@ impl<K: Eq + Hash + Clone, V: Clone> DuplicateCache<K, V> {
     }
 
     /// Records the reply (or the decision not to reply) for `key`.
-    pub fn finish(&self, key: K, reply: Option<V>) {
+    pub fn finish(&self, key: K, reply: Option<V>, now: Instant) {
         if let Ok(mut inner) = self.inner.lock() {
             inner.entries.insert(key.clone(), Entry::Done(reply));
-            inner.order.push_back((Instant::now(), key));
+            inner.order.push_back((now, key));
         }
     }
 
@@ -98,20 +97,32 @@ mod tests {
     #[test]
     fn replays_the_reply_and_blocks_while_in_progress() {
         let c = DuplicateCache::<_, Vec<u8>>::new(Duration::from_secs(30), 100);
-        assert_eq!(c.check(key(1)), Seen::New);
-        assert_eq!(c.check(key(1)), Seen::InProgress);
-        c.finish(key(1), Some(vec![1, 2, 3]));
-        assert_eq!(c.check(key(1)), Seen::Answered(Some(vec![1, 2, 3])));
-        assert_eq!(c.check(key(2)), Seen::New);
+        let now = Instant::now();
+        assert_eq!(c.check(key(1), now), Seen::New);
+        assert_eq!(c.check(key(1), now), Seen::InProgress);
+        c.finish(key(1), Some(vec![1, 2, 3]), now);
+        assert_eq!(c.check(key(1), now), Seen::Answered(Some(vec![1, 2, 3])));
+        assert_eq!(c.check(key(2), now), Seen::New);
     }
 
     #[test]
     fn bounded_by_size() {
         let c = DuplicateCache::<_, Vec<u8>>::new(Duration::from_secs(30), 2);
+        let now = Instant::now();
         for id in 0..5 {
-            assert_eq!(c.check(key(id)), Seen::New);
-            c.finish(key(id), None);
+            assert_eq!(c.check(key(id), now), Seen::New);
+            c.finish(key(id), None, now);
         }
-        assert_eq!(c.check(key(0)), Seen::New, "oldest evicted");
+        assert_eq!(c.check(key(0), now), Seen::New, "oldest evicted");
+    }
+
+    #[test]
+    fn answers_are_forgotten_after_the_window_on_the_clock_passed_in() {
+        let c = DuplicateCache::<_, Vec<u8>>::new(Duration::from_secs(30), 100);
+        let now = Instant::now();
+        assert_eq!(c.check(key(1), now), Seen::New);
+        c.finish(key(1), Some(vec![9]), now);
+        assert_eq!(c.check(key(1), now + Duration::from_secs(30)), Seen::Answered(Some(vec![9])));
+        assert_eq!(c.check(key(1), now + Duration::from_secs(31)), Seen::New, "past the window: decided afresh");
     }
 }

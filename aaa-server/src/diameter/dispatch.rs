@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use aaa_proto::diameter::message::{failed_avp, Message, OwnedAvp, FLAG_ERROR};
 use aaa_proto::dictionary::diameter::{self, application, avp, command, ResultCode};
@@ -32,7 +33,7 @@ pub async fn answer<L: Ledger>(
     // check() made sure of it.
     let origin_host = request.origin_host().unwrap_or_default().to_ascii_lowercase();
     let key = (request.end_to_end, origin_host);
-    match front.duplicates.check(key.clone()) {
+    match front.duplicates.check(key.clone(), Instant::now()) {
         Seen::New => {}
         Seen::InProgress => {
             bump(&c.diameter_duplicates_dropped);
@@ -52,7 +53,7 @@ pub async fn answer<L: Ledger>(
     match result {
         Ok(answer) => {
             let answer = answer.map(|a| Arc::new(finish(&request, a)));
-            front.duplicates.finish(key, answer.clone());
+            front.duplicates.finish(key, answer.clone(), Instant::now());
             if answer.is_some() {
                 bump(&c.diameter_answers);
             }

@@ -186,7 +186,8 @@ pub async fn handle<L: Ledger>(shared: &Radius<L>, port: Port, source: SocketAdd
         return sign(shared, client, &request, Packet::reply_to(&request, code));
     }
     let key: RequestKey = (source, request.identifier, request.authenticator);
-    match shared.duplicates.check(key) {
+    let now = Instant::now();
+    match shared.duplicates.check(key, now) {
         Seen::New => {}
         Seen::InProgress => {
             bump(&c.duplicates_dropped);
@@ -205,7 +206,7 @@ pub async fn handle<L: Ledger>(shared: &Radius<L>, port: Port, source: SocketAdd
     };
     match reply {
         Ok(reply) => {
-            shared.duplicates.finish(key, reply.clone());
+            shared.duplicates.finish(key, reply.clone(), Instant::now());
             reply
         }
         Err(e) => {
