@@ -8,7 +8,7 @@
 #   scripts/build-freediameter.sh            # once: .tools/bin/freeDiameterd + extensions
 #   scripts/freediameter-radgw.sh --run-dir D --radius-port P --secret S \
 #       --diameter-server 127.0.0.1:PORT --server-host aaa.REALM --realm REALM \
-#       [--identity radgw.REALM] [--drop N]... [--dump-messages]
+#       [--identity radgw.REALM] [--drop N]... [--dump-messages] [--eapay]
 #   scripts/freediameter-radgw.sh --stop --run-dir D
 #
 # Writes D/freediameter.conf, D/radgw.conf and D/rt_default.conf and starts
@@ -32,6 +32,12 @@
 #     with `DROP code N`: RADIUS attribute N is not translated (e.g. 77,
 #     Connect-Info, which eapol_test always sends and eapay-server's Diameter
 #     dictionary does not know: a DER with it gets 5001 DIAMETER_AVP_UNSUPPORTED).
+#   - --eapay uses eapay's variant of the auth plugin, auth_eapay.rgwx (built
+#     by scripts/build-freediameter.sh from scripts/freediameter/), and
+#     loads dict_eapay.fdx: vendor 32473's attributes cross the gateway both
+#     ways (Vendor-Specific <-> vendor AVPs, same types), so a payment's
+#     attributes reach the server and its approval reaches the RADIUS
+#     client. Without it the gateway is freeDiameter's, unmodified.
 #   - --dump-messages also loads dbg_msg_dumps.fdx (0x0080): every Diameter
 #     message sent and received is logged as a tree.
 # The script returns once the Diameter connection to the server is open
@@ -74,7 +80,7 @@ die() {
     exit 2
 }
 
-RUN_DIR= PORT= SECRET= SERVER= SERVER_HOST= REALM= IDENTITY= DUMP=0 STOP=0 DROP=()
+RUN_DIR= PORT= SECRET= SERVER= SERVER_HOST= REALM= IDENTITY= DUMP=0 STOP=0 DROP=() EAPAY=0
 while [[ $# -gt 0 ]]; do
     case $1 in
     --run-dir) RUN_DIR=${2:-}; shift 2 || die "--run-dir needs a directory" ;;
@@ -86,6 +92,7 @@ while [[ $# -gt 0 ]]; do
     --identity) IDENTITY=${2:-}; shift 2 || die "--identity needs a Diameter identity" ;;
     --drop) DROP+=("${2:-}"); shift 2 || die "--drop needs a RADIUS attribute type" ;;
     --dump-messages) DUMP=1; shift ;;
+    --eapay) EAPAY=1; shift ;;
     --stop) STOP=1; shift ;;
     -h | --help) sed -n '2,/^set -Eeuo/p' "$SCRIPT_PATH" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
@@ -129,6 +136,8 @@ for code in "${DROP[@]}"; do
         die "--drop takes a RADIUS attribute type 1..255 other than 26, not '$code'"
 done
 [[ ${#DROP[@]} -eq 0 || -f $EXT/echodrop.rgwx ]] || die "no echodrop.rgwx in $EXT"
+[[ $EAPAY -eq 0 || (-f $EXT/auth_eapay.rgwx && -f $EXT/dict_eapay.fdx) ]] ||
+    die "no auth_eapay.rgwx or dict_eapay.fdx in $EXT: run scripts/build-freediameter.sh"
 
 mkdir -p "$RUN_DIR"
 chmod 700 "$RUN_DIR"
@@ -158,6 +167,8 @@ EOF
     done
 } >"$RUN_DIR/echodrop.conf"
 
+AUTH_PLUGIN=auth.rgwx
+[[ $EAPAY -eq 1 ]] && AUTH_PLUGIN=auth_eapay.rgwx
 {
     echo "# Written by eapay scripts/freediameter-radgw.sh: app_radgw, RADIUS"
     echo "# authentication only, for the RADIUS client 127.0.0.1."
@@ -165,7 +176,7 @@ EOF
         echo "RGWX = \"$EXT/echodrop.rgwx\" : \"$RUN_DIR/echodrop.conf\" : auth;"
     fi
     cat <<EOF
-RGWX = "$EXT/auth.rgwx" : auth;
+RGWX = "$EXT/$AUTH_PLUGIN" : auth;
 nas = 127.0.0.1 / "$SECRET" ;
 auth_server_enable = 1;
 auth_server_port = $PORT;
@@ -193,6 +204,11 @@ TcTimer = 6;
 AppServThreads = 4;
 LoadExtension = "$EXT/dict_nasreq.fdx";
 LoadExtension = "$EXT/dict_eap.fdx";
+EOF
+    if [[ $EAPAY -eq 1 ]]; then
+        echo "LoadExtension = \"$EXT/dict_eapay.fdx\";"
+    fi
+    cat <<EOF
 LoadExtension = "$EXT/rt_default.fdx" : "$RUN_DIR/rt_default.conf";
 LoadExtension = "$EXT/app_radgw.fdx" : "$RUN_DIR/radgw.conf";
 EOF

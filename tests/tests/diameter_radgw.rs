@@ -36,6 +36,13 @@
 //! - A request with a wrong RADIUS secret is dropped by the gateway
 //!   (invalid Message-Authenticator): no answer, no DER.
 //!
+//! - eapay's variant of the gateway (`--eapay`: scripts/freediameter/
+//!   patches the auth plugin to carry vendor 32473 beside Microsoft's, both
+//!   ways, and adds a dictionary extension for its AVPs) delivers the
+//!   payment: eapol_test's payment attributes reach the server as vendor
+//!   AVPs, and the approval comes back as Vendor-Specific attributes of the
+//!   Access-Accept, with the MSK as MS-MPPE keys.
+//!
 //! freeDiameterd and its extensions come from scripts/build-freediameter.sh
 //! (`.tools/bin/freeDiameterd`, `.tools/lib/freeDiameter/`, or
 //! `$FREEDIAMETERD`); the gateway runs through scripts/freediameter-radgw.sh.
@@ -123,9 +130,10 @@ struct Gateway {
 
 impl Gateway {
     /// Starts on a free UDP port, connected to `server`'s Diameter listener,
-    /// dropping the RADIUS attribute types in `drop`; retries if another
-    /// process took the port in between.
-    fn start(binary: &Path, server: &Server, drop: &[u8]) -> Gateway {
+    /// dropping the RADIUS attribute types in `drop`, as freeDiameter ships
+    /// it or (`eapay`) with eapay's auth plugin and dictionary; retries if
+    /// another process took the port in between.
+    fn start(binary: &Path, server: &Server, drop: &[u8], eapay: bool) -> Gateway {
         let script = repo_root().join("scripts/freediameter-radgw.sh");
         let diameter = server.diameter.expect("the server listens for Diameter (`init --diameter-listen`)");
         let run_dir = server.scratch("radgw");
@@ -142,6 +150,9 @@ impl Gateway {
                 .env("FREEDIAMETERD", binary);
             for code in drop {
                 cmd.args(["--drop", &code.to_string()]);
+            }
+            if eapay {
+                cmd.arg("--eapay");
             }
             let out = run_with_timeout(cmd, None, TOOL_TIMEOUT);
             if out.success() {
@@ -309,7 +320,11 @@ fn parse_avp(text: &str) -> Avp {
         .find_map(|w| w.parse().ok())
         .or_else(|| text.split('(').next().and_then(|w| w.parse().ok()))
         .unwrap_or_else(|| panic!("no AVP code in `{text}`"));
-    let vendor = field("vend=").and_then(|v| v.parse().ok());
+    // `vend=32473`, or with a dictionary that names the vendor `vend='Eapay'(32473)`.
+    let vendor = field("vend=").and_then(|v| {
+        let number = v.rsplit_once('(').map_or(v.as_str(), |(_, n)| n.trim_end_matches(')'));
+        number.parse().ok()
+    });
     let length = field("l=").and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no AVP length in `{text}`"));
     let value = text.split_once(" val=").map(|(_, v)| v.to_owned()).unwrap_or_default();
     Avp { code, vendor, length, value }
@@ -380,7 +395,7 @@ fn payment_through_the_gateway(method: Method, test: &str) {
     let Some((eapol, fdd)) = require_tools(test) else { return };
     let server = start_server();
     let card = server.card(method);
-    let gateway = Gateway::start(&fdd, &server, &[]);
+    let gateway = Gateway::start(&fdd, &server, &[], false);
     let payment = details("radgw", 1250);
     let attributes = eapol_test_payment_args(&payment);
     let out = gateway.eapol_test(&eapol, &card.eapol_conf, GATEWAY_SECRET, 10, &attributes);
@@ -530,7 +545,7 @@ fn app_radgw_drops_requests_with_a_wrong_radius_secret() {
     let Some((eapol, fdd)) = require_tools(test) else { return };
     let server = start_server();
     let card = server.card(Method::Aka);
-    let gateway = Gateway::start(&fdd, &server, &[77]);
+    let gateway = Gateway::start(&fdd, &server, &[77], false);
     let out = gateway.eapol_test(&eapol, &card.eapol_conf, "not-the-radgw-secret", 3, &[]);
     let context = || format!("{}\n{}\n--- server stderr ---\n{}", out.tail(40), gateway.tail(), server.stderr());
     assert!(!out.success() && out.stdout.contains("EAPOL test timed out"), "want a timeout\n{}", context());
@@ -542,4 +557,34 @@ fn app_radgw_drops_requests_with_a_wrong_radius_secret() {
     assert!(!diameter.iter().any(|m| m.name == "Diameter-EAP-Request"), "a DER went out\n{}", context());
     let all = counters(&server.terminate());
     assert_eq!(counter(&all, "diameter_requests"), 0, "{all:?}");
+}
+
+/// With eapay's variant of the gateway (scripts/freediameter/: the auth
+/// plugin carries vendor 32473 both ways, beside Microsoft's, and a
+/// dictionary extension knows its AVPs), a real RFC 4072 client delivers the
+/// payment: eapol_test's seven payment attributes reach the server as vendor
+/// AVPs in every DER, the server approves, and the approval comes back to
+/// eapol_test as Vendor-Specific attributes of the Access-Accept, with the
+/// MSK as MS-MPPE keys. The ledger has the approval eapol_test saw.
+#[test]
+fn a_payment_through_the_eapay_gateway_is_approved() {
+    let test = "a_payment_through_the_eapay_gateway_is_approved";
+    let Some((eapol, fdd)) = require_tools(test) else { return };
+    let server = start_server();
+    let gateway = Gateway::start(&fdd, &server, &[], true);
+    for (n, method) in [Method::Aka, Method::Tls].into_iter().enumerate() {
+        let card = server.card(method);
+        let payment = details(&format!("radgw-eapay-{n}"), 1250 + n as u64);
+        let out = gateway.eapol_test(&eapol, &card.eapol_conf, GATEWAY_SECRET, 10, &eapol_test_payment_args(&payment));
+        eapay_tests::eapol::assert_success(&out, &server, 1);
+        let code = eapay_tests::eapol::assert_approved(&server, &payment, &out);
+        let diameter = diameter_messages(&gateway.log());
+        let ders: Vec<&Diameter> = diameter.iter().filter(|m| m.sent && m.name == "Diameter-EAP-Request").collect();
+        assert!(
+            ders.iter().rev().take(2).all(|der| der.avps.iter().filter(|a| a.vendor.is_some()).count() >= 7),
+            "{method:?}: the payment attributes travel as vendor AVPs\n{}",
+            gateway.tail()
+        );
+        assert!(server.stderr().contains(&payment.transaction_id), "{method:?}: approval {code} logged by the server");
+    }
 }
