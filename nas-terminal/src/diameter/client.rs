@@ -354,6 +354,26 @@ impl DiameterClient {
     /// `attempts` times in all. With no connection open it waits for one
     /// within the time the attempts would take.
     pub async fn request(&self, request: Message) -> Result<(Message, usize), DiameterError> {
+        self.send(request, None).await
+    }
+
+    /// Like [`request`](Self::request) but only over server `index` (the
+    /// rounds of one EAP conversation belong to the server holding it):
+    /// retransmitted with the T flag over that server's connection (after it
+    /// reconnects, if it went down, within the time the attempts would
+    /// take), never elsewhere.
+    pub async fn request_on(&self, index: usize, request: Message) -> Result<Message, DiameterError> {
+        let count = self.inner.settings.servers.len();
+        if index >= count {
+            return Err(DiameterError::NoSuchServer { index, count });
+        }
+        self.send(request, Some(index)).await.map(|(answer, _)| answer)
+    }
+
+    /// The attempts of [`request`](Self::request) (`only` None: any
+    /// connection, the next one after a failure) and of
+    /// [`request_on`](Self::request_on) (`only`: that server's).
+    async fn send(&self, request: Message, only: Option<usize>) -> Result<(Message, usize), DiameterError> {
         check(&request)?;
         let settings = &self.inner.settings;
         let attempts = settings.attempts.max(1);
@@ -363,15 +383,19 @@ impl DiameterClient {
         let mut previous = None;
         for attempt in 0..attempts {
             self.check_open()?;
-            let index = match self.pick(previous) {
+            let index = match self.choose(only, previous) {
                 Some(index) => index,
                 None => {
                     let mut watcher = self.inner.status.subscribe();
-                    if wait_for(&mut watcher, budget, |v| v.iter().any(ConnStatus::usable)).await.is_none() {
+                    let usable = |v: &Vec<ConnStatus>| match only {
+                        Some(index) => v.get(index).is_some_and(ConnStatus::usable),
+                        None => v.iter().any(ConnStatus::usable),
+                    };
+                    if wait_for(&mut watcher, budget, usable).await.is_none() {
                         return Err(self.no_open_peer(attempt, last));
                     }
                     self.check_open()?;
-                    match self.pick(previous) {
+                    match self.choose(only, previous) {
                         Some(index) => index,
                         None => continue,
                     }
@@ -390,40 +414,13 @@ impl DiameterClient {
         Err(DiameterError::Timeout { attempts, last: last.unwrap_or_else(|| "no connection open".to_string()) })
     }
 
-    /// Like [`request`](Self::request) but only over server `index` (the
-    /// rounds of one EAP conversation belong to the server holding it):
-    /// retransmitted with the T flag over that server's connection (after it
-    /// reconnects, if it went down, within the time the attempts would
-    /// take), never elsewhere.
-    pub async fn request_on(&self, index: usize, request: Message) -> Result<Message, DiameterError> {
-        let count = self.inner.settings.servers.len();
-        if index >= count {
-            return Err(DiameterError::NoSuchServer { index, count });
+    /// Where the next attempt goes: `only`, when its connection is usable;
+    /// otherwise (with no `only`) the connection [`pick`](Self::pick) picks.
+    fn choose(&self, only: Option<usize>, previous: Option<usize>) -> Option<usize> {
+        match only {
+            Some(index) => self.inner.status.borrow().get(index).is_some_and(ConnStatus::usable).then_some(index),
+            None => self.pick(previous),
         }
-        check(&request)?;
-        let settings = &self.inner.settings;
-        let attempts = settings.attempts.max(1);
-        let budget = tokio::time::Instant::now() + settings.timeout.saturating_mul(attempts);
-        let mut message = request;
-        let mut last: Option<String> = None;
-        for attempt in 0..attempts {
-            self.check_open()?;
-            let mut watcher = self.inner.status.subscribe();
-            let usable = |v: &Vec<ConnStatus>| v.get(index).is_some_and(ConnStatus::usable);
-            if wait_for(&mut watcher, budget, usable).await.is_none() {
-                return Err(self.no_open_peer(attempt, last));
-            }
-            self.check_open()?;
-            if attempt > 0 {
-                message.flags |= FLAG_RETRANSMIT;
-            }
-            let deadline = (tokio::time::Instant::now() + settings.timeout).min(budget);
-            match self.exchange(index, message.clone(), deadline).await {
-                Ok(answer) => return Ok(answer),
-                Err(failure) => last = Some(self.note_failure(index, attempt, &message, failure)),
-            }
-        }
-        Err(DiameterError::Timeout { attempts, last: last.unwrap_or_else(|| "no connection open".to_string()) })
     }
 
     /// Orderly shutdown: DPR (Disconnect-Cause REBOOTING) on every open
