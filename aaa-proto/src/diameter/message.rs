@@ -649,22 +649,10 @@ mod tests {
     use crate::dictionary::{diameter::avp as code, diameter::command, eapay};
     use std::net::{Ipv4Addr, Ipv6Addr};
 
+    // Deterministic fuzz loops: no seed files, the same run every time.
+    use crate::diameter::peer::XorShift;
+
     const EAPAY: Option<u32> = Some(eapay::VENDOR_ID);
-
-    /// Deterministic xorshift64 for the fuzz loops: no seed files, same run every time.
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
 
     /// The CER of `known_cer_encoding`.
     fn cer() -> Message {

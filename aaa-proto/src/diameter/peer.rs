@@ -187,9 +187,9 @@ pub enum PeerError {
 }
 
 /// xorshift64: enough for jitter and starting identifiers, and the same every
-/// run for a given seed.
+/// run for a given seed. The codec's and the peer's fuzz tests use it too.
 #[derive(Debug, Clone)]
-struct XorShift(u64);
+pub(crate) struct XorShift(pub(crate) u64);
 
 impl XorShift {
     fn new(seed: u64) -> Self {
@@ -201,11 +201,17 @@ impl XorShift {
         XorShift(if z == 0 { 0x2545_f491_4f6c_dd1d } else { z })
     }
 
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
+    }
+
+    /// A number below `n` (not quite uniform; tests need no more).
+    #[cfg(test)]
+    pub(crate) fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
     }
 }
 
@@ -1685,25 +1691,10 @@ mod tests {
         assert!(election_won("a", "B"));
     }
 
-    /// Deterministic xorshift for the fuzz loop.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
-
     #[test]
     fn garbage_never_panics() {
         let start = Instant::now();
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
         let seeds: Vec<Vec<u8>> = vec![
             freediameter_cer().encode().unwrap(),
             der(1).encode().unwrap(),
