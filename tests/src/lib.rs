@@ -653,6 +653,16 @@ impl Server {
             .collect()
     }
 
+    /// Authorization `txn` (test merchant) is approved with the card's
+    /// confirmation and has the same fields as `like` (the same payment made
+    /// another way); `what` names the case in the failure message.
+    pub fn assert_confirmed_approval_like(&self, txn: &str, like: &str, what: &str) {
+        let shown = self.txn_show(MERCHANT, txn).to_lowercase();
+        assert!(has_token(&shown, "approved"), "{what}:\n{shown}");
+        assert!(has_token(&shown, "confirmed"), "{what}: the card confirmed inside EAP:\n{shown}");
+        assert_eq!(self.txn_fields(MERCHANT, like), self.txn_fields(MERCHANT, txn), "{what}: the same ledger record");
+    }
+
     /// `card block ID`.
     pub fn block(&self, card: &Card) {
         self.admin(&["card", "block", &card.card_id]);

@@ -79,14 +79,7 @@ fn aka_and_tls_cards_pay_over_diameter_as_over_radius() {
 
         let radius_txn = word_after(&over_radius.stdout, "transaction").expect("transaction id");
         let diameter_txn = word_after(&over_diameter.stdout, "transaction").expect("transaction id");
-        let shown = server.txn_show(MERCHANT, &diameter_txn);
-        assert!(has_token(&shown.to_lowercase(), "approved"), "{shown}");
-        assert!(has_token(&shown.to_lowercase(), "confirmed"), "{method:?}: the card confirmed inside EAP:\n{shown}");
-        assert_eq!(
-            server.txn_fields(MERCHANT, &radius_txn),
-            server.txn_fields(MERCHANT, &diameter_txn),
-            "{method:?}: the same ledger record either way"
-        );
+        server.assert_confirmed_approval_like(&diameter_txn, &radius_txn, &format!("{method:?} over Diameter"));
         assert_eq!(server.card_amounts(&card), (DEFAULT_LIMIT, DEFAULT_LIMIT - 500), "{method:?}");
     }
 }

@@ -277,14 +277,7 @@ fn every_method_pays_through_the_relay_as_directly() {
         let (txn, _) = assert_approved(&relayed, "2.00", &format!("{method:?} through the relay"), &context);
         assert_eq!(stdout_shape(&relayed), stdout_shape(&directly), "{method:?}: the terminal shows the same");
 
-        let shown = server.txn_show(MERCHANT, &txn);
-        assert!(has_token(&shown.to_lowercase(), "approved"), "{method:?}:\n{shown}");
-        assert!(has_token(&shown.to_lowercase(), "confirmed"), "{method:?}: the card confirmed inside EAP:\n{shown}");
-        assert_eq!(
-            server.txn_fields(MERCHANT, &direct_txn),
-            server.txn_fields(MERCHANT, &txn),
-            "{method:?}: the same ledger record"
-        );
+        server.assert_confirmed_approval_like(&txn, &direct_txn, &format!("{method:?} through the relay"));
         assert_eq!(server.card_amounts(&card), (DEFAULT_LIMIT, DEFAULT_LIMIT - 500), "{method:?}");
         assert!(!reversals.exists(), "{method:?}: no reversal owed");
     }
