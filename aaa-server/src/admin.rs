@@ -546,9 +546,6 @@ impl CardTerms {
         let TermsOptions { method, limit, currency, confirmation, key_type, inner, .. } = opts.clone();
         let (pin, expires) = (opts.pin.as_deref(), opts.expires.as_deref());
         let tls = matches!(method, CardMethod::Tls | CardMethod::Ttls);
-        if method == CardMethod::Sim {
-            return Err(ServerError::Usage(format!("method {} is not available in this build yet", method.name())));
-        }
         if key_type.is_some() && !tls {
             return Err(ServerError::Usage("--key-type is for tls and ttls cards".into()));
         }
@@ -639,7 +636,7 @@ impl CardTerms {
                 };
                 (identity, aka, Some(tls_card), Some(credential.spki), Some(pan_token), last4)
             }
-            (CardMethod::Aka | CardMethod::AkaPrime, _) => {
+            (CardMethod::Aka | CardMethod::AkaPrime | CardMethod::Sim, _) => {
                 let prefix = self.method.identity_prefix().unwrap_or('0');
                 let identity = format!("{prefix}{card_id}@{realm}");
                 (identity, Some(aka_keys()), None, None, pan.map(|p| kek.pan_token(p)), None)
@@ -654,7 +651,7 @@ impl CardTerms {
             method: self.method.name().to_string(),
             identity,
             realm: realm.clone(),
-            aka: aka.map(|(k, opc)| AkaCard { k: hex::encode(k), opc: hex::encode(opc), sqn: 0, seq_ms: Vec::new() }),
+            aka: aka.map(|(k, opc)| AkaCard::new(hex::encode(k), hex::encode(opc))),
             tls: tls_card,
         };
         let new = NewCard {
@@ -755,11 +752,11 @@ pub async fn export_cards(config: &Config, ledger: &SqlLedger, opts: &ExportOpti
     let methods = match opts.format {
         ExportFormat::Freeradius => return export_freeradius(config, ledger, opts).await,
         ExportFormat::Hostapd => match opts.method {
-            None => vec![CardMethod::Aka, CardMethod::AkaPrime],
-            Some(m @ (CardMethod::Aka | CardMethod::AkaPrime)) => vec![m],
+            None => vec![CardMethod::Aka, CardMethod::AkaPrime, CardMethod::Sim],
+            Some(m @ (CardMethod::Aka | CardMethod::AkaPrime | CardMethod::Sim)) => vec![m],
             Some(other) => {
                 return Err(ServerError::Usage(format!(
-                    "--method {}: only aka and aka-prime cards export to hostapd in this build",
+                    "--method {}: only sim, aka and aka-prime cards export to hostapd",
                     other.name()
                 )));
             }
@@ -806,7 +803,8 @@ pub async fn export_cards(config: &Config, ledger: &SqlLedger, opts: &ExportOpti
     let mut eap_user = format!(
         "# hostapd EAP user file, written by `eapay-server card export --format hostapd`\n\
          # (realm {realm}; cards: {summary}; their keys are in {HLR_AUC_GW_MILENAGE_FILE}).\n\
-         # Permanent identities are 0<card-id>@{realm} (AKA) and 6<card-id>@{realm} (AKA').\n\
+         # Permanent identities are 0<card-id>@{realm} (AKA), 6<card-id>@{realm} (AKA') and\n\
+         # 1<card-id>@{realm} (SIM: hlr_auc_gw makes its triplets with GSM-Milenage from the same keys).\n\
          # One prefix line per method: hostapd scans this file linearly per look-up, and\n\
          # hlr_auc_gw refuses identities it has no keys for.\n"
     );
@@ -814,6 +812,7 @@ pub async fn export_cards(config: &Config, ledger: &SqlLedger, opts: &ExportOpti
         match method {
             CardMethod::Aka => eap_user.push_str("\"0\"*\tAKA\n"),
             CardMethod::AkaPrime => eap_user.push_str("\"6\"*\tAKA'\n"),
+            CardMethod::Sim => eap_user.push_str("\"1\"*\tSIM\n"),
             _ => {}
         }
     }
@@ -1057,8 +1056,13 @@ pub fn eapol_test_files(
         let Some(aka) = &card.aka else {
             return Err(ServerError::Internal(format!("card {}: neither AKA nor TLS credentials", card.card_id)));
         };
-        let eap = if card.method == "aka-prime" { "AKA'" } else { "AKA" };
-        let text = block(&[format!("eap={eap}"), format!("identity=\"{}\"", card.identity), usim(aka)]);
+        // EAP-SIM's simulator takes K:OPc (GSM-Milenage), AKA's K:OPc:SQN.
+        let (eap, password) = match card.method.as_str() {
+            "sim" => ("SIM", format!("password=\"{}:{}\"", aka.k, aka.opc)),
+            "aka-prime" => ("AKA'", usim(aka)),
+            _ => ("AKA", usim(aka)),
+        };
+        let text = block(&[format!("eap={eap}"), format!("identity=\"{}\"", card.identity), password]);
         return Ok(vec![EapolFile { path: conf.to_path_buf(), text, mode: 0o600 }]);
     };
     let (dir, stem) = eapol_dir_and_stem(conf)?;
@@ -1152,6 +1156,7 @@ pub fn default_config_path() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auc::AuthenticationCentre;
     use eap_methods::Answer;
 
     #[test]
@@ -1214,17 +1219,18 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path().join("cards")).unwrap().count(), 25);
         assert!(aka.iter().all(|c| c.identity == format!("0{}@issuer.test", c.card_id)));
         assert!(ledger.block_card(&aka[0].card_id, "test").await.unwrap());
-        assert!(issue_cards(&config, &ledger, &bulk(CardMethod::Sim, 2)).await.is_err());
+        let sim = issue_cards(&config, &ledger, &bulk(CardMethod::Sim, 2)).await.unwrap();
+        assert!(sim.iter().all(|c| c.identity == format!("1{}@issuer.test", c.card_id)));
         assert!(issue_cards(&config, &ledger, &bulk(CardMethod::Aka, 0)).await.is_err());
-        assert_eq!(ledger.cards().await.unwrap().len(), 25);
+        assert_eq!(ledger.cards().await.unwrap().len(), 27);
 
         let out = dir.path().join("export");
         let export = |format, method| ExportOptions { format, out_dir: out.clone(), method, card_dir: None };
         let done = export_cards(&config, &ledger, &export(ExportFormat::Hostapd, None)).await.unwrap();
-        assert_eq!(done.counts, vec![(CardMethod::Aka, 19), (CardMethod::AkaPrime, 5)]);
+        assert_eq!(done.counts, vec![(CardMethod::Aka, 19), (CardMethod::AkaPrime, 5), (CardMethod::Sim, 2)]);
         let db = std::fs::read_to_string(out.join(HLR_AUC_GW_MILENAGE_FILE)).unwrap();
         let lines: Vec<&str> = db.lines().filter(|l| !l.starts_with('#')).collect();
-        assert_eq!(lines.len(), 24);
+        assert_eq!(lines.len(), 26);
         assert!(!db.contains(hostapd_imsi(&aka[0].card_id)), "a blocked card was exported");
         let card = &aka[1];
         let keys = card.aka.as_ref().unwrap();
@@ -1232,6 +1238,7 @@ mod tests {
         assert!(lines.contains(&want.as_str()), "{want}\n{db}");
         let eap_user = std::fs::read_to_string(out.join(HOSTAPD_EAP_USER_FILE)).unwrap();
         assert!(eap_user.contains("\"0\"*\tAKA\n") && eap_user.contains("\"6\"*\tAKA'\n"), "{eap_user}");
+        assert!(eap_user.contains("\"1\"*\tSIM\n"), "{eap_user}");
 
         let done = export_cards(&config, &ledger, &export(ExportFormat::Hostapd, Some(CardMethod::AkaPrime))).await;
         assert_eq!(done.unwrap().counts, vec![(CardMethod::AkaPrime, 5)]);
@@ -1239,7 +1246,8 @@ mod tests {
         assert!(!eap_user.contains("\tAKA\n"), "{eap_user}");
         let refused = export_cards(&config, &ledger, &export(ExportFormat::Freeradius, None)).await.unwrap_err();
         assert!(refused.to_string().contains("FreeRADIUS 3.2 has no EAP-AKA"), "{refused}");
-        assert!(export_cards(&config, &ledger, &export(ExportFormat::Hostapd, Some(CardMethod::Sim))).await.is_err());
+        let done = export_cards(&config, &ledger, &export(ExportFormat::Hostapd, Some(CardMethod::Sim))).await;
+        assert_eq!(done.unwrap().counts, vec![(CardMethod::Sim, 2)]);
         ledger.close().await;
     }
 
@@ -1424,7 +1432,9 @@ mod tests {
         let mut bad = terms(CardMethod::Tls);
         bad.inner = Some(TtlsInner::Pap);
         assert!(issue_card(&config, &ledger, &issue(bad, "bad2")).await.is_err());
-        assert!(issue_card(&config, &ledger, &issue(terms(CardMethod::Sim), "bad3")).await.is_err());
+        let mut bad = terms(CardMethod::Sim);
+        bad.key_type = Some(KeyType::P256);
+        assert!(issue_card(&config, &ledger, &issue(bad, "bad3")).await.is_err());
         assert_eq!(ledger.cards().await.unwrap().len(), 2);
         ledger.close().await;
     }

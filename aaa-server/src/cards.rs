@@ -27,14 +27,20 @@ impl CardMethod {
         }
     }
 
-    /// The NAI prefix digit of a permanent identity, for the SIM/AKA family.
-    pub fn identity_prefix(self) -> Option<char> {
+    /// The EAP type of a SIM/AKA family card.
+    pub fn sim_aka_type(self) -> Option<eap_methods::EapType> {
         match self {
-            Self::Aka => Some('0'),
-            Self::Sim => Some('1'),
-            Self::AkaPrime => Some('6'),
+            Self::Aka => Some(eap_methods::EapType::AKA),
+            Self::Sim => Some(eap_methods::EapType::SIM),
+            Self::AkaPrime => Some(eap_methods::EapType::AKA_PRIME),
             Self::Tls | Self::Ttls => None,
         }
+    }
+
+    /// The NAI prefix digit of a permanent identity, for the SIM/AKA family
+    /// (the table is `eap_methods::sim_aka::identity`'s).
+    pub fn identity_prefix(self) -> Option<char> {
+        eap_methods::sim_aka::identity::permanent_prefix(self.sim_aka_type()?)
     }
 }
 

@@ -171,7 +171,48 @@ pub struct EapSection {
     /// EAP-TLS and EAP-TTLS.
     #[serde(default)]
     pub tls: TlsSection,
+    /// Hand SIM/AKA cards pseudonyms and fast re-authentication identities
+    /// (RFC 4186/4187 §4-5), so a terminal cannot link a card's payments.
+    #[serde(default = "yes")]
+    pub privacy: bool,
+    /// Fast re-authentications in a row before a full authentication
+    /// (0: never offer one; at most 1000).
+    #[serde(default = "default_fast_reauth_limit")]
+    pub fast_reauth_limit: u16,
+    /// The keys of those identities.
+    #[serde(default)]
+    pub identity_keys: IdentityKeysSection,
 }
+
+/// `[eap.identity_keys]`: the key that issues pseudonyms and
+/// re-authentication identities, derived from the KEK and this id (every
+/// instance sharing the ledger's KEK derives the same), and the ids of
+/// earlier keys still accepted for a while after a rotation.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityKeysSection {
+    /// The key id new identities are issued under (default 1).
+    pub key_id: Option<u8>,
+    /// Earlier keys, accepted until their time.
+    pub retired: Vec<RetiredIdentityKey>,
+}
+
+/// `[[eap.identity_keys.retired]]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetiredIdentityKey {
+    pub key_id: u8,
+    /// Unix seconds after which its identities no longer resolve.
+    pub accept_until: u64,
+}
+
+fn default_fast_reauth_limit() -> u16 {
+    16
+}
+
+/// The most fast re-authentications in a row `fast_reauth_limit` may allow:
+/// the bound keeps every card's chain of AT_COUNTER values far from u16's end.
+pub const MAX_FAST_REAUTH_LIMIT: u16 = 1000;
 
 /// `[eap.tls]`: the TLS family (EAP-TLS, EAP-TTLS). The server certificate
 /// and key are the issuer PKI's (`server.pem`, `server-key.sealed` in the
@@ -222,6 +263,9 @@ impl Default for EapSection {
             max_sessions: default_max_sessions(),
             result_indication: true,
             tls: TlsSection::default(),
+            privacy: true,
+            fast_reauth_limit: default_fast_reauth_limit(),
+            identity_keys: IdentityKeysSection::default(),
         }
     }
 }
@@ -263,6 +307,20 @@ impl PaymentSection {
             max_amount: self.max_amount,
             max_installments: self.max_installments,
         }
+    }
+}
+
+impl EapSection {
+    /// The SIM/AKA privacy policy, its keys derived from `kek`; None if off.
+    pub fn privacy(&self, kek: &crate::seal::Kek) -> Option<crate::core::eap::Privacy> {
+        self.privacy.then(|| {
+            let retired: Vec<(u8, u64)> = self.identity_keys.retired.iter().map(|r| (r.key_id, r.accept_until)).collect();
+            let current = self.identity_keys.key_id.unwrap_or(1);
+            crate::core::eap::Privacy {
+                keys: std::sync::Arc::new(crate::identities::IdentityKeys::new(kek, current, &retired)),
+                fast_reauth_limit: self.fast_reauth_limit,
+            }
+        })
     }
 }
 
@@ -311,6 +369,13 @@ impl Config {
                     )));
                 }
             }
+        }
+        if self.eap.fast_reauth_limit > MAX_FAST_REAUTH_LIMIT {
+            return Err(ServerError::Config(format!("eap.fast_reauth_limit must be at most {MAX_FAST_REAUTH_LIMIT}")));
+        }
+        let keys = &self.eap.identity_keys;
+        if keys.retired.iter().any(|r| Some(r.key_id) == keys.key_id.or(Some(1))) {
+            return Err(ServerError::Config("eap.identity_keys: the current key_id is also listed as retired".into()));
         }
         let tls = &self.eap.tls;
         for (key, version) in [("min_version", &tls.min_version), ("max_version", &tls.max_version)] {

@@ -35,6 +35,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod auc;
 pub mod cards;
 pub mod config;
 pub mod core;
@@ -42,6 +43,7 @@ pub mod demo;
 pub mod diameter;
 pub mod error;
 pub mod fsutil;
+pub mod identities;
 pub mod ledger;
 pub mod pki;
 pub mod radius;

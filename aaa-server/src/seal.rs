@@ -6,10 +6,10 @@
 //! not reveal K/OPc. The card id is the associated data, so a sealed blob
 //! moved to another card does not open.
 //!
-//! Two more keys are derived from the KEK bytes with HMAC-SHA-256 and
+//! More keys are derived from the KEK bytes with HMAC-SHA-256 and
 //! distinct labels: the PAN-token key (DESIGN.md §5: the issuer stores a
-//! keyed hash of the card number, never the number) and the PIN-verifier
-//! key. Deriving them keeps one secret to manage while a PAN-token can never
+//! keyed hash of the card number, never the number), the PIN-verifier
+//! key, and the root of the SIM/AKA identity keys (`crate::identities`). Deriving them keeps one secret to manage while a PAN-token can never
 //! be confused with a PIN verifier or used as an encryption key.
 
 use std::fmt;
@@ -32,13 +32,16 @@ pub const KEK_FILE: &str = "kek.key";
 const PAN_TOKEN_LABEL: &[u8] = b"eapay pan-token key v1";
 /// Label of the PIN-verifier key derivation.
 const PIN_VERIFIER_LABEL: &[u8] = b"eapay pin-verifier key v1";
+/// Label of the SIM/AKA identity keys' root (`crate::identities`).
+const IDENTITY_LABEL: &[u8] = b"eapay sim/aka identity keys v1";
 
 /// The key-encryption key. The raw KEK bytes are not kept: only the AES-GCM
-/// cipher and the two derived HMAC keys.
+/// cipher and the derived HMAC keys.
 pub struct Kek {
     cipher: Aes256Gcm,
     pan_key: [u8; 32],
     pin_key: [u8; 32],
+    identity_root: [u8; 32],
 }
 
 impl fmt::Debug for Kek {
@@ -74,6 +77,7 @@ impl Kek {
             cipher: Aes256Gcm::new(key.into()),
             pan_key: hmac_sha256(key, &[PAN_TOKEN_LABEL]),
             pin_key: hmac_sha256(key, &[PIN_VERIFIER_LABEL]),
+            identity_root: hmac_sha256(key, &[IDENTITY_LABEL]),
         }
     }
 
@@ -139,6 +143,13 @@ impl Kek {
     /// the two fields (a card id never contains it).
     pub fn pin_verifier(&self, card_id: &str, pin: &str) -> [u8; 32] {
         hmac_sha256(&self.pin_key, &[card_id.as_bytes(), &[0], pin.as_bytes()])
+    }
+
+    /// The encryption and nonce keys of SIM/AKA identity key `id`
+    /// (pseudonyms, re-authentication identities): every instance holding
+    /// this KEK derives the same ones.
+    pub fn identity_keys(&self, id: u8) -> ([u8; 32], [u8; 32]) {
+        (hmac_sha256(&self.identity_root, &[b"encrypt", &[id]]), hmac_sha256(&self.identity_root, &[b"nonce", &[id]]))
     }
 
     /// Whether `pin` matches the stored `verifier`, in constant time.

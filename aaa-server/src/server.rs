@@ -49,6 +49,7 @@ impl Server {
             tls,
             ttls,
             vendor_id: config.server.vendor_id,
+            privacy: config.eap.privacy(ledger.kek()),
         };
         let core = Arc::new(Core::new(ledger, policy, config.server.vendor_id));
         let radius = Arc::new(Radius::new(

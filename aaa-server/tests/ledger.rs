@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use aaa_proto::dictionary::eapay::{CardConfirmation, DeclineCode, SettlementAction};
 use aaa_proto::payment::{is_approval_code, PaymentDetails};
 use aaa_proto::receipt::{IssuerPublicKey, IssuerSigningKey};
+use aaa_server::auc::AuthenticationCentre;
 use aaa_server::cards::{CardMethod, Confirmation};
 use aaa_server::ledger::{
     Attempt, AuthorizationStatus, CardStatus, Decision, Decline, Evidence, Ledger, LedgerOptions, NewAkaCredential,
@@ -844,7 +845,7 @@ async fn migration_2_scenario(db: &TestDb) {
         .iter()
         .map(|r| sqlx::Row::get(r, 0))
         .collect();
-    assert_eq!(versions, [1, 2]);
+    assert_eq!(versions, [1, 2, 3]);
     // The unique index is there: a second row with the same key id is refused by the database itself.
     let dup = "INSERT INTO cards (card_id, method, status, confirmation, currency, credit_limit, available, expires_at,
                    issued_at, card_key_id) SELECT 'card-dup', method, status, confirmation, currency, credit_limit,

@@ -35,8 +35,9 @@ pub struct CardFile {
     pub identity: String,
     /// The issuer realm (AKA' network name).
     pub realm: String,
-    /// AKA family credentials (also the inner method of a TTLS card with
-    /// inner EAP-AKA).
+    /// SIM/AKA family credentials: K and OPc (Milenage for AKA and AKA',
+    /// GSM-Milenage for SIM), the SQN state, pseudonym and re-authentication
+    /// identity (also the inner method of a TTLS card with inner EAP-AKA).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aka: Option<AkaCard>,
     /// TLS family credentials (`tls` and `ttls` cards).
@@ -75,7 +76,7 @@ pub struct TlsCard {
     pub session: Option<String>,
 }
 
-/// The USIM part of an AKA/AKA' card.
+/// The subscriber part of a SIM, AKA or AKA' card.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct AkaCard {
@@ -83,12 +84,37 @@ pub struct AkaCard {
     pub k: String,
     /// OPc, 32 hex digits.
     pub opc: String,
-    /// SQN_MS: the highest sequence number accepted.
+    /// SQN_MS: the highest sequence number accepted (unused by a SIM).
     pub sqn: u64,
     /// The highest SEQ accepted per IND slot (TS 33.102 Annex C); empty
     /// until the card has authenticated once.
     #[serde(default)]
     pub seq_ms: Vec<u64>,
+    /// The pseudonym the issuer handed out for the next full
+    /// authentication (RFC 4187 §4.1.1.7), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pseudonym: Option<String>,
+    /// The fast re-authentication identity and its keys, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reauth: Option<ReauthCard>,
+}
+
+/// A fast re-authentication identity a SIM/AKA card holds (RFC 4187 §5).
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ReauthCard {
+    /// The identity, a whole NAI.
+    pub identity: String,
+    /// AT_COUNTER of the last exchange with these keys.
+    pub counter: u16,
+    /// The keys (MK, or K_encr ‖ K_aut ‖ K_re for AKA'), hex.
+    pub keys: String,
+}
+
+impl fmt::Debug for ReauthCard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReauthCard").field("counter", &self.counter).finish_non_exhaustive()
+    }
 }
 
 impl fmt::Debug for CardFile {
@@ -108,6 +134,13 @@ impl fmt::Debug for TlsCard {
             .field("inner", &self.inner)
             .field("session", &self.session.as_ref().map(|_| "<hidden>"))
             .finish_non_exhaustive()
+    }
+}
+
+impl AkaCard {
+    /// A card as issued: K and OPc (hex), nothing used yet.
+    pub fn new(k: String, opc: String) -> Self {
+        Self { k, opc, sqn: 0, seq_ms: Vec::new(), pseudonym: None, reauth: None }
     }
 }
 

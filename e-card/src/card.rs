@@ -80,6 +80,18 @@ impl Card {
                         changed = true;
                     }
                 }
+                PeerMemory::SimAkaIdentities(identities) => {
+                    let file = &self.file;
+                    // A TTLS card's inner AKA gets no identities: nothing to keep.
+                    let Some(aka) = file.aka.as_ref().filter(|_| file.tls.is_none()) else { continue };
+                    if peer::stored_identities(file, aka).as_ref() == Some(identities) {
+                        continue;
+                    }
+                    if let Some(aka) = self.file.aka.as_mut() {
+                        peer::store_identities(aka, identities);
+                        changed = true;
+                    }
+                }
                 PeerMemory::TlsSession(session) => {
                     let file = &self.file;
                     let Some(tls) = file.tls.as_ref() else {
@@ -163,7 +175,7 @@ mod tests {
             method: "aka".into(),
             identity: "0c0ffee@issuer.example".into(),
             realm: "issuer.example".into(),
-            aka: Some(AkaCard { k: "46".repeat(16), opc: "2b".repeat(16), sqn: 0, seq_ms: Vec::new() }),
+            aka: Some(AkaCard::new("46".repeat(16), "2b".repeat(16))),
             tls: None,
         }
     }

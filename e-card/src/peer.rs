@@ -2,15 +2,17 @@
 
 use eap_methods::method::TlsSession;
 use eap_methods::method::{PeerMethod, Pin};
+use eap_methods::packet::EapType;
 use eap_methods::peer::PeerSession;
-use eap_methods::sim_aka::aka::{AkaPeer, AkaPeerConfig};
+use eap_methods::sim_aka::gsm::GsmSim;
+use eap_methods::sim_aka::peer::{Identities, ReauthIdentity, SimAkaPeer, SimAkaPeerConfig, Subscriber};
 use eap_methods::sim_aka::sqn::{Sqn, SqnWindow, IND_BITS};
 use eap_methods::sim_aka::usim::Usim;
-use eap_methods::sim_aka::Flavor;
+use eap_methods::sim_aka::{Flavor, ReauthSecret};
 use eap_methods::tls::{EapTlsPeer, PaymentToSign, TlsPeerOptions};
 use eap_methods::ttls::{EapTtlsPeer, TtlsPeerInner, TtlsPeerOptions};
 
-use crate::card_file::{AkaCard, CardFile, TlsCard};
+use crate::card_file::{AkaCard, CardFile, ReauthCard, TlsCard};
 
 /// Why a card file cannot drive a peer.
 #[derive(Debug, thiserror::Error)]
@@ -32,24 +34,70 @@ pub fn session(card: &CardFile, confirmation: Option<Vec<u8>>) -> Result<PeerSes
         _ => {}
     }
     let flavor = match card.method.as_str() {
+        "sim" => Flavor::Sim,
         "aka" => Flavor::Aka,
         "aka-prime" => Flavor::AkaPrime { network_name: card.realm.clone() },
         other => return Err(PeerError::Method { card: card.card_id.clone(), method: other.to_string() }),
     };
-    let peer = aka_peer(card, flavor, card.identity.clone(), true, confirmation)?;
-    Ok(PeerSession::new(card.identity.clone(), vec![Box::new(peer)]))
+    let aka = card.aka.as_ref().ok_or_else(|| field(card, "aka", "missing"))?;
+    let identities = identities(card, aka, flavor.eap_type())?;
+    let peer = sim_aka_peer(card, flavor, card.identity.clone(), true, confirmation, identities)?;
+    // The card names itself with its re-authentication identity or
+    // pseudonym when it has one (RFC 4187 §4.1.1.7), never by default with
+    // the permanent identity a terminal could link.
+    Ok(PeerSession::new(peer.eap_identity().to_string(), vec![Box::new(peer)]))
 }
 
-fn aka_peer(
+fn sim_aka_peer(
     card: &CardFile,
     flavor: Flavor,
     identity: String,
     result_ind: bool,
     confirmation: Option<Vec<u8>>,
-) -> Result<AkaPeer, PeerError> {
+    identities: Identities,
+) -> Result<SimAkaPeer, PeerError> {
     let aka = card.aka.as_ref().ok_or_else(|| field(card, "aka", "missing"))?;
-    let usim = usim(card, aka)?;
-    Ok(AkaPeer::new(AkaPeerConfig { flavor, identity, result_ind, confirmation }, usim))
+    let (k, opc) = keys(card, aka)?;
+    let subscriber = match flavor {
+        Flavor::Sim => Subscriber::Sim(GsmSim::new(&k, &opc)),
+        _ => Subscriber::Usim(Usim::new(&k, &opc, window(card, aka)?)),
+    };
+    let config = SimAkaPeerConfig { flavor, identity, result_ind, confirmation, identities };
+    Ok(SimAkaPeer::new(config, subscriber))
+}
+
+/// The pseudonym and re-authentication identity stored in the card file.
+fn identities(card: &CardFile, aka: &AkaCard, method: EapType) -> Result<Identities, PeerError> {
+    let reauth = match &aka.reauth {
+        None => None,
+        Some(r) => {
+            let bytes = hex::decode(&r.keys).map_err(|_| field(card, "reauth.keys", "not hex"))?;
+            let secret = ReauthSecret::from_bytes(method, &bytes)
+                .ok_or_else(|| field(card, "reauth.keys", "not keys of this method"))?;
+            Some(ReauthIdentity { identity: r.identity.clone(), counter: r.counter, secret })
+        }
+    };
+    Ok(Identities { pseudonym: aka.pseudonym.clone(), reauth })
+}
+
+/// Writes `identities` into the card file's persisted form.
+pub(crate) fn store_identities(aka: &mut AkaCard, identities: &Identities) {
+    aka.pseudonym = identities.pseudonym.clone();
+    aka.reauth = identities.reauth.as_ref().map(|r| ReauthCard {
+        identity: r.identity.clone(),
+        counter: r.counter,
+        keys: hex::encode(r.secret.to_bytes()),
+    });
+}
+
+/// The identities as the card file holds them, to compare with a peer's report.
+pub(crate) fn stored_identities(card: &CardFile, aka: &AkaCard) -> Option<Identities> {
+    let method = match card.method.as_str() {
+        "sim" => EapType::SIM,
+        "aka-prime" => EapType::AKA_PRIME,
+        _ => EapType::AKA,
+    };
+    identities(card, aka, method).ok()
 }
 
 /// EAP-TTLS: the outer identity is anonymous, the card proves itself
@@ -66,7 +114,8 @@ fn ttls_session(card: &CardFile, confirmation: Option<Vec<u8>>) -> Result<PeerSe
             let identity = format!("0{}@{}", card.card_id, card.realm);
             // The payment travels in the tunnel AVPs; the inner AKA
             // authenticates only, and its result is the outer method's.
-            let method: Box<dyn PeerMethod> = Box::new(aka_peer(card, Flavor::Aka, identity.clone(), false, None)?);
+            let method: Box<dyn PeerMethod> =
+                Box::new(sim_aka_peer(card, Flavor::Aka, identity.clone(), false, None, Identities::default())?);
             TtlsPeerInner::Eap { identity, method }
         }
         _ => return Err(field(card, "inner", "neither pap nor aka")),
@@ -113,13 +162,12 @@ fn hex32(card: &CardFile, text: &str, name: &'static str) -> Result<[u8; 32], Pe
     hex::decode(text).ok().and_then(|v| v.try_into().ok()).ok_or_else(|| field(card, name, "not 64 hex digits"))
 }
 
-fn usim(card: &CardFile, aka: &AkaCard) -> Result<Usim, PeerError> {
+/// K and OPc.
+fn keys(card: &CardFile, aka: &AkaCard) -> Result<([u8; 16], [u8; 16]), PeerError> {
     let key = |text: &str, name: &'static str| -> Result<[u8; 16], PeerError> {
         hex::decode(text).ok().and_then(|v| v.try_into().ok()).ok_or_else(|| field(card, name, "not 32 hex digits"))
     };
-    let k = key(&aka.k, "k")?;
-    let opc = key(&aka.opc, "opc")?;
-    Ok(Usim::new(&k, &opc, window(card, aka)?))
+    Ok((key(&aka.k, "k")?, key(&aka.opc, "opc")?))
 }
 
 /// The SQN window stored in the card file: `sqn` alone until the card has

@@ -47,24 +47,86 @@ impl fmt::Debug for AuthVector {
     }
 }
 
+/// A GSM triplet (RAND, SRES, Kc; 3GPP TS 43.020), produced by the issuer
+/// from the card's K/OPc with GSM-Milenage (TS 55.205).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Triplet {
+    /// The challenge.
+    pub rand: [u8; 16],
+    /// The expected signed response.
+    pub sres: [u8; 4],
+    /// The cipher key.
+    pub kc: [u8; 8],
+}
+
+impl fmt::Debug for Triplet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Triplet(<hidden>)")
+    }
+}
+
 /// What a server method needs from outside before it can go on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Query {
-    /// A fresh authentication vector for the card with this permanent
-    /// identity (the NAI as the peer sent it, prefix digit included).
+    /// A fresh authentication vector for this AKA or AKA' (`method`) card.
+    /// `require_active`: the card was named by a pseudonym, and a blocked
+    /// card must not be found that way (`Answer::BlockedCard`).
     AkaVector {
-        /// The permanent identity.
-        identity: String,
+        /// The card.
+        card_id: String,
+        /// `EapType::AKA` or `EapType::AKA_PRIME`.
+        method: EapType,
+        /// Refuse a blocked card.
+        require_active: bool,
     },
     /// The card reported a synchronisation failure: resynchronise its SQN
     /// from AUTS (TS 33.102 §6.3.5) and return a fresh vector.
     AkaResync {
-        /// The permanent identity.
-        identity: String,
+        /// The card.
+        card_id: String,
+        /// `EapType::AKA` or `EapType::AKA_PRIME`.
+        method: EapType,
         /// The RAND the card rejected.
         rand: [u8; 16],
         /// The card's AUTS.
         auts: [u8; 14],
+    },
+    /// Three GSM triplets with distinct RANDs for this EAP-SIM card.
+    SimTriplets {
+        /// The card.
+        card_id: String,
+        /// Refuse a blocked card (see `AkaVector`).
+        require_active: bool,
+    },
+    /// Which card is this pseudonym (the whole NAI as received)?
+    /// `Answer::Pseudonym { card_id }`, or `Answer::UnknownCard` if the issuer
+    /// cannot or will not map it (forged, retired key, blocked card).
+    Pseudonym {
+        /// The method the pseudonym was presented for.
+        method: EapType,
+        /// The NAI.
+        identity: String,
+    },
+    /// Resolve and consume this fast re-authentication identity:
+    /// `Answer::Reauth(state)` if it is the card's current one, else
+    /// `Answer::UnknownCard`. A granted identity is used up durably, so the
+    /// same one never works twice.
+    Reauth {
+        /// The method the identity was presented for.
+        method: EapType,
+        /// The NAI.
+        identity: String,
+    },
+    /// The identities to hand the card inside this authentication:
+    /// a pseudonym for its next full authentication and, with `reauth`, a
+    /// fast re-authentication identity that resolves to that state.
+    NextIdentities {
+        /// The method.
+        method: EapType,
+        /// The card.
+        card_id: String,
+        /// What the next re-authentication will resume.
+        reauth: Option<crate::sim_aka::ReauthState>,
     },
     /// The TLS client certificate's public key (DER SubjectPublicKeyInfo):
     /// which registered card does it belong to? The key is trusted because
@@ -98,6 +160,24 @@ impl fmt::Debug for Pin {
 pub enum Answer {
     /// The vector asked for.
     AkaVector(AuthVector),
+    /// [`Query::SimTriplets`]: the triplets.
+    SimTriplets(Vec<Triplet>),
+    /// [`Query::Pseudonym`]: the pseudonym names this active card.
+    Pseudonym {
+        /// The card.
+        card_id: String,
+    },
+    /// [`Query::Reauth`]: the identity was the card's current one, now used up.
+    Reauth(crate::sim_aka::ReauthState),
+    /// [`Query::NextIdentities`]: what to send in AT_NEXT_PSEUDONYM (the
+    /// username only, RFC 4187 §10.11) and AT_NEXT_REAUTH_ID (a whole NAI),
+    /// either absent if the issuer gives none.
+    NextIdentities {
+        /// The next pseudonym.
+        pseudonym: Option<String>,
+        /// The next fast re-authentication identity.
+        reauth_id: Option<String>,
+    },
     /// No active card has this identity.
     UnknownCard,
     /// The AUTS did not verify (wrong MAC-S): the peer is not the card.
@@ -302,6 +382,12 @@ pub enum PeerMemory {
     /// A TLS session to resume next time (RFC 5216 §2.1.2, RFC 9190 §2.1.3),
     /// serialised by the TLS library; it holds the resumption secret.
     TlsSession(TlsSession),
+    /// The SIM/AKA identities the card holds for its next conversation
+    /// (RFC 4187 §4.1.1.7, §5): a pseudonym, and a fast re-authentication
+    /// identity with its keys. Like the SQN window it is stored before the
+    /// next response leaves: a used re-authentication identity must not be
+    /// offered again after a crash.
+    SimAkaIdentities(crate::sim_aka::peer::Identities),
 }
 
 /// A serialised TLS session (DER `SSL_SESSION`); Debug hides it.

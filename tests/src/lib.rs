@@ -253,6 +253,7 @@ pub fn run_with_timeout(mut cmd: Command, stdin: Option<&str>, timeout: Duration
 /// EAP methods a card can be issued for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
+    Sim,
     Aka,
     AkaPrime,
     Tls,
@@ -263,6 +264,7 @@ impl Method {
     /// The `card issue --method` argument (also the Eapay-Auth-Method value).
     pub fn arg(self) -> &'static str {
         match self {
+            Method::Sim => "sim",
             Method::Aka => "aka",
             Method::AkaPrime => "aka-prime",
             Method::Tls => "tls",
@@ -270,9 +272,10 @@ impl Method {
         }
     }
 
-    /// The EAP type number (RFC 4187 / RFC 5448).
+    /// The EAP type number (RFC 4186 / RFC 4187 / RFC 5448).
     pub fn eap_type(self) -> u8 {
         match self {
+            Method::Sim => 18,
             Method::Aka => 23,
             Method::AkaPrime => 50,
             Method::Tls => 13,

@@ -29,6 +29,7 @@ pub enum Mode {
 struct Recorded {
     client: Option<SocketAddr>,
     to_client: Vec<Vec<u8>>,
+    to_server: Vec<Vec<u8>>,
     lost_approval: bool,
 }
 
@@ -60,7 +61,10 @@ impl RadiusProxy {
                     let Ok((n, from)) = socket.recv_from(&mut buf) else { continue };
                     let server = *lock(&upstream);
                     if from != server {
-                        lock(&recorded).client = Some(from);
+                        let mut rec = lock(&recorded);
+                        rec.client = Some(from);
+                        rec.to_server.push(buf[..n].to_vec());
+                        drop(rec);
                         let _ = socket.send_to(&buf[..n], server);
                         continue;
                     }
@@ -113,6 +117,11 @@ impl RadiusProxy {
     /// Every datagram passed to the terminal.
     pub fn to_client(&self) -> Vec<Vec<u8>> {
         lock(&self.recorded).to_client.clone()
+    }
+
+    /// Every datagram the terminal sent, in order.
+    pub fn to_server(&self) -> Vec<Vec<u8>> {
+        lock(&self.recorded).to_server.clone()
     }
 }
 

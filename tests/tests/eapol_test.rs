@@ -40,7 +40,11 @@ fn full_authentication(method: Method) {
     // The identity eapol_test presented is the card's permanent NAI, and the
     // server answered with an Access-Accept (not a timeout or a local decision).
     assert!(out.stdout.contains("(Access-Accept)"), "no Access-Accept seen:\n{}", out.tail(60));
-    let prefix = if method == Method::Aka { '0' } else { '6' };
+    let prefix = match method {
+        Method::Sim => '1',
+        Method::Aka => '0',
+        _ => '6',
+    };
     assert!(
         card.identity.starts_with(prefix) && card.identity.ends_with(&format!("@{}", server.realm)),
         "card identity {:?} is not a {method:?} permanent NAI of realm {}",
@@ -48,6 +52,11 @@ fn full_authentication(method: Method) {
         server.realm
     );
     server.assert_running();
+}
+
+#[test]
+fn sim_full_authentication() {
+    full_authentication(Method::Sim);
 }
 
 #[test]
@@ -147,22 +156,29 @@ fn aka_prime_sqn_resynchronisation() {
     sqn_resync(Method::AkaPrime);
 }
 
-/// `-r 1`: after the first success, eapol_test authenticates again over the
-/// same RADIUS client (fast re-authentication if the server offered a
-/// re-authentication identity, else a full one). Both must succeed with
-/// matching keys. eapol_test repeats the same `-N` attributes, so the second
-/// is an identical repeat of the payment: the original approval again, and
-/// one authorization in the ledger.
+/// `-r 3`: after the first success, eapol_test authenticates three more
+/// times over the same RADIUS client. The server handed out a fast
+/// re-authentication identity (AT_NEXT_REAUTH_ID) in the full
+/// authentication and a new one in each re-authentication, so all three are
+/// fast re-authentications (RFC 4186/4187 §5: AT_COUNTER, AT_NONCE_S, new
+/// MSK), each with matching keys. eapol_test repeats the same `-N`
+/// attributes, so each is an identical repeat of the payment: the original
+/// approval again, and one authorization in the ledger.
 fn reauthentication(method: Method) {
     let Some((tool, server, card)) = setup(method) else { return };
     let payment = details("reauth", 1250);
-    let out = run_payment(&tool, &server, &card.eapol_conf, &payment, &["-r", "1"]);
-    assert_success(&out, &server, 2);
-    assert!(count(&out, "(Access-Accept)") >= 2, "expected two Access-Accepts:\n{}", out.tail(60));
+    let out = run_payment(&tool, &server, &card.eapol_conf, &payment, &["-r", "3"]);
+    assert_success(&out, &server, 4);
+    let family = if method == Method::Sim { "EAP-SIM" } else { "EAP-AKA" };
+    let reauths = count(&out, &format!("Generating {family} Reauthentication"));
+    assert_eq!(reauths, 3, "three fast re-authentications after the full one:\n{}", out.tail(80));
+    assert_eq!(count(&out, &format!("Generating {family} Challenge")), 1, "one full authentication:\n{}", out.tail(80));
     let code = assert_approved(&server, &payment, &out);
     let accepts = eapay_attributes_in(&out, "Access-Accept");
-    assert_eq!(accepts.len(), 2, "{}", out.tail(60));
-    assert_eq!(value_of(&accepts[0], eapay::APPROVAL_CODE), Some(code.as_bytes()), "the repeat got another code");
+    assert_eq!(accepts.len(), 4, "{}", out.tail(60));
+    for accept in &accepts {
+        assert_eq!(value_of(accept, eapay::APPROVAL_CODE), Some(code.as_bytes()), "a repeat got another code");
+    }
     let list = server.admin(&["txn", "list", "--card", &card.card_id]);
     assert_eq!(
         list.matches(payment.transaction_id.as_str()).count(),
@@ -170,6 +186,11 @@ fn reauthentication(method: Method) {
         "a repeated payment must be one authorization:\n{list}"
     );
     server.assert_running();
+}
+
+#[test]
+fn sim_reauthentication() {
+    reauthentication(Method::Sim);
 }
 
 #[test]

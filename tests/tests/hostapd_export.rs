@@ -151,12 +151,13 @@ fn milenage_line<'a>(db: &'a str, card: &Card) -> Option<Vec<&'a str>> {
 }
 
 #[test]
-fn exported_aka_and_aka_prime_cards_authenticate_at_hostapd() {
+fn exported_sim_aka_and_aka_prime_cards_authenticate_at_hostapd() {
     let Some(eapol) = require_tool("eapol_test", eapol_test()) else { return };
     let Some(hostapd_bin) = require_hostapd() else { return };
     let server = Server::start_default();
     let aka = server.card(Method::Aka);
     let aka_prime = server.card(Method::AkaPrime);
+    let sim = server.card(Method::Sim);
     let blocked = server.card(Method::Aka);
     server.block(&blocked);
 
@@ -173,7 +174,7 @@ fn exported_aka_and_aka_prime_cards_authenticate_at_hostapd() {
 
     let export = server.scratch("hostapd-export");
     let out = server.admin(&["card", "export", "--format", "hostapd", "--out", export.to_str().expect("utf-8")]);
-    assert!(out.contains("exported 1 aka and 1 aka-prime cards"), "card export printed: {out}");
+    assert!(out.contains("exported 1 aka and 1 aka-prime and 1 sim cards"), "card export printed: {out}");
     let eap_user_path = export.join("hostapd.eap_user");
     let milenage_path = export.join("hlr_auc_gw.milenage_db");
     for file in [&eap_user_path, &milenage_path] {
@@ -181,7 +182,9 @@ fn exported_aka_and_aka_prime_cards_authenticate_at_hostapd() {
     }
     let eap_user = std::fs::read_to_string(&eap_user_path).expect("eap_user");
     assert!(
-        eap_user.lines().any(|l| l == "\"0\"*\tAKA") && eap_user.lines().any(|l| l == "\"6\"*\tAKA'"),
+        eap_user.lines().any(|l| l == "\"0\"*\tAKA")
+            && eap_user.lines().any(|l| l == "\"6\"*\tAKA'")
+            && eap_user.lines().any(|l| l == "\"1\"*\tSIM"),
         "{eap_user}"
     );
     let db = std::fs::read_to_string(&milenage_path).expect("milenage db");
@@ -207,6 +210,9 @@ fn exported_aka_and_aka_prime_cards_authenticate_at_hostapd() {
     write_usim_password(&aka.eapol_conf, &after_payment, &seen);
     assert_eapol_success(&hostapd.eapol_test(&eapol, &after_payment), "AKA card", &hostapd);
     assert_eapol_success(&hostapd.eapol_test(&eapol, &aka_prime.eapol_conf), "AKA' card", &hostapd);
+    // The SIM card: hlr_auc_gw makes its triplets with GSM-Milenage from the
+    // same K/OPc line, eapol_test's SIM simulator answers with GSM-Milenage.
+    assert_eapol_success(&hostapd.eapol_test(&eapol, &sim.eapol_conf), "SIM card", &hostapd);
 
     // With AT_RESULT_IND the card gets hostapd's protected success notification.
     let conf = std::fs::read_to_string(&aka_prime.eapol_conf).expect("conf");
@@ -233,6 +239,8 @@ fn exported_aka_and_aka_prime_cards_authenticate_at_hostapd() {
         let request = format!("Received: AKA-REQ-AUTH {}", &card.card_id[..18]);
         assert!(hlr.contains(&request), "no `{request}` in hlr_auc_gw.log:\n{hlr}");
     }
+    let request = format!("Received: SIM-REQ-AUTH {}", &sim.card_id[..18]);
+    assert!(hlr.contains(&request), "no `{request}` in hlr_auc_gw.log:\n{hlr}");
     assert!(!hlr.contains("AKA-AUTS"), "a card had to resynchronise:\n{hlr}");
 }
 

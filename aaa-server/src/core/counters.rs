@@ -43,6 +43,9 @@ counters!(
     eap_failed_too_many_rounds,
     eap_failed_pin,
     eap_declined,
+    pseudonyms_refused,
+    reauth_ids_refused,
+    reauth_ids_used,
     store_errors,
     }
 );

@@ -3,17 +3,24 @@
 //! authenticated the card (the decision is in [`super::payment`]). It knows
 //! nothing of the transport that carried the packet.
 
+use std::sync::Arc;
+
 use eap_methods::server::{ServerSession, Step};
-use eap_methods::sim_aka::aka::{AkaServer, AkaServerConfig};
-use eap_methods::sim_aka::identity::{card_id, classify, realm, IdentityKind};
+use eap_methods::sim_aka::identity::{classify, permanent_method, realm, user_part, IdentityKind};
+use eap_methods::sim_aka::server::{SimAkaServer, SimAkaServerConfig};
 use eap_methods::sim_aka::Flavor;
 use eap_methods::tls::{EapTlsServer, TlsServerConfig};
 use eap_methods::ttls::{EapTtlsServer, TtlsInner};
 use eap_methods::{Answer, EapType, FailureReason, Keys, Query, Verdict};
+use tracing::{debug, warn};
 
+use super::counters::bump;
 use super::payment::{self, Claim, Context, PaymentAnswer};
+use super::Core;
+use crate::auc::AuthenticationCentre;
 use crate::cards::CardMethod;
 use crate::error::ServerError;
+use crate::identities::IdentityKeys;
 use crate::ledger::{CardProfile, Ledger};
 
 /// What a conversation carries between two requests.
@@ -88,6 +95,16 @@ pub struct EapPolicy {
     pub ttls: TlsServerConfig,
     /// The Eapay vendor id (TTLS carries the payment in vendor AVPs).
     pub vendor_id: u32,
+    /// SIM/AKA pseudonyms and fast re-authentication; None turns them off.
+    pub privacy: Option<Privacy>,
+}
+
+/// What SIM/AKA privacy needs: the identity keys and the re-authentication limit.
+#[derive(Debug, Clone)]
+pub struct Privacy {
+    pub keys: Arc<IdentityKeys>,
+    /// Fast re-authentications in a row before a full one (0: none).
+    pub fast_reauth_limit: u16,
 }
 
 /// Octets of an EAP-TLS packet that are not TLS data: the EAP header (4),
@@ -104,12 +121,12 @@ fn fragment_size(framed_mtu: Option<u32>) -> usize {
 /// Runs a conversation on one EAP packet from the peer until it needs the
 /// peer again, deciding the payment when the method has authenticated the card.
 pub async fn drive<L: Ledger>(
-    policy: &EapPolicy,
-    ledger: &L,
+    core: &Core<L>,
     ctx: &Context<'_>,
     mut pending: Pending,
     eap: &[u8],
 ) -> Result<Outcome, ServerError> {
+    let (policy, ledger) = (&core.policy, &core.ledger);
     let mut step = pending.session.handle(eap);
     loop {
         step = match step {
@@ -124,7 +141,7 @@ pub async fn drive<L: Ledger>(
                 pending.session.offer_methods(methods)
             }
             Step::Query(query) => {
-                let answer = answer(ledger, query, ctx.now_ms).await?;
+                let answer = answer(core, ctx, query).await?;
                 pending.session.answer(answer)
             }
             Step::Authenticated(a) => {
@@ -194,56 +211,69 @@ async fn methods_for<L: Ledger>(
     if realm(identity).is_some_and(|r| !r.eq_ignore_ascii_case(&policy.realm)) {
         return Ok((Vec::new(), None));
     }
-    let aka = |flavor: Flavor| -> Method {
-        let mut config = AkaServerConfig::new(flavor);
+    let sim_aka = |kind: EapType| -> Option<Method> {
+        let mut config = SimAkaServerConfig::new(Flavor::of(kind, &policy.realm)?);
         config.result_ind = policy.result_indication;
-        Box::new(AkaServer::new(config, identity))
+        if let Some(privacy) = &policy.privacy {
+            config.privacy = true;
+            config.fast_reauth_limit = privacy.fast_reauth_limit;
+        }
+        Some(Box::new(SimAkaServer::new(config, identity)))
     };
-    let aka_prime = || Flavor::AkaPrime { network_name: policy.realm.clone() };
     let fragment_size = fragment_size(framed_mtu);
     let tls = || -> Method { Box::new(EapTlsServer::new(&policy.tls, identity, fragment_size)) };
     let ttls = || -> Method {
         // Inner EAP: the AKA family without AT_RESULT_IND, since the result
-        // travels in the tunnel.
-        let inner_aka = |flavor: Flavor| {
-            let mut config = AkaServerConfig::new(flavor);
-            config.result_ind = false;
-            config
+        // travels in the tunnel, and without pseudonyms: the tunnel already
+        // hides the inner identity from the terminal.
+        let inner_aka = |kind: EapType| {
+            let flavor = Flavor::of(kind, &policy.realm).unwrap_or(Flavor::Aka);
+            SimAkaServerConfig { result_ind: false, ..SimAkaServerConfig::new(flavor) }
         };
-        let inner = TtlsInner { pap: true, eap: vec![inner_aka(Flavor::Aka), inner_aka(aka_prime())] };
+        let inner = TtlsInner { pap: true, eap: vec![inner_aka(EapType::AKA), inner_aka(EapType::AKA_PRIME)] };
         Box::new(EapTtlsServer::new(&policy.ttls, identity, fragment_size, inner).with_vendor_id(policy.vendor_id))
     };
     let known = card_of(ledger, identity).await?;
     let methods = match known.as_ref().map(|(_, p)| p.method) {
-        Some(CardMethod::Aka) => vec![aka(Flavor::Aka)],
-        Some(CardMethod::AkaPrime) => vec![aka(aka_prime())],
+        Some(CardMethod::Aka) => sim_aka(EapType::AKA).into_iter().collect(),
+        Some(CardMethod::AkaPrime) => sim_aka(EapType::AKA_PRIME).into_iter().collect(),
+        Some(CardMethod::Sim) => sim_aka(EapType::SIM).into_iter().collect(),
         Some(CardMethod::Tls) => vec![tls()],
         Some(CardMethod::Ttls) => vec![ttls()],
-        Some(CardMethod::Sim) => Vec::new(),
         // An anonymous NAI (RFC 7542 §2.4, RFC 9190 §2.1.2): the card proves
         // who it is inside the method, so offer the TLS family, TTLS first
         // (its cards are anonymous by design; an EAP-TLS card Naks to TLS).
         None if is_anonymous(identity) => vec![ttls(), tls()],
-        // Not a known card id (a pseudonymous identity): let the method ask
-        // for the permanent identity, AKA' first.
-        None if classify(EapType::AKA, identity) == IdentityKind::Unknown
-            && classify(EapType::AKA_PRIME, identity) == IdentityKind::Unknown =>
-        {
-            vec![aka(aka_prime()), aka(Flavor::Aka)]
-        }
-        None => Vec::new(),
+        None => match privacy_method(identity) {
+            // A pseudonym or re-authentication identity: its prefix names
+            // the method, which resolves it.
+            Some(kind) => sim_aka(kind).into_iter().collect(),
+            // Not a card the prefix names (or no prefix): let the family ask
+            // for an identity, AKA' first.
+            None if permanent_method(identity).is_none() => {
+                [EapType::AKA_PRIME, EapType::AKA, EapType::SIM].into_iter().filter_map(sim_aka).collect()
+            }
+            None => Vec::new(),
+        },
     };
     Ok((methods, known))
 }
 
+/// The SIM/AKA method whose pseudonym or re-authentication prefix `identity` has.
+fn privacy_method(identity: &str) -> Option<EapType> {
+    [EapType::AKA, EapType::SIM, EapType::AKA_PRIME]
+        .into_iter()
+        .find(|&m| matches!(classify(m, identity), IdentityKind::Pseudonym | IdentityKind::Reauth))
+}
+
 /// The card an identity names: a SIM/AKA permanent identity names its card
 /// after the prefix digit, a TLS card by its whole user part. A TLS card id
-/// may itself start with a digit, so a prefixed name that is not an AKA
-/// family card is tried whole.
+/// may itself start with a digit, so a prefixed name that is not a SIM/AKA
+/// card is tried whole.
 async fn card_of<L: Ledger>(ledger: &L, identity: &str) -> Result<Option<(String, CardProfile)>, ServerError> {
     let user = user_part(identity);
-    let stripped = card_id(identity);
-    if stripped != user {
+    if permanent_method(identity).is_some() {
+        let stripped = &user[1..];
         let profile = ledger.card_profile(stripped).await?.filter(|p| p.method.identity_prefix().is_some());
         if let Some(profile) = profile {
             return Ok(Some((stripped.to_string(), profile)));
@@ -253,40 +283,94 @@ async fn card_of<L: Ledger>(ledger: &L, identity: &str) -> Result<Option<(String
     Ok(profile.map(|p| (user.to_string(), p)))
 }
 
-/// The NAI's user part (all of it if there is no realm).
-fn user_part(identity: &str) -> &str {
-    identity.rsplit_once('@').map_or(identity, |(user, _)| user)
-}
-
 /// `@realm`, `anonymous@realm` or a bare `anonymous`.
 fn is_anonymous(identity: &str) -> bool {
     matches!(user_part(identity), "" | "anonymous")
 }
 
-/// The card method an AKA-family permanent identity claims by its prefix.
-fn method_of_identity(identity: &str) -> Option<CardMethod> {
-    if classify(EapType::AKA, identity) == IdentityKind::Permanent {
-        Some(CardMethod::Aka)
-    } else if classify(EapType::AKA_PRIME, identity) == IdentityKind::Permanent {
-        Some(CardMethod::AkaPrime)
-    } else {
-        None
+/// The card method of an AKA/AKA' EAP type (inner TTLS AKA cards keep
+/// their K/OPc as AKA, see `ledger::cards::aka_credential`).
+fn card_method(kind: EapType) -> Option<CardMethod> {
+    match kind {
+        EapType::AKA => Some(CardMethod::Aka),
+        EapType::AKA_PRIME => Some(CardMethod::AkaPrime),
+        EapType::SIM => Some(CardMethod::Sim),
+        _ => None,
     }
 }
 
-async fn answer<L: Ledger>(store: &L, query: Query, now_ms: u64) -> Result<Answer, ServerError> {
-    match query {
-        Query::AkaVector { identity } => match method_of_identity(&identity) {
-            Some(method) => store.aka_vector(card_id(&identity), method).await,
-            None => Ok(Answer::UnknownCard),
+async fn answer<L: Ledger>(core: &Core<L>, ctx: &Context<'_>, query: Query) -> Result<Answer, ServerError> {
+    let (store, c) = (&core.ledger, &core.counters);
+    let refused = |what: &'static str, why: &str| {
+        if core.logs.allow(ctx.source, what) {
+            warn!(client = ctx.client, why, "{what}: falling back to a full authentication");
+        }
+    };
+    Ok(match query {
+        Query::AkaVector { card_id, method, require_active } => match card_method(method) {
+            Some(_) if require_active && !store.card_active(&card_id).await? => Answer::BlockedCard,
+            Some(m) => store.aka_vector(&card_id, m).await?,
+            None => Answer::UnknownCard,
         },
-        Query::AkaResync { identity, rand, auts } => match method_of_identity(&identity) {
-            Some(method) => store.aka_resync(card_id(&identity), method, rand, auts).await,
-            None => Ok(Answer::UnknownCard),
+        Query::AkaResync { card_id, method, rand, auts } => match card_method(method) {
+            Some(m) => store.aka_resync(&card_id, m, rand, auts).await?,
+            None => Answer::UnknownCard,
         },
-        Query::CardKey { spki } => store.card_by_key(&spki).await,
-        Query::Pin { card_id, pin } => store.check_pin(&card_id, &pin.0, now_ms).await,
-    }
+        Query::SimTriplets { card_id, require_active } => {
+            if require_active && !store.card_active(&card_id).await? {
+                Answer::BlockedCard
+            } else {
+                store.sim_triplets(&card_id).await?
+            }
+        }
+        Query::Pseudonym { method, identity } => {
+            let Some(privacy) = &core.policy.privacy else { return Ok(Answer::UnknownCard) };
+            match privacy.keys.open_pseudonym(method, &identity, ctx.now_ms / 1000) {
+                Ok(card_id) if store.card_active(&card_id).await? => Answer::Pseudonym { card_id },
+                Ok(_) => {
+                    bump(&c.pseudonyms_refused);
+                    refused("pseudonym refused", "the card is blocked or unknown");
+                    Answer::UnknownCard
+                }
+                Err(why) => {
+                    bump(&c.pseudonyms_refused);
+                    refused("pseudonym refused", why.text());
+                    Answer::UnknownCard
+                }
+            }
+        }
+        Query::Reauth { method, identity } => {
+            let Some(privacy) = &core.policy.privacy else { return Ok(Answer::UnknownCard) };
+            match privacy.keys.open_reauth(method, &identity, ctx.now_ms / 1000) {
+                Ok(ticket) if store.use_reauth(&ticket.state.card_id, ticket.issued_us).await? => {
+                    bump(&c.reauth_ids_used);
+                    debug!(client = ctx.client, card = %ticket.state.card_id, "fast re-authentication");
+                    Answer::Reauth(ticket.state)
+                }
+                Ok(_) => {
+                    bump(&c.reauth_ids_refused);
+                    refused("re-authentication identity refused", "used before, superseded, or the card is blocked");
+                    Answer::UnknownCard
+                }
+                Err(why) => {
+                    bump(&c.reauth_ids_refused);
+                    refused("re-authentication identity refused", why.text());
+                    Answer::UnknownCard
+                }
+            }
+        }
+        Query::NextIdentities { method, card_id, reauth } => match &core.policy.privacy {
+            Some(privacy) => Answer::NextIdentities {
+                pseudonym: privacy.keys.pseudonym(method, &card_id, privacy.keys.issue_time()),
+                reauth_id: reauth.and_then(|state| {
+                    privacy.keys.reauth_id(method, &state, &core.policy.realm, privacy.keys.issue_time())
+                }),
+            },
+            None => Answer::NextIdentities { pseudonym: None, reauth_id: None },
+        },
+        Query::CardKey { spki } => store.card_by_key(&spki).await?,
+        Query::Pin { card_id, pin } => store.check_pin(&card_id, &pin.0, ctx.now_ms).await?,
+    })
 }
 
 #[cfg(test)]

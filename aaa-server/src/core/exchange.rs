@@ -128,8 +128,8 @@ pub async fn exchange<L: Ledger, K: Eq + Hash + Clone>(
             Pending::new(first_id, turn.claim, turn.framed_mtu)
         }
     };
-    let ctx = Context { client: turn.client, now_ms: turn.now_ms };
-    Ok(match eap::drive(&core.policy, &core.ledger, &ctx, pending, turn.eap).await? {
+    let ctx = Context { client: turn.client, source: turn.source, now_ms: turn.now_ms };
+    Ok(match eap::drive(core, &ctx, pending, turn.eap).await? {
         Outcome::Challenge(eap_request, pending) => match table.put(turn.keep_as, pending, turn.now) {
             Ok(()) => {
                 bump(&c.challenges);

@@ -147,6 +147,8 @@ pub fn decline_attributes(code: DeclineCode, reason: &str) -> [(u8, Vec<u8>); 2]
 pub struct Context<'a> {
     /// The terminal's name: its RADIUS client or Diameter peer entry.
     pub client: &'a str,
+    /// Where its packet came from (rate-limits the log lines about it).
+    pub source: std::net::IpAddr,
     /// Server clock, Unix ms.
     pub now_ms: u64,
 }

@@ -16,6 +16,7 @@ use super::model::{
     confirmation_from_name, confirmation_name, method_from_name, CardProfile, CardStatus, CardSummary, NewCard,
     RegisteredKey,
 };
+use crate::auc::SubscriberKeys;
 use crate::cards::CardMethod;
 use crate::error::ServerError;
 use crate::seal::Kek;
@@ -397,6 +398,29 @@ pub async fn profile(conn: &mut AnyConnection, card_id: &str) -> Result<Option<C
     }
 }
 
+/// Whether the card exists and is active.
+pub async fn is_active(conn: &mut AnyConnection, card_id: &str) -> Result<bool, ServerError> {
+    let row = sqlx::query("SELECT status FROM cards WHERE card_id = $1").bind(card_id).fetch_optional(conn).await?;
+    let Some(row) = row else { return Ok(false) };
+    let status: String = row.try_get(0)?;
+    Ok(CardStatus::from_name(&status) == Some(CardStatus::Active))
+}
+
+/// Uses up the re-authentication identity issued at `issued_us`: moves the
+/// card's floor to it if it is above the floor and the card is active, in
+/// one statement, so of two servers resolving the same identity one wins.
+pub async fn use_reauth(conn: &mut AnyConnection, card_id: &str, issued_us: u64) -> Result<bool, ServerError> {
+    let issued = to_i64(issued_us, "re-authentication time")?;
+    let done = sqlx::query(
+        "UPDATE cards SET reauth_floor = $1 WHERE card_id = $2 AND reauth_floor < $1 AND status = 'active'",
+    )
+    .bind(issued)
+    .bind(card_id)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// The card as the decision sees it, locked for the rest of the transaction.
 pub async fn snapshot(db: &Db, conn: &mut AnyConnection, card_id: &str) -> Result<Option<CardSnapshot>, ServerError> {
     db.lock_card(conn, card_id).await?;
@@ -444,10 +468,10 @@ pub struct SealedAka {
 }
 
 impl SealedAka {
-    /// Opens K and OPc; returns the Milenage instance and the AMF.
-    pub fn open(&self, kek: &Kek, card_id: &str) -> Result<(Milenage, [u8; 2]), ServerError> {
+    /// Opens K and OPc for the authentication centre.
+    pub fn open(&self, kek: &Kek, card_id: &str) -> Result<SubscriberKeys, ServerError> {
         let (k, opc, amf) = self.open_raw(kek, card_id)?;
-        Ok((Milenage::new(&k, &opc), amf))
+        Ok(SubscriberKeys { milenage: Milenage::new(&k, &opc), amf })
     }
 
     /// Opens K and OPc; returns them with the AMF.

@@ -43,7 +43,7 @@ mod writer;
 use std::future::Future;
 use std::sync::Arc;
 
-use eap_methods::sim_aka::auc::{generate_vector, sqn_from_auts};
+use eap_methods::sim_aka::sqn::Sqn;
 use eap_methods::Answer;
 use sqlx::Row;
 
@@ -59,6 +59,7 @@ use self::profile_cache::ProfileCache;
 use self::sqn_blocks::SqnBlocks;
 pub use self::writer::WriterStats;
 use self::writer::{SqnRequest, Writer};
+use crate::auc::SubscriberKeys;
 use crate::cards::CardMethod;
 use crate::error::ServerError;
 use crate::seal::Kek;
@@ -71,20 +72,34 @@ pub trait Ledger: Send + Sync + 'static {
     /// None if unknown.
     fn card_profile(&self, card_id: &str) -> impl Future<Output = Result<Option<CardProfile>, ServerError>> + Send;
 
-    /// A fresh vector for a card of `method` (`Answer::UnknownCard` if unknown
-    /// or of another method); the new SQN is durable first.
-    fn aka_vector(&self, card_id: &str, method: CardMethod)
-        -> impl Future<Output = Result<Answer, ServerError>> + Send;
-
-    /// Resynchronises from AUTS (TS 33.102 §6.3.5), then a fresh vector;
-    /// `Answer::ResyncRejected` if the AUTS does not verify.
-    fn aka_resync(
+    /// The next SQN of a card issued for `method` (AKA, AKA', or AKA inside
+    /// TTLS), durable before it returns, after a resynchronisation to the
+    /// card's `resync_to` if given (TS 33.102 C.3.4), with the card's opened
+    /// K/OPc; None if the card is unknown or of another method. The
+    /// authentication centre (`crate::auc`) builds the vector.
+    fn next_sqn(
         &self,
         card_id: &str,
         method: CardMethod,
-        rand: [u8; 16],
-        auts: [u8; 14],
-    ) -> impl Future<Output = Result<Answer, ServerError>> + Send;
+        resync_to: Option<u64>,
+    ) -> impl Future<Output = Result<Option<(SubscriberKeys, Sqn)>, ServerError>> + Send;
+
+    /// The opened K/OPc of a card issued for `method` (SIM triplets, AUTS
+    /// checks); None if unknown or of another method.
+    fn subscriber(
+        &self,
+        card_id: &str,
+        method: CardMethod,
+    ) -> impl Future<Output = Result<Option<SubscriberKeys>, ServerError>> + Send;
+
+    /// Whether the card exists and is active (a pseudonym must not reach a
+    /// blocked card).
+    fn card_active(&self, card_id: &str) -> impl Future<Output = Result<bool, ServerError>> + Send;
+
+    /// Uses up the SIM/AKA re-authentication identity issued at `issued_us`
+    /// for this card (`crate::identities`): true once, for an active card,
+    /// if nothing issued at or after that time was used before.
+    fn use_reauth(&self, card_id: &str, issued_us: u64) -> impl Future<Output = Result<bool, ServerError>> + Send;
 
     /// Which card owns this client key (DER SubjectPublicKeyInfo):
     /// `Answer::CardKey { card_id }` if the card is active,
@@ -320,9 +335,13 @@ impl SqlLedger {
     }
 
     /// Takes the card's next reserved SQN, reserving a new block in the
-    /// writer when none is left (or to resynchronise); builds the vector
-    /// outside the writer.
-    async fn vector(&self, card_id: &str, method: CardMethod, resync_to: Option<u64>) -> Result<Answer, ServerError> {
+    /// writer when none is left (or to resynchronise).
+    async fn reserve(
+        &self,
+        card_id: &str,
+        method: CardMethod,
+        resync_to: Option<u64>,
+    ) -> Result<Option<(SubscriberKeys, Sqn)>, ServerError> {
         let reserved = match resync_to {
             None => self.sqns.take(card_id, method),
             Some(_) => {
@@ -334,12 +353,11 @@ impl SqlLedger {
             Some(taken) => taken,
             None => {
                 let request = SqnRequest { card_id: card_id.to_string(), method, resync_to, count: sqn_blocks::BLOCK };
-                let Some(block) = self.writer.advance_sqn(request).await? else { return Ok(Answer::UnknownCard) };
+                let Some(block) = self.writer.advance_sqn(request).await? else { return Ok(None) };
                 self.sqns.store(card_id, method, block)
             }
         };
-        let (milenage, amf) = cred.open(&self.kek, card_id)?;
-        Ok(Answer::AkaVector(generate_vector(&milenage, sqn, amf, rand::random())))
+        Ok(Some((cred.open(&self.kek, card_id)?, sqn)))
     }
 }
 
@@ -366,24 +384,30 @@ impl Ledger for SqlLedger {
         audit::append(&mut *self.db.pool.acquire().await?, line).await
     }
 
-    async fn aka_vector(&self, card_id: &str, method: CardMethod) -> Result<Answer, ServerError> {
-        self.vector(card_id, method, None).await
-    }
-
-    async fn aka_resync(
+    async fn next_sqn(
         &self,
         card_id: &str,
         method: CardMethod,
-        rand: [u8; 16],
-        auts: [u8; 14],
-    ) -> Result<Answer, ServerError> {
-        // K/OPc never change, so the AUTS is checked against a plain read and
-        // only the SQN update goes through the writer.
+        resync_to: Option<u64>,
+    ) -> Result<Option<(SubscriberKeys, Sqn)>, ServerError> {
+        self.reserve(card_id, method, resync_to).await
+    }
+
+    async fn subscriber(&self, card_id: &str, method: CardMethod) -> Result<Option<SubscriberKeys>, ServerError> {
+        // K/OPc never change: a plain read, no writer.
         let cred = cards::aka_credential(&mut *self.db.pool.acquire().await?, card_id, method).await?;
-        let Some(cred) = cred else { return Ok(Answer::UnknownCard) };
-        let (milenage, _) = cred.open(&self.kek, card_id)?;
-        let Some(sqn_ms) = sqn_from_auts(&milenage, &rand, &auts) else { return Ok(Answer::ResyncRejected) };
-        self.vector(card_id, method, Some(sqn_ms.value())).await
+        cred.map(|c| c.open(&self.kek, card_id)).transpose()
+    }
+
+    async fn card_active(&self, card_id: &str) -> Result<bool, ServerError> {
+        cards::is_active(&mut *self.db.pool.acquire().await?, card_id).await
+    }
+
+    async fn use_reauth(&self, card_id: &str, issued_us: u64) -> Result<bool, ServerError> {
+        let mut tx = self.db.begin_write().await?;
+        let used = cards::use_reauth(&mut tx, card_id, issued_us).await?;
+        tx.commit().await?;
+        Ok(used)
     }
 
     async fn card_by_key(&self, spki: &[u8]) -> Result<Answer, ServerError> {

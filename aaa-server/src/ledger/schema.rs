@@ -150,6 +150,15 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: &[],
         postgres: &[],
     },
+    Migration {
+        version: 3,
+        // SIM/AKA fast re-authentication (`crate::identities`): the issue time
+        // (µs) of the last re-authentication identity used. One at or below
+        // it is refused, so each works once, across restarts and instances.
+        both: &["ALTER TABLE cards ADD COLUMN reauth_floor BIGINT NOT NULL DEFAULT 0"],
+        sqlite: &[],
+        postgres: &[],
+    },
 ];
 
 /// The newest schema version this build knows.

@@ -11,7 +11,7 @@ use eap_methods::crypto::milenage::Milenage;
 use eap_methods::method::{Answer, Query, Verdict};
 use eap_methods::packet::{Code, EapType, Packet};
 use eap_methods::server::{ServerSession, Step};
-use eap_methods::sim_aka::aka::{AkaServer, AkaServerConfig};
+use eap_methods::sim_aka::server::{SimAkaServer, SimAkaServerConfig};
 use eap_methods::sim_aka::auc::{generate_vector, sqn_from_auts, DEFAULT_AMF};
 use eap_methods::sim_aka::sqn::Sqn;
 use eap_methods::sim_aka::Flavor;
@@ -31,7 +31,7 @@ pub fn card_file(method: &str) -> CardFile {
         method: method.into(),
         identity: format!("{prefix}c0ffee@{REALM}"),
         realm: REALM.into(),
-        aka: Some(AkaCard { k: hex(&K), opc: hex(&OPC), sqn: 0, seq_ms: Vec::new() }),
+        aka: Some(AkaCard::new(hex(&K), hex(&OPC))),
         tls: None,
     }
 }
@@ -167,7 +167,7 @@ pub async fn terminal<L: CardLink>(link: &mut L, issuer: &mut Issuer, plan: &Pla
     loop {
         step = match step {
             Step::NeedMethods { identity } => {
-                let method = AkaServer::new(AkaServerConfig::new(plan.flavor.clone()), &identity);
+                let method = SimAkaServer::new(SimAkaServerConfig::new(plan.flavor.clone()), &identity);
                 server.offer_methods(vec![Box::new(method)])
             }
             Step::Query(q) => server.answer(issuer.answer(q)),

@@ -168,6 +168,26 @@ pub fn aka_prime_keys(identity: &[u8], ck_prime: &[u8; 16], ik_prime: &[u8; 16])
     }
 }
 
+/// RFC 5448 §3.3: the fast re-authentication keys of EAP-AKA',
+/// MK = PRF'(K_re, "EAP-AKA' re-auth" | Identity | counter | NONCE_S),
+/// MSK = MK[0..63], EMSK = MK[64..127]. `counter` is AT_COUNTER's value,
+/// two octets big-endian, as in EAP-AKA.
+pub fn aka_prime_reauth_keys(
+    k_re: &[u8; 32],
+    identity: &[u8],
+    counter: u16,
+    nonce_s: &[u8; 16],
+) -> ([u8; 64], [u8; 64]) {
+    let mut s = Vec::with_capacity(16 + identity.len() + 2 + 16);
+    s.extend_from_slice(b"EAP-AKA' re-auth");
+    s.extend_from_slice(identity);
+    s.extend_from_slice(&counter.to_be_bytes());
+    s.extend_from_slice(nonce_s);
+    let mut mk = [0u8; 128];
+    prf_prime(k_re, &s, &mut mk);
+    (take(&mk, 0), take(&mk, 64))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

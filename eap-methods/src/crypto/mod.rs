@@ -10,7 +10,7 @@
 //! is, checked against the published test vectors of its specification.
 //! Nothing here prints key material through `Debug`.
 
-mod bytes;
+pub(crate) mod bytes;
 mod keyed;
 
 pub mod cbc;
@@ -22,13 +22,13 @@ pub mod milenage;
 pub mod prf_prime;
 
 #[cfg(test)]
-mod rfc4186_vectors;
+pub(crate) mod rfc4186_vectors;
 
 pub use cbc::{aes128_cbc_decrypt, aes128_cbc_encrypt, CbcError};
 pub use fips186::fips186_2_prf;
 pub use gsm_conversion::{c2, c3};
 pub use keys::{
-    aka_master_key, aka_prime_keys, ck_ik_prime, sim_aka_keys, sim_aka_reauth_keys, sim_master_key,
+    aka_master_key, aka_prime_keys, aka_prime_reauth_keys, ck_ik_prime, sim_aka_keys, sim_aka_reauth_keys, sim_master_key,
     AkaPrimeKeys, SimAkaKeys,
 };
 pub use mac::{aka_prime_mac, constant_time_eq, sim_aka_mac};

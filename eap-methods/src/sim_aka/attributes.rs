@@ -81,9 +81,10 @@ pub mod notification {
     pub const P_BIT: u16 = 0x4000;
 }
 
-/// AT_CLIENT_ERROR_CODE values (RFC 4187 §10.20).
+/// AT_CLIENT_ERROR_CODE values (RFC 4186 §10.19, RFC 4187 §10.20).
 pub mod client_error {
     pub const UNABLE_TO_PROCESS: u16 = 0;
+    pub const UNSUPPORTED_VERSION: u16 = 1;
     pub const INSUFFICIENT_CHALLENGES: u16 = 2;
     pub const RANDS_NOT_FRESH: u16 = 3;
 }

@@ -37,3 +37,21 @@ pub fn sqn_from_auts(m: &Milenage, rand: &[u8; 16], auts: &[u8; 14]) -> Option<S
     let mac_s = m.f1_star(rand, &sqn_ms, &[0, 0]);
     crate::crypto::mac::constant_time_eq(&mac_s, &auts[6..]).then(|| Sqn::from_bytes(&sqn_ms))
 }
+
+/// One GSM triplet for `rand` (GSM-Milenage, TS 55.205), for EAP-SIM.
+pub fn generate_triplet(m: &Milenage, rand: [u8; 16]) -> crate::method::Triplet {
+    crate::sim_aka::gsm::gsm_milenage(m, &rand)
+}
+
+/// `n` triplets with distinct random RANDs (RFC 4186 §4.3: the server
+/// must not repeat a RAND within one challenge).
+pub fn generate_triplets(m: &Milenage, n: usize) -> Vec<crate::method::Triplet> {
+    let mut out: Vec<crate::method::Triplet> = Vec::with_capacity(n);
+    while out.len() < n {
+        let rand: [u8; 16] = rand::random();
+        if out.iter().all(|t| t.rand != rand) {
+            out.push(generate_triplet(m, rand));
+        }
+    }
+    out
+}

@@ -17,7 +17,7 @@ use crate::method::{
 };
 use crate::packet::{Code, EapType, Packet};
 use crate::server::{ServerSession, Step};
-use crate::sim_aka::aka::{AkaServer, AkaServerConfig};
+use crate::sim_aka::server::{SimAkaServer, SimAkaServerConfig};
 use crate::tls::config::PaymentToSign;
 use crate::tls::confirmation;
 use crate::ttls::avps::{PeerAvps, ServerAvps, TunnelConfirmation};
@@ -29,7 +29,7 @@ pub struct TtlsInner {
     pub pap: bool,
     /// Inner EAP-AKA / EAP-AKA', best first (they are run with
     /// `result_ind = false`: the TTLS tunnel already protects the result).
-    pub eap: Vec<AkaServerConfig>,
+    pub eap: Vec<SimAkaServerConfig>,
 }
 
 /// What the server's phase 2 wants done.
@@ -174,8 +174,8 @@ impl InnerServer {
                     .eap
                     .iter()
                     .map(|c| {
-                        let config = AkaServerConfig { result_ind: false, ..c.clone() };
-                        Box::new(AkaServer::new(config, &identity)) as Box<dyn crate::method::ServerMethod>
+                        let config = SimAkaServerConfig { result_ind: false, ..c.clone() };
+                        Box::new(SimAkaServer::new(config, &identity)) as Box<dyn crate::method::ServerMethod>
                     })
                     .collect();
                 let step = session.offer_methods(methods);
@@ -195,8 +195,7 @@ impl InnerServer {
                 InnerOut::Query(q)
             }
             Step::Authenticated(inner) => {
-                let card_id = crate::sim_aka::identity::card_id(&inner.identity).to_string();
-                let outer = self.authenticated(inner.identity.clone(), card_id);
+                let outer = self.authenticated(inner.identity.clone(), inner.card_id.clone());
                 self.state = ServerState::Eap { session, authenticated: true };
                 InnerOut::Authenticated(outer)
             }

@@ -26,7 +26,8 @@ use crate::method::{
 use crate::packet::{Code, EapType, Packet};
 use crate::peer::{PeerEvent, PeerSession};
 use crate::server::{ServerSession, Step};
-use crate::sim_aka::aka::{AkaPeer, AkaPeerConfig, AkaServerConfig};
+use crate::sim_aka::peer::{Identities, SimAkaPeer, SimAkaPeerConfig, Subscriber};
+use crate::sim_aka::server::SimAkaServerConfig;
 use crate::sim_aka::auc::{generate_vector, sqn_from_auts, DEFAULT_AMF};
 use crate::sim_aka::sqn::{Sqn, SqnWindow};
 use crate::sim_aka::usim::Usim;
@@ -135,9 +136,15 @@ fn pap(pin: &str) -> TtlsPeerInner {
 
 fn aka_inner(kind: EapType, k: [u8; 16]) -> TtlsPeerInner {
     let identity = aka_identity(kind);
-    let config =
-        AkaPeerConfig { flavor: flavor(kind), identity: identity.clone(), result_ind: true, confirmation: None };
-    TtlsPeerInner::Eap { identity, method: Box::new(AkaPeer::new(config, Usim::new(&k, &OPC, SqnWindow::default()))) }
+    let config = SimAkaPeerConfig {
+        flavor: flavor(kind),
+        identity: identity.clone(),
+        result_ind: true,
+        confirmation: None,
+        identities: Identities::default(),
+    };
+    let usim = Subscriber::Usim(Usim::new(&k, &OPC, SqnWindow::default()));
+    TtlsPeerInner::Eap { identity, method: Box::new(SimAkaPeer::new(config, usim)) }
 }
 
 fn flavor(kind: EapType) -> Flavor {
@@ -215,7 +222,7 @@ impl Backend {
                 }
             }
             Query::AkaVector { .. } | Query::AkaResync { .. } => self.store.vector(&q),
-            Query::CardKey { .. } => panic!("TTLS never asks for a card key"),
+            other => panic!("TTLS inner methods without privacy never ask {other:?}"),
         };
         self.queries.push(q);
         a
@@ -233,7 +240,7 @@ impl Setup {
     fn new(version: TlsVersion) -> Self {
         let inner = TtlsInner {
             pap: true,
-            eap: vec![AkaServerConfig::new(Flavor::Aka), AkaServerConfig::new(flavor(EapType::AKA_PRIME))],
+            eap: vec![SimAkaServerConfig::new(Flavor::Aka), SimAkaServerConfig::new(flavor(EapType::AKA_PRIME))],
         };
         Self { version, server_fragment: 1024, inner, config: None }
     }
@@ -421,7 +428,11 @@ fn inner_aka_and_aka_prime_with_payment() {
             assert_eq!(a.card_id, CARD);
             assert_eq!(a.identity, aka_identity(kind));
             assert_signed(&a);
-            assert_eq!(backend.queries, [Query::AkaVector { identity: aka_identity(kind) }], "{version} {kind:?}");
+            assert_eq!(
+                backend.queries,
+                [Query::AkaVector { card_id: CARD.into(), method: kind, require_active: false }],
+                "{version} {kind:?}"
+            );
             // The inner card's SQN window is part of what the card keeps.
             assert!(peer
                 .remember()
@@ -453,10 +464,15 @@ fn inner_aka_standard_peer_and_wrong_key() {
 fn inner_aka_resynchronises() {
     let setup = Setup::new(TlsVersion::V1_3);
     let identity = aka_identity(EapType::AKA);
-    let config =
-        AkaPeerConfig { flavor: Flavor::Aka, identity: identity.clone(), result_ind: true, confirmation: None };
-    let usim = Usim::new(&K, &OPC, SqnWindow::starting_at(Sqn::new(0x1000)));
-    let inner = TtlsPeerInner::Eap { identity, method: Box::new(AkaPeer::new(config, usim)) };
+    let config = SimAkaPeerConfig {
+        flavor: Flavor::Aka,
+        identity: identity.clone(),
+        result_ind: true,
+        confirmation: None,
+        identities: Identities::default(),
+    };
+    let usim = Subscriber::Usim(Usim::new(&K, &OPC, SqnWindow::starting_at(Sqn::new(0x1000))));
+    let inner = TtlsPeerInner::Eap { identity, method: Box::new(SimAkaPeer::new(config, usim)) };
     let mut backend = Backend::new();
     let mut peer = card(peer_options(TlsVersion::V1_3, inner, None));
     let out = converse(&setup, &mut peer, &mut backend, |_| Verdict::accept(), |_| {});
@@ -476,7 +492,7 @@ fn inner_methods_the_server_does_not_offer() {
     let out = converse(&setup, &mut peer, &mut Backend::new(), |_| Verdict::accept(), |_| {});
     assert!(matches!(out.server, Step::Reject { reason: FailureReason::NoCommonMethod, .. }), "{:?}", out.server);
     // Only AKA' offered to an AKA card: the inner Nak finds nothing.
-    setup.inner = TtlsInner { pap: false, eap: vec![AkaServerConfig::new(flavor(EapType::AKA_PRIME))] };
+    setup.inner = TtlsInner { pap: false, eap: vec![SimAkaServerConfig::new(flavor(EapType::AKA_PRIME))] };
     let mut peer = card(peer_options(TlsVersion::V1_3, aka_inner(EapType::AKA, K), None));
     let out = converse(&setup, &mut peer, &mut Backend::new(), |_| Verdict::accept(), |_| {});
     assert!(matches!(out.server, Step::Reject { .. }), "{:?}", out.server);
@@ -617,7 +633,7 @@ fn fragment_caps_end_in_failure() {
 
 #[test]
 fn inner_server_rules() {
-    let inner = TtlsInner { pap: true, eap: vec![AkaServerConfig::new(Flavor::Aka)] };
+    let inner = TtlsInner { pap: true, eap: vec![SimAkaServerConfig::new(Flavor::Aka)] };
     let new = || InnerServer::new(inner.clone(), eapay::VENDOR_ID, "anonymous@issuer.example", [3; 32]);
     let encode = |a: PeerAvps| a.encode(eapay::VENDOR_ID).unwrap();
     let pap =

@@ -85,7 +85,7 @@ mod tests {
             method: method.into(),
             identity: format!("0{id}@issuer.example"),
             realm: "issuer.example".into(),
-            aka: Some(AkaCard { k: "46".repeat(16), opc: "2b".repeat(16), sqn: 0, seq_ms: Vec::new() }),
+            aka: Some(AkaCard::new("46".repeat(16), "2b".repeat(16))),
             tls: None,
         }
     }

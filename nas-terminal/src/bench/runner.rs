@@ -302,7 +302,7 @@ mod tests {
                     method: "aka".into(),
                     identity: format!("0c{i}@x"),
                     realm: "x".into(),
-                    aka: Some(AkaCard { k: "00".repeat(16), opc: "00".repeat(16), sqn: 0, seq_ms: Vec::new() }),
+                    aka: Some(AkaCard::new("00".repeat(16), "00".repeat(16))),
                     tls: None,
                 })
             })
