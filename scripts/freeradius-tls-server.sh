@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Run FreeRADIUS 3.2 as the RADIUS/EAP server for the EAP-TLS and EAP-TTLS
-# cards of an eapay ledger, to test interoperability and to measure it
-# beside eapay-server with the same cards and the same load generator.
+# Run FreeRADIUS 3.2 as the RADIUS/EAP server for the EAP-TLS, EAP-TTLS and
+# EAP-SIM cards of an eapay ledger, to test interoperability and to measure
+# it beside eapay-server with the same cards and the same load generator.
+# (The name is older than its SIM support.)
 #
 # Usage:
 #   eapay-server card export --format freeradius --out EXPORT --card-dir CARDS \
@@ -27,7 +28,10 @@
 #     only (include_length = no, as eapay), and session resumption: the TLS
 #     session cache (24 h), which FreeRADIUS 3.2 keeps on disk only, two
 #     files per session in D/tlscache (0700);
-#   - EAP-TLS first for any identity (the permanent NAI <card-id>@realm);
+#   - EAP-SIM for a SIM card's permanent NAI 1<card-id>@realm, with the
+#     three triplets the export wrote for it in EXPORT/users (rlm_eap_sim
+#     has no authentication centre: the same three serve every run);
+#   - EAP-TLS first for any other identity (the permanent NAI <card-id>@realm);
 #     EAP-TTLS right away, with no Nak round trip, for an anonymous@...
 #     outer identity, with inner PAP checked by the files module against
 #     EXPORT/users (card id and PIN) in the virtual server inner-tunnel.
@@ -274,6 +278,10 @@ modules {
 			virtual_server = "inner-tunnel"
 			require_client_cert = no
 		}
+
+		# EAP-SIM: the triplets come from the users file (control attributes).
+		sim {
+		}
 	}
 
 	files {
@@ -300,6 +308,10 @@ server default {
 			update control {
 				&EAP-Type := TTLS
 			}
+		}
+		# SIM cards (1<card-id>@realm): EAP-Type := SIM and their triplets.
+		if (&User-Name =~ /^1/) {
+			files
 		}
 		eap {
 			ok = return

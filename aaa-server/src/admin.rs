@@ -851,22 +851,16 @@ async fn export_freeradius(config: &Config, ledger: &SqlLedger, opts: &ExportOpt
         ))
     };
     let methods = match opts.method {
-        None => vec![CardMethod::Tls, CardMethod::Ttls],
-        Some(m @ (CardMethod::Tls | CardMethod::Ttls)) => vec![m],
+        None => vec![CardMethod::Tls, CardMethod::Ttls, CardMethod::Sim],
+        Some(m @ (CardMethod::Tls | CardMethod::Ttls | CardMethod::Sim)) => vec![m],
         Some(m @ (CardMethod::Aka | CardMethod::AkaPrime)) => return Err(no_aka(m.name())),
-        Some(other) => {
-            return Err(ServerError::Usage(format!(
-                "--method {}: no export to FreeRADIUS in this build",
-                other.name()
-            )));
-        }
     };
     let all = ledger.cards().await?;
     let cards: Vec<_> =
         all.iter().filter(|c| c.status == crate::ledger::CardStatus::Active && methods.contains(&c.method)).collect();
     if cards.is_empty() && opts.method.is_none() {
         return Err(ServerError::Usage(format!(
-            "--format freeradius: no active tls or ttls card to export; {}",
+            "--format freeradius: no active tls, ttls or sim card to export; {}",
             no_aka("aka and aka-prime").to_string().trim_start_matches("--format freeradius: ")
         )));
     }
@@ -878,7 +872,19 @@ async fn export_freeradius(config: &Config, ledger: &SqlLedger, opts: &ExportOpt
     let mut skipped = Vec::new();
     let mut counts: Vec<(CardMethod, usize)> = methods.iter().map(|m| (*m, 0)).collect();
     let mut users = String::new();
+    let sim_keys = if methods.contains(&CardMethod::Sim) {
+        ledger.aka_exports(&[CardMethod::Sim]).await?
+    } else {
+        Vec::new()
+    };
     for card in cards {
+        if card.method == CardMethod::Sim {
+            let Some(keys) = sim_keys.iter().find(|k| k.card_id == card.card_id) else {
+                skipped.push(format!("card {}: sim without keys in the ledger", card.card_id));
+                continue;
+            };
+            users.push_str(&freeradius_sim_user(&card.card_id, realm, keys));
+        }
         if card.method == CardMethod::Ttls {
             let file = card_files.get(&card.card_id).and_then(|f| f.tls.as_ref());
             let inner = file.and_then(|t| t.inner.as_deref());
@@ -930,6 +936,8 @@ async fn export_freeradius(config: &Config, ledger: &SqlLedger, opts: &ExportOpt
         "# FreeRADIUS 3.2 users file, written by `eapay-server card export --format freeradius`\n\
          # (realm {realm}; cards: {summary}). TTLS/PAP cards: the inner User-Name is the card id, the\n\
          # password its PIN (anonymous outer identity anonymous@{realm}). TLS cards need no entry.\n\
+         # SIM cards: three fixed triplets each (GSM-Milenage from the card's keys), as rlm_eap_sim takes\n\
+         # them from control attributes; the same three serve every authentication of the card here.\n\
          # mods-available/eap, tls-config tls-common: certificate_file = EXPORT/server.pem,\n\
          # private_key_file = EXPORT/{FREERADIUS_SERVER_KEY_FILE}, ca_file = EXPORT/ca.pem, tls_max_version = \"1.3\";\n\
          # the server key is the issuer's, so the cards' server pin holds. Keep this file private.\n"
@@ -946,6 +954,27 @@ async fn export_freeradius(config: &Config, ledger: &SqlLedger, opts: &ExportOpt
         crate::fsutil::write_atomic(path, bytes, *mode)?;
     }
     Ok(Exported { files: files.into_iter().map(|(p, _, _)| p).collect(), counts, skipped })
+}
+
+/// A SIM card's entry in FreeRADIUS's users file: rlm_eap_sim of FreeRADIUS
+/// 3.2 has no authentication centre and takes its three triplets from the
+/// control attributes EAP-Sim-Rand1..3, -SRES1..3, -KC1..3. They are made
+/// here once, with GSM-Milenage from the card's K/OPc and random RANDs, so
+/// every authentication of the card at FreeRADIUS uses the same three:
+/// fine for interoperability and for measuring, but a recorded exchange
+/// could be replayed to FreeRADIUS (never to eapay-server, which draws new
+/// RANDs every time).
+fn freeradius_sim_user(card_id: &str, realm: &str, keys: &crate::ledger::AkaExport) -> String {
+    let milenage = eap_methods::crypto::milenage::Milenage::new(&keys.k, &keys.opc);
+    let triplets = eap_methods::sim_aka::auc::generate_triplets(&milenage, crate::auc::SIM_TRIPLETS);
+    let mut items = vec!["EAP-Type := SIM".to_string()];
+    for (i, t) in triplets.iter().enumerate() {
+        let n = i + 1;
+        items.push(format!("EAP-Sim-Rand{n} := 0x{}", hex::encode(t.rand)));
+        items.push(format!("EAP-Sim-SRES{n} := 0x{}", hex::encode(t.sres)));
+        items.push(format!("EAP-Sim-KC{n} := 0x{}", hex::encode(t.kc)));
+    }
+    format!("\"1{card_id}@{realm}\"\t{}\n", items.join(", "))
 }
 
 /// The card files (`*.json`) of a directory by card id; other files and
@@ -1244,7 +1273,8 @@ mod tests {
         assert_eq!(done.unwrap().counts, vec![(CardMethod::AkaPrime, 5)]);
         let eap_user = std::fs::read_to_string(out.join(HOSTAPD_EAP_USER_FILE)).unwrap();
         assert!(!eap_user.contains("\tAKA\n"), "{eap_user}");
-        let refused = export_cards(&config, &ledger, &export(ExportFormat::Freeradius, None)).await.unwrap_err();
+        let refused =
+            export_cards(&config, &ledger, &export(ExportFormat::Freeradius, Some(CardMethod::Aka))).await.unwrap_err();
         assert!(refused.to_string().contains("FreeRADIUS 3.2 has no EAP-AKA"), "{refused}");
         let done = export_cards(&config, &ledger, &export(ExportFormat::Hostapd, Some(CardMethod::Sim))).await;
         assert_eq!(done.unwrap().counts, vec![(CardMethod::Sim, 2)]);

@@ -107,6 +107,7 @@ on_every_backend! {
     card_keys_find_their_card => card_key_scenario;
     wrong_pins_count_and_lock => pin_scenario;
     migration_2_upgrades_a_v1_ledger => migration_2_scenario;
+    sim_triplets_and_reauth_floor => sim_and_reauth_scenario;
 }
 
 // ---------------------------------------------------------------- fixtures
@@ -590,6 +591,44 @@ async fn sqn_scenario(db: &TestDb) {
     vector(l.aka_resync("card-a", CardMethod::Aka, stale.rand, auts).await.unwrap());
     let after = vector(l.aka_vector("card-a", CardMethod::Aka).await.unwrap());
     assert!(matches!(usim.authenticate(&after.rand, &after.autn, false), UsimResult::Ok { .. }));
+    f.ledger.close().await;
+}
+
+/// EAP-SIM triplets from the card's K/OPc (GSM-Milenage, the card's side
+/// agrees), and the fast re-authentication floor: an identity works once,
+/// older ones never again, not for a second instance on the same database
+/// either, and never for a blocked card.
+async fn sim_and_reauth_scenario(db: &TestDb) {
+    let f = open(db, PaymentPolicy::default()).await;
+    let l = &f.ledger;
+    let mut sim = card("card-s", USD, 1000);
+    sim.method = CardMethod::Sim;
+    l.issue_card(sim, "test").await.unwrap();
+    l.issue_card(card("card-a", USD, 1000), "test").await.unwrap();
+    let Answer::SimTriplets(triplets) = l.sim_triplets("card-s").await.unwrap() else { panic!("no triplets") };
+    assert_eq!(triplets.len(), 3);
+    let card_sim = eap_methods::sim_aka::gsm::GsmSim::new(&K, &OPC);
+    for t in &triplets {
+        assert_eq!(card_sim.run(&t.rand), *t, "the card's GSM-Milenage agrees");
+    }
+    assert!(triplets[0].rand != triplets[1].rand && triplets[1].rand != triplets[2].rand);
+    assert_eq!(l.sim_triplets("card-a").await.unwrap(), Answer::UnknownCard, "an AKA card is no SIM");
+    assert_eq!(l.sim_triplets("nope").await.unwrap(), Answer::UnknownCard);
+    assert!(matches!(l.aka_vector("card-s", CardMethod::Aka).await.unwrap(), Answer::UnknownCard));
+
+    // Two instances sharing the database.
+    let other = SqlLedger::open(&db.url, Kek::from_bytes(&KEK), LedgerOptions::default()).await.unwrap();
+    assert!(l.use_reauth("card-s", 1_000).await.unwrap(), "a fresh identity");
+    assert!(!other.use_reauth("card-s", 1_000).await.unwrap(), "the same one at the other instance");
+    assert!(!l.use_reauth("card-s", 999).await.unwrap(), "one issued before it");
+    assert!(other.use_reauth("card-s", 1_001).await.unwrap(), "one issued after it");
+    assert!(!l.use_reauth("card-s", 1_001).await.unwrap());
+    assert!(!l.use_reauth("nope", 5_000).await.unwrap(), "an unknown card");
+    assert!(l.card_active("card-s").await.unwrap());
+    l.block_card("card-s", "test").await.unwrap();
+    assert!(!other.card_active("card-s").await.unwrap());
+    assert!(!other.use_reauth("card-s", 5_000).await.unwrap(), "a blocked card");
+    other.close().await;
     f.ledger.close().await;
 }
 

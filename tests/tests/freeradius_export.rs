@@ -153,7 +153,7 @@ fn with_password(server: &Server, card: &Card, password: &str) -> PathBuf {
 }
 
 #[test]
-fn exported_tls_and_ttls_cards_authenticate_at_freeradius() {
+fn exported_tls_ttls_and_sim_cards_authenticate_at_freeradius() {
     let Some(eapol) = require_tool("eapol_test", eapol_test()) else { return };
     let Some(binary) = require_tool("freeradius", freeradius()) else { return };
     let started = std::time::Instant::now();
@@ -162,6 +162,7 @@ fn exported_tls_and_ttls_cards_authenticate_at_freeradius() {
     let ttls = server.card_with(Method::Ttls, &["--confirmation", "optional", "--pin", "2468"]);
     let blocked = server.card_with(Method::Ttls, &["--confirmation", "optional", "--pin", "1357"]);
     server.block(&blocked);
+    let sim = server.card_with(Method::Sim, &["--confirmation", "optional"]);
 
     let export = server.scratch("freeradius-export");
     let card_dir = tls.json.parent().expect("the card directory");
@@ -175,13 +176,18 @@ fn exported_tls_and_ttls_cards_authenticate_at_freeradius() {
         "--card-dir",
         card_dir.to_str().expect("utf-8"),
     ]);
-    assert!(out.contains("exported 1 tls and 1 ttls cards"), "card export printed: {out}");
+    assert!(out.contains("exported 1 tls and 1 ttls and 1 sim cards"), "card export printed: {out}");
     for (file, want) in [("ca.pem", 0o644), ("server.pem", 0o644), ("server-key.pem", 0o600), ("users", 0o600)] {
         assert_eq!(mode(&export.join(file)), want, "{file}");
     }
     let users = std::fs::read_to_string(export.join("users")).expect("users");
     let entries: Vec<&str> = users.lines().filter(|l| !l.starts_with('#')).collect();
-    assert_eq!(entries, [format!("\"{}\"\tCleartext-Password := \"2468\"", ttls.card_id)], "{users}");
+    assert_eq!(entries.len(), 2, "{users}");
+    assert!(entries.contains(&format!("\"{}\"\tCleartext-Password := \"2468\"", ttls.card_id).as_str()), "{users}");
+    // The SIM card: three triplets; eapol_test's SIM simulator (GSM-Milenage
+    // from the card's K/OPc) must agree with them for the run below to pass.
+    let sim_entry = entries.iter().find(|e| e.starts_with(&format!("\"{}\"\t", sim.identity))).expect("sim entry");
+    assert!(sim_entry.contains("EAP-Type := SIM") && sim_entry.contains("EAP-Sim-KC3 := 0x"), "{sim_entry}");
 
     let run_dir = server.scratch("freeradius-run");
     let freeradius = Freeradius::start(&binary, &export, &run_dir, "freeradius-test-secret");
@@ -205,6 +211,15 @@ fn exported_tls_and_ttls_cards_authenticate_at_freeradius() {
         out.tail(60)
     );
     assert!(runs(&out)[0].contains("EAP-TTLS: Phase 2 PAP Request"), "no inner PAP:\n{}", out.tail(60));
+
+    // EAP-SIM with the exported triplets, a payment's worth of round trips.
+    let out = freeradius.eapol_test(&eapol, &sim.eapol_conf, &[]);
+    assert!(
+        out.success() && out.stdout.contains("MPPE keys OK: 1  mismatch: 0"),
+        "EAP-SIM card at FreeRADIUS:\n{}\n{}",
+        out.tail(40),
+        freeradius.log()
+    );
 
     // A wrong PIN, and a blocked card (not exported), are refused.
     let out = freeradius.eapol_test(&eapol, &with_password(&server, &ttls, "9999"), &[]);

@@ -176,6 +176,11 @@ fn replayed_stale_and_forged_identities_fall_back_to_a_full_authentication() {
             aka.reauth.as_mut().expect("a re-authentication identity").counter = 900;
         });
         pay_and_expect(&server, &card.json, "counter-seen", method);
+        // Had the card taken the server's counter (2), it would hold that;
+        // it holds the new chain's 0 of the full authentication instead.
+        let after = CardFile::load(&card.json).expect("card file");
+        let counter_now = after.aka.and_then(|a| a.reauth).map(|r| r.counter);
+        assert_eq!(counter_now, Some(0), "{method:?}: a full authentication followed AT_COUNTER_TOO_SMALL");
 
         // A forged pseudonym (and no re-authentication identity): the
         // permanent identity is asked for.
