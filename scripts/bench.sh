@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # One command for the figures of BENCHMARKS.md: eapay-server beside hostapd
-# (AKA family) or FreeRADIUS (TLS family), with the same cards and the same
-# load generator (`eapay-terminal bench`).
+# (AKA family), FreeRADIUS (TLS family) or both (EAP-SIM), with the same
+# cards and the same load generator (`eapay-terminal bench`).
 #
 # Usage: scripts/bench.sh [--quick] [--no-hostapd] [--no-freeradius] [--results DIR]
 #        BENCH_METHOD=tls scripts/bench.sh      # or ttls: the TLS family runs
+#        BENCH_METHOD=sim scripts/bench.sh      # EAP-SIM beside hostapd and FreeRADIUS
 #
 #   1. cargo build --release (eapay-server, eapay-terminal)
 #   2. a scratch eapay-server (SQLite ledger, synchronous=FULL) on 127.0.0.1,
@@ -20,6 +21,19 @@
 #      server CPU per authentication at equal load
 #   6. `card export --format hostapd`, scripts/hostapd-aka-server.sh
 #      (hostapd + hlr_auc_gw, built by scripts/build-hostapd.sh if missing)
+#   and fast re-authentication ([eap] fast_reauth_limit = 1000): eapay
+#   auth-only with --resumption on (each card makes one priming payment,
+#   then names itself with its re-authentication identity), closed loop
+#   and at the equal rate
+#
+# EAP-SIM (BENCH_METHOD=sim), the same cards at three servers:
+#   3. eapay, closed loop: auth-only full authentications (--resumption off)
+#      and fast re-authentications (--resumption on), full payments
+#   4. eapay auth-only, full and fast, at the open-loop rate BENCH_EQUAL_RATE
+#   5. hostapd (triplets from hlr_auc_gw's GSM-Milenage, no fast
+#      re-authentication: eap_sim_id=0) and FreeRADIUS 3.2 (rlm_eap_sim,
+#      three fixed triplets per card from `card export --format freeradius`)
+#      auth-only at the same rate: server CPU per SIM authentication
 #
 # EAP-TLS and EAP-TTLS (BENCH_METHOD=tls or ttls; [eap.tls] max_version =
 # BENCH_TLS_MAX, 1.3 by default):
@@ -80,10 +94,11 @@ WARMUP=${BENCH_WARMUP:-2s}
 METHOD=${BENCH_METHOD:-aka}
 case $METHOD in
 aka | aka-prime) FAMILY=aka ;;
+sim) FAMILY=sim ;;
 tls | ttls) FAMILY=tls ;;
-*) die "BENCH_METHOD must be aka, aka-prime, tls or ttls (not '$METHOD')" ;;
+*) die "BENCH_METHOD must be sim, aka, aka-prime, tls or ttls (not '$METHOD')" ;;
 esac
-EQUAL_RATE=${BENCH_EQUAL_RATE:-$([[ $FAMILY == aka ]] && echo 150 || echo 200)}
+EQUAL_RATE=${BENCH_EQUAL_RATE:-$([[ $FAMILY == tls ]] && echo 200 || echo 150)}
 TLS_MAX=${BENCH_TLS_MAX:-1.3}
 [[ $TLS_MAX == 1.2 || $TLS_MAX == 1.3 ]] || die "BENCH_TLS_MAX must be 1.2 or 1.3"
 PIN=${BENCH_PIN:-1234}
@@ -150,6 +165,16 @@ CONFIG=$DATA/eapay.toml
 # Every card pays many times a second: no per-card velocity limit.
 grep -q '^velocity_max' "$CONFIG" || die "$CONFIG has no [payment] velocity_max to set"
 sed -i 's/^velocity_max = .*/velocity_max = 0/' "$CONFIG"
+if [[ $FAMILY != tls ]]; then
+    # A fast re-authentication run re-authenticates every time (the default
+    # limit, 16, would mix in a full authentication every 17th).
+    if grep -q '^fast_reauth_limit' "$CONFIG"; then
+        sed -i 's/^fast_reauth_limit = .*/fast_reauth_limit = 1000/' "$CONFIG"
+    else
+        sed -i 's/^\[eap\]$/[eap]\nfast_reauth_limit = 1000/' "$CONFIG"
+    fi
+    grep -q '^fast_reauth_limit = 1000' "$CONFIG" || die "$CONFIG has no [eap] section to set fast_reauth_limit in"
+fi
 ISSUE_EXTRA=()
 if [[ $FAMILY == tls ]]; then
     grep -q '^max_version = ' "$CONFIG" || die "$CONFIG has no [eap.tls] max_version to set"
@@ -203,6 +228,10 @@ run_aka() {
         --rate "$(half eapay-pay-peak)"
     bench eapay-auth-equal --server "$AUTH" --server-pid "$SERVER_PID" --auth-only --concurrency 16 \
         --rate "$EQUAL_RATE"
+    bench eapay-auth-reauth-peak --server "$AUTH" --server-pid "$SERVER_PID" --auth-only --resumption on \
+        --concurrency "$CONCURRENCY"
+    bench eapay-auth-reauth-equal --server "$AUTH" --server-pid "$SERVER_PID" --auth-only --resumption on \
+        --concurrency 16 --rate "$EQUAL_RATE"
 
     if [[ $RUN_HOSTAPD -eq 1 ]]; then
         echo
@@ -220,6 +249,60 @@ run_aka() {
         bench hostapd-auth-equal --server "127.0.0.1:$HOSTAPD_PORT" --server-pid "$HOSTAPD_PID" \
             --server-pid "$HLR_PID" --auth-only --concurrency 16 --rate "$EQUAL_RATE" --lax-message-authenticator || true
         "$REPO/scripts/hostapd-aka-server.sh" --stop --run-dir "$HOSTAPD_RUN" >/dev/null
+    fi
+}
+
+# hostapd with hlr_auc_gw for the exported cards; prints its pids.
+start_hostapd() {
+    TOOLS_BIN=${EAPAY_TOOLS_DIR:-$REPO/.tools}/bin
+    if [[ ! -x ${HOSTAPD:-$TOOLS_BIN/hostapd} || ! -x ${HLR_AUC_GW:-$TOOLS_BIN/hlr_auc_gw} ]]; then
+        "$REPO/scripts/build-hostapd.sh" || die "scripts/build-hostapd.sh failed (or run with --no-hostapd)"
+    fi
+    "$SERVER_BIN" card export --config "$CONFIG" --format hostapd --method "$METHOD" --out "$WORK/export-hostapd"
+    "$REPO/scripts/hostapd-aka-server.sh" --cards-export "$WORK/export-hostapd" --port "$HOSTAPD_PORT" \
+        --secret "$SECRET" --run-dir "$HOSTAPD_RUN" | tee "$WORK/hostapd.out"
+    HOSTAPD_PID=$(sed -n 's/^hostapd pid //p' "$WORK/hostapd.out")
+    HLR_PID=$(sed -n 's/^hlr_auc_gw pid //p' "$WORK/hostapd.out")
+}
+
+# FreeRADIUS for the exported cards (run dir on a tmpfs); sets FR_PID, FR_ADDR.
+start_freeradius() {
+    local script=$REPO/scripts/freeradius-tls-server.sh
+    [[ -x $script ]] || die "$script is missing (or run with --no-freeradius)"
+    "$SERVER_BIN" card export --config "$CONFIG" --format freeradius --method "$METHOD" --out "$WORK/export" \
+        --card-dir "$WORK/cards"
+    FREERADIUS_RUN=$(mktemp -d "$([[ -d /dev/shm && -w /dev/shm ]] && echo /dev/shm || echo "${TMPDIR:-/tmp}")/eapay-bench-freeradius.XXXXXX")
+    "$script" --export "$WORK/export" --port "$FREERADIUS_PORT" --secret "$SECRET" --run-dir "$FREERADIUS_RUN" \
+        --tls-max "$TLS_MAX" | tee "$WORK/freeradius.out"
+    FR_PID=$(sed -n 's/^freeradius pid //p' "$WORK/freeradius.out")
+    FR_ADDR=$(sed -n 's/^listening radius auth //p' "$WORK/freeradius.out")
+    [[ -n $FR_PID && -n $FR_ADDR ]] || die "freeradius-tls-server.sh did not print its pid and address"
+}
+
+run_sim() {
+    local full=(--auth-only --resumption off) fast=(--auth-only --resumption on)
+    bench eapay-auth-full-peak --server "$AUTH" --server-pid "$SERVER_PID" "${full[@]}" --concurrency "$CONCURRENCY"
+    bench eapay-auth-reauth-peak --server "$AUTH" --server-pid "$SERVER_PID" "${fast[@]}" --concurrency "$CONCURRENCY"
+    bench eapay-pay-peak --server "$AUTH" --server-pid "$SERVER_PID" --resumption off --concurrency "$CONCURRENCY"
+    bench eapay-auth-full-equal --server "$AUTH" --server-pid "$SERVER_PID" "${full[@]}" --concurrency 16 \
+        --rate "$EQUAL_RATE"
+    bench eapay-auth-reauth-equal --server "$AUTH" --server-pid "$SERVER_PID" "${fast[@]}" --concurrency 16 \
+        --rate "$EQUAL_RATE"
+    if [[ $RUN_HOSTAPD -eq 1 ]]; then
+        echo
+        echo "== hostapd (integrated RADIUS server, EAP-SIM triplets from hlr_auc_gw)"
+        start_hostapd
+        bench hostapd-auth-full-equal --server "127.0.0.1:$HOSTAPD_PORT" --server-pid "$HOSTAPD_PID" \
+            --server-pid "$HLR_PID" "${full[@]}" --concurrency 16 --rate "$EQUAL_RATE" --lax-message-authenticator || true
+        "$REPO/scripts/hostapd-aka-server.sh" --stop --run-dir "$HOSTAPD_RUN" >/dev/null
+    fi
+    if [[ $RUN_FREERADIUS -eq 1 ]]; then
+        echo
+        echo "== FreeRADIUS (rlm_eap_sim, triplets from the exported users file)"
+        start_freeradius
+        bench freeradius-auth-full-equal --server "$FR_ADDR" --server-pid "$FR_PID" --lax-message-authenticator \
+            "${full[@]}" --concurrency 16 --rate "$EQUAL_RATE" || true
+        "$REPO/scripts/freeradius-tls-server.sh" --stop --run-dir "$FREERADIUS_RUN" >/dev/null
     fi
 }
 
@@ -258,11 +341,11 @@ run_tls() {
     "$script" --stop --run-dir "$FREERADIUS_RUN" >/dev/null
 }
 
-if [[ $FAMILY == aka ]]; then
-    run_aka
-else
-    run_tls
-fi
+case $FAMILY in
+aka) run_aka ;;
+sim) run_sim ;;
+*) run_tls ;;
+esac
 
 echo
 python3 - "$RESULTS" "$FAMILY" "$METHOD" <<'PY' | tee "$RESULTS/summary.txt"
@@ -276,7 +359,19 @@ if family == "aka":
         ("eapay-auth-half", "eapay auth-only at half peak"),
         ("eapay-pay-half", "eapay full payments at half peak"),
         ("eapay-auth-equal", "eapay auth-only at the equal rate"),
+        ("eapay-auth-reauth-peak", "eapay fast re-auth, closed loop (peak)"),
+        ("eapay-auth-reauth-equal", "eapay fast re-auth at the equal rate"),
         ("hostapd-auth-equal", "hostapd auth-only at the equal rate"),
+    ]
+elif family == "sim":
+    runs = [
+        ("eapay-auth-full-peak", "eapay SIM full auth, closed loop (peak)"),
+        ("eapay-auth-reauth-peak", "eapay SIM fast re-auth, peak"),
+        ("eapay-pay-peak", "eapay SIM full payments, peak"),
+        ("eapay-auth-full-equal", "eapay SIM full auth, equal rate"),
+        ("eapay-auth-reauth-equal", "eapay SIM fast re-auth, equal rate"),
+        ("hostapd-auth-full-equal", "hostapd SIM full auth, equal rate"),
+        ("freeradius-auth-full-equal", "FreeRADIUS SIM full auth, equal rate"),
     ]
 else:
     runs = [
@@ -338,7 +433,22 @@ if family == "tls":
 print("  * another process used more than 0.2 cores during the window: CPU figures are less reliable")
 print()
 
-if family == "aka":
+if family == "sim":
+    e, r = srv("eapay-auth-full-equal"), srv("eapay-auth-reauth-equal")
+    others = [(n, v) for n, v in (("hostapd", srv("hostapd-auth-full-equal")), ("FreeRADIUS", srv("freeradius-auth-full-equal"))) if v]
+    print("targets (issue 13):")
+    if e is not None and others:
+        name, best = min(others, key=lambda nv: nv[1])
+        ok = "met" if e <= best / 2 else "MISSED"
+        print(f"  server CPU per SIM auth <= 1/2 of the better of hostapd and FreeRADIUS: eapay {e:.3f} ms vs "
+              f"{name} {best:.3f} ms at the same rate (ratio {e / best:.2f}): {ok}")
+        for n, v in others:
+            print(f"    {n}: {v:.3f} ms")
+    else:
+        print("  server CPU per SIM auth <= 1/2 of hostapd's and FreeRADIUS's: not measured")
+    if e is not None and r is not None:
+        print(f"  fast re-authentication vs full authentication (eapay, equal rate): {r:.3f} ms vs {e:.3f} ms")
+elif family == "aka":
     print("targets (issue 4):")
     eq, hq = srv("eapay-auth-equal"), srv("hostapd-auth-equal")
     peak_cpu = srv("eapay-auth-peak")

@@ -188,13 +188,19 @@ pub struct EapSection {
 /// re-authentication identities, derived from the KEK and this id (every
 /// instance sharing the ledger's KEK derives the same), and the ids of
 /// earlier keys still accepted for a while after a rotation.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IdentityKeysSection {
-    /// The key id new identities are issued under (default 1).
-    pub key_id: Option<u8>,
+    /// The key id new identities are issued under.
+    pub key_id: u8,
     /// Earlier keys, accepted until their time.
     pub retired: Vec<RetiredIdentityKey>,
+}
+
+impl Default for IdentityKeysSection {
+    fn default() -> Self {
+        Self { key_id: 1, retired: Vec::new() }
+    }
 }
 
 /// `[[eap.identity_keys.retired]]`
@@ -315,7 +321,7 @@ impl EapSection {
     pub fn privacy(&self, kek: &crate::seal::Kek) -> Option<crate::core::eap::Privacy> {
         self.privacy.then(|| {
             let retired: Vec<(u8, u64)> = self.identity_keys.retired.iter().map(|r| (r.key_id, r.accept_until)).collect();
-            let current = self.identity_keys.key_id.unwrap_or(1);
+            let current = self.identity_keys.key_id;
             crate::core::eap::Privacy {
                 keys: std::sync::Arc::new(crate::identities::IdentityKeys::new(kek, current, &retired)),
                 fast_reauth_limit: self.fast_reauth_limit,
@@ -374,7 +380,7 @@ impl Config {
             return Err(ServerError::Config(format!("eap.fast_reauth_limit must be at most {MAX_FAST_REAUTH_LIMIT}")));
         }
         let keys = &self.eap.identity_keys;
-        if keys.retired.iter().any(|r| Some(r.key_id) == keys.key_id.or(Some(1))) {
+        if keys.retired.iter().any(|r| r.key_id == keys.key_id) {
             return Err(ServerError::Config("eap.identity_keys: the current key_id is also listed as retired".into()));
         }
         let tls = &self.eap.tls;
@@ -427,5 +433,45 @@ mod address_or_block {
         text.parse::<IpAddr>()
             .map(IpNet::from)
             .map_err(|_| serde::de::Error::custom(format!("{text:?} is not an address or CIDR block")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[server]
+realm = "issuer.example"
+data_dir = "data"
+[radius]
+auth_listen = "127.0.0.1:1812"
+acct_listen = "127.0.0.1:1813"
+[ledger]
+url = "sqlite://data/ledger.db"
+"#;
+
+    fn with(extra: &str) -> Result<Config, ServerError> {
+        let config: Config = toml::from_str(&format!("{MINIMAL}{extra}"))
+            .map_err(|e| ServerError::Config(e.message().to_string()))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    #[test]
+    fn sim_aka_privacy_defaults_and_limits() {
+        let config = with("").unwrap();
+        assert!(config.eap.privacy);
+        assert_eq!((config.eap.fast_reauth_limit, config.eap.identity_keys.key_id), (16, 1));
+        let rotated = with("[eap.identity_keys]\nkey_id = 2\n[[eap.identity_keys.retired]]\nkey_id = 1\naccept_until = 1900000000\n");
+        assert_eq!(rotated.unwrap().eap.identity_keys.retired.len(), 1);
+        let e = with("[eap]\nfast_reauth_limit = 1001\n").unwrap_err().to_string();
+        assert!(e.contains("fast_reauth_limit must be at most 1000"), "{e}");
+        let e = with("[eap.identity_keys]\n[[eap.identity_keys.retired]]\nkey_id = 1\naccept_until = 1\n").unwrap_err();
+        assert!(e.to_string().contains("also listed as retired"), "{e}");
+        assert!(with("[eap]\nfast_reauth_limit = -1\n").is_err());
+        assert!(with("[eap.identity_keys]\nkey_id = 256\n").is_err());
+        let off = with("[eap]\nprivacy = false\n").unwrap();
+        assert!(off.eap.privacy(&crate::seal::Kek::from_bytes(&[1; 32])).is_none());
     }
 }

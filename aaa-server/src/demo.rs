@@ -68,6 +68,7 @@ pub async fn prepare() -> Result<Demo, ServerError> {
 async fn issue_demo_cards(config: &Config, ledger: &SqlLedger, cards_dir: &Path) -> Result<(), ServerError> {
     // eapol_test is a standard peer: its cards cannot confirm.
     let demo_cards = [
+        ("demo-sim", CardMethod::Sim, true, Confirmation::Optional, None),
         ("demo-aka", CardMethod::Aka, true, Confirmation::Optional, None),
         ("demo-aka-prime", CardMethod::AkaPrime, true, Confirmation::Optional, None),
         ("demo-tls", CardMethod::Tls, true, Confirmation::Optional, None),
@@ -126,7 +127,7 @@ pub fn help(demo: &Demo) -> String {
         text += &format!("  Diameter         {}  origin host {}\n", d.listen, d.origin_host);
     }
     text += &format!(
-        "  demo cards       {cards}/demo-aka.json, demo-aka-prime.json, demo-tls.json, demo-ttls.json (PIN {DEMO_PIN}), {DEMO_CARD}.json\n"
+        "  demo cards       {cards}/demo-sim.json, demo-aka.json, demo-aka-prime.json, demo-tls.json, demo-ttls.json (PIN {DEMO_PIN}), {DEMO_CARD}.json\n"
     );
     text += "Pay with the demo card through the terminal (cargo build first; target/debug/eapay-terminal):\n";
     text += &format!(
@@ -142,11 +143,11 @@ pub fn help(demo: &Demo) -> String {
         }
     }
     text +=
-        "Authenticate a demo card with eapol_test (scripts/build-eapol-test.sh builds one with the USIM simulator):\n";
+        "Authenticate a demo card with eapol_test (scripts/build-eapol-test.sh builds one with the SIM and USIM simulators):\n";
     let vendor = format!("{:08x}", config.server.vendor_id);
     let payment: Vec<String> =
         details().sub_attributes().iter().map(|tlv| format!("-N 26:x:{vendor}{}", hex::encode(tlv))).collect();
-    for m in ["aka", "aka-prime", "tls", "ttls"] {
+    for m in ["sim", "aka", "aka-prime", "tls", "ttls"] {
         text += &format!(
             "  .tools/bin/eapol_test -c {cards}/demo-{m}.eapol.conf -a {} -p {} -s {secret} \\\n    {}\n",
             auth.ip(),
