@@ -1280,7 +1280,7 @@ impl PaymentRun {
         if a.card_confirmation.is_none() {
             return fail("no Eapay-Card-Confirmation".into());
         }
-        if !matches!(a.auth_method.as_deref(), Some("aka" | "aka-prime" | "tls" | "ttls")) {
+        if !matches!(a.auth_method.as_deref(), Some("sim" | "aka" | "aka-prime" | "tls" | "ttls")) {
             return fail(format!("Eapay-Auth-Method {:?}", a.auth_method));
         }
         if a.decline_code.is_some() {

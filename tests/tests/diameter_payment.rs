@@ -48,7 +48,7 @@ fn aka_and_tls_cards_pay_over_diameter_as_over_radius() {
     let server = Server::start_default();
     let diameter = server.diameter.expect("Diameter is served");
     let issuer_pub = server.data_dir.join("issuer.pub").display().to_string();
-    for method in [Method::Aka, Method::AkaPrime, Method::Tls, Method::Ttls] {
+    for method in [Method::Sim, Method::Aka, Method::AkaPrime, Method::Tls, Method::Ttls] {
         let extra: &[&str] = if method == Method::Ttls {
             &["--confirmation", "required", "--pin", "2580"]
         } else {

@@ -262,7 +262,7 @@ fn every_method_pays_through_the_relay_as_directly() {
     let context = || format!("{}\n--- server stderr ---\n{}", relay.log_tail(), last_lines(&server.stderr(), 40));
     let issuer_pub = server.data_dir.join("issuer.pub").display().to_string();
     let verify = ["--issuer-key", issuer_pub.as_str()];
-    for method in [Method::Aka, Method::AkaPrime, Method::Tls, Method::Ttls] {
+    for method in [Method::Sim, Method::Aka, Method::AkaPrime, Method::Tls, Method::Ttls] {
         let issue: &[&str] = if method == Method::Ttls {
             &["--confirmation", "required", "--pin", "2580"]
         } else {

@@ -78,7 +78,7 @@ fn assert_recorded_decline(server: &Server, d: &PaymentDetails, code: DeclineCod
 #[test]
 fn confirmed_payment_is_approved_with_code_receipt_and_keys() {
     let server = Server::start_default();
-    for method in [Method::Aka, Method::AkaPrime] {
+    for method in [Method::Sim, Method::Aka, Method::AkaPrime] {
         let card = required_card(&server, method);
         let d = details("ok", 1250);
         let run = server.pay(&card, &d);
@@ -192,7 +192,7 @@ fn required_card_without_confirmation_is_declined_59() {
 #[test]
 fn terminal_changing_the_amount_after_the_card_confirmed_is_declined_59() {
     let server = Server::start_default();
-    for method in [Method::Aka, Method::AkaPrime, Method::Tls, Method::Ttls] {
+    for method in [Method::Sim, Method::Aka, Method::AkaPrime, Method::Tls, Method::Ttls] {
         let card = required_card(&server, method);
         let confirmed = details("tamper", 1000);
         let asserted = PaymentDetails { amount: 100_000, ..confirmed.clone() };
@@ -521,7 +521,7 @@ fn blocked_card_is_declined_62() {
 #[test]
 fn card_with_the_wrong_key_is_declined_63() {
     let server = Server::start_default();
-    for method in [Method::Aka, Method::AkaPrime] {
+    for method in [Method::Sim, Method::Aka, Method::AkaPrime] {
         let card = required_card(&server, method);
         let mut file = card.file();
         if let Some(aka) = file.aka.as_mut() {
