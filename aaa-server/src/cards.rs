@@ -37,6 +37,11 @@ impl CardMethod {
         }
     }
 
+    /// The card method of a SIM/AKA family EAP type.
+    pub fn of_sim_aka_type(kind: eap_methods::EapType) -> Option<Self> {
+        [Self::Aka, Self::Sim, Self::AkaPrime].into_iter().find(|m| m.sim_aka_type() == Some(kind))
+    }
+
     /// The NAI prefix digit of a permanent identity, for the SIM/AKA family
     /// (the table is `eap_methods::sim_aka::identity`'s).
     pub fn identity_prefix(self) -> Option<char> {

@@ -320,7 +320,8 @@ impl EapSection {
     /// The SIM/AKA privacy policy, its keys derived from `kek`; None if off.
     pub fn privacy(&self, kek: &crate::seal::Kek) -> Option<crate::core::eap::Privacy> {
         self.privacy.then(|| {
-            let retired: Vec<(u8, u64)> = self.identity_keys.retired.iter().map(|r| (r.key_id, r.accept_until)).collect();
+            let retired: Vec<(u8, u64)> =
+                self.identity_keys.retired.iter().map(|r| (r.key_id, r.accept_until)).collect();
             let current = self.identity_keys.key_id;
             crate::core::eap::Privacy {
                 keys: std::sync::Arc::new(crate::identities::IdentityKeys::new(kek, current, &retired)),
@@ -452,8 +453,8 @@ url = "sqlite://data/ledger.db"
 "#;
 
     fn with(extra: &str) -> Result<Config, ServerError> {
-        let config: Config = toml::from_str(&format!("{MINIMAL}{extra}"))
-            .map_err(|e| ServerError::Config(e.message().to_string()))?;
+        let config: Config =
+            toml::from_str(&format!("{MINIMAL}{extra}")).map_err(|e| ServerError::Config(e.message().to_string()))?;
         config.check()?;
         Ok(config)
     }
@@ -463,7 +464,9 @@ url = "sqlite://data/ledger.db"
         let config = with("").unwrap();
         assert!(config.eap.privacy);
         assert_eq!((config.eap.fast_reauth_limit, config.eap.identity_keys.key_id), (16, 1));
-        let rotated = with("[eap.identity_keys]\nkey_id = 2\n[[eap.identity_keys.retired]]\nkey_id = 1\naccept_until = 1900000000\n");
+        let rotated = with(
+            "[eap.identity_keys]\nkey_id = 2\n[[eap.identity_keys.retired]]\nkey_id = 1\naccept_until = 1900000000\n",
+        );
         assert_eq!(rotated.unwrap().eap.identity_keys.retired.len(), 1);
         let e = with("[eap]\nfast_reauth_limit = 1001\n").unwrap_err().to_string();
         assert!(e.contains("fast_reauth_limit must be at most 1000"), "{e}");

@@ -188,7 +188,8 @@ fn replayed_stale_and_forged_identities_fall_back_to_a_full_authentication() {
             let aka = file.aka.as_mut().expect("aka");
             aka.reauth = None;
             let prefix = eap_methods::sim_aka::identity::prefix(kind, IdentityKind::Pseudonym).expect("prefix");
-            aka.pseudonym = Some(format!("{prefix}AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Ng"));
+            aka.pseudonym =
+                Some(format!("{prefix}AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Ng"));
         });
         pay_and_expect(&server, &card.json, "forged", method);
         assert!(server.stderr().contains("pseudonym refused"), "{method:?}: no log line\n{}", server.stderr());
@@ -209,7 +210,10 @@ fn pay_and_expect(server: &Server, card: &Path, tag: &str, method: Method) {
 /// The ledger has the payment approved and confirmed by the card.
 fn assert_confirmed(server: &Server, txn: &str, what: &str) {
     let shown = server.txn_show(MERCHANT, txn).to_lowercase();
-    assert!(has_token(&shown, "approved") && has_token(&shown, "confirmed"), "{what}: approved and confirmed:\n{shown}");
+    assert!(
+        has_token(&shown, "approved") && has_token(&shown, "confirmed"),
+        "{what}: approved and confirmed:\n{shown}"
+    );
 }
 
 fn edit_card(path: &Path, edit: impl FnOnce(&mut CardFile)) {

@@ -20,7 +20,7 @@ use super::Core;
 use crate::auc::AuthenticationCentre;
 use crate::cards::CardMethod;
 use crate::error::ServerError;
-use crate::identities::IdentityKeys;
+use crate::identities::{IdentityKeys, Unresolved};
 use crate::ledger::{CardProfile, Ledger};
 
 /// What a conversation carries between two requests.
@@ -288,31 +288,24 @@ fn is_anonymous(identity: &str) -> bool {
     matches!(user_part(identity), "" | "anonymous")
 }
 
-/// The card method of an AKA/AKA' EAP type (inner TTLS AKA cards keep
-/// their K/OPc as AKA, see `ledger::cards::aka_credential`).
-fn card_method(kind: EapType) -> Option<CardMethod> {
-    match kind {
-        EapType::AKA => Some(CardMethod::Aka),
-        EapType::AKA_PRIME => Some(CardMethod::AkaPrime),
-        EapType::SIM => Some(CardMethod::Sim),
-        _ => None,
-    }
-}
-
 async fn answer<L: Ledger>(core: &Core<L>, ctx: &Context<'_>, query: Query) -> Result<Answer, ServerError> {
     let (store, c) = (&core.ledger, &core.counters);
-    let refused = |what: &'static str, why: &str| {
+    // A pseudonym or re-authentication identity that does not resolve: the
+    // method falls back to a full authentication; the operator sees it.
+    let refuse = |counter: &std::sync::atomic::AtomicU64, what: &'static str, why: &str| {
+        bump(counter);
         if core.logs.allow(ctx.source, what) {
             warn!(client = ctx.client, why, "{what}: falling back to a full authentication");
         }
+        Answer::UnknownCard
     };
     Ok(match query {
-        Query::AkaVector { card_id, method, require_active } => match card_method(method) {
+        Query::AkaVector { card_id, method, require_active } => match CardMethod::of_sim_aka_type(method) {
             Some(_) if require_active && !store.card_active(&card_id).await? => Answer::BlockedCard,
             Some(m) => store.aka_vector(&card_id, m).await?,
             None => Answer::UnknownCard,
         },
-        Query::AkaResync { card_id, method, rand, auts } => match card_method(method) {
+        Query::AkaResync { card_id, method, rand, auts } => match CardMethod::of_sim_aka_type(method) {
             Some(m) => store.aka_resync(&card_id, m, rand, auts).await?,
             None => Answer::UnknownCard,
         },
@@ -325,37 +318,25 @@ async fn answer<L: Ledger>(core: &Core<L>, ctx: &Context<'_>, query: Query) -> R
         }
         Query::Pseudonym { method, identity } => {
             let Some(privacy) = &core.policy.privacy else { return Ok(Answer::UnknownCard) };
-            match privacy.keys.open_pseudonym(method, &identity, ctx.now_ms / 1000) {
+            match privacy.keys.open_pseudonym(method, &identity, ctx.now_ms / 1000).map_err(Unresolved::text) {
                 Ok(card_id) if store.card_active(&card_id).await? => Answer::Pseudonym { card_id },
-                Ok(_) => {
-                    bump(&c.pseudonyms_refused);
-                    refused("pseudonym refused", "the card is blocked or unknown");
-                    Answer::UnknownCard
-                }
-                Err(why) => {
-                    bump(&c.pseudonyms_refused);
-                    refused("pseudonym refused", why.text());
-                    Answer::UnknownCard
+                other => {
+                    let why = other.err().unwrap_or("the card is blocked or unknown");
+                    refuse(&c.pseudonyms_refused, "pseudonym refused", why)
                 }
             }
         }
         Query::Reauth { method, identity } => {
             let Some(privacy) = &core.policy.privacy else { return Ok(Answer::UnknownCard) };
-            match privacy.keys.open_reauth(method, &identity, ctx.now_ms / 1000) {
+            match privacy.keys.open_reauth(method, &identity, ctx.now_ms / 1000).map_err(Unresolved::text) {
                 Ok(ticket) if store.use_reauth(&ticket.state.card_id, ticket.issued_us).await? => {
                     bump(&c.reauth_ids_used);
                     debug!(client = ctx.client, card = %ticket.state.card_id, "fast re-authentication");
                     Answer::Reauth(ticket.state)
                 }
-                Ok(_) => {
-                    bump(&c.reauth_ids_refused);
-                    refused("re-authentication identity refused", "used before, superseded, or the card is blocked");
-                    Answer::UnknownCard
-                }
-                Err(why) => {
-                    bump(&c.reauth_ids_refused);
-                    refused("re-authentication identity refused", why.text());
-                    Answer::UnknownCard
+                other => {
+                    let why = other.err().unwrap_or("used before, superseded, or the card is blocked");
+                    refuse(&c.reauth_ids_refused, "re-authentication identity refused", why)
                 }
             }
         }

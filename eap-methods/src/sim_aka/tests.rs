@@ -547,17 +547,22 @@ fn a_counter_the_card_has_seen_forces_a_full_authentication() {
     }
 }
 
+/// A re-authentication after one full payment, its response changed by `tamper`.
+fn tampered_reauthentication(kind: EapType, mut tamper: impl FnMut(&mut Vec<u8>)) -> Outcome {
+    let mut issuer = Issuer::new();
+    let (_, ids) = pay_once(kind, &mut issuer, Identities::default());
+    let mut peer = card_with(kind, K, SqnWindow::default(), None, ids);
+    converse(server_config(kind, true), &mut peer, &mut issuer, Verdict::accept(), |r| {
+        if r.get(5) == Some(&subtype::REAUTHENTICATION) {
+            tamper(r);
+        }
+    })
+}
+
 #[test]
 fn a_full_authentication_answer_to_a_reauthentication_fails() {
     for kind in KINDS {
-        let mut issuer = Issuer::new();
-        let (_, ids) = pay_once(kind, &mut issuer, Identities::default());
-        let mut peer = card_with(kind, K, SqnWindow::default(), None, ids);
-        let out = converse(server_config(kind, true), &mut peer, &mut issuer, Verdict::accept(), |r| {
-            if r.get(5) == Some(&subtype::REAUTHENTICATION) {
-                r[5] = challenge_subtype(kind);
-            }
-        });
+        let out = tampered_reauthentication(kind, |r| r[5] = challenge_subtype(kind));
         assert!(matches!(out.server, Step::Reject { reason: FailureReason::Protocol(_), .. }), "{:?}", out.server);
         assert!(out.authenticated.is_none());
     }
@@ -566,14 +571,9 @@ fn a_full_authentication_answer_to_a_reauthentication_fails() {
 #[test]
 fn a_tampered_reauthentication_response_fails() {
     for kind in KINDS {
-        let mut issuer = Issuer::new();
-        let (_, ids) = pay_once(kind, &mut issuer, Identities::default());
-        let mut peer = card_with(kind, K, SqnWindow::default(), None, ids);
-        let out = converse(server_config(kind, true), &mut peer, &mut issuer, Verdict::accept(), |r| {
-            if r.get(5) == Some(&subtype::REAUTHENTICATION) {
-                let n = r.len();
-                r[n - 1] ^= 1;
-            }
+        let out = tampered_reauthentication(kind, |r| {
+            let n = r.len();
+            r[n - 1] ^= 1;
         });
         assert!(matches!(out.server, Step::Reject { reason: FailureReason::AuthenticationFailed(_), .. }));
         assert!(out.authenticated.is_none());
