@@ -410,7 +410,7 @@ def srv(name):
 print(open(os.path.join(results, "machine.txt")).read().rstrip())
 print()
 print(f"{'run':42} {'done/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'p99.9':>8} {'errors':>6} {'srv ms/op':>9} {'others':>6}"
-      + ("  resumed" if family == "tls" else ""))
+      + ("  resumed" if family == "tls" else "  re-auth"))
 for name, title in runs:
     r = data.get(name)
     if r is None:
@@ -420,8 +420,8 @@ for name, title in runs:
     per = cpu["ms_per_completed"] if cpu and cpu["ms_per_completed"] is not None else float("nan")
     others = r["cpu"]["other_cores"]
     mark = " *" if others is not None and others > 0.2 else ""
-    offered = r.get("session_offered_share")
-    extra = f"  {100 * offered:5.1f}%" if family == "tls" and offered is not None else ""
+    offered = r.get("session_offered_share" if family == "tls" else "reauth_offered_share")
+    extra = f"  {100 * offered:5.1f}%" if offered is not None else ""
     print(
         f"{title:42} {r['throughput_per_s']:9.1f} {ms(r['latency_us']['p50']):>8} {ms(r['latency_us']['p99']):>8} "
         f"{ms(r['latency_us']['p99_9']):>8} {r['errors_total']:6d} {per:9.3f} {others if others is not None else float('nan'):6.2f}{extra}{mark}"
@@ -430,6 +430,8 @@ print("  srv ms/op: server CPU (user+system) per completed conversation; others:
 if family == "tls":
     print("  resumed: share of conversations whose card offered a stored session (the round trips in each")
     print("  RUN.txt show whether the server resumed it)")
+else:
+    print("  re-auth: share of conversations that started with the card's fast re-authentication identity")
 print("  * another process used more than 0.2 cores during the window: CPU figures are less reliable")
 print()
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Run hostapd's integrated RADIUS/EAP server for EAP-AKA and EAP-AKA' with the
-# cards of an eapay ledger, to measure it beside eapay-server with the same
-# cards and the same load generator.
+# Run hostapd's integrated RADIUS/EAP server for EAP-AKA, EAP-AKA' and EAP-SIM
+# with the cards of an eapay ledger, to measure it beside eapay-server with the
+# same cards and the same load generator.
 #
 # Usage:
 #   eapay-server card export --format hostapd --out EXPORT [--config eapay.toml]
@@ -9,7 +9,8 @@
 #       [--run-dir D] [--foreground] [--debug]
 #   scripts/hostapd-aka-server.sh --stop --run-dir D
 #
-# Starts hlr_auc_gw (Milenage vectors from EXPORT/hlr_auc_gw.milenage_db,
+# Starts hlr_auc_gw (Milenage vectors, and GSM-Milenage triplets for SIM
+# cards, from EXPORT/hlr_auc_gw.milenage_db,
 # listening on the Unix socket D/hlr_auc_gw.sock) and hostapd (driver=none:
 # no radio, only the RADIUS authentication server on UDP port PORT, EAP users
 # from EXPORT/hostapd.eap_user, `eap_sim_db=unix:D/hlr_auc_gw.sock`).

@@ -1530,7 +1530,7 @@ mod tests {
             card_dir: Some(cards.clone()),
         };
         let done = export_cards(&config, &ledger, &opts).await.unwrap();
-        assert_eq!(done.counts, vec![(CardMethod::Tls, 2), (CardMethod::Ttls, 1)]);
+        assert_eq!(done.counts, vec![(CardMethod::Tls, 2), (CardMethod::Ttls, 1), (CardMethod::Sim, 0)]);
         for (card, why) in
             [(&ttls[1], "give --card-dir"), (&ttls[2], "no usable PIN"), (&issued[2][0], "inner EAP-AKA")]
         {

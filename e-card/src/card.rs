@@ -1,6 +1,6 @@
 //! A loaded card: its [`CardFile`] and where it lives, and how the state its
-//! EAP methods report (the SQN window; later pseudonyms and TLS session
-//! tickets) is kept across runs.
+//! EAP methods report (the SQN window, SIM/AKA pseudonyms and fast
+//! re-authentication identities, TLS sessions) is kept across runs.
 //!
 //! The state is written back atomically — a temporary file in the same
 //! directory, mode 0600, fsync, rename over the card file, fsync of the
@@ -135,6 +135,28 @@ impl Card {
         Ok(true)
     }
 
+    /// Whether the card holds a fast re-authentication identity (RFC 4186/4187
+    /// §5), which it names itself with in its next conversation.
+    pub fn has_reauth_identity(&self) -> bool {
+        self.file.aka.as_ref().is_some_and(|aka| aka.reauth.is_some())
+    }
+
+    /// Drops the pseudonym and the fast re-authentication identity, so that
+    /// the next conversation is a full authentication under the permanent
+    /// identity (the load generator's `--resumption off` for SIM and AKA).
+    /// Like [`Card::remember`], writes a card file back before returning and
+    /// says whether anything changed.
+    pub fn forget_identities(&mut self) -> Result<bool, CardError> {
+        let Some(aka) = self.file.aka.as_mut() else { return Ok(false) };
+        let pseudonym = aka.pseudonym.take();
+        let reauth = aka.reauth.take();
+        if pseudonym.is_none() && reauth.is_none() {
+            return Ok(false);
+        }
+        self.persist()?;
+        Ok(true)
+    }
+
     /// Writes the card file back, if the card has one.
     fn persist(&self) -> Result<(), CardError> {
         let Some(path) = &self.path else { return Ok(()) };
@@ -229,6 +251,38 @@ mod tests {
         assert!(!card.has_session());
         assert!(!card.forget_session().unwrap());
         assert!(!Card::in_memory(card_file()).forget_session().unwrap());
+    }
+
+    #[test]
+    fn forgotten_identities_are_gone_from_memory_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("card.json");
+        let mut file = card_file();
+        if let Some(aka) = file.aka.as_mut() {
+            aka.pseudonym = Some("pseudonym@issuer.example".into());
+            aka.reauth = Some(crate::card_file::ReauthCard {
+                identity: "reauth@issuer.example".into(),
+                counter: 3,
+                keys: "00".repeat(20),
+            });
+        }
+        std::fs::write(&path, file.to_json()).unwrap();
+        let mut card = Card::load(&path).unwrap();
+        assert!(card.has_reauth_identity());
+        assert!(card.forget_identities().unwrap());
+        assert!(!card.has_reauth_identity());
+        let back = CardFile::load(&path).unwrap();
+        let aka = back.aka.as_ref().unwrap();
+        assert!(aka.pseudonym.is_none() && aka.reauth.is_none());
+        assert!(!card.forget_identities().unwrap());
+        // A pseudonym alone is forgotten too: the next identity is the permanent one.
+        let mut only_pseudonym = card_file();
+        only_pseudonym.aka.as_mut().unwrap().pseudonym = Some("p@issuer.example".into());
+        let mut card = Card::in_memory(only_pseudonym);
+        assert!(card.forget_identities().unwrap());
+        assert!(card.file().aka.as_ref().unwrap().pseudonym.is_none());
+        let tls_only = CardFile { method: "tls".into(), aka: None, ..card_file() };
+        assert!(!Card::in_memory(tls_only).forget_identities().unwrap());
     }
 
     #[test]

@@ -760,6 +760,16 @@ fn password_span(conf: &str) -> Option<(usize, usize)> {
     Some((start, end))
 }
 
+/// The `name=N` counter in the `stopped` line eapay-server logs on SIGTERM
+/// ([`Server::terminate`]); 0 if it is not there (counters at 0 are left out).
+pub fn stopped_counter(stopped: &str, name: &str) -> u64 {
+    stopped
+        .split_whitespace()
+        .find_map(|w| w.trim_matches('"').strip_prefix(&format!("{name}=")).map(str::to_owned))
+        .and_then(|v| v.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok())
+        .unwrap_or(0)
+}
+
 /// Reads the USIM password of an eapol_test configuration.
 pub fn read_usim_password(conf: &Path) -> UsimPassword {
     let text = std::fs::read_to_string(conf).unwrap_or_else(|e| panic!("reading {}: {e}", conf.display()));

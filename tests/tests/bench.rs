@@ -1,6 +1,7 @@
 //! `eapay-terminal bench` against a real eapay-server: full payments for
 //! 30 s at a modest open-loop rate (the table, no errors), auth-only with
-//! `--json` (the figures parse), and bad arguments (one line, exit 2).
+//! `--json` (the figures parse), SIM cards and AKA fast re-authentication,
+//! and bad arguments (one line, exit 2).
 //!
 //! The load is kept low: the suite runs on 2 cores beside other tests, and
 //! these tests check that the load generator works, not how fast.
@@ -8,7 +9,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use eapay_tests::{run_with_timeout, workspace_bin, Method, Server, ToolOutput};
+use eapay_tests::{run_with_timeout, section, stopped_counter, workspace_bin, Method, Server, ToolOutput};
 
 fn bench(server: &Server, cards: &std::path::Path, extra: &[&str], timeout: Duration) -> ToolOutput {
     let mut cmd = Command::new(workspace_bin("eapay-terminal"));
@@ -174,6 +175,54 @@ fn bench_pays_over_diameter() {
     assert_eq!(v["errors_total"].as_f64(), Some(0.0), "{v}");
 }
 
+/// `--method sim` plays SIM cards (full authentications: `--resumption` is
+/// off by default for the SIM/AKA family, although the cards get
+/// re-authentication identities), and `--method aka --resumption on` makes
+/// the measured conversations fast re-authentications, which the server
+/// honours (it allows 1000 in a row here, so none falls back to a full one).
+#[test]
+fn bench_plays_sim_cards_and_aka_fast_reauthentication() {
+    let server = Server::start_with("issuer.test", "eapay-test-secret", |config| {
+        section(config, "eap").insert("fast_reauth_limit".into(), toml::Value::Integer(1000));
+        // Each card pays many times a second.
+        section(config, "payment").insert("velocity_max".into(), toml::Value::Integer(0));
+    });
+    let dir = tempfile::tempdir().expect("temp dir");
+    let run = |method: Method, extra: &[&str]| {
+        let cards = server.issue_cards(method, 4, &["--limit", "100000000"]);
+        let json = dir.path().join(format!("{}.json", method.arg()));
+        let mut args = vec!["--method", method.arg(), "--cards", "4", "--concurrency", "2", "--duration", "2s"];
+        args.extend_from_slice(&["--json", json.to_str().expect("utf-8")]);
+        args.extend_from_slice(extra);
+        let out = bench(&server, &cards, &args, Duration::from_secs(60));
+        assert!(out.success(), "{method:?}: {}\n{}", out.tail(40), server.stderr());
+        let text = std::fs::read_to_string(&json).expect("--json file");
+        let v: serde_json::Value = serde_json::from_str(&text).expect("--json is JSON");
+        let completed = v["completed"].as_f64().expect("completed");
+        assert!(completed > 0.0 && v["outcomes"]["approved"].as_f64() == Some(completed), "{method:?}: {text}");
+        assert_eq!(v["errors_total"].as_f64(), Some(0.0), "{method:?}: {text}");
+        (out.stdout, v)
+    };
+
+    let (table, sim) = run(Method::Sim, &[]);
+    assert!(table.contains("EAP-SIM over RADIUS, full payments of 0.01 USD to M-DEMO, resumption off"), "{table}");
+    assert_eq!((sim["resumption"].as_str(), sim["reauth_offered_share"].as_f64()), (Some("off"), Some(0.0)), "{sim}");
+    assert!(sim["session_offered_share"].is_null() && sim["primed"].is_null(), "{sim}");
+
+    let (table, aka) = run(Method::Aka, &["--resumption", "on"]);
+    assert!(table.contains("started with the card's fast re-authentication identity"), "{table}");
+    assert_eq!(aka["resumption"], "on");
+    assert_eq!(aka["primed"]["with_reauth_identity"].as_f64(), Some(4.0), "{aka}");
+    let share = aka["reauth_offered_share"].as_f64().expect("reauth_offered_share");
+    assert!(share > 0.9, "{share} of the conversations started with a re-authentication identity\n{table}");
+    // The server took them as re-authentications, not as unknown identities
+    // followed by a full authentication.
+    let stopped = server.terminate();
+    let offered = aka["reauth_offered"].as_f64().expect("reauth_offered") as u64;
+    assert!(stopped_counter(&stopped, "reauth_ids_used") >= offered, "{offered} offered\n{stopped}");
+    assert_eq!(stopped_counter(&stopped, "reauth_ids_refused"), 0, "{stopped}");
+}
+
 #[test]
 fn bench_refuses_bad_arguments_in_one_line() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -187,7 +236,7 @@ fn bench_refuses_bad_arguments_in_one_line() {
         out.stderr
     };
     let e = run(&["--method", "peap"]);
-    assert!(e.contains("unknown EAP method: use aka, aka-prime, tls or ttls"), "{e}");
+    assert!(e.contains("unknown EAP method: use sim, aka, aka-prime, tls or ttls"), "{e}");
     let e = run(&["--method", "aka", "--cards", "3", "--concurrency", "1"]);
     assert!(e.contains("has 0 aka card(s), --cards asks for 3"), "{e}");
     assert!(e.contains("eapay-server card issue --config eapay.toml --method aka --count 3 --card-dir"), "{e}");

@@ -19,7 +19,7 @@ use eap_methods::sim_aka::attributes::{at, Message};
 use eap_methods::sim_aka::identity::{classify, IdentityKind};
 use eapay_tests::proxy::{Mode, RadiusProxy};
 use eapay_tests::terminal::{pay_args, terminal, word_after};
-use eapay_tests::{has_token, section, Method, Server, ToolOutput, MERCHANT};
+use eapay_tests::{has_token, section, stopped_counter, Method, Server, ToolOutput, MERCHANT};
 
 const KINDS: [(Method, EapType); 3] =
     [(Method::Sim, EapType::SIM), (Method::Aka, EapType::AKA), (Method::AkaPrime, EapType::AKA_PRIME)];
@@ -126,15 +126,6 @@ fn ten_payments_of_one_card_show_the_terminal_no_identity_twice() {
     }
 }
 
-/// The counter of the `name` counter in the server's `stopped` line.
-fn counter(stopped: &str, name: &str) -> u64 {
-    stopped
-        .split_whitespace()
-        .find_map(|w| w.trim_matches('"').strip_prefix(&format!("{name}=")).map(str::to_owned))
-        .and_then(|v| v.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok())
-        .unwrap_or(0)
-}
-
 /// A re-authentication identity replayed after use (the card file restored
 /// from a copy), also after a restart of the server; a re-authentication
 /// whose counter the card has seen; a forged pseudonym: each falls back to
@@ -195,8 +186,8 @@ fn replayed_stale_and_forged_identities_fall_back_to_a_full_authentication() {
         assert!(server.stderr().contains("pseudonym refused"), "{method:?}: no log line\n{}", server.stderr());
 
         let stopped = server.terminate();
-        assert!(counter(&stopped, "reauth_ids_refused") >= 1, "{method:?}: {stopped}");
-        assert!(counter(&stopped, "pseudonyms_refused") >= 1, "{method:?}: {stopped}");
+        assert!(stopped_counter(&stopped, "reauth_ids_refused") >= 1, "{method:?}: {stopped}");
+        assert!(stopped_counter(&stopped, "pseudonyms_refused") >= 1, "{method:?}: {stopped}");
     }
 }
 

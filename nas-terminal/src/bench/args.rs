@@ -18,6 +18,8 @@ use crate::options::{parse_duration, DiameterArgs, Protocol, ServerArgs};
 /// The EAP methods the load generator can play (those of e-card's peer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
+    /// EAP-SIM (RFC 4186): GSM-Milenage triplets.
+    Sim,
     Aka,
     AkaPrime,
     /// EAP-TLS: the card's registered key, the issuer's server pinned.
@@ -30,6 +32,7 @@ impl Method {
     /// The name of the method in card files and on the command line.
     pub fn name(self) -> &'static str {
         match self {
+            Method::Sim => "sim",
             Method::Aka => "aka",
             Method::AkaPrime => "aka-prime",
             Method::Tls => "tls",
@@ -37,7 +40,9 @@ impl Method {
         }
     }
 
-    /// EAP-TLS and EAP-TTLS: the methods with TLS session resumption.
+    /// EAP-TLS and EAP-TTLS: the methods with TLS session resumption. The
+    /// others are the SIM/AKA family, whose resumption is fast
+    /// re-authentication.
     pub fn is_tls_family(self) -> bool {
         matches!(self, Method::Tls | Method::Ttls)
     }
@@ -46,14 +51,12 @@ impl Method {
 /// `--method`: the clap error shows this message on its first line.
 pub fn parse_method(text: &str) -> Result<Method, String> {
     match text.to_ascii_lowercase().as_str() {
+        "sim" | "eap-sim" => Ok(Method::Sim),
         "aka" => Ok(Method::Aka),
         "aka-prime" | "aka'" | "akaprime" => Ok(Method::AkaPrime),
         "tls" | "eap-tls" => Ok(Method::Tls),
         "ttls" | "eap-ttls" => Ok(Method::Ttls),
-        "sim" => Err(format!(
-            "the load generator plays aka, aka-prime, tls and ttls cards; {text} cards are not simulated yet"
-        )),
-        _ => Err("unknown EAP method: use aka, aka-prime, tls or ttls".to_string()),
+        _ => Err("unknown EAP method: use sim, aka, aka-prime, tls or ttls".to_string()),
     }
 }
 
@@ -71,15 +74,21 @@ pub fn parse_switch(text: &str) -> Result<bool, String> {
 #[command(after_help = "The server must accept --cards cards of --method issued into --card-dir, e.g.\n  \
     eapay-server card issue --config eapay.toml --method aka --count 1000 --card-dir cards/ --limit 100000000\n\
     and, for a long full-payment run, [payment] velocity_max = 0 (no per-card velocity limit) in eapay.toml.\n\
-    TTLS cards with inner PAP carry their PIN: issue them with --pin, e.g. --method ttls --pin 1234.")]
+    TTLS cards with inner PAP carry their PIN: issue them with --pin, e.g. --method ttls --pin 1234.\n\
+    A run of fast re-authentications only (sim, aka, aka-prime with --resumption on) needs\n  \
+    [eap] fast_reauth_limit = 1000 in eapay.toml (default 16: a full authentication after every 16).")]
 pub struct BenchArgs {
-    /// EAP method of the simulated cards: aka, aka-prime, tls or ttls.
+    /// EAP method of the simulated cards: sim, aka, aka-prime, tls or ttls.
     #[arg(long, value_parser = parse_method, value_name = "METHOD")]
     pub method: Method,
-    /// TLS and TTLS: on (default): before the run each card makes one payment (a full handshake, not
-    /// measured; --merchant, --amount and --currency apply, --auth-only too), then offers the TLS
-    /// session it holds in every conversation; off: every conversation is a full handshake. Refused
-    /// for aka and aka-prime (no TLS; their fast re-authentication is not played).
+    /// on: before the run each card makes one payment (a full authentication, not measured;
+    /// --merchant, --amount and --currency apply, --auth-only too), then resumes in every
+    /// conversation: tls and ttls offer the TLS session they hold, sim, aka and aka-prime name
+    /// themselves with their fast re-authentication identity (the server makes a full
+    /// authentication after every [eap] fast_reauth_limit of them, 16 by default; 1000 for a pure
+    /// re-authentication run). off: every conversation is a full authentication (the card drops its
+    /// TLS session, or its pseudonym and re-authentication identity, first). Default: on for tls and
+    /// ttls, off for sim, aka and aka-prime.
     #[arg(long, value_parser = parse_switch, value_name = "on|off")]
     pub resumption: Option<bool>,
     /// How many cards to play, loaded from --card-dir (each card is in at most one conversation at a time).
@@ -161,9 +170,9 @@ pub struct PaymentTemplate {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub method: Method,
-    /// TLS family: whether cards resume their previous session (`--resumption`);
-    /// None for the AKA family.
-    pub resumption: Option<bool>,
+    /// `--resumption`: whether cards resume, the TLS family with their
+    /// stored session, the SIM/AKA family with fast re-authentication.
+    pub resumption: bool,
     pub cards: usize,
     pub card_dir: PathBuf,
     pub concurrency: usize,
@@ -173,10 +182,11 @@ pub struct Plan {
     /// None: authentication only.
     pub payment: Option<PaymentTemplate>,
     /// `--resumption on`: before the run each card makes one payment with
-    /// these details (a full handshake, not measured), so that every
-    /// measured conversation offers a session, auth-only ones included (a
-    /// payment server ends an auth-only conversation with a decline, after
-    /// which it issues no session).
+    /// these details (a full authentication, not measured), so that every
+    /// measured conversation resumes, auth-only ones included (a payment
+    /// server ends an auth-only conversation with a decline, after which it
+    /// issues no TLS session) and the first ones too (a SIM/AKA card gets
+    /// its first re-authentication identity from a full authentication).
     pub prime: Option<PaymentTemplate>,
     pub servers: Vec<SocketAddr>,
     pub secret: Vec<u8>,
@@ -219,14 +229,10 @@ impl BenchArgs {
                 self.concurrency
             );
         }
-        let resumption = match (self.method.is_tls_family(), self.resumption) {
-            (true, given) => Some(given.unwrap_or(true)),
-            (false, None) => None,
-            (false, Some(_)) => bail!(
-                "--resumption is for tls and ttls cards (TLS session resumption); {} cards have no TLS session",
-                self.method.name()
-            ),
-        };
+        // Off by default for the SIM/AKA family: its cards keep the
+        // re-authentication identities the server hands out, and a plain
+        // run should go on measuring full authentications.
+        let resumption = self.resumption.unwrap_or(self.method.is_tls_family());
         for pid in &self.server_pid {
             if !std::path::Path::new(&format!("/proc/{pid}/stat")).exists() {
                 bail!("--server-pid {pid}: no such process (/proc/{pid}/stat)");
@@ -254,7 +260,7 @@ impl BenchArgs {
                 display: currency::format_amount(amount, currency),
             }
         };
-        let prime = (resumption == Some(true)).then(|| template.clone());
+        let prime = resumption.then(|| template.clone());
         let payment = (!self.auth_only).then_some(template);
         Ok(Plan {
             method: self.method,
@@ -309,29 +315,36 @@ mod tests {
         assert_eq!(parse_method("tls"), Ok(Method::Tls));
         assert_eq!(parse_method("EAP-TTLS"), Ok(Method::Ttls));
         assert_eq!(Method::Ttls.name(), "ttls");
-        assert!(Method::Tls.is_tls_family() && !Method::AkaPrime.is_tls_family());
-        assert!(parse_method("sim").unwrap_err().contains("not simulated yet"));
-        assert!(parse_method("peap").unwrap_err().contains("unknown EAP method"));
+        assert_eq!(parse_method("sim"), Ok(Method::Sim));
+        assert_eq!(parse_method("EAP-SIM"), Ok(Method::Sim));
+        assert_eq!(Method::Sim.name(), "sim");
+        assert!(Method::Tls.is_tls_family() && !Method::AkaPrime.is_tls_family() && !Method::Sim.is_tls_family());
+        let e = parse_method("peap").unwrap_err();
+        assert!(e.contains("unknown EAP method: use sim, aka, aka-prime, tls or ttls"), "{e}");
     }
 
     #[test]
-    fn resumption_is_on_by_default_for_the_tls_family_and_refused_for_aka() {
+    fn resumption_is_on_by_default_for_the_tls_family_and_off_for_sim_and_aka() {
         let plan = |extra: &[&str]| parse(extra).unwrap().plan();
         let on = plan(&["--method", "tls", "--concurrency", "2", "--auth-only"]).unwrap();
-        assert_eq!(on.resumption, Some(true));
+        assert!(on.resumption);
         // Auth-only too: the cards get their sessions from a priming payment.
         assert!(on.payment.is_none());
         assert_eq!(on.prime.as_ref().map(|p| p.display.as_str()), Some("0.01 USD"));
         let off = plan(&["--method", "ttls", "--concurrency", "2", "--resumption", "off"]).unwrap();
-        assert_eq!((off.resumption, off.prime.is_none(), off.payment.is_some()), (Some(false), true, true));
-        assert_eq!(
-            plan(&["--method", "tls", "--concurrency", "2", "--resumption", "ON"]).unwrap().resumption,
-            Some(true)
-        );
-        let aka = plan(&["--method", "aka", "--concurrency", "2"]).unwrap();
-        assert_eq!((aka.resumption, aka.prime.is_none()), (None, true));
-        let e = plan(&["--method", "aka", "--concurrency", "2", "--resumption", "off"]).unwrap_err().to_string();
-        assert!(e.contains("--resumption is for tls and ttls"), "{e}");
+        assert_eq!((off.resumption, off.prime.is_none(), off.payment.is_some()), (false, true, true));
+        assert!(plan(&["--method", "tls", "--concurrency", "2", "--resumption", "ON"]).unwrap().resumption);
+        // A plain SIM/AKA run measures full authentications, as before the
+        // cards kept their re-authentication identities.
+        for method in ["sim", "aka", "aka-prime"] {
+            let p = plan(&["--method", method, "--concurrency", "2"]).unwrap();
+            assert_eq!((p.resumption, p.prime.is_none(), p.payment.is_some()), (false, true, true), "{method}");
+        }
+        let aka = plan(&["--method", "aka", "--concurrency", "2", "--resumption", "on", "--auth-only"]).unwrap();
+        assert_eq!((aka.resumption, aka.payment.is_none()), (true, true));
+        assert_eq!(aka.prime.as_ref().map(|p| p.display.as_str()), Some("0.01 USD"));
+        let sim = plan(&["--method", "sim", "--concurrency", "2", "--resumption", "off"]).unwrap();
+        assert_eq!((sim.method, sim.resumption, sim.prime.is_none()), (Method::Sim, false, true));
         let e = parse(&["--method", "tls", "--resumption", "maybe"]).err().unwrap().to_string();
         assert!(e.contains("use on or off"), "{e}");
     }

@@ -1,7 +1,7 @@
 //! The simulated cards: card files of one method from a directory, played
-//! in memory (their SQN state and TLS sessions are not written back; the
-//! issuer's SQN only moves forward, so the files stay usable for the next
-//! run, and each run starts with full TLS handshakes).
+//! in memory (their SQN state, SIM/AKA identities and TLS sessions are not
+//! written back; the issuer's SQN only moves forward, so the files stay
+//! usable for the next run, and each run starts with full authentications).
 
 use std::path::Path;
 
@@ -79,11 +79,13 @@ mod tests {
     use e_card::card_file::{AkaCard, VERSION};
 
     fn card(id: &str, method: &str) -> CardFile {
+        // The permanent identity's leading digit names the method (RFC 4186/4187 §4.1.1.6).
+        let prefix = if method == "sim" { '1' } else { '0' };
         CardFile {
             version: VERSION,
             card_id: id.into(),
             method: method.into(),
-            identity: format!("0{id}@issuer.example"),
+            identity: format!("{prefix}{id}@issuer.example"),
             realm: "issuer.example".into(),
             aka: Some(AkaCard::new("46".repeat(16), "2b".repeat(16))),
             tls: None,
@@ -93,7 +95,7 @@ mod tests {
     #[test]
     fn loads_the_cards_of_the_method_and_says_how_to_issue_more() {
         let dir = tempfile::tempdir().unwrap();
-        for (i, m) in ["aka", "aka-prime", "aka"].iter().enumerate() {
+        for (i, m) in ["aka", "aka-prime", "aka", "sim"].iter().enumerate() {
             std::fs::write(dir.path().join(format!("c{i}.json")), card(&format!("c{i}"), m).to_json()).unwrap();
         }
         std::fs::write(dir.path().join("other.json"), "{}").unwrap();
@@ -104,6 +106,10 @@ mod tests {
         assert!(e.contains("card issue --config eapay.toml --method aka-prime --count 2 --card-dir"), "{e}");
         let e = format!("{:#}", load(&dir.path().join("missing"), Method::Aka, 1).unwrap_err());
         assert!(e.contains("--count 1 --card-dir"), "{e}");
+        let sim = load(dir.path(), Method::Sim, 1).unwrap();
+        assert_eq!((sim[0].file().card_id.as_str(), sim[0].file().identity.as_str()), ("c3", "1c3@issuer.example"));
+        let e = load(dir.path(), Method::Sim, 2).unwrap_err().to_string();
+        assert!(e.contains("has 1 sim card(s)") && e.contains("--method sim --count 1 --card-dir"), "{e}");
         let e = load(dir.path(), Method::Ttls, 1).unwrap_err().to_string();
         assert!(e.contains("has 0 ttls card(s)") && e.contains("--method ttls --pin 1234 --count 1"), "{e}");
     }

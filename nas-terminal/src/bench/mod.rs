@@ -5,17 +5,23 @@
 //! latency percentiles (HDR histogram), outcomes and errors, optionally
 //! JSON (`--json`) and an SVG plot (`--plot`).
 //!
-//! Methods: EAP-AKA, EAP-AKA', EAP-TLS and EAP-TTLS cards (e-card's peers).
-//! For the TLS family `--resumption on` (default) first makes one payment
-//! per card, not measured ([`runner::prime`]: eapay-server issues a session
-//! only with an approval, so auth-only conversations alone would never
-//! resume), then lets each card offer the session it holds in every
-//! conversation; `--resumption off` drops the stored session before each
-//! conversation (a full handshake every time). The report says which, and
-//! how many conversations offered a session (whether the server resumed it
-//! shows in its CPU time and the round trips). `--resumption` is refused
-//! for aka and aka-prime: they have no TLS session, and their fast
-//! re-authentication is not played.
+//! Methods: EAP-SIM, EAP-AKA, EAP-AKA', EAP-TLS and EAP-TTLS cards (e-card's
+//! peers). `--resumption on` first makes one payment per card, not measured
+//! ([`runner::prime`]: eapay-server issues a TLS session only with an
+//! approval, so auth-only conversations alone would never resume, and a
+//! SIM/AKA card gets its first re-authentication identity from a full
+//! authentication), then lets each card resume in every conversation: the
+//! TLS family offers the session it holds, the SIM/AKA family names itself
+//! with its fast re-authentication identity (RFC 4186/4187 §5; the server
+//! still makes a full authentication after every `[eap] fast_reauth_limit`
+//! re-authentications). `--resumption off` makes every conversation a full
+//! one: the card drops its stored session, or its pseudonym and
+//! re-authentication identity, before each conversation. It is the default
+//! for the SIM/AKA family: its in-memory cards keep the identities the
+//! server hands out, so without it a run would drift into
+//! re-authentications. The report says which, and how many conversations
+//! offered a session or started with a re-authentication identity (whether
+//! the server honoured it shows in its CPU time and the round trips).
 //!
 //! - [`args`]: the command line and its checked [`args::Plan`].
 //! - [`cards`]: card files from `--card-dir`, played in memory.
@@ -56,11 +62,15 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let clients = runner::clients(&plan).await?;
     let hands = runner::deal(cards, plan.concurrency);
     let (clients, hands, primed) = if plan.prime.is_some() {
-        eprintln!("bench: priming: one payment per card, so that each holds a TLS session");
+        let what = if plan.method.is_tls_family() { "a TLS session" } else { "a fast re-authentication identity" };
+        eprintln!("bench: priming: one payment per card, so that each holds {what}");
         let (clients, hands, primed) = runner::prime(&plan, clients, hands).await;
         eprintln!(
-            "bench: primed {} cards in {:.1} s: {} hold a session, {} priming payments not approved",
-            primed.cards, primed.seconds, primed.with_session, primed.not_approved
+            "bench: primed {} cards in {:.1} s: {}, {} priming payments not approved",
+            primed.cards,
+            primed.seconds,
+            primed.holding(plan.method.is_tls_family()),
+            primed.not_approved
         );
         (clients, hands, Some(primed))
     } else {
@@ -74,7 +84,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         "bench: {} {} cards{}, {} terminals, {} for {} s{} against {}",
         plan.cards,
         plan.method.name(),
-        plan.resumption.map_or("", |on| if on { " (resumption on)" } else { " (resumption off)" }),
+        if plan.resumption { " (resumption on)" } else { " (resumption off)" },
         plan.concurrency,
         plan.rate.map_or_else(|| "closed loop".to_string(), |r| format!("{r}/s")),
         plan.duration.as_secs_f64(),

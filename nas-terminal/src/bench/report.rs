@@ -21,12 +21,19 @@ pub struct Report {
     /// UTC start time.
     pub started_at: String,
     pub method: String,
-    /// TLS and TTLS: `on` (each card resumes the session of its previous
-    /// conversation) or `off` (a full handshake every time); None for AKA.
+    /// `on` (each card resumes: the TLS session of its previous
+    /// conversation, or a fast re-authentication with the identity the
+    /// previous one handed out) or `off` (a full authentication every
+    /// time). Always given now; an Option because earlier versions wrote
+    /// null for AKA.
     pub resumption: Option<String>,
     /// TLS and TTLS: the share of completed conversations whose card
     /// offered a stored session (`session_offered / completed`).
     pub session_offered_share: Option<f64>,
+    /// SIM, AKA and AKA': the share of completed conversations whose card
+    /// began with a fast re-authentication identity (`reauth_offered /
+    /// completed`).
+    pub reauth_offered_share: Option<f64>,
     /// `--resumption on`: the priming payments made before the run.
     pub primed: Option<Primed>,
     /// `payment` or `auth-only`.
@@ -46,23 +53,23 @@ pub struct Report {
     #[serde(flatten)]
     pub summary: Summary,
     pub cpu: CpuReport,
+    /// Which family's resumption the table describes.
+    #[serde(skip)]
+    tls_family: bool,
 }
 
 impl Report {
     pub fn new(plan: &Plan, started_at: String, summary: Summary, cpu: CpuReport, primed: Option<Primed>) -> Self {
+        let tls_family = plan.method.is_tls_family();
+        let share = |n: u64| if summary.completed == 0 { 0.0 } else { n as f64 / summary.completed as f64 };
         Report {
             version: 1,
             tool: format!("eapay-terminal bench {}", env!("CARGO_PKG_VERSION")),
             started_at,
             method: plan.method.name().to_string(),
-            resumption: plan.resumption.map(|on| if on { "on" } else { "off" }.to_string()),
-            session_offered_share: plan.resumption.map(|_| {
-                if summary.completed == 0 {
-                    0.0
-                } else {
-                    summary.session_offered as f64 / summary.completed as f64
-                }
-            }),
+            resumption: Some(if plan.resumption { "on" } else { "off" }.to_string()),
+            session_offered_share: tls_family.then(|| share(summary.session_offered)),
+            reauth_offered_share: (!tls_family).then(|| share(summary.reauth_offered)),
             primed,
             mode: if plan.payment.is_some() { "payment" } else { "auth-only" }.to_string(),
             amount: plan.payment.as_ref().map(|p| p.display.clone()),
@@ -76,6 +83,7 @@ impl Report {
             duration_s: plan.duration.as_secs_f64(),
             summary,
             cpu,
+            tls_family,
         }
     }
 
@@ -162,12 +170,30 @@ impl Report {
                 s.completed
             );
         }
+        if let (Some(resumption), Some(share)) = (&self.resumption, self.reauth_offered_share) {
+            let why = if resumption == "on" {
+                ""
+            } else {
+                "; off: every conversation is a full authentication with the permanent identity"
+            };
+            let _ = writeln!(
+                out,
+                "  resumption   {resumption}: {:.1}% of completed conversations started with the card's fast \
+                 re-authentication identity ({} of {}{why})",
+                share * 100.0,
+                s.reauth_offered,
+                s.completed
+            );
+        }
         if let Some(p) = &self.primed {
             let _ = writeln!(
                 out,
                 "               primed before the run: {} cards made one payment each in {:.1} s ({} not approved); \
-                 {} hold a session",
-                p.cards, p.seconds, p.not_approved, p.with_session
+                 {}",
+                p.cards,
+                p.seconds,
+                p.not_approved,
+                p.holding(self.tls_family)
             );
         }
         if self.mode == "auth-only" && o.authenticated == 0 && o.declined.contains_key("12 Invalid-Transaction") {
@@ -217,6 +243,7 @@ impl Report {
 /// `AKA'` for `aka-prime`: what follows "EAP-" in titles.
 pub(super) fn method_title(method: &str) -> &str {
     match method {
+        "sim" => "SIM",
         "aka" => "AKA",
         "aka-prime" => "AKA'",
         "tls" => "TLS",

@@ -25,7 +25,7 @@ use nas_terminal::transport::Issuer;
 use tokio::time::Instant;
 
 use super::args::Plan;
-use super::stats::{Failure, Live, Outcome, Recorder};
+use super::stats::{Failure, Live, Offered, Outcome, Recorder};
 use crate::options::now_ms;
 
 /// State shared by the workers.
@@ -108,17 +108,32 @@ pub fn deal(cards: Vec<Card>, workers: usize) -> Vec<Vec<Card>> {
 pub struct Primed {
     /// Cards that made their priming payment.
     pub cards: u64,
-    /// Cards that hold a TLS session afterwards.
+    /// TLS family: cards that hold a TLS session afterwards.
     pub with_session: u64,
+    /// SIM/AKA family: cards that hold a fast re-authentication identity
+    /// afterwards.
+    pub with_reauth_identity: u64,
     /// Priming payments that failed or were declined (their card may
-    /// still hold a session).
+    /// still hold a session or identity).
     pub not_approved: u64,
     pub seconds: f64,
 }
 
+impl Primed {
+    /// `12 hold a session`: what the primed cards resume with.
+    pub fn holding(&self, tls_family: bool) -> String {
+        if tls_family {
+            format!("{} hold a session", self.with_session)
+        } else {
+            format!("{} hold a fast re-authentication identity", self.with_reauth_identity)
+        }
+    }
+}
+
 /// `--resumption on`: one payment per card, one terminal per hand, before
-/// the run (not measured), so that each card holds a TLS session. Cards left
-/// when `limit` has passed are not primed.
+/// the run (not measured), so that each card holds a TLS session or a fast
+/// re-authentication identity. Cards left when `limit` has passed are not
+/// primed.
 pub async fn prime(plan: &Plan, clients: Vec<Issuer>, hands: Vec<Vec<Card>>) -> (Vec<Issuer>, Vec<Vec<Card>>, Primed) {
     let Some(template) = plan.prime.clone() else { return (clients, hands, Primed::default()) };
     let began = Instant::now();
@@ -157,7 +172,8 @@ pub async fn prime(plan: &Plan, clients: Vec<Issuer>, hands: Vec<Vec<Card>>) -> 
                 }
             }
             let with_session = cards.iter().filter(|c| c.has_session()).count() as u64;
-            (index, client, cards, primed, with_session, not_approved)
+            let with_reauth = cards.iter().filter(|c| c.has_reauth_identity()).count() as u64;
+            (index, client, cards, primed, (with_session, with_reauth), not_approved)
         });
     }
     let mut done = Vec::with_capacity(tasks.len());
@@ -165,9 +181,10 @@ pub async fn prime(plan: &Plan, clients: Vec<Issuer>, hands: Vec<Vec<Card>>) -> 
     while let Some(joined) = tasks.join_next().await {
         // A priming task does not panic; if one did, its hand is lost and the
         // run goes on with fewer terminals.
-        let Ok((index, client, cards, n, with_session, not_approved)) = joined else { continue };
+        let Ok((index, client, cards, n, (with_session, with_reauth), not_approved)) = joined else { continue };
         primed.cards += n;
         primed.with_session += with_session;
+        primed.with_reauth_identity += with_reauth;
         primed.not_approved += not_approved;
         done.push((index, client, cards));
     }
@@ -188,12 +205,19 @@ pub async fn worker(shared: Arc<Shared>, index: usize, mut client: Issuer, mut c
         let count = cards.len();
         let card = &mut cards[turn % count];
         turn += 1;
-        // --resumption off: a full handshake every time. An in-memory card
-        // writes nothing back, so this cannot fail.
-        if shared.plan.resumption == Some(false) {
-            let _ = card.forget_session();
+        // --resumption off: a full authentication every time. An in-memory
+        // card writes nothing back, so this cannot fail.
+        let tls = shared.plan.method.is_tls_family();
+        if !shared.plan.resumption {
+            let _ = if tls { card.forget_session() } else { card.forget_identities() };
         }
-        let offered = card.has_session();
+        let offered = if tls && card.has_session() {
+            Offered::TlsSession
+        } else if !tls && card.has_reauth_identity() {
+            Offered::ReauthIdentity
+        } else {
+            Offered::Nothing
+        };
         sequence += 1;
         let details = shared.plan.payment.as_ref().map(|p| PaymentDetails {
             // B<run>-<worker>-<n>: unique per merchant, at most 40 bytes.

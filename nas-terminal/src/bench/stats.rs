@@ -27,6 +27,17 @@ pub enum Outcome {
     RefusedByCard,
 }
 
+/// What a card held to resume with when its conversation began.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offered {
+    /// A full authentication (as far as the card can tell).
+    Nothing,
+    /// TLS family: a stored TLS session.
+    TlsSession,
+    /// SIM/AKA family: a fast re-authentication identity.
+    ReauthIdentity,
+}
+
 /// A conversation that did not reach an answer.
 #[derive(Debug, Clone)]
 pub struct Failure {
@@ -84,6 +95,9 @@ pub struct Recorder {
     rounds: BTreeMap<usize, u64>,
     /// Completed conversations whose card offered a stored TLS session.
     session_offered: u64,
+    /// Completed conversations whose card began with a fast
+    /// re-authentication identity.
+    reauth_offered: u64,
     /// Conversations outside the window (warm-up, and those started after
     /// the deadline that were already under way).
     outside: u64,
@@ -107,6 +121,7 @@ impl Recorder {
             in_doubt: 0,
             rounds: BTreeMap::new(),
             session_offered: 0,
+            reauth_offered: 0,
             outside: 0,
         }
     }
@@ -127,13 +142,13 @@ impl Recorder {
 
     /// A conversation that `started` (for an open loop: was due to start)
     /// and ended at `finished` after `rounds` RADIUS round trips; `offered`:
-    /// its card offered a stored TLS session for resumption.
+    /// what its card held to resume with.
     pub fn record(
         &mut self,
         started: Instant,
         finished: Instant,
         rounds: usize,
-        offered: bool,
+        offered: Offered,
         result: Result<Outcome, Failure>,
     ) {
         let micros = finished.saturating_duration_since(started).as_micros().clamp(1, u128::from(MAX_US)) as u64;
@@ -154,7 +169,8 @@ impl Recorder {
             Ok(outcome) => {
                 let _ = self.total.record(micros);
                 *self.rounds.entry(rounds).or_default() += 1;
-                self.session_offered += u64::from(offered);
+                self.session_offered += u64::from(offered == Offered::TlsSession);
+                self.reauth_offered += u64::from(offered == Offered::ReauthIdentity);
                 match outcome {
                     Outcome::Approved => self.approved += 1,
                     Outcome::Authenticated => self.authenticated += 1,
@@ -224,6 +240,7 @@ impl Recorder {
             in_doubt: self.in_doubt,
             round_trips: self.rounds.iter().map(|(r, n)| (r.to_string(), *n)).collect(),
             session_offered: self.session_offered,
+            reauth_offered: self.reauth_offered,
             outside_window: self.outside,
             timeline,
             distribution: distribution(&self.total),
@@ -285,8 +302,12 @@ pub struct Summary {
     /// Completed conversations by the number of RADIUS round trips they took.
     pub round_trips: BTreeMap<String, u64>,
     /// Completed conversations whose card offered a stored TLS session (the
-    /// server may still have made a full handshake); 0 for the AKA family.
+    /// server may still have made a full handshake); 0 for the SIM/AKA family.
     pub session_offered: u64,
+    /// Completed conversations whose card began with a fast
+    /// re-authentication identity (the server may still have made a full
+    /// authentication); 0 for the TLS family.
+    pub reauth_offered: u64,
     /// Conversations outside the window (warm-up, tail), not counted above.
     pub outside_window: u64,
     pub timeline: Vec<SecondSummary>,
@@ -369,16 +390,18 @@ mod tests {
         let origin = Instant::now();
         let mut r = Recorder::new(origin, Duration::from_secs(1), Duration::from_secs(2));
         let at = |ms: u64| origin + Duration::from_millis(ms);
-        r.record(at(500), at(501), 2, true, Ok(Outcome::Approved)); // warm-up
+        let (session, reauth) = (Offered::TlsSession, Offered::ReauthIdentity);
+        r.record(at(500), at(501), 2, session, Ok(Outcome::Approved)); // warm-up
         for i in 0..100 {
-            r.record(at(1000 + i), at(1000 + i + 2), 2, i % 4 != 0, Ok(Outcome::Approved));
+            let offered = if i % 4 != 0 { session } else { Offered::Nothing };
+            r.record(at(1000 + i), at(1000 + i + 2), 2, offered, Ok(Outcome::Approved));
         }
-        r.record(at(1500), at(1510), 2, false, Ok(Outcome::Declined(Some(51))));
-        r.record(at(1600), at(1700), 1, true, Ok(Outcome::Declined(None)));
+        r.record(at(1500), at(1510), 2, reauth, Ok(Outcome::Declined(Some(51))));
+        r.record(at(1600), at(1700), 1, session, Ok(Outcome::Declined(None)));
         let failure = Failure { kind: "timeout", message: "no answer".into(), in_doubt: true };
-        r.record(at(2000), at(2900), 1, true, Err(failure.clone()));
-        r.record(at(2100), at(2900), 1, true, Err(Failure { message: "second".into(), ..failure }));
-        r.record(at(3000), at(3001), 2, true, Ok(Outcome::Approved)); // after the window
+        r.record(at(2000), at(2900), 1, reauth, Err(failure.clone()));
+        r.record(at(2100), at(2900), 1, session, Err(Failure { message: "second".into(), ..failure }));
+        r.record(at(3000), at(3001), 2, reauth, Ok(Outcome::Approved)); // after the window
         let s = r.summary();
         assert_eq!(s.completed, 102);
         assert!((s.throughput_per_s - 51.0).abs() < 1e-9);
@@ -394,6 +417,8 @@ mod tests {
         assert_eq!(s.outside_window, 2);
         // Completed in the window only: 75 of the 100 approvals and one decline.
         assert_eq!(s.session_offered, 76);
+        // The decline; the failure and the one after the window do not count.
+        assert_eq!(s.reauth_offered, 1);
         assert!((1999..=2001).contains(&s.latency_us.p50), "{}", s.latency_us.p50);
         assert!((99_000..=101_000).contains(&s.latency_us.max));
         assert_eq!(s.timeline.len(), 4);
