@@ -394,8 +394,17 @@ impl Ledger for SqlLedger {
     }
 
     async fn subscriber(&self, card_id: &str, method: CardMethod) -> Result<Option<SubscriberKeys>, ServerError> {
-        // K/OPc never change: a plain read, no writer.
-        let cred = cards::aka_credential(&mut *self.db.pool.acquire().await?, card_id, method).await?;
+        // K/OPc never change: read once (no writer), then from memory.
+        let cred = match self.profiles.credential(card_id, method) {
+            Some(cred) => Some(cred),
+            None => {
+                let cred = cards::aka_credential(&mut *self.db.pool.acquire().await?, card_id, method).await?;
+                if let Some(c) = &cred {
+                    self.profiles.insert_credential(card_id, method, c.clone());
+                }
+                cred
+            }
+        };
         cred.map(|c| c.open(&self.kek, card_id)).transpose()
     }
 
@@ -404,10 +413,8 @@ impl Ledger for SqlLedger {
     }
 
     async fn use_reauth(&self, card_id: &str, issued_us: u64) -> Result<bool, ServerError> {
-        let mut tx = self.db.begin_write().await?;
-        let used = cards::use_reauth(&mut tx, card_id, issued_us).await?;
-        tx.commit().await?;
-        Ok(used)
+        // Through the writer: re-authentications share its group commits.
+        self.writer.use_reauth(card_id.to_string(), issued_us).await
     }
 
     async fn card_by_key(&self, spki: &[u8]) -> Result<Answer, ServerError> {

@@ -1,14 +1,18 @@
-//! Card profiles (method and confirmation rule) and registered TLS keys kept
-//! in memory: every conversation starts by looking a profile up, every signed
-//! confirmation is checked against a key, and none of them changes after
-//! issuance, so a cached one is never stale. What does change (status,
+//! Card profiles (method and confirmation rule), registered TLS keys and
+//! sealed SIM/AKA keys kept in memory: every conversation starts by looking a
+//! profile up, every signed confirmation is checked against a key, every
+//! EAP-SIM authentication needs K/OPc, and none of them changes after
+//! issuance, so a cached one is never stale (the keys stay sealed under the
+//! KEK here, as in the ledger). What does change (status,
 //! limits, balance) is read inside the decision's transaction, not here.
 //! Unknown cards are not cached: the admin CLI may issue one at any time.
 
 use std::time::{Duration, Instant};
 
 use super::bounded_map::BoundedMap;
+use super::cards::SealedAka;
 use super::model::{CardProfile, RegisteredKey};
+use crate::cards::CardMethod;
 
 /// Profiles kept at most; beyond, one is dropped and read again when needed.
 const CAPACITY: usize = 65_536;
@@ -21,6 +25,8 @@ pub struct ProfileCache {
     /// when that was read. A key never moves to another card, but the card
     /// may be blocked: the entry is trusted for [`OWNER_FRESHNESS`] only.
     owners: BoundedMap<[u8; 32], (String, Instant)>,
+    /// (card, method it was asked for) -> its sealed K/OPc.
+    credentials: BoundedMap<(String, CardMethod), SealedAka>,
 }
 
 /// How long "this key's card is active" is believed without reading the
@@ -30,7 +36,12 @@ pub const OWNER_FRESHNESS: Duration = Duration::from_secs(1);
 
 impl Default for ProfileCache {
     fn default() -> Self {
-        Self { profiles: BoundedMap::new(CAPACITY), keys: BoundedMap::new(CAPACITY), owners: BoundedMap::new(CAPACITY) }
+        Self {
+            profiles: BoundedMap::new(CAPACITY),
+            keys: BoundedMap::new(CAPACITY),
+            owners: BoundedMap::new(CAPACITY),
+            credentials: BoundedMap::new(CAPACITY),
+        }
     }
 }
 
@@ -49,6 +60,14 @@ impl ProfileCache {
 
     pub fn insert_key(&self, card_id: &str, key: RegisteredKey) {
         self.keys.insert(card_id.to_owned(), key);
+    }
+
+    pub fn credential(&self, card_id: &str, method: CardMethod) -> Option<SealedAka> {
+        self.credentials.lock().get(&(card_id.to_owned(), method)).cloned()
+    }
+
+    pub fn insert_credential(&self, card_id: &str, method: CardMethod, sealed: SealedAka) {
+        self.credentials.insert((card_id.to_owned(), method), sealed);
     }
 
     /// The active card owning the key with this id, if read recently.

@@ -58,12 +58,15 @@ enum Job {
     Authorize(Box<Attempt>, Reply<Decision>),
     Settle(Settlement, Reply<SettlementOutcome>),
     AdvanceSqn(SqnRequest, Reply<Option<ReservedSqns>>),
+    /// Use up a SIM/AKA re-authentication identity (card, issue time).
+    UseReauth(String, u64, Reply<bool>),
 }
 
 enum Done {
     Decision(Decision),
     Settlement(SettlementOutcome),
     Sqn(Option<ReservedSqns>),
+    Used(bool),
 }
 
 impl Job {
@@ -77,6 +80,7 @@ impl Job {
             Job::AdvanceSqn(r, _) => {
                 cards::reserve_sqns(&w.db, conn, &r.card_id, r.method, r.resync_to, r.count).await.map(Done::Sqn)
             }
+            Job::UseReauth(card_id, issued_us, _) => cards::use_reauth(conn, card_id, *issued_us).await.map(Done::Used),
         }
     }
 
@@ -94,6 +98,9 @@ impl Job {
             }
             Job::AdvanceSqn(_, reply) => {
                 let _ = reply.send(result.and_then(|d| if let Done::Sqn(x) = d { Ok(x) } else { Err(mismatch()) }));
+            }
+            Job::UseReauth(_, _, reply) => {
+                let _ = reply.send(result.and_then(|d| if let Done::Used(x) = d { Ok(x) } else { Err(mismatch()) }));
             }
         }
     }
@@ -113,6 +120,7 @@ impl std::fmt::Debug for Job {
             Job::Authorize(..) => "Authorize",
             Job::Settle(..) => "Settle",
             Job::AdvanceSqn(..) => "AdvanceSqn",
+            Job::UseReauth(..) => "UseReauth",
         })
     }
 }
@@ -145,6 +153,11 @@ impl Writer {
 
     pub async fn authorize(&self, attempt: Attempt) -> Result<Decision, ServerError> {
         self.call(|reply| Job::Authorize(Box::new(attempt), reply)).await
+    }
+
+    /// See `cards::use_reauth`; durable before it answers.
+    pub async fn use_reauth(&self, card_id: String, issued_us: u64) -> Result<bool, ServerError> {
+        self.call(|reply| Job::UseReauth(card_id, issued_us, reply)).await
     }
 
     pub async fn settle(&self, settlement: Settlement) -> Result<SettlementOutcome, ServerError> {
