@@ -38,6 +38,7 @@ use aaa_proto::receipt::IssuerPublicKey;
 use e_card::card_file::CardFile;
 use eap_methods::peer::PeerEvent;
 
+pub mod capture;
 pub mod eapol;
 pub mod proxy;
 pub mod terminal;
@@ -119,7 +120,8 @@ pub fn find_in_path(name: &str) -> Option<PathBuf> {
         .find(|p| p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false))
 }
 
-fn interop_required() -> bool {
+/// `EAPAY_REQUIRE_INTEROP=1`: a missing tool is a failure, not a skip.
+pub fn interop_required() -> bool {
     std::env::var("EAPAY_REQUIRE_INTEROP").as_deref() == Ok("1")
 }
 
@@ -664,6 +666,17 @@ impl Server {
         assert!(has_token(&shown, "approved"), "{what}:\n{shown}");
         assert!(has_token(&shown, "confirmed"), "{what}: the card confirmed inside EAP:\n{shown}");
         assert_eq!(self.txn_fields(MERCHANT, like), self.txn_fields(MERCHANT, txn), "{what}: the same ledger record");
+    }
+
+    /// Captures this server's RADIUS and Diameter traffic until the returned
+    /// guard is dropped, then has tshark judge it (`capture.rs`). None (with
+    /// a `SKIP:` line) where tshark cannot run, unless required.
+    pub fn capture(&self) -> Option<capture::Capture> {
+        let radius = [self.auth, self.acct]
+            .iter()
+            .map(|a| capture::RadiusPort { port: a.port(), secret: self.secret.clone(), eapay: true })
+            .collect();
+        capture::Capture::start(radius, self.diameter.iter().map(SocketAddr::port).collect())
     }
 
     /// `card block ID`.

@@ -46,6 +46,7 @@ fn pay_radius(server: &Server, card: &Path, amount: &str, reversals: &Path) -> T
 #[test]
 fn aka_and_tls_cards_pay_over_diameter_as_over_radius() {
     let server = Server::start_default();
+    let _capture = server.capture();
     let diameter = server.diameter.expect("Diameter is served");
     let issuer_pub = server.data_dir.join("issuer.pub").display().to_string();
     for method in [Method::Sim, Method::Aka, Method::AkaPrime, Method::Tls, Method::Ttls] {
@@ -87,6 +88,7 @@ fn aka_and_tls_cards_pay_over_diameter_as_over_radius() {
 #[test]
 fn declines_come_back_over_diameter_with_their_code() {
     let server = Server::start_default();
+    let _capture = server.capture();
     let diameter = server.diameter.expect("Diameter is served");
     let card = server.card(Method::Aka);
     let reversals = server.scratch("reversals.json");
@@ -102,6 +104,7 @@ fn declines_come_back_over_diameter_with_their_code() {
 #[test]
 fn an_unknown_terminal_is_refused_with_one_line() {
     let server = Server::start_default();
+    let _capture = server.capture();
     let diameter = server.diameter.expect("Diameter is served").to_string();
     let out = terminal(&[
         "pay",
@@ -194,6 +197,7 @@ fn forward_answers(mut from: TcpStream, mut to: TcpStream, lost: &AtomicUsize) {
 #[test]
 fn a_retransmitted_der_is_not_charged_twice() {
     let server = Server::start_default();
+    let _capture = server.capture();
     let diameter = server.diameter.expect("Diameter is served");
     let proxy = LoseFirstApproval::start(diameter);
     let card = server.card(Method::Aka);
@@ -210,6 +214,7 @@ fn a_retransmitted_der_is_not_charged_twice() {
 #[test]
 fn an_acr_reversal_gives_the_amount_back() {
     let server = Server::start_default();
+    let _capture = server.capture();
     let diameter = server.diameter.expect("Diameter is served");
     let card = server.card(Method::Aka);
     let reversals = server.scratch("reversals.json");
@@ -266,6 +271,7 @@ fn a_diameter_peer_acts_only_for_its_own_merchants() {
         shop.insert("merchants".into(), toml::Value::Array(vec!["M-SHOP2".into()]));
         peers.push(toml::Value::Table(shop));
     });
+    let _capture = server.capture();
     let diameter = server.diameter.expect("Diameter is served").to_string();
     let card = server.card(Method::Aka);
     let (card, reversals) = (card.json.display().to_string(), server.scratch("r.json").display().to_string());

@@ -394,6 +394,7 @@ fn is_auth_only_decline(line: &str) -> bool {
 fn payment_through_the_gateway(method: Method, test: &str) {
     let Some((eapol, fdd)) = require_tools(test) else { return };
     let server = start_server();
+    let _capture = server.capture();
     let card = server.card(method);
     let gateway = Gateway::start(&fdd, &server, &[], false);
     let payment = details("radgw", 1250);
@@ -544,6 +545,7 @@ fn app_radgw_drops_requests_with_a_wrong_radius_secret() {
     let test = "app_radgw_drops_requests_with_a_wrong_radius_secret";
     let Some((eapol, fdd)) = require_tools(test) else { return };
     let server = start_server();
+    let _capture = server.capture();
     let card = server.card(Method::Aka);
     let gateway = Gateway::start(&fdd, &server, &[77], false);
     let out = gateway.eapol_test(&eapol, &card.eapol_conf, "not-the-radgw-secret", 3, &[]);
@@ -571,6 +573,7 @@ fn a_payment_through_the_eapay_gateway_is_approved() {
     let test = "a_payment_through_the_eapay_gateway_is_approved";
     let Some((eapol, fdd)) = require_tools(test) else { return };
     let server = start_server();
+    let _capture = server.capture();
     let gateway = Gateway::start(&fdd, &server, &[], true);
     for (n, method) in [Method::Aka, Method::Tls].into_iter().enumerate() {
         let card = server.card(method);

@@ -257,6 +257,7 @@ fn every_method_pays_through_the_relay_as_directly() {
         return;
     }
     let server = server_behind_relay(30);
+    let _capture = server.capture();
     let direct = server.diameter.expect("Diameter is served");
     let relay = Relay::start(direct, 30);
     let context = || format!("{}\n--- server stderr ---\n{}", relay.log_tail(), last_lines(&server.stderr(), 40));
@@ -340,6 +341,7 @@ fn the_relay_connection_survives_idle_watchdogs() {
     // Tw = 6 s on every side: the relay's TwTimer, the server's
     // watchdog_secs and the terminal's --watchdog.
     let server = server_behind_relay(6);
+    let _capture = server.capture();
     let direct = server.diameter.expect("Diameter is served");
     let relay = Relay::start(direct, 6);
     let context = || format!("{}\n--- server stderr ---\n{}", relay.log_tail(), last_lines(&server.stderr(), 40));
@@ -399,6 +401,7 @@ fn a_stopped_relay_fails_over_or_leaves_a_reversal() {
         return;
     }
     let server = server_behind_relay(30);
+    let _capture = server.capture();
     let direct = server.diameter.expect("Diameter is served");
     let relay = Relay::start(direct, 30);
     let context = || format!("{}\n--- server stderr ---\n{}", relay.log_tail(), last_lines(&server.stderr(), 40));
@@ -589,39 +592,6 @@ fn wireshark_data_dir(tshark: &Path) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/usr/share/wireshark"))
 }
 
-/// A Wireshark data directory at `to`: everything of `global` (symbolic
-/// links), with diameter/dictionary.xml including the repository's eapay.xml
-/// (`<!ENTITY Eapay SYSTEM "eapay.xml">` and `&Eapay;`).
-fn data_dir_with_eapay(global: &Path, to: &Path) {
-    use std::os::unix::fs::symlink;
-    let diameter = to.join("diameter");
-    std::fs::create_dir_all(&diameter).expect("create the data dir");
-    for entry in std::fs::read_dir(global).expect("read the Wireshark data dir").flatten() {
-        if entry.file_name() != "diameter" {
-            symlink(entry.path(), to.join(entry.file_name())).expect("symlink");
-        }
-    }
-    for entry in std::fs::read_dir(global.join("diameter")).expect("read diameter/").flatten() {
-        if entry.file_name() != "dictionary.xml" {
-            symlink(entry.path(), diameter.join(entry.file_name())).expect("symlink");
-        }
-    }
-    std::fs::copy(repo_root().join("dictionaries/diameter/eapay.xml"), diameter.join("eapay.xml"))
-        .expect("copy eapay.xml");
-    let stock = std::fs::read_to_string(global.join("diameter/dictionary.xml")).expect("Wireshark's dictionary.xml");
-    // The entity goes into the internal DTD subset, the reference after the
-    // others, just before </dictionary>.
-    let subset_end = stock.find("]>").expect("dictionary.xml has an internal DTD subset");
-    let close = stock.rfind("</dictionary>").expect("dictionary.xml ends with </dictionary>");
-    let mut text = String::with_capacity(stock.len() + 100);
-    text.push_str(&stock[..subset_end]);
-    text.push_str("\t<!ENTITY Eapay\t\tSYSTEM \"eapay.xml\">\n");
-    text.push_str(&stock[subset_end..close]);
-    text.push_str("\t&Eapay;\n");
-    text.push_str(&stock[close..]);
-    std::fs::write(diameter.join("dictionary.xml"), text).expect("write dictionary.xml");
-}
-
 /// tshark with `data_dir` as its data directory: as `nobody` when we are
 /// root (tshark ignores WIRESHARK_DATA_DIR as root).
 fn tshark_as_user(tshark: &Path, data_dir: &Path, home: &Path, args: &[&str]) -> ToolOutput {
@@ -653,6 +623,7 @@ fn tshark_names_the_eapay_avps_of_a_relayed_payment() {
     let Some(dumpcap) = need("dumpcap", dumpcap, "apt-get install tshark (wireshark-common)", test) else { return };
 
     let server = server_behind_relay(30);
+    let _capture = server.capture();
     let direct = server.diameter.expect("Diameter is served");
     let relay = Relay::start(direct, 30);
     let context = || format!("{}\n--- server stderr ---\n{}", relay.log_tail(), last_lines(&server.stderr(), 40));
@@ -665,7 +636,7 @@ fn tshark_names_the_eapay_avps_of_a_relayed_payment() {
     }
     let pcap = work.path().join("relayed.pcapng");
     let data_dir = work.path().join("wireshark");
-    data_dir_with_eapay(&wireshark_data_dir(&tshark), &data_dir);
+    eapay_tests::capture::data_dir_with_eapay(&wireshark_data_dir(&tshark), &data_dir);
 
     let card = server.card_with(Method::Aka, &["--confirmation", "required"]);
     let reversals = server.scratch("reversals.json");

@@ -26,6 +26,7 @@ use eapay_tests::{
 fn setup(method: Method) -> Option<(std::path::PathBuf, Server, Card)> {
     let tool = require_tool("eapol_test", eapol_test())?;
     let server = Server::start_default();
+    let _capture = server.capture();
     let card = server.card(method);
     Some((tool, server, card))
 }
@@ -33,6 +34,7 @@ fn setup(method: Method) -> Option<(std::path::PathBuf, Server, Card)> {
 /// A payment by eapol_test with an `optional` card: approved.
 fn full_authentication(method: Method) {
     let Some((tool, server, card)) = setup(method) else { return };
+    let _capture = server.capture();
     let payment = details("eapol", 1250);
     let out = run_payment(&tool, &server, &card.eapol_conf, &payment, &[]);
     assert_success(&out, &server, 1);
@@ -74,6 +76,7 @@ fn aka_prime_full_authentication() {
 /// §9.5), and the server must end with EAP-Failure in an Access-Reject.
 fn wrong_k(method: Method) {
     let Some((tool, server, card)) = setup(method) else { return };
+    let _capture = server.capture();
     let mut pw = read_usim_password(&card.eapol_conf);
     let first = pw.k.chars().next().expect("K is not empty");
     let flipped = if first == '0' { '1' } else { '0' };
@@ -118,6 +121,7 @@ fn aka_prime_wrong_k_is_rejected() {
 /// because the server's SQN is now ahead of it.
 fn sqn_resync(method: Method) {
     let Some((tool, server, card)) = setup(method) else { return };
+    let _capture = server.capture();
     let mut pw = read_usim_password(&card.eapol_conf);
     pw.sqn = "000000001000".to_owned();
     let conf = server.scratch("sqn-ahead.conf");
@@ -166,6 +170,7 @@ fn aka_prime_sqn_resynchronisation() {
 /// approval again, and one authorization in the ledger.
 fn reauthentication(method: Method) {
     let Some((tool, server, card)) = setup(method) else { return };
+    let _capture = server.capture();
     let payment = details("reauth", 1250);
     let out = run_payment(&tool, &server, &card.eapol_conf, &payment, &["-r", "3"]);
     assert_success(&out, &server, 4);
@@ -208,6 +213,7 @@ fn aka_prime_reauthentication() {
 #[test]
 fn incomplete_payment_attributes_are_declined() {
     let Some((tool, server, card)) = setup(Method::Aka) else { return };
+    let _capture = server.capture();
     let payment = details("partial", 1250);
     let args = eapol_test_payment_args(&payment);
     let out = run_eapol_test(&tool, &server, &card.eapol_conf, &[&args[0], &args[1]]);
@@ -228,6 +234,7 @@ fn incomplete_payment_attributes_are_declined() {
 fn required_card_with_a_standard_peer_is_declined_59() {
     let Some(tool) = require_tool("eapol_test", eapol_test()) else { return };
     let server = Server::start_default();
+    let _capture = server.capture();
     let card = server.card_with(Method::AkaPrime, &[]);
     let payment = details("required", 1250);
     let out = run_payment(&tool, &server, &card.eapol_conf, &payment, &[]);

@@ -158,6 +158,7 @@ fn exported_tls_ttls_and_sim_cards_authenticate_at_freeradius() {
     let Some(binary) = require_tool("freeradius", freeradius()) else { return };
     let started = std::time::Instant::now();
     let server = Server::start_default();
+    let _capture = server.capture();
     let tls = server.card_with(Method::Tls, &["--confirmation", "optional"]);
     let ttls = server.card_with(Method::Ttls, &["--confirmation", "optional", "--pin", "2468"]);
     let blocked = server.card_with(Method::Ttls, &["--confirmation", "optional", "--pin", "1357"]);
@@ -191,6 +192,15 @@ fn exported_tls_ttls_and_sim_cards_authenticate_at_freeradius() {
 
     let run_dir = server.scratch("freeradius-run");
     let freeradius = Freeradius::start(&binary, &export, &run_dir, "freeradius-test-secret");
+    // Its own traffic is judged too (not eapay's: no Message-Authenticator rule).
+    let _freeradius_capture = eapay_tests::capture::Capture::start(
+        vec![eapay_tests::capture::RadiusPort {
+            port: freeradius.port,
+            secret: "freeradius-test-secret".into(),
+            eapay: false,
+        }],
+        Vec::new(),
+    );
     assert!(Path::new(&format!("/proc/{}/stat", freeradius.pid)).exists(), "FreeRADIUS pid {} is gone", freeradius.pid);
     for (name, want) in [("raddb/radiusd.conf", 0o600), ("tlscache", 0o700)] {
         assert_eq!(mode(&run_dir.join(name)), want, "{name} holds the secret or the TLS sessions");

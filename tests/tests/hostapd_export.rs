@@ -155,6 +155,7 @@ fn exported_sim_aka_and_aka_prime_cards_authenticate_at_hostapd() {
     let Some(eapol) = require_tool("eapol_test", eapol_test()) else { return };
     let Some(hostapd_bin) = require_hostapd() else { return };
     let server = Server::start_default();
+    let _capture = server.capture();
     let aka = server.card(Method::Aka);
     let aka_prime = server.card(Method::AkaPrime);
     let sim = server.card(Method::Sim);
@@ -201,6 +202,15 @@ fn exported_sim_aka_and_aka_prime_cards_authenticate_at_hostapd() {
 
     let run_dir = server.scratch("hostapd-run");
     let hostapd = Hostapd::start(&hostapd_bin, &export, &run_dir, "hostapd-test-secret");
+    // Its own traffic is judged too (not eapay's: no Message-Authenticator rule).
+    let _hostapd_capture = eapay_tests::capture::Capture::start(
+        vec![eapay_tests::capture::RadiusPort {
+            port: hostapd.port,
+            secret: "hostapd-test-secret".into(),
+            eapay: false,
+        }],
+        Vec::new(),
+    );
     assert!(Path::new(&format!("/proc/{}/stat", hostapd.pid)).exists(), "hostapd pid {} is not running", hostapd.pid);
 
     // The AKA card as it is after the payment (eapol_test's USIM simulator
@@ -247,6 +257,7 @@ fn exported_sim_aka_and_aka_prime_cards_authenticate_at_hostapd() {
 #[test]
 fn bulk_issue_writes_one_card_file_per_card_and_lists_them() {
     let server = Server::start_default();
+    let _capture = server.capture();
     let dir = server.scratch("bulk cards");
     let config = server.config.to_str().expect("utf-8");
     let dir_arg = dir.to_str().expect("utf-8");
@@ -325,6 +336,7 @@ fn bulk_issue_writes_one_card_file_per_card_and_lists_them() {
 #[test]
 fn aka_cards_do_not_export_to_freeradius() {
     let server = Server::start_default();
+    let _capture = server.capture();
     server.card(Method::Aka);
     let out_dir = server.scratch("freeradius-export");
     for extra in [&[][..], &["--method", "aka"][..], &["--method", "aka-prime"][..]] {

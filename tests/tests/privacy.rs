@@ -93,6 +93,7 @@ fn identities_relayed(datagrams: &[Vec<u8>]) -> Vec<String> {
 fn ten_payments_of_one_card_show_the_terminal_no_identity_twice() {
     for (method, kind) in KINDS {
         let server = server_with_reauth_limit(3);
+        let _capture = server.capture();
         let card = server.card(method);
         let proxy = RadiusProxy::start(server.auth, Mode::Forward);
         let mut seen: Vec<HashSet<String>> = Vec::new();
@@ -134,6 +135,7 @@ fn ten_payments_of_one_card_show_the_terminal_no_identity_twice() {
 fn replayed_stale_and_forged_identities_fall_back_to_a_full_authentication() {
     for (method, kind) in KINDS {
         let mut server = server_with_reauth_limit(16);
+        let _capture = server.capture();
         let card = server.card(method);
         let before = server.scratch(&format!("{}-before.json", method.arg()));
         pay_and_expect(&server, &card.json, "first", method);

@@ -130,6 +130,7 @@ fn assert_no_reply(out: &ToolOutput, why: &str) {
 fn status_server_is_answered_with_access_accept() {
     let Some(tool) = require_tool("radclient", radclient()) else { return };
     let server = Server::start_default();
+    let _capture = server.capture();
     let out = answered(&tool, server.auth, "status", &server.secret, "Message-Authenticator = 0x00");
     assert_received(&out, &server, "Access-Accept");
     // Our own check of the same exchange: Message-Authenticator first.
@@ -145,6 +146,7 @@ fn status_server_is_answered_with_access_accept() {
 fn access_request_without_message_authenticator_is_dropped() {
     let Some(tool) = require_tool("radclient", radclient()) else { return };
     let server = Server::start_default();
+    let _capture = server.capture();
     let card = server.card(Method::Aka);
     let attrs = format!("User-Name = \"{}\", User-Password = \"not-a-card-pin\"", card.identity);
     let out = unanswered(&tool, server.auth, "auth", &server.secret, &attrs);
@@ -163,6 +165,7 @@ fn access_request_without_message_authenticator_is_dropped() {
 #[test]
 fn eap_access_request_without_message_authenticator_is_dropped() {
     let server = Server::start_default();
+    let _capture = server.capture();
     let card = server.card(Method::Aka);
     let socket = udp_socket("127.0.0.1:0");
     let eap = eap_identity_response(0, &card.identity);
@@ -191,6 +194,7 @@ fn eap_access_request_without_message_authenticator_is_dropped() {
 fn wrong_secret_is_dropped() {
     let Some(tool) = require_tool("radclient", radclient()) else { return };
     let server = Server::start_default();
+    let _capture = server.capture();
     let out = unanswered(&tool, server.auth, "status", "not-the-secret", "Message-Authenticator = 0x00");
     assert_no_reply(&out, "Status-Server with a wrong secret");
 
@@ -220,6 +224,7 @@ fn wrong_secret_is_dropped() {
 #[test]
 fn retransmission_gets_identical_reply() {
     let server = Server::start_default();
+    let _capture = server.capture();
     let card = server.card(Method::Aka);
     let socket = udp_socket("127.0.0.1:0");
     let payment = details("retx", 1250);
@@ -248,6 +253,7 @@ fn retransmission_gets_identical_reply() {
 #[test]
 fn unknown_client_is_dropped() {
     let server = Server::start_default();
+    let _capture = server.capture();
     let socket = match std::net::UdpSocket::bind("127.0.0.2:0") {
         Ok(s) => s,
         Err(e) => panic!("cannot bind 127.0.0.2 (loopback is 127.0.0.0/8 on Linux): {e}"),
@@ -273,6 +279,7 @@ fn unknown_client_is_dropped() {
 fn accounting_request_gets_accounting_response() {
     let Some(tool) = require_tool("radclient", radclient()) else { return };
     let server = Server::start_default();
+    let _capture = server.capture();
     let attrs = "Acct-Status-Type = Start, Acct-Session-Id = \"eapay-s-1\", User-Name = \"terminal\", \
                  NAS-IP-Address = 127.0.0.1, Message-Authenticator = 0x00";
     let out = answered(&tool, server.acct, "acct", &server.secret, attrs);
@@ -286,6 +293,7 @@ fn accounting_request_gets_accounting_response() {
 fn accounting_request_without_message_authenticator_is_answered() {
     let Some(tool) = require_tool("radclient", radclient()) else { return };
     let server = Server::start_default();
+    let _capture = server.capture();
     let attrs = "Acct-Status-Type = Stop, Acct-Session-Id = \"eapay-s-2\", User-Name = \"terminal\"";
     let out = answered(&tool, server.acct, "acct", &server.secret, attrs);
     assert_received(&out, &server, "Accounting-Response");
@@ -300,6 +308,7 @@ fn accounting_request_without_message_authenticator_is_answered() {
 #[test]
 fn raw_accounting_response_is_signed() {
     let server = Server::start_default();
+    let _capture = server.capture();
     let mut req = Packet::new(Code::AccountingRequest, 9, [0; 16]);
     req.add_message_authenticator();
     req.push_u32(rfc::ACCT_STATUS_TYPE, 1);
@@ -330,6 +339,7 @@ fn harness_builds_valid_eap_requests() {
 fn settlement_by_name_with_the_eapay_dictionary() {
     let Some(tool) = require_tool("radclient", radclient()) else { return };
     let server = Server::start_default();
+    let _capture = server.capture();
     let dict = eapay_dictionary_dir(&server);
     let txn = eapay_tests::transaction_id("radclient");
     let settle = |action: &str, merchant: &str| {

@@ -53,6 +53,7 @@ fn card_server_and_terminal_in_three_processes_approve_and_decline() {
 /// One card of `method` served by `eapay-card serve`, paying twice.
 fn three_processes(method: Method) {
     let server = Server::start_default();
+    let _capture = server.capture();
     let card = server.card_with(
         method,
         &["--confirmation", "optional", "--pin", "2580"][..if method == Method::Ttls { 4 } else { 2 }],
@@ -102,6 +103,7 @@ fn three_processes(method: Method) {
 #[test]
 fn a_lost_approval_is_reversed_once_the_server_is_back() {
     let mut server = Server::start_default();
+    let _capture = server.capture();
     let card = server.card(Method::Aka);
     let card_process = CardProcess::serve(&card.json);
     let reversals = server.scratch("reversals.json");
@@ -152,6 +154,7 @@ fn a_lost_approval_is_reversed_once_the_server_is_back() {
 #[test]
 fn damaged_answers_are_refused_and_reversed() {
     let server = Server::start_default();
+    let _capture = server.capture();
     let card = server.card(Method::Aka);
     let card_process = CardProcess::serve(&card.json);
     let reversals = server.scratch("reversals.json");
@@ -198,6 +201,7 @@ fn damaged_answers_are_refused_and_reversed() {
 #[test]
 fn a_silent_first_server_fails_over_to_the_second() {
     let server = Server::start_default();
+    let _capture = server.capture();
     let card = server.card(Method::Aka);
     let card_process = CardProcess::serve(&card.json);
     let reversals = server.scratch("reversals.json");
@@ -231,6 +235,7 @@ fn no_card_secret_reaches_the_terminal() {
 
 fn no_secret_of(method: Method) {
     let server = Server::start_default();
+    let _capture = server.capture();
     let card = server.card_with(
         method,
         &["--confirmation", "optional", "--pin", "2580"][..if method == Method::Ttls { 4 } else { 2 }],
@@ -306,6 +311,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[test]
 fn broken_card_links_are_one_line_errors() {
     let server = Server::start_default();
+    let _capture = server.capture();
     let reversals = server.scratch("reversals.json");
     let base = pay_args(&server, server.auth, server.acct, &reversals);
     let run = |link: &str, txn: &str| {
@@ -405,6 +411,7 @@ fn fake_card(behave: impl FnOnce(std::net::TcpStream) + Send + 'static) -> Socke
 #[test]
 fn receipts_verify_offline() {
     let server = Server::start_default();
+    let _capture = server.capture();
     let card = server.card(Method::Aka);
     let card_process = CardProcess::serve(&card.json);
     let reversals = server.scratch("reversals.json");
@@ -488,6 +495,7 @@ fn the_terminal_without_simulated_cards_links_no_card_code() {
 #[test]
 fn a_simulated_card_pays_in_process() {
     let server = Server::start_default();
+    let _capture = server.capture();
     let card = server.card(Method::AkaPrime);
     let reversals = server.scratch("reversals.json");
     let mut args = pay_args(&server, server.auth, server.acct, &reversals);

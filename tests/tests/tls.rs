@@ -66,6 +66,7 @@ fn optional_args(method: Method) -> usize {
 fn eapol_test_pays_and_resumes(method: Method, tls12: bool) {
     let Some(tool) = require_tool("eapol_test", eapol_test()) else { return };
     let server = Server::start_default();
+    let _capture = server.capture();
     let card = server.card_with(method, &["--confirmation", "optional", "--pin", "1234"][..optional_args(method)]);
     let conf = conf_for(&server, &card, tls12, &[]);
     let payment = details(if tls12 { "tls12" } else { "tls13" }, 1250);
@@ -136,6 +137,7 @@ fn pin_of(conf: &Path) -> String {
 fn ttls_wrong_pins_are_declined_and_lock_the_card() {
     let Some(tool) = require_tool("eapol_test", eapol_test()) else { return };
     let server = Server::start_default();
+    let _capture = server.capture();
     let card = server.card_with(Method::Ttls, &["--confirmation", "optional", "--pin", "4321"]);
     let pin = pin_of(&card.eapol_conf);
     assert_eq!(pin, "4321");
@@ -165,6 +167,7 @@ fn ttls_wrong_pins_are_declined_and_lock_the_card() {
 fn unregistered_mismatched_and_blocked_card_keys_are_refused_63() {
     let Some(tool) = require_tool("eapol_test", eapol_test()) else { return };
     let server = Server::start_default();
+    let _capture = server.capture();
     let other = Server::start_default();
     let foreign = other.card(Method::Tls);
     let ours = server.card(Method::Tls);
@@ -219,6 +222,7 @@ fn a_tls_version_below_the_minimum_fails() {
         tls.insert("min_version".into(), "1.3".into());
         eap.insert("tls".into(), tls.into());
     });
+    let _capture = server.capture();
     let card = server.card(Method::Tls);
     let conf = conf_for(&server, &card, true, &[]);
     let payment = details("old-tls", 100);
@@ -232,6 +236,7 @@ fn a_tls_version_below_the_minimum_fails() {
 /// Confirmed, the signature stored and re-checked by `txn verify`.
 fn our_card_pays_with_a_verified_signature(method: Method, issue: &[&str]) {
     let server = Server::start_default();
+    let _capture = server.capture();
     let card = server.card_with(method, issue);
     let reversals = server.scratch("reversals.json");
     let transaction_id = eapay_tests::transaction_id("signed");
@@ -312,6 +317,7 @@ fn our_ttls_card_with_inner_aka_pays_with_a_verified_signature() {
 fn eapol_test_reply_attributes_say_not_confirmed() {
     let Some(tool) = require_tool("eapol_test", eapol_test()) else { return };
     let server = Server::start_default();
+    let _capture = server.capture();
     let card = server.card(Method::Tls);
     let payment = details("notconf", 100);
     let out = run_payment(&tool, &server, &card.eapol_conf, &payment, &[]);
@@ -343,6 +349,7 @@ fn broken_eap_tls_input_ends_in_eap_failure_with_a_reason_and_a_counter() {
     const L: u8 = 0x80;
     const M: u8 = 0x40;
     let server = Server::start_default();
+    let _capture = server.capture();
     let card = server.card(Method::Tls);
     let socket = udp_socket("127.0.0.1:0");
     let mut radius_id = 0u8;

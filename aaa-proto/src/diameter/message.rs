@@ -41,9 +41,10 @@
 //! ([`MessageError::result_code`]). Nothing here panics on any input.
 //!
 //! Why not the crates.io `diameter` (0.7) crate: it has no peer state machine
-//! and no RFC 4072, and panics on short AVPs. It is not a test oracle either:
-//! its command codes and application ids are closed enums without 268 and 5,
-//! so it refuses every DER/DEA, and it fails on any AVP its dictionary lacks.
+//! and no RFC 4072, and panics on short AVPs. It is a test oracle only for
+//! what it can read (tests/oracle_diameter.rs): its command codes and
+//! application ids are closed enums without 268 and 5, so it refuses every
+//! DER/DEA, and it fails on any AVP its dictionary lacks.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

@@ -1,0 +1,474 @@
+//! Packet captures as an independent judge of every byte a test exchanged
+//! (issue 14 §1): dumpcap records the test's loopback traffic, and when the
+//! test is done tshark, with eapay's RADIUS dictionary and Diameter XML
+//! loaded, dissects it. A test fails on
+//! - any packet tshark finds malformed, or any expert info of severity error;
+//! - any RADIUS Response Authenticator tshark finds invalid
+//!   (`radius.validate_authenticator` with the port's shared secret);
+//! - any reply from eapay-server whose Message-Authenticator is missing,
+//!   wrong or not the first attribute (tshark does not check it: our own
+//!   `verify_response_to` does, and the order is read again by hand from
+//!   the raw bytes, independently of our codec);
+//! - any eapay attribute or AVP that tshark does not show by its name.
+//!
+//! Other vendors' attributes, and standard ones tshark's dictionaries lack,
+//! are not judged: the peers under test (hostapd, FreeRADIUS) send some.
+//!
+//! The capture files of a failing test are kept and named in the failure.
+//! [`Capture`] judges when it is dropped (not while the test is already
+//! failing). tshark ignores `WIRESHARK_DATA_DIR` and `WIRESHARK_CONFIG_DIR`
+//! as root, so it runs as `nobody` then; dumpcap captures as root.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use aaa_proto::radius::{self, Code};
+
+use crate::{find_in_path, interop_required, repo_root, run_with_timeout, ToolOutput, TOOL_TIMEOUT};
+
+/// A RADIUS server port in the capture and what to hold it to.
+#[derive(Debug, Clone)]
+pub struct RadiusPort {
+    pub port: u16,
+    /// Its shared secret (tshark checks Response Authenticators with it).
+    pub secret: String,
+    /// eapay-server answers here: every reply must carry a correct
+    /// Message-Authenticator as its first attribute.
+    pub eapay: bool,
+}
+
+/// A running capture of a test's traffic; judged when dropped.
+pub struct Capture {
+    test: String,
+    dumpcap: Child,
+    work: Option<tempfile::TempDir>,
+    pcap: PathBuf,
+    radius: Vec<RadiusPort>,
+    diameter: Vec<u16>,
+    stopped: bool,
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+}
+
+fn dumpcap() -> Option<PathBuf> {
+    find_in_path("dumpcap").or_else(|| Some(PathBuf::from("/usr/bin/dumpcap")).filter(|p| p.is_file()))
+}
+
+/// The name of the running test (libtest names its thread after it).
+fn test_name() -> String {
+    std::thread::current().name().filter(|n| *n != "main").unwrap_or("capture").replace("::", "-")
+}
+
+impl Capture {
+    /// Starts capturing the UDP `radius` ports and TCP `diameter` ports on
+    /// `lo`. Without tshark/dumpcap (or the right to capture) it prints a
+    /// `SKIP:` line and returns None, unless `EAPAY_REQUIRE_INTEROP=1`.
+    pub fn start(radius: Vec<RadiusPort>, diameter: Vec<u16>) -> Option<Capture> {
+        let test = test_name();
+        let missing = |what: &str| -> Option<Capture> {
+            if interop_required() {
+                panic!("EAPAY_REQUIRE_INTEROP=1 but the capture of {test} cannot run: {what}");
+            }
+            eprintln!("SKIP: capture of {test}: {what}");
+            None
+        };
+        if find_in_path("tshark").is_none() {
+            return missing("no tshark (apt-get install tshark)");
+        }
+        let Some(dumpcap) = dumpcap() else { return missing("no dumpcap (apt-get install tshark)") };
+        let work = tempfile::Builder::new().prefix(&format!("eapay-capture-{test}-")).tempdir().expect("temp dir");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // Readable by the unprivileged user that decodes.
+            std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        let pcap = work.path().join("capture.pcapng");
+        let filter = radius
+            .iter()
+            .map(|r| format!("udp port {}", r.port))
+            .chain(diameter.iter().map(|p| format!("tcp port {p}")))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        let mut cmd = Command::new(&dumpcap);
+        cmd.args(["-q", "-i", "lo", "-f", &filter, "-w"]).arg(&pcap);
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => return missing(&format!("cannot run {}: {e}", dumpcap.display())),
+        };
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().expect("stderr pipe");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut capture = Capture { test, dumpcap: child, work: Some(work), pcap, radius, diameter, stopped: false };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut said = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+            match rx.recv_timeout(left) {
+                Ok(line) if line.starts_with("Capturing on") => break,
+                Ok(line) => said.push(line),
+                Err(_) => {
+                    capture.stop();
+                    capture.stopped = true;
+                    let why = format!("dumpcap did not start capturing on lo: {}", said.join(" / "));
+                    // Nothing to judge: do not let Drop try.
+                    capture.work = None;
+                    if interop_required() || is_root() {
+                        panic!("{why}");
+                    }
+                    eprintln!("SKIP: capture: {why}");
+                    return None;
+                }
+            }
+        }
+        // The socket is bound before that line; a little slack for the filter.
+        std::thread::sleep(Duration::from_millis(150));
+        Some(capture)
+    }
+
+    /// SIGINT (dumpcap finishes the file), then waits.
+    fn stop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        let _ = Command::new("kill").arg("-INT").arg(self.dumpcap.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.dumpcap.try_wait().ok().flatten().is_none() {
+            if Instant::now() > deadline {
+                let _ = self.dumpcap.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.dumpcap.wait();
+    }
+
+    /// Stops the capture and judges it now; panics with the findings and
+    /// keeps the capture files.
+    pub fn judge(mut self) {
+        self.judge_now();
+    }
+
+    fn judge_now(&mut self) {
+        // The last replies are still on their way when a test ends.
+        std::thread::sleep(Duration::from_millis(100));
+        self.stop();
+        let Some(work) = self.work.take() else { return };
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&self.pcap, std::fs::Permissions::from_mode(0o644));
+        }
+        let findings = Judge::new(work.path(), &self.pcap, &self.radius, &self.diameter).findings();
+        if findings.is_empty() {
+            return;
+        }
+        let kept = work.keep();
+        panic!(
+            "the capture of {} has {} finding(s) (kept in {}):\n{}",
+            self.test,
+            findings.len(),
+            kept.display(),
+            findings.join("\n")
+        );
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.stop();
+            if let Some(work) = self.work.take() {
+                let kept = work.keep();
+                eprintln!("the capture of the failed test {} is kept in {}", self.test, kept.display());
+            }
+            return;
+        }
+        self.judge_now();
+    }
+}
+
+/// tshark over one capture, with eapay's dictionaries.
+struct Judge<'a> {
+    work: &'a Path,
+    pcap: &'a Path,
+    radius: &'a [RadiusPort],
+    diameter: &'a [u16],
+    data_dir: PathBuf,
+}
+
+impl<'a> Judge<'a> {
+    fn new(work: &'a Path, pcap: &'a Path, radius: &'a [RadiusPort], diameter: &'a [u16]) -> Self {
+        let data_dir = work.join("wireshark");
+        data_dir_with_eapay(&wireshark_data_dir(), &data_dir);
+        // RADIUS dictionaries are read from the personal configuration
+        // directory's radius/dictionary.
+        let radius_dir = work.join("config/radius");
+        std::fs::create_dir_all(&radius_dir).expect("create the tshark configuration");
+        // Wireshark resolves $INCLUDE within that directory.
+        std::fs::copy(repo_root().join("dictionaries/radius/dictionary.eapay"), radius_dir.join("dictionary.eapay"))
+            .expect("copy dictionary.eapay");
+        std::fs::write(radius_dir.join("dictionary"), "$INCLUDE dictionary.eapay\n").expect("write radius/dictionary");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            for dir in [work.join("config"), radius_dir.clone()] {
+                let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
+            }
+        }
+        Self { work, pcap, radius, diameter, data_dir }
+    }
+
+    /// tshark with the capture and every port decoded as its protocol.
+    fn tshark(&self, extra: &[&str]) -> ToolOutput {
+        let tshark = find_in_path("tshark").expect("tshark");
+        let mut cmd = if is_root() {
+            let runuser = find_in_path("runuser")
+                .or_else(|| Some(PathBuf::from("/usr/sbin/runuser")).filter(|p| p.is_file()))
+                .expect("runuser (util-linux) to run tshark as nobody");
+            let mut cmd = Command::new(runuser);
+            cmd.args(["-u", "nobody", "--"]).arg(tshark);
+            cmd
+        } else {
+            Command::new(tshark)
+        };
+        cmd.arg("-r").arg(self.pcap);
+        for r in self.radius {
+            cmd.args(["-d", &format!("udp.port=={},radius", r.port)]);
+        }
+        for p in self.diameter {
+            cmd.args(["-d", &format!("tcp.port=={p},diameter")]);
+        }
+        cmd.args(extra)
+            .env("WIRESHARK_DATA_DIR", &self.data_dir)
+            .env("WIRESHARK_CONFIG_DIR", self.work.join("config"))
+            .env("HOME", self.work);
+        run_with_timeout(cmd, None, TOOL_TIMEOUT)
+    }
+
+    fn findings(&self) -> Vec<String> {
+        let mut findings = Vec::new();
+        // Response Authenticators are checked with one secret per run.
+        let mut by_secret: HashMap<&str, Vec<u16>> = HashMap::new();
+        for r in self.radius {
+            by_secret.entry(r.secret.as_str()).or_default().push(r.port);
+        }
+        // Malformed or erroneous packets, invalid Response Authenticators,
+        // and attributes tshark cannot name (an eapay one without the
+        // dictionary shows as Unknown-Attribute): one tshark run per secret,
+        // the Diameter ports judged in the first.
+        let bad = "_ws.malformed || _ws.expert.severity >= error";
+        let mut diameter = (!self.diameter.is_empty()).then(|| {
+            let on = self.diameter.iter().map(|p| format!("tcp.port=={p}")).collect::<Vec<_>>().join(" || ");
+            format!("(({on}) && ({bad}))")
+        });
+        let mut passes: Vec<(Option<&str>, String)> = by_secret
+            .iter()
+            .map(|(secret, ports)| {
+                let on = ports.iter().map(|p| format!("udp.port=={p}")).collect::<Vec<_>>().join(" || ");
+                let radius = format!("(({on}) && ({bad} || radius.authenticator.invalid == 1))");
+                let filter = match diameter.take() {
+                    Some(d) => format!("{radius} || {d}"),
+                    None => radius,
+                };
+                (Some(*secret), filter)
+            })
+            .collect();
+        if let Some(d) = diameter {
+            passes.push((None, d));
+        }
+        for (secret, filter) in passes {
+            let prefs: Vec<String> = match secret {
+                Some(s) => {
+                    vec![
+                        "-o".into(),
+                        format!("radius.shared_secret:{s}"),
+                        "-o".into(),
+                        "radius.validate_authenticator:TRUE".into(),
+                    ]
+                }
+                None => Vec::new(),
+            };
+            let mut args: Vec<&str> = prefs.iter().map(String::as_str).collect();
+            args.extend(["-Y", &filter]);
+            let out = self.tshark(&args);
+            if !out.success() || !out.stderr.trim().is_empty() {
+                findings.push(format!("tshark failed or complained ({filter}):\n{}", out.tail(20)));
+                continue;
+            }
+            findings
+                .extend(out.stdout.lines().filter(|l| !l.trim().is_empty()).map(|l| format!("tshark: {}", l.trim())));
+        }
+        findings.extend(self.radius_names());
+        let (radius, diameter_seen) = self.message_authenticators();
+        findings.extend(radius);
+        if diameter_seen {
+            findings.extend(self.diameter_names());
+        }
+        findings
+    }
+
+    /// Every reply from eapay-server carries a correct Message-Authenticator
+    /// as its first attribute; also says whether any Diameter was captured.
+    fn message_authenticators(&self) -> (Vec<String>, bool) {
+        let eapay: Vec<&RadiusPort> = self.radius.iter().filter(|r| r.eapay).collect();
+        let out = self.tshark(&[
+            "-Y",
+            "udp || diameter",
+            "-T",
+            "fields",
+            "-E",
+            "separator=;",
+            "-e",
+            "frame.number",
+            "-e",
+            "udp.srcport",
+            "-e",
+            "udp.dstport",
+            "-e",
+            "udp.payload",
+            "-e",
+            "diameter.cmd.code",
+        ]);
+        if !out.success() {
+            return (vec![format!("tshark -T fields failed:\n{}", out.tail(20))], !self.diameter.is_empty());
+        }
+        let mut findings = Vec::new();
+        let mut diameter_seen = false;
+        // (server port, client port, identifier) -> (request code, request authenticator)
+        let mut requests: HashMap<(u16, u16, u8), (Code, [u8; 16])> = HashMap::new();
+        for line in out.stdout.lines() {
+            let f: Vec<&str> = line.split(';').collect();
+            let [frame, src, dst, payload, diameter] = f.as_slice() else { continue };
+            if !diameter.is_empty() {
+                diameter_seen = true;
+                continue;
+            }
+            let (Ok(src), Ok(dst)) = (src.parse::<u16>(), dst.parse::<u16>()) else { continue };
+            let Ok(bytes) = hex::decode(payload.replace(':', "")) else { continue };
+            if bytes.len() < 20 {
+                findings.push(format!("frame {frame}: {} octets, not RADIUS", bytes.len()));
+                continue;
+            }
+            let (code, id) = (bytes[0], bytes[1]);
+            let mut authenticator = [0u8; 16];
+            authenticator.copy_from_slice(&bytes[4..20]);
+            match eapay.iter().find(|r| r.port == src || r.port == dst) {
+                Some(r) if r.port == dst => {
+                    let code = Code::from_u8(code).unwrap_or(Code::AccessRequest);
+                    requests.insert((dst, src, id), (code, authenticator));
+                }
+                Some(r) => {
+                    let Some(&(request_code, request_auth)) = requests.get(&(src, dst, id)) else {
+                        findings.push(format!("frame {frame}: a reply to no captured request"));
+                        continue;
+                    };
+                    if let Err(e) =
+                        radius::verify_response_to(&bytes, request_code, &request_auth, r.secret.as_bytes(), true)
+                    {
+                        findings.push(format!("frame {frame}: reply from eapay-server: {e}"));
+                    }
+                    // The order, read from the raw bytes without our codec.
+                    if bytes.get(20) != Some(&80) {
+                        findings.push(format!(
+                            "frame {frame}: reply from eapay-server whose first attribute is {:?}, not Message-Authenticator (80)",
+                            bytes.get(20)
+                        ));
+                    }
+                }
+                None => {}
+            }
+        }
+        (findings, diameter_seen)
+    }
+
+    /// tshark shows every eapay RADIUS attribute by its name (another
+    /// vendor's or a standard attribute its dictionaries lack, such as
+    /// hostapd's WLAN-Reason-Code, is not ours to judge).
+    fn radius_names(&self) -> Vec<String> {
+        let out = self.tshark(&["-Y", "radius.avp.vendor_id == 32473 && radius.Unknown_Attribute", "-V"]);
+        if !out.success() {
+            return vec![format!("tshark -V failed:\n{}", out.tail(20))];
+        }
+        let mut findings = Vec::new();
+        let mut eapay_vsa = false;
+        for line in out.stdout.lines() {
+            let t = line.trim_start();
+            if t.starts_with("AVP: ") {
+                eapay_vsa = t.contains("(32473)");
+            } else if eapay_vsa && t.starts_with("VSA: t=Unknown-Attribute") {
+                findings.push(format!("tshark: an eapay attribute without its name: {t}"));
+            }
+        }
+        findings
+    }
+
+    /// tshark shows every eapay Diameter AVP by its name.
+    fn diameter_names(&self) -> Vec<String> {
+        let out = self.tshark(&["-Y", "diameter", "-V"]);
+        if !out.success() {
+            return vec![format!("tshark -V failed:\n{}", out.tail(20))];
+        }
+        out.stdout
+            .lines()
+            .filter(|l| l.contains("vnd=32473") || l.contains("Unknown AVP"))
+            .map(|l| format!("tshark: an AVP without its name: {}", l.trim()))
+            .collect()
+    }
+}
+
+/// Wireshark's data directory (`tshark -G folders`: "Global configuration").
+fn wireshark_data_dir() -> PathBuf {
+    let tshark = find_in_path("tshark").unwrap_or_else(|| PathBuf::from("tshark"));
+    let out = Command::new(tshark).args(["-G", "folders"]).output().expect("tshark -G folders");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("Global configuration:").map(|d| PathBuf::from(d.trim())))
+        .filter(|d| d.join("diameter/dictionary.xml").is_file())
+        .unwrap_or_else(|| PathBuf::from("/usr/share/wireshark"))
+}
+
+/// A Wireshark data directory at `to`: everything of `global` (symbolic
+/// links), with diameter/dictionary.xml including the repository's eapay.xml
+/// (`<!ENTITY Eapay SYSTEM "eapay.xml">` and `&Eapay;`).
+pub fn data_dir_with_eapay(global: &Path, to: &Path) {
+    use std::os::unix::fs::symlink;
+    let diameter = to.join("diameter");
+    std::fs::create_dir_all(&diameter).expect("create the data dir");
+    for entry in std::fs::read_dir(global).expect("read the Wireshark data dir").flatten() {
+        if entry.file_name() != "diameter" {
+            symlink(entry.path(), to.join(entry.file_name())).expect("symlink");
+        }
+    }
+    for entry in std::fs::read_dir(global.join("diameter")).expect("read diameter/").flatten() {
+        if entry.file_name() != "dictionary.xml" {
+            symlink(entry.path(), diameter.join(entry.file_name())).expect("symlink");
+        }
+    }
+    std::fs::copy(repo_root().join("dictionaries/diameter/eapay.xml"), diameter.join("eapay.xml"))
+        .expect("copy eapay.xml");
+    let stock = std::fs::read_to_string(global.join("diameter/dictionary.xml")).expect("Wireshark's dictionary.xml");
+    // The entity goes into the internal DTD subset, the reference after the
+    // others, just before </dictionary>.
+    let subset_end = stock.find("]>").expect("dictionary.xml has an internal DTD subset");
+    let close = stock.rfind("</dictionary>").expect("dictionary.xml ends with </dictionary>");
+    let mut text = String::with_capacity(stock.len() + 100);
+    text.push_str(&stock[..subset_end]);
+    text.push_str("\t<!ENTITY Eapay\t\tSYSTEM \"eapay.xml\">\n");
+    text.push_str(&stock[subset_end..close]);
+    text.push_str("\t&Eapay;\n");
+    text.push_str(&stock[close..]);
+    std::fs::write(diameter.join("dictionary.xml"), text).expect("write dictionary.xml");
+}
