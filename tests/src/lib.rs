@@ -773,14 +773,23 @@ fn password_span(conf: &str) -> Option<(usize, usize)> {
     Some((start, end))
 }
 
-/// The `name=N` counter in the `stopped` line eapay-server logs on SIGTERM
-/// ([`Server::terminate`]); 0 if it is not there (counters at 0 are left out).
-pub fn stopped_counter(stopped: &str, name: &str) -> u64 {
-    stopped
-        .split_whitespace()
-        .find_map(|w| w.trim_matches('"').strip_prefix(&format!("{name}=")).map(str::to_owned))
-        .and_then(|v| v.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok())
-        .unwrap_or(0)
+/// The `(name, value)` counters of the last `stopped counters=a=1 b=2 ...`
+/// line eapay-server logs on SIGTERM ([`Server::terminate`]); counters at 0
+/// are not logged. Empty if there is no such line.
+pub fn stopped_counters(stderr: &str) -> Vec<(String, u64)> {
+    let Some(line) = stderr.lines().rev().find(|l| l.contains("stopped") && l.contains("counters=")) else {
+        return Vec::new();
+    };
+    line.split(|c: char| c.is_whitespace() || c == '"')
+        .map(|w| w.strip_prefix("counters=").unwrap_or(w))
+        .filter_map(|w| w.split_once('='))
+        .filter_map(|(k, v)| Some((k.to_owned(), v.parse().ok()?)))
+        .collect()
+}
+
+/// One counter of [`stopped_counters`]; 0 if it is not there.
+pub fn stopped_counter(stderr: &str, name: &str) -> u64 {
+    stopped_counters(stderr).iter().find(|(k, _)| k == name).map_or(0, |(_, v)| *v)
 }
 
 /// Reads the USIM password of an eapol_test configuration.
