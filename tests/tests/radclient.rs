@@ -362,3 +362,29 @@ fn settlement_by_name_with_the_eapay_dictionary() {
     let out = settle("Reverse", "M-NOT-OURS");
     assert!(out.stdout.contains("Eapay-Decline-Code = Not-Permitted"), "another merchant:\n{}", out.tail(40));
 }
+
+/// radclient with the eapay dictionary reads a payment answer's attributes
+/// by name (issue 14 §4). radclient cannot run an EAP method, so the answer
+/// it can get to an Access-Request is the decline of a card the issuer does
+/// not know: Access-Reject with `Eapay-Decline-Code = Invalid-Card` (14) and
+/// the transaction it declines, every attribute named, none `Attr-26...`.
+#[test]
+fn radclient_reads_a_payment_answer_by_name() {
+    let Some(tool) = require_tool("radclient", radclient()) else { return };
+    let server = Server::start_default();
+    let _capture = server.capture();
+    let dict = eapay_dictionary_dir(&server);
+    let identity = format!("0nosuchcard@{}", server.realm);
+    let eap = hex_dump(&eap_identity_response(0, &identity));
+    let payment = details("by-name", 1250);
+    let attrs = format!(
+        "User-Name = \"{identity}\", EAP-Message = 0x{eap}, Message-Authenticator = 0x00, {}",
+        payment_by_name(&payment)
+    );
+    let out = run_radclient_in(&tool, Some(&dict), server.auth, "auth", &server.secret, &attrs, 3, 3);
+    assert!(out.stdout.contains("Received Access-Reject"), "{}\n{}", out.tail(40), server.stderr());
+    let reply = out.stdout.split("Received Access-Reject").nth(1).unwrap_or_default();
+    assert!(reply.contains("Eapay-Decline-Code = Invalid-Card"), "{}", out.tail(40));
+    assert!(reply.contains(&format!("Eapay-Transaction-Id = \"{}\"", payment.transaction_id)), "{}", out.tail(40));
+    assert!(!reply.contains("Attr-26"), "an attribute radclient could not name:\n{}", out.tail(40));
+}
