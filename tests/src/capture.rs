@@ -44,12 +44,82 @@ pub struct RadiusPort {
 /// A running capture of a test's traffic; judged when dropped.
 pub struct Capture {
     test: String,
-    dumpcap: Child,
+    dumpcap: Dumpcap,
     work: Option<tempfile::TempDir>,
     pcap: PathBuf,
     radius: Vec<RadiusPort>,
     diameter: Vec<u16>,
+}
+
+/// dumpcap capturing loopback into a file; stopped (SIGINT, so it finishes
+/// the file) and waited for by [`Dumpcap::stop`] or when dropped.
+pub struct Dumpcap {
+    child: Child,
     stopped: bool,
+}
+
+impl Dumpcap {
+    /// Starts capturing what matches the capture `filter` on `lo` into
+    /// `file`, and waits until dumpcap says it captures; `Err` with its
+    /// words if it cannot.
+    pub fn start(filter: &str, file: &Path) -> Result<Dumpcap, String> {
+        let dumpcap = dumpcap().ok_or("no dumpcap (apt-get install tshark)")?;
+        let mut cmd = Command::new(&dumpcap);
+        cmd.args(["-q", "-i", "lo", "-f", filter, "-w"]).arg(file);
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| format!("cannot run {}: {e}", dumpcap.display()))?;
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().ok_or("no stderr pipe")?;
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut running = Dumpcap { child, stopped: false };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut said = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+            match rx.recv_timeout(left) {
+                Ok(line) if line.starts_with("Capturing on") => break,
+                Ok(line) => said.push(line),
+                Err(_) => {
+                    running.stop();
+                    return Err(format!("dumpcap did not start capturing on lo: {}", said.join(" / ")));
+                }
+            }
+        }
+        // The socket is bound before that line; a little slack for the filter.
+        std::thread::sleep(Duration::from_millis(150));
+        Ok(running)
+    }
+
+    /// SIGINT (dumpcap finishes the file), then waits.
+    pub fn stop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        let _ = Command::new("kill").arg("-INT").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().ok().flatten().is_none() {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Dumpcap {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 fn is_root() -> bool {
@@ -81,7 +151,6 @@ impl Capture {
         if find_in_path("tshark").is_none() {
             return missing("no tshark (apt-get install tshark)");
         }
-        let Some(dumpcap) = dumpcap() else { return missing("no dumpcap (apt-get install tshark)") };
         let work = tempfile::Builder::new().prefix(&format!("eapay-capture-{test}-")).tempdir().expect("temp dir");
         {
             use std::os::unix::fs::PermissionsExt;
@@ -95,66 +164,13 @@ impl Capture {
             .chain(diameter.iter().map(|p| format!("tcp port {p}")))
             .collect::<Vec<_>>()
             .join(" or ");
-        let mut cmd = Command::new(&dumpcap);
-        cmd.args(["-q", "-i", "lo", "-f", &filter, "-w"]).arg(&pcap);
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-        let mut child = match cmd.spawn() {
-            Ok(c) => c,
-            Err(e) => return missing(&format!("cannot run {}: {e}", dumpcap.display())),
+        let dumpcap = match Dumpcap::start(&filter, &pcap) {
+            Ok(d) => d,
+            // Capturing on lo needs root (or capabilities); as root it must work.
+            Err(why) if interop_required() || is_root() => panic!("the capture of {test}: {why}"),
+            Err(why) => return missing(&why),
         };
-        let (tx, rx) = mpsc::channel();
-        let stderr = child.stderr.take().expect("stderr pipe");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut capture = Capture { test, dumpcap: child, work: Some(work), pcap, radius, diameter, stopped: false };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let mut said = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-            match rx.recv_timeout(left) {
-                Ok(line) if line.starts_with("Capturing on") => break,
-                Ok(line) => said.push(line),
-                Err(_) => {
-                    capture.stop();
-                    capture.stopped = true;
-                    let why = format!("dumpcap did not start capturing on lo: {}", said.join(" / "));
-                    // Nothing to judge: do not let Drop try.
-                    capture.work = None;
-                    if interop_required() || is_root() {
-                        panic!("{why}");
-                    }
-                    eprintln!("SKIP: capture: {why}");
-                    return None;
-                }
-            }
-        }
-        // The socket is bound before that line; a little slack for the filter.
-        std::thread::sleep(Duration::from_millis(150));
-        Some(capture)
-    }
-
-    /// SIGINT (dumpcap finishes the file), then waits.
-    fn stop(&mut self) {
-        if self.stopped {
-            return;
-        }
-        self.stopped = true;
-        let _ = Command::new("kill").arg("-INT").arg(self.dumpcap.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.dumpcap.try_wait().ok().flatten().is_none() {
-            if Instant::now() > deadline {
-                let _ = self.dumpcap.kill();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.dumpcap.wait();
+        Some(Capture { test, dumpcap, work: Some(work), pcap, radius, diameter })
     }
 
     /// Stops the capture and judges it now; panics with the findings and
@@ -166,7 +182,7 @@ impl Capture {
     fn judge_now(&mut self) {
         // The last replies are still on their way when a test ends.
         std::thread::sleep(Duration::from_millis(100));
-        self.stop();
+        self.dumpcap.stop();
         let Some(work) = self.work.take() else { return };
         {
             use std::os::unix::fs::PermissionsExt;
@@ -190,7 +206,7 @@ impl Capture {
 impl Drop for Capture {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            self.stop();
+            self.dumpcap.stop();
             if let Some(work) = self.work.take() {
                 let kept = work.keep();
                 eprintln!("the capture of the failed test {} is kept in {}", self.test, kept.display());

@@ -22,13 +22,13 @@
 //! Without freeDiameterd (or tshark/dumpcap for the capture) a test prints
 //! a SKIP line; under `EAPAY_REQUIRE_INTEROP=1` it fails instead.
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use eapay_tests::capture::Dumpcap;
 use eapay_tests::terminal::{diameter_pay_args, error_lines, pay_diameter, terminal, word_after, DIAMETER_TERMINAL};
 use eapay_tests::{
     find_in_path, has_token, last_lines, repo_root, run_with_timeout, section, Method, Server, ToolOutput,
@@ -507,77 +507,6 @@ fn a_stopped_relay_fails_over_or_leaves_a_reversal() {
 // tshark
 // ---------------------------------------------------------------------------
 
-/// dumpcap capturing loopback to a file; SIGINT and waited for when dropped.
-struct Capture {
-    child: Child,
-    stderr: mpsc::Receiver<String>,
-    file: PathBuf,
-    stopped: bool,
-}
-
-impl Capture {
-    /// Starts capturing TCP `ports` on `lo` into `file`; waits until dumpcap
-    /// says it captures. `Err` with dumpcap's words if it cannot.
-    fn start(dumpcap: &Path, ports: &[u16], file: &Path) -> Result<Capture, String> {
-        let filter = ports.iter().map(|p| format!("tcp port {p}")).collect::<Vec<_>>().join(" or ");
-        let mut cmd = Command::new(dumpcap);
-        cmd.args(["-i", "lo", "-f", &filter, "-w"]).arg(file);
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| format!("cannot run {}: {e}", dumpcap.display()))?;
-        let (tx, rx) = mpsc::channel();
-        let stderr = child.stderr.take().expect("stderr pipe");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut capture = Capture { child, stderr: rx, file: file.to_owned(), stopped: false };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let mut said = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-            match capture.stderr.recv_timeout(left) {
-                Ok(line) if line.starts_with("Capturing on") => break,
-                Ok(line) => said.push(line),
-                Err(_) => {
-                    capture.stop();
-                    return Err(format!("dumpcap did not start capturing on lo:\n{}", said.join("\n")));
-                }
-            }
-        }
-        // The socket is bound before that line; a little slack for the filter.
-        std::thread::sleep(Duration::from_millis(200));
-        Ok(capture)
-    }
-
-    /// SIGINT (dumpcap finishes the file), then waits.
-    fn stop(&mut self) {
-        if self.stopped {
-            return;
-        }
-        self.stopped = true;
-        let _ = Command::new("kill").arg("-INT").arg(self.child.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.child.try_wait().ok().flatten().is_none() {
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 fn is_root() -> bool {
     Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
 }
@@ -620,7 +549,9 @@ fn tshark_names_the_eapay_avps_of_a_relayed_payment() {
     }
     let Some(tshark) = need("tshark", find_in_path("tshark"), "apt-get install tshark", test) else { return };
     let dumpcap = find_in_path("dumpcap").or_else(|| Some(PathBuf::from("/usr/bin/dumpcap")).filter(|p| p.is_file()));
-    let Some(dumpcap) = need("dumpcap", dumpcap, "apt-get install tshark (wireshark-common)", test) else { return };
+    if need("dumpcap", dumpcap, "apt-get install tshark (wireshark-common)", test).is_none() {
+        return;
+    }
 
     let server = server_behind_relay(30);
     let _capture = server.capture();
@@ -640,7 +571,8 @@ fn tshark_names_the_eapay_avps_of_a_relayed_payment() {
 
     let card = server.card_with(Method::Aka, &["--confirmation", "required"]);
     let reversals = server.scratch("reversals.json");
-    let mut capture = match Capture::start(&dumpcap, &[relay.addr.port(), direct.port()], &pcap) {
+    let filter = format!("tcp port {} or tcp port {}", relay.addr.port(), direct.port());
+    let mut capture = match Dumpcap::start(&filter, &pcap) {
         Ok(c) => c,
         Err(e) if interop_required() || is_root() => panic!("{e}"),
         Err(e) => {
@@ -655,7 +587,7 @@ fn tshark_names_the_eapay_avps_of_a_relayed_payment() {
     assert_eq!(txn, "CAPTURED-1");
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&capture.file, std::fs::Permissions::from_mode(0o644)).expect("chmod the capture");
+        std::fs::set_permissions(&pcap, std::fs::Permissions::from_mode(0o644)).expect("chmod the capture");
     }
 
     let decode_as = [
