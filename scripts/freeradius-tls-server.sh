@@ -102,24 +102,8 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
-find_freeradius() {
-    local name
-    if [[ -n ${FREERADIUS:-} ]]; then
-        echo "$FREERADIUS"
-        return
-    fi
-    for name in freeradius radiusd; do
-        if command -v "$name" >/dev/null 2>&1; then
-            command -v "$name"
-            return
-        fi
-        if [[ -x /usr/sbin/$name ]]; then
-            echo "/usr/sbin/$name"
-            return
-        fi
-    done
-    echo /usr/sbin/freeradius
-}
+# find_freeradius
+. "$(dirname "$SCRIPT_PATH")/lib/freeradius.sh"
 FREERADIUS_BIN=$(find_freeradius)
 
 # live_pid FILE PROGRAM, stop_one FILE PROGRAM, wait_in_foreground PID FILE:PROGRAM...

@@ -36,7 +36,7 @@ use aaa_proto::payment::{is_approval_code, PaymentDetails, PaymentOutcome, Payme
 use aaa_proto::radius::{decrypt_mppe_key, encode_request, verify_response_to, Attribute, Code, Packet};
 use aaa_proto::receipt::IssuerPublicKey;
 use e_card::card_file::CardFile;
-use eap_methods::peer::PeerEvent;
+use eap_methods::peer::{PeerEvent, PeerSession};
 
 pub mod capture;
 pub mod eapol;
@@ -1073,6 +1073,22 @@ pub enum CardSaw {
     Nothing(String),
 }
 
+impl CardSaw {
+    /// What the card makes of the EAP packet in the final Access-Accept or
+    /// Access-Reject `reply`.
+    pub fn of_final(peer: &mut PeerSession, reply: &Packet) -> CardSaw {
+        match reply.eap_message() {
+            None => CardSaw::Nothing("no EAP-Message in the final answer".to_owned()),
+            Some(last) => match peer.handle(&last) {
+                PeerEvent::Success { keys, result } => CardSaw::Success { msk: keys.msk.to_vec(), result },
+                PeerEvent::Failure(why) => CardSaw::Failure(format!("{why:?}")),
+                PeerEvent::Ignore(why) => CardSaw::Nothing(why.to_owned()),
+                PeerEvent::Send(r) => CardSaw::Nothing(format!("answered with {}", hex_dump(&r))),
+            },
+        }
+    }
+}
+
 /// One relayed payment conversation, ended by Access-Accept or Access-Reject.
 pub struct PaymentRun {
     /// The final answer, verified.
@@ -1178,15 +1194,7 @@ pub fn relay_payment_with(
                 };
             }
             Code::AccessAccept | Code::AccessReject => {
-                let card_saw = match reply.eap_message() {
-                    None => CardSaw::Nothing("no EAP-Message in the final answer".to_owned()),
-                    Some(last) => match peer.handle(&last) {
-                        PeerEvent::Success { keys, result } => CardSaw::Success { msk: keys.msk.to_vec(), result },
-                        PeerEvent::Failure(why) => CardSaw::Failure(format!("{why:?}")),
-                        PeerEvent::Ignore(why) => CardSaw::Nothing(why.to_owned()),
-                        PeerEvent::Send(r) => CardSaw::Nothing(format!("answered with {}", hex_dump(&r))),
-                    },
-                };
+                let card_saw = CardSaw::of_final(&mut peer, &reply);
                 return PaymentRun {
                     answer: PaymentReply::of(&reply),
                     reply,

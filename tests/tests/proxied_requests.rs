@@ -179,15 +179,7 @@ fn relay_through(server: &Server, card: &Card, d: &PaymentDetails, proxy: &mut P
                 };
             }
             Code::AccessAccept | Code::AccessReject => {
-                let card_saw = match reply.eap_message() {
-                    None => CardSaw::Nothing("no EAP-Message in the final answer".to_owned()),
-                    Some(last) => match peer.handle(&last) {
-                        PeerEvent::Success { keys, result } => CardSaw::Success { msk: keys.msk.to_vec(), result },
-                        PeerEvent::Failure(why) => CardSaw::Failure(format!("{why:?}")),
-                        PeerEvent::Ignore(why) => CardSaw::Nothing(why.to_owned()),
-                        PeerEvent::Send(r) => CardSaw::Nothing(format!("answered with {}", hex_dump(&r))),
-                    },
-                };
+                let card_saw = CardSaw::of_final(&mut peer, &reply);
                 let run = PaymentRun {
                     answer: PaymentReply::of(&reply),
                     reply,
