@@ -8,7 +8,9 @@
 //! - any reply from eapay-server whose Message-Authenticator is missing,
 //!   wrong or not the first attribute (tshark does not check it: our own
 //!   `verify_response_to` does, and the order is read again by hand from
-//!   the raw bytes, independently of our codec);
+//!   the raw bytes, independently of our codec: the crates.io `radius`
+//!   crate, our other independent reader, keeps attributes by type and
+//!   cannot say which one came first);
 //! - any eapay attribute or AVP that tshark does not show by its name.
 //!
 //! Other vendors' attributes, and standard ones tshark's dictionaries lack,
