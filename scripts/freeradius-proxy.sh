@@ -418,41 +418,7 @@ args=(-f -n radiusd -d "$RADDB" -l "$LOG")
 FR_PID=$!
 echo "$FR_PID" >"$RUN_DIR/freeradius.pid"
 
-bound() {
-    local port inode found
-    for port in "$PORT" "$ACCT_PORT"; do
-        found=1
-        for inode in $(port_inodes udp "$port"); do
-            if find "/proc/$FR_PID/fd" -lname "socket:\[$inode\]" 2>/dev/null | grep -q .; then
-                found=0
-                break
-            fi
-        done
-        [[ $found -eq 0 ]] || return 1
-    done
-    return 0
-}
-for ((i = 0; i < 200; i++)); do
-    [[ -d /proc/$FR_PID ]] || failed "freeradius exited at start-up"
-    bound && break
-    sleep 0.05
-done
-bound || failed "freeradius did not bind UDP ports $PORT and $ACCT_PORT within 10 s"
-
-# It answers once its threads run: Status-Server with radclient if present
-# (FreeRADIUS answers it itself; it is not proxied).
-if command -v radclient >/dev/null 2>&1; then
-    answered=0
-    for ((i = 0; i < 20; i++)); do
-        if printf 'Message-Authenticator = 0x00\n' |
-            radclient -q -r 1 -t 1 "127.0.0.1:$PORT" status "$SECRET" >/dev/null 2>&1; then
-            answered=1
-            break
-        fi
-        [[ -d /proc/$FR_PID ]] || failed "freeradius exited at start-up"
-    done
-    [[ $answered -eq 1 ]] || failed "freeradius does not answer Status-Server on 127.0.0.1:$PORT"
-fi
+await_freeradius "$FR_PID" "$SECRET" "$PORT" "$ACCT_PORT"
 
 echo "freeradius pid $FR_PID"
 echo "listening radius auth 127.0.0.1:$PORT"
