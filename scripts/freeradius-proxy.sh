@@ -294,31 +294,7 @@ hostname_lookups = no
 proxy_requests = yes
 \$INCLUDE proxy.conf
 
-log {
-	destination = files
-	file = '$LOG'
-	colourise = no
-	stripped_names = no
-	auth = no
-	auth_badpass = no
-	auth_goodpass = no
-}
-
-security {
-	allow_core_dumps = no
-	max_attributes = 200
-	reject_delay = 0
-	status_server = yes
-}
-
-thread pool {
-	start_servers = 4
-	max_servers = 32
-	min_spare_servers = 2
-	max_spare_servers = 8
-	max_requests_per_server = 0
-	auto_limit_acct = no
-}
+$(radiusd_common "$LOG")
 
 client eapay-terminals {
 	ipaddr = 127.0.0.1

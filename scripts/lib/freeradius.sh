@@ -62,3 +62,36 @@ await_freeradius() {
         [[ $answered -eq 1 ]] || failed "freeradius does not answer Status-Server on 127.0.0.1:${ports[0]}"
     fi
 }
+
+# radiusd_common LOG: the log, security and thread pool sections both
+# configurations share (log to the file LOG, no per-request log lines,
+# Status-Server answered, no reject delay).
+radiusd_common() {
+    cat <<EOF
+log {
+	destination = files
+	file = '$1'
+	colourise = no
+	stripped_names = no
+	auth = no
+	auth_badpass = no
+	auth_goodpass = no
+}
+
+security {
+	allow_core_dumps = no
+	max_attributes = 200
+	reject_delay = 0
+	status_server = yes
+}
+
+thread pool {
+	start_servers = 4
+	max_servers = 32
+	min_spare_servers = 2
+	max_spare_servers = 8
+	max_requests_per_server = 0
+	auto_limit_acct = no
+}
+EOF
+}
