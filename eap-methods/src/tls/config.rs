@@ -24,7 +24,8 @@ use std::time::Duration;
 use openssl::error::ErrorStack;
 use openssl::pkey::{PKey, Private};
 use openssl::ssl::{
-    SslContext, SslContextBuilder, SslContextRef, SslMethod, SslOptions, SslSessionCacheMode, SslVerifyMode, SslVersion,
+    SslContext, SslContextBuilder, SslContextRef, SslMethod, SslMode, SslOptions, SslSessionCacheMode, SslVerifyMode,
+    SslVersion,
 };
 use openssl::x509::{X509Ref, X509VerifyResult, X509};
 
@@ -197,6 +198,10 @@ impl TlsServerConfig {
         let mut b = SslContextBuilder::new(SslMethod::tls_server()).map_err(ssl_err("server context"))?;
         common_settings(&mut b, opts.min_version, opts.max_version)?;
         b.set_options(SslOptions::CIPHER_SERVER_PREFERENCE);
+        // A conversation waits for the peer between every round trip, often
+        // for long: without this OpenSSL keeps its 16 KiB read and write
+        // buffers for each half-open conversation (scripts/memory-probe.py).
+        b.set_mode(SslMode::RELEASE_BUFFERS);
 
         let chain = X509::stack_from_pem(&opts.certificate_chain_pem).map_err(ssl_err("server certificate chain"))?;
         let mut chain = chain.into_iter();
