@@ -108,6 +108,7 @@ on_every_backend! {
     wrong_pins_count_and_lock => pin_scenario;
     migration_2_upgrades_a_v1_ledger => migration_2_scenario;
     sim_triplets_and_reauth_floor => sim_and_reauth_scenario;
+    two_instances_reserve_disjoint_sqns => disjoint_sqns_scenario;
 }
 
 // ---------------------------------------------------------------- fixtures
@@ -591,6 +592,41 @@ async fn sqn_scenario(db: &TestDb) {
     vector(l.aka_resync("card-a", CardMethod::Aka, stale.rand, auts).await.unwrap());
     let after = vector(l.aka_vector("card-a", CardMethod::Aka).await.unwrap());
     assert!(matches!(usim.authenticate(&after.rand, &after.autn, false), UsimResult::Ok { .. }));
+    f.ledger.close().await;
+}
+
+/// Two ledgers on one database (two server instances): the SQNs they hand
+/// out for one card, interleaved, are all different, each instance's in
+/// increasing order, every one within its durably reserved block.
+async fn disjoint_sqns_scenario(db: &TestDb) {
+    let f = open(db, PaymentPolicy::default()).await;
+    let l = &f.ledger;
+    l.issue_card(card("card-a", USD, 1000), "test").await.unwrap();
+    let other = SqlLedger::open(&db.url, Kek::from_bytes(&KEK), LedgerOptions::default()).await.unwrap();
+    let milenage = eap_methods::crypto::milenage::Milenage::new(&K, &OPC);
+    let sqn_of = |answer: Answer| match answer {
+        Answer::AkaVector(v) => {
+            let ak = milenage.f2345(&v.rand).ak;
+            let bytes: [u8; 6] = core::array::from_fn(|i| v.autn[i] ^ ak[i]);
+            Sqn::from_bytes(&bytes).value()
+        }
+        other => panic!("{other:?}"),
+    };
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for _ in 0..80 {
+        ours.push(sqn_of(l.aka_vector("card-a", CardMethod::Aka).await.unwrap()));
+        theirs.push(sqn_of(other.aka_vector("card-a", CardMethod::Aka).await.unwrap()));
+    }
+    assert!(ours.windows(2).all(|w| w[0] < w[1]) && theirs.windows(2).all(|w| w[0] < w[1]), "{ours:?} {theirs:?}");
+    let mut all: Vec<u64> = ours.iter().chain(&theirs).copied().collect();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), 160, "an SQN handed out twice: {ours:?} {theirs:?}");
+    // SQN_HE is durably past every SQN either handed out.
+    let exports = l.aka_exports(&[CardMethod::Aka]).await.unwrap();
+    let stored = exports.iter().find(|c| c.card_id == "card-a").map(|c| c.sqn_he).unwrap();
+    assert!(all.iter().all(|&sqn| sqn <= stored), "SQN_HE {stored} behind {all:?}");
+    other.close().await;
     f.ledger.close().await;
 }
 

@@ -668,6 +668,32 @@ impl Server {
         assert_eq!(self.txn_fields(MERCHANT, like), self.txn_fields(MERCHANT, txn), "{what}: the same ledger record");
     }
 
+    /// A second eapay-server on this one's configuration (its data directory,
+    /// KEK and ledger: on PostgreSQL, the two share the ledger), listening on
+    /// ports of its own. Stopped when dropped.
+    pub fn second_instance(&self) -> Server {
+        let dir = tempfile::Builder::new().prefix("eapay-test-second-").tempdir().expect("temp dir");
+        let config = dir.path().join("eapay.toml");
+        std::fs::copy(&self.config, &config).expect("copy the configuration");
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let (child, listening) = spawn_serve(&config, &stdout, &stderr);
+        Server {
+            child: Mutex::new(child),
+            auth: listening.auth,
+            acct: listening.acct,
+            diameter: listening.diameter,
+            realm: self.realm.clone(),
+            secret: self.secret.clone(),
+            config,
+            data_dir: self.data_dir.clone(),
+            stderr,
+            stdout,
+            cards: AtomicUsize::new(0),
+            dir,
+        }
+    }
+
     /// Captures this server's RADIUS and Diameter traffic until the returned
     /// guard is dropped, then has tshark judge it (`capture.rs`). None (with
     /// a `SKIP:` line) where tshark cannot run, unless required.
