@@ -124,7 +124,8 @@ impl Drop for Dumpcap {
     }
 }
 
-fn is_root() -> bool {
+/// Whether the tests run as root (dumpcap then always can capture on lo).
+pub fn is_root() -> bool {
     Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
 }
 
@@ -251,17 +252,7 @@ impl<'a> Judge<'a> {
 
     /// tshark with the capture and every port decoded as its protocol.
     fn tshark(&self, extra: &[&str]) -> ToolOutput {
-        let tshark = find_in_path("tshark").expect("tshark");
-        let mut cmd = if is_root() {
-            let runuser = find_in_path("runuser")
-                .or_else(|| Some(PathBuf::from("/usr/sbin/runuser")).filter(|p| p.is_file()))
-                .expect("runuser (util-linux) to run tshark as nobody");
-            let mut cmd = Command::new(runuser);
-            cmd.args(["-u", "nobody", "--"]).arg(tshark);
-            cmd
-        } else {
-            Command::new(tshark)
-        };
+        let mut cmd = tshark_command();
         cmd.arg("-r").arg(self.pcap);
         for r in self.radius {
             cmd.args(["-d", &format!("udp.port=={},radius", r.port)]);
@@ -447,8 +438,24 @@ impl<'a> Judge<'a> {
     }
 }
 
+/// tshark, run as `nobody` when we are root: as root it ignores
+/// `WIRESHARK_DATA_DIR` and `WIRESHARK_CONFIG_DIR`, which carry our
+/// dictionaries.
+pub fn tshark_command() -> Command {
+    let tshark = find_in_path("tshark").unwrap_or_else(|| PathBuf::from("tshark"));
+    if !is_root() {
+        return Command::new(tshark);
+    }
+    let runuser = find_in_path("runuser")
+        .or_else(|| Some(PathBuf::from("/usr/sbin/runuser")).filter(|p| p.is_file()))
+        .expect("runuser (util-linux) to run tshark as nobody");
+    let mut cmd = Command::new(runuser);
+    cmd.args(["-u", "nobody", "--"]).arg(tshark);
+    cmd
+}
+
 /// Wireshark's data directory (`tshark -G folders`: "Global configuration").
-fn wireshark_data_dir() -> PathBuf {
+pub fn wireshark_data_dir() -> PathBuf {
     let tshark = find_in_path("tshark").unwrap_or_else(|| PathBuf::from("tshark"));
     let out = Command::new(tshark).args(["-G", "folders"]).output().expect("tshark -G folders");
     String::from_utf8_lossy(&out.stdout)

@@ -106,6 +106,17 @@ pub fn eapol_test() -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
+/// FreeRADIUS's server binary: `FREERADIUS`, else `freeradius` (Debian's
+/// name) or `radiusd` in PATH or /usr/sbin.
+pub fn freeradius() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("FREERADIUS").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(path)).filter(|p| p.is_file());
+    }
+    ["freeradius", "radiusd"]
+        .into_iter()
+        .find_map(|name| find_in_path(name).or_else(|| Some(Path::new("/usr/sbin").join(name)).filter(|p| p.is_file())))
+}
+
 /// FreeRADIUS `radclient` from PATH.
 pub fn radclient() -> Option<PathBuf> {
     find_in_path("radclient")

@@ -507,33 +507,9 @@ fn a_stopped_relay_fails_over_or_leaves_a_reversal() {
 // tshark
 // ---------------------------------------------------------------------------
 
-fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
-}
-
-/// Wireshark's data directory (`tshark -G folders`: "Global configuration").
-fn wireshark_data_dir(tshark: &Path) -> PathBuf {
-    let out = Command::new(tshark).args(["-G", "folders"]).output().expect("tshark -G folders");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("Global configuration:").map(|d| PathBuf::from(d.trim())))
-        .filter(|d| d.join("diameter/dictionary.xml").is_file())
-        .unwrap_or_else(|| PathBuf::from("/usr/share/wireshark"))
-}
-
-/// tshark with `data_dir` as its data directory: as `nobody` when we are
-/// root (tshark ignores WIRESHARK_DATA_DIR as root).
-fn tshark_as_user(tshark: &Path, data_dir: &Path, home: &Path, args: &[&str]) -> ToolOutput {
-    let mut cmd = if is_root() {
-        let runuser = find_in_path("runuser")
-            .or_else(|| Some(PathBuf::from("/usr/sbin/runuser")).filter(|p| p.is_file()))
-            .expect("runuser (util-linux) to run tshark as nobody");
-        let mut cmd = Command::new(runuser);
-        cmd.args(["-u", "nobody", "--"]).arg(tshark);
-        cmd
-    } else {
-        Command::new(tshark)
-    };
+/// tshark with `data_dir` as its data directory (as `nobody` when we are root).
+fn tshark_as_user(data_dir: &Path, home: &Path, args: &[&str]) -> ToolOutput {
+    let mut cmd = eapay_tests::capture::tshark_command();
     cmd.args(args)
         .env("WIRESHARK_DATA_DIR", data_dir)
         .env("WIRESHARK_CONFIG_DIR", home.join("config"))
@@ -547,7 +523,9 @@ fn tshark_names_the_eapay_avps_of_a_relayed_payment() {
     if !relay_available(test) {
         return;
     }
-    let Some(tshark) = need("tshark", find_in_path("tshark"), "apt-get install tshark", test) else { return };
+    if need("tshark", find_in_path("tshark"), "apt-get install tshark", test).is_none() {
+        return;
+    }
     let dumpcap = find_in_path("dumpcap").or_else(|| Some(PathBuf::from("/usr/bin/dumpcap")).filter(|p| p.is_file()));
     if need("dumpcap", dumpcap, "apt-get install tshark (wireshark-common)", test).is_none() {
         return;
@@ -567,14 +545,14 @@ fn tshark_names_the_eapay_avps_of_a_relayed_payment() {
     }
     let pcap = work.path().join("relayed.pcapng");
     let data_dir = work.path().join("wireshark");
-    eapay_tests::capture::data_dir_with_eapay(&wireshark_data_dir(&tshark), &data_dir);
+    eapay_tests::capture::data_dir_with_eapay(&eapay_tests::capture::wireshark_data_dir(), &data_dir);
 
     let card = server.card_with(Method::Aka, &["--confirmation", "required"]);
     let reversals = server.scratch("reversals.json");
     let filter = format!("tcp port {} or tcp port {}", relay.addr.port(), direct.port());
     let mut capture = match Dumpcap::start(&filter, &pcap) {
         Ok(c) => c,
-        Err(e) if interop_required() || is_root() => panic!("{e}"),
+        Err(e) if interop_required() || eapay_tests::capture::is_root() => panic!("{e}"),
         Err(e) => {
             eprintln!("SKIP: {test} cannot capture on lo (not root?): {e}");
             return;
@@ -601,7 +579,7 @@ fn tshark_names_the_eapay_avps_of_a_relayed_payment() {
     args.extend(decode_as.iter().map(String::as_str));
     let mut verbose = args.clone();
     verbose.push("-V");
-    let decoded = tshark_as_user(&tshark, &data_dir, work.path(), &verbose);
+    let decoded = tshark_as_user(&data_dir, work.path(), &verbose);
     assert!(decoded.success(), "tshark -V:\n{}", decoded.tail(30));
     // A dictionary that does not load is reported on stderr.
     assert!(decoded.stderr.trim().is_empty(), "tshark complained:\n{}", decoded.stderr);
@@ -657,7 +635,7 @@ fn tshark_names_the_eapay_avps_of_a_relayed_payment() {
         "-e",
         "diameter.Eapay-Approval-Code",
     ]);
-    let table = tshark_as_user(&tshark, &data_dir, work.path(), &fields);
+    let table = tshark_as_user(&data_dir, work.path(), &fields);
     assert!(table.success() && table.stderr.trim().is_empty(), "tshark -T fields:\n{}", table.tail(30));
     let rows: Vec<Vec<&str>> = table.stdout.lines().map(|l| l.split(';').collect()).collect();
     assert!(rows.len() >= 8, "a DER and a DEA per round on both hops:\n{}", table.stdout);
@@ -683,7 +661,7 @@ fn tshark_names_the_eapay_avps_of_a_relayed_payment() {
     }
     let mut malformed = args.clone();
     malformed.extend(["-Y", "_ws.malformed || _ws.expert.severity >= warning"]);
-    let bad = tshark_as_user(&tshark, &data_dir, work.path(), &malformed);
+    let bad = tshark_as_user(&data_dir, work.path(), &malformed);
     assert!(bad.success(), "{}", bad.tail(20));
     assert!(bad.stdout.trim().is_empty(), "malformed or warned-about packets:\n{}", bad.stdout);
 }

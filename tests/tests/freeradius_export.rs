@@ -17,20 +17,9 @@ use std::process::Command;
 
 use eapay_tests::eapol::{count, eapay_attributes_in, has_line};
 use eapay_tests::{
-    eapol_test, find_in_path, last_lines, repo_root, require_tool, run_with_timeout, Card, Method, Server, ToolOutput,
+    eapol_test, freeradius, last_lines, repo_root, require_tool, run_with_timeout, Card, Method, Server, ToolOutput,
     TOOL_TIMEOUT,
 };
-
-/// FreeRADIUS's server binary: `FREERADIUS`, else `freeradius` (Debian's
-/// name) or `radiusd` in PATH or /usr/sbin.
-fn freeradius() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("FREERADIUS").filter(|v| !v.is_empty()) {
-        return Some(PathBuf::from(path)).filter(|p| p.is_file());
-    }
-    ["freeradius", "radiusd"]
-        .into_iter()
-        .find_map(|name| find_in_path(name).or_else(|| Some(Path::new("/usr/sbin").join(name)).filter(|p| p.is_file())))
-}
 
 fn script() -> PathBuf {
     repo_root().join("scripts/freeradius-tls-server.sh")

@@ -44,7 +44,7 @@ use eapay_tests::eapol::{assert_approved, assert_declined, assert_success, eapay
 use eapay_tests::terminal::{error_lines, terminal, word_after};
 use eapay_tests::{
     details, eap_access_request_packet, eap_identity_response, eapol_test, eapol_test_payment_args, exchange,
-    find_in_path, has_token, last_lines, repo_root, require_tool, run_server_command, run_with_timeout,
+    find_in_path, freeradius, has_token, last_lines, repo_root, require_tool, run_server_command, run_with_timeout,
     stopped_counter, udp_socket, verify_reply, Card, Method, Server, ToolOutput, MERCHANT, REPLY_TIMEOUT, TOOL_TIMEOUT,
 };
 
@@ -52,17 +52,6 @@ use eapay_tests::{
 /// harness's, for the proxy).
 const TERMINAL_SECRET: &str = "terminals-to-agency-proxy";
 const VENDOR: u32 = eapay::VENDOR_ID;
-
-/// FreeRADIUS's server binary: `FREERADIUS`, else `freeradius` (Debian's
-/// name) or `radiusd` in PATH or /usr/sbin.
-fn freeradius() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("FREERADIUS").filter(|v| !v.is_empty()) {
-        return Some(PathBuf::from(path)).filter(|p| p.is_file());
-    }
-    ["freeradius", "radiusd"]
-        .into_iter()
-        .find_map(|name| find_in_path(name).or_else(|| Some(Path::new("/usr/sbin").join(name)).filter(|p| p.is_file())))
-}
 
 fn script() -> PathBuf {
     repo_root().join("scripts/freeradius-proxy.sh")
