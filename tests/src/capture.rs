@@ -23,9 +23,10 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aaa_proto::radius::{self, Code};
@@ -47,6 +48,9 @@ pub struct RadiusPort {
 pub struct Capture {
     test: String,
     dumpcap: Dumpcap,
+    /// A socket of our own whose port is in the capture filter: a datagram
+    /// to it, once it is in the file, proves that everything before it is.
+    marker: UdpSocket,
     work: Option<tempfile::TempDir>,
     pcap: PathBuf,
     radius: Vec<RadiusPort>,
@@ -55,9 +59,16 @@ pub struct Capture {
 
 /// dumpcap capturing loopback into a file; stopped (SIGINT, so it finishes
 /// the file) and waited for by [`Dumpcap::stop`] or when dropped.
+///
+/// dumpcap writes to a pipe, not to the file: it flushes a pipe after every
+/// packet, a file only now and then, and what has been captured must be
+/// readable while it runs ([`Dumpcap::has_captured`]). A thread copies the
+/// pipe into the file.
 pub struct Dumpcap {
     child: Child,
     stopped: bool,
+    captured: Arc<Mutex<Vec<u8>>>,
+    copier: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Dumpcap {
@@ -67,9 +78,26 @@ impl Dumpcap {
     pub fn start(filter: &str, file: &Path) -> Result<Dumpcap, String> {
         let dumpcap = dumpcap().ok_or("no dumpcap (apt-get install tshark)")?;
         let mut cmd = Command::new(&dumpcap);
-        cmd.args(["-q", "-i", "lo", "-f", filter, "-w"]).arg(file);
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd.args(["-q", "-i", "lo", "-f", filter, "-w", "-"]);
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut out = std::fs::File::create(file).map_err(|e| format!("{}: {e}", file.display()))?;
         let mut child = cmd.spawn().map_err(|e| format!("cannot run {}: {e}", dumpcap.display()))?;
+        let captured = Arc::new(Mutex::new(Vec::new()));
+        let mut stdout = child.stdout.take().ok_or("no stdout pipe")?;
+        let copier = {
+            let captured = captured.clone();
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let mut buf = [0u8; 65536];
+                while let Ok(n) = stdout.read(&mut buf) {
+                    if n == 0 || out.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    captured.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(&buf[..n]);
+                }
+                let _ = out.flush();
+            })
+        };
         let (tx, rx) = mpsc::channel();
         let stderr = child.stderr.take().ok_or("no stderr pipe")?;
         std::thread::spawn(move || {
@@ -80,7 +108,7 @@ impl Dumpcap {
                 }
             }
         });
-        let mut running = Dumpcap { child, stopped: false };
+        let mut running = Dumpcap { child, stopped: false, captured, copier: Some(copier) };
         let deadline = Instant::now() + Duration::from_secs(15);
         let mut said = Vec::new();
         loop {
@@ -115,6 +143,15 @@ impl Dumpcap {
             std::thread::sleep(Duration::from_millis(20));
         }
         let _ = self.child.wait();
+        if let Some(copier) = self.copier.take() {
+            let _ = copier.join();
+        }
+    }
+
+    /// Whether these octets are in a packet captured so far.
+    pub fn has_captured(&self, octets: &[u8]) -> bool {
+        let captured = self.captured.lock().unwrap_or_else(|e| e.into_inner());
+        captured.windows(octets.len()).any(|w| w == octets)
     }
 }
 
@@ -161,10 +198,13 @@ impl Capture {
             std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
         }
         let pcap = work.path().join("capture.pcapng");
+        let marker = UdpSocket::bind("127.0.0.1:0").expect("bind the marker socket");
+        let marker_port = marker.local_addr().expect("marker address").port();
         let filter = radius
             .iter()
             .map(|r| format!("udp port {}", r.port))
             .chain(diameter.iter().map(|p| format!("tcp port {p}")))
+            .chain([format!("udp port {marker_port}")])
             .collect::<Vec<_>>()
             .join(" or ");
         let dumpcap = match Dumpcap::start(&filter, &pcap) {
@@ -173,7 +213,40 @@ impl Capture {
             Err(why) if interop_required() || is_root() => panic!("the capture of {test}: {why}"),
             Err(why) => return missing(&why),
         };
-        Some(Capture { test, dumpcap, work: Some(work), pcap, radius, diameter })
+        let capture = Capture { test, dumpcap, marker, work: Some(work), pcap, radius, diameter };
+        // The filter is attached once a datagram after it is in the file.
+        if let Err(why) = capture.mark("start") {
+            panic!("the capture of {}: {why}", capture.test);
+        }
+        Some(capture)
+    }
+
+    /// Sends a marker datagram and waits until dumpcap has captured it:
+    /// the kernel delivers packets to dumpcap in batches, so a capture
+    /// stopped right after a test's last reply could miss that reply.
+    fn mark(&self, what: &str) -> Result<(), String> {
+        let token = format!("eapay-capture-{what}-{}", hex::encode(rand::random::<[u8; 8]>()));
+        let to = self.marker.local_addr().map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut sent = Instant::now() - Duration::from_secs(1);
+        loop {
+            // Sent again now and then: the first may precede the filter.
+            if sent.elapsed() >= Duration::from_millis(250) {
+                // Larger than dumpcap's output buffer, so that its write
+                // goes out at once rather than when the buffer fills.
+                let mut datagram = token.as_bytes().to_vec();
+                datagram.resize(60_000, b'.');
+                self.marker.send_to(&datagram, to).map_err(|e| e.to_string())?;
+                sent = Instant::now();
+            }
+            if self.dumpcap.has_captured(token.as_bytes()) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("dumpcap did not capture the {what} marker within 10 s"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Stops the capture and judges it now; panics with the findings and
@@ -183,8 +256,15 @@ impl Capture {
     }
 
     fn judge_now(&mut self) {
+        if self.work.is_none() {
+            // Judged already (`judge`, then the drop).
+            return;
+        }
         // The last replies are still on their way when a test ends.
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
+        if let Err(why) = self.mark("end") {
+            panic!("the capture of {}: {why}", self.test);
+        }
         self.dumpcap.stop();
         let Some(work) = self.work.take() else { return };
         {
@@ -218,6 +298,18 @@ impl Drop for Capture {
         }
         self.judge_now();
     }
+}
+
+/// (server port, client port, identifier): what a RADIUS reply is matched by.
+type RequestKey = (u16, u16, u8);
+
+/// What the pairing of eapay-server's replies with their requests found.
+struct Pairs {
+    findings: Vec<String>,
+    diameter_seen: bool,
+    /// Replies that answer an earlier request than the last one with their
+    /// identifier (the client reused it while the server was silent).
+    reused: Vec<u64>,
 }
 
 /// tshark over one capture, with eapay's dictionaries.
@@ -269,6 +361,19 @@ impl<'a> Judge<'a> {
 
     fn findings(&self) -> Vec<String> {
         let mut findings = Vec::new();
+        let pairs = self.message_authenticators();
+        // tshark pairs a reply with the last request of its identifier; a
+        // client that reused an identifier for a request the server had not
+        // answered yet (FreeRADIUS, once a paused home server looks dead)
+        // gets replies tshark pairs wrongly. Those replies were verified
+        // against each candidate request above instead.
+        let reused = match pairs.reused.is_empty() {
+            true => String::new(),
+            false => {
+                let frames = pairs.reused.iter().map(u64::to_string).collect::<Vec<_>>().join(" ");
+                format!(" && !(frame.number in {{{frames}}})")
+            }
+        };
         // Response Authenticators are checked with one secret per run.
         let mut by_secret: HashMap<&str, Vec<u16>> = HashMap::new();
         for r in self.radius {
@@ -287,7 +392,7 @@ impl<'a> Judge<'a> {
             .iter()
             .map(|(secret, ports)| {
                 let on = ports.iter().map(|p| format!("udp.port=={p}")).collect::<Vec<_>>().join(" || ");
-                let radius = format!("(({on}) && ({bad} || radius.authenticator.invalid == 1))");
+                let radius = format!("(({on}) && ({bad} || (radius.authenticator.invalid == 1{reused})))");
                 let filter = match diameter.take() {
                     Some(d) => format!("{radius} || {d}"),
                     None => radius,
@@ -321,17 +426,18 @@ impl<'a> Judge<'a> {
                 .extend(out.stdout.lines().filter(|l| !l.trim().is_empty()).map(|l| format!("tshark: {}", l.trim())));
         }
         findings.extend(self.radius_names());
-        let (radius, diameter_seen) = self.message_authenticators();
-        findings.extend(radius);
-        if diameter_seen {
+        findings.extend(pairs.findings);
+        if pairs.diameter_seen {
             findings.extend(self.diameter_names());
         }
         findings
     }
 
     /// Every reply from eapay-server carries a correct Message-Authenticator
-    /// as its first attribute; also says whether any Diameter was captured.
-    fn message_authenticators(&self) -> (Vec<String>, bool) {
+    /// as its first attribute (checked against every captured request with
+    /// its identifier from that client port: one of them is the request it
+    /// answers); also says whether any Diameter was captured.
+    fn message_authenticators(&self) -> Pairs {
         let eapay: Vec<&RadiusPort> = self.radius.iter().filter(|r| r.eapay).collect();
         let out = self.tshark(&[
             "-Y",
@@ -352,12 +458,16 @@ impl<'a> Judge<'a> {
             "diameter.cmd.code",
         ]);
         if !out.success() {
-            return (vec![format!("tshark -T fields failed:\n{}", out.tail(20))], !self.diameter.is_empty());
+            return Pairs {
+                findings: vec![format!("tshark -T fields failed:\n{}", out.tail(20))],
+                diameter_seen: !self.diameter.is_empty(),
+                reused: Vec::new(),
+            };
         }
         let mut findings = Vec::new();
         let mut diameter_seen = false;
-        // (server port, client port, identifier) -> (request code, request authenticator)
-        let mut requests: HashMap<(u16, u16, u8), (Code, [u8; 16])> = HashMap::new();
+        let mut reused = Vec::new();
+        let mut requests: HashMap<RequestKey, Vec<(Code, [u8; 16])>> = HashMap::new();
         for line in out.stdout.lines() {
             let f: Vec<&str> = line.split(';').collect();
             let [frame, src, dst, payload, diameter] = f.as_slice() else { continue };
@@ -377,17 +487,26 @@ impl<'a> Judge<'a> {
             match eapay.iter().find(|r| r.port == src || r.port == dst) {
                 Some(r) if r.port == dst => {
                     let code = Code::from_u8(code).unwrap_or(Code::AccessRequest);
-                    requests.insert((dst, src, id), (code, authenticator));
+                    requests.entry((dst, src, id)).or_default().push((code, authenticator));
                 }
                 Some(r) => {
-                    let Some(&(request_code, request_auth)) = requests.get(&(src, dst, id)) else {
+                    let Some(candidates) = requests.get(&(src, dst, id)) else {
                         findings.push(format!("frame {frame}: a reply to no captured request"));
                         continue;
                     };
-                    if let Err(e) =
-                        radius::verify_response_to(&bytes, request_code, &request_auth, r.secret.as_bytes(), true)
-                    {
-                        findings.push(format!("frame {frame}: reply from eapay-server: {e}"));
+                    let verdicts: Vec<_> = candidates
+                        .iter()
+                        .rev()
+                        .map(|(code, auth)| radius::verify_response_to(&bytes, *code, auth, r.secret.as_bytes(), true))
+                        .collect();
+                    match verdicts.iter().position(Result::is_ok) {
+                        Some(0) => {}
+                        Some(_) => reused.push(frame.parse().unwrap_or(0)),
+                        None => {
+                            if let Some(Err(e)) = verdicts.first() {
+                                findings.push(format!("frame {frame}: reply from eapay-server: {e}"));
+                            }
+                        }
                     }
                     // The order, read from the raw bytes without our codec.
                     if bytes.get(20) != Some(&80) {
@@ -400,7 +519,7 @@ impl<'a> Judge<'a> {
                 None => {}
             }
         }
-        (findings, diameter_seen)
+        Pairs { findings, diameter_seen, reused }
     }
 
     /// tshark shows every eapay RADIUS attribute by its name (another
