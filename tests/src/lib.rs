@@ -508,7 +508,12 @@ impl Server {
         let config = data_dir.join("eapay.toml");
         assert!(config.is_file(), "`eapay-server init` did not write {}", config.display());
         prepare(&config);
+        Server::serve(config, data_dir, realm, secret, dir)
+    }
 
+    /// Runs `serve` on `config` until it prints its listening lines; `dir`
+    /// (which holds what belongs to this instance) lives as long as it.
+    fn serve(config: PathBuf, data_dir: PathBuf, realm: &str, secret: &str, dir: tempfile::TempDir) -> Server {
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let (child, listening) = spawn_serve(&config, &stdout, &stderr);
@@ -686,23 +691,7 @@ impl Server {
         let dir = tempfile::Builder::new().prefix("eapay-test-second-").tempdir().expect("temp dir");
         let config = dir.path().join("eapay.toml");
         std::fs::copy(&self.config, &config).expect("copy the configuration");
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let (child, listening) = spawn_serve(&config, &stdout, &stderr);
-        Server {
-            child: Mutex::new(child),
-            auth: listening.auth,
-            acct: listening.acct,
-            diameter: listening.diameter,
-            realm: self.realm.clone(),
-            secret: self.secret.clone(),
-            config,
-            data_dir: self.data_dir.clone(),
-            stderr,
-            stdout,
-            cards: AtomicUsize::new(0),
-            dir,
-        }
+        Server::serve(config, self.data_dir.clone(), &self.realm, &self.secret, dir)
     }
 
     /// Captures this server's RADIUS and Diameter traffic until the returned
