@@ -143,6 +143,7 @@ impl Server {
             .into_iter()
             .chain(self.radius.counters.snapshot())
             .chain(diameter_front.iter().flat_map(|d| d.counters.snapshot()))
+            .chain(self.core.ledger.stats().snapshot())
             .filter(|(_, v)| *v > 0)
             .map(|(k, v)| format!("{k}={v}"))
             .collect();

@@ -7,6 +7,7 @@ use sqlx::{AnyConnection, Row};
 
 use super::db::to_u64;
 use super::model::AuditEntry;
+use super::sql::SqlConn;
 use crate::error::ServerError;
 
 /// One line to append.
@@ -22,21 +23,21 @@ pub struct Line<'a> {
     pub detail: String,
 }
 
-pub async fn append(conn: &mut AnyConnection, line: Line<'_>) -> Result<(), ServerError> {
-    sqlx::query(
+pub async fn append<C: SqlConn + ?Sized>(conn: &mut C, line: Line<'_>) -> Result<(), ServerError> {
+    const SQL: &str =
         "INSERT INTO audit_log (at_ms, actor, event, authorization_id, card_id, merchant_id, transaction_id, detail)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(line.at_ms)
-    .bind(line.actor)
-    .bind(line.event)
-    .bind(line.authorization_id)
-    .bind(line.card_id)
-    .bind(line.merchant_id)
-    .bind(line.transaction_id)
-    .bind(line.detail)
-    .execute(conn)
-    .await?;
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+    let params = [
+        line.at_ms.into(),
+        line.actor.into(),
+        line.event.into(),
+        line.authorization_id.into(),
+        line.card_id.into(),
+        line.merchant_id.into(),
+        line.transaction_id.into(),
+        line.detail.as_str().into(),
+    ];
+    conn.execute(SQL, &params).await?;
     Ok(())
 }
 

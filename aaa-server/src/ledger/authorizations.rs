@@ -6,30 +6,30 @@ use aaa_proto::payment::PaymentDetails;
 use aaa_proto::receipt::{IssuerSigningKey, ReceiptBody};
 use rand::rngs::OsRng;
 use rand::Rng;
-use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 
 use super::audit;
 use super::cards;
-use super::db::{to_i64, to_u64, wire_from_i64, wire_to_i64, Db};
+use super::db::{lock_nonce, to_i64, to_u64, wire_from_i64, wire_to_i64};
 use super::decision::{self, History};
 use super::model::{
     Attempt, AuthorizationRecord, AuthorizationStatus, Decision, Decline, Outcome, PaymentPolicy, TxnFilter, TxnKey,
 };
+use super::sql::{fetch_one, Row, SqlConn, Value};
 use crate::error::ServerError;
 
 /// What the decision transaction needs besides the database.
 pub struct Context<'a> {
-    pub db: &'a Db,
     pub policy: &'a PaymentPolicy,
     pub signer: Option<&'a IssuerSigningKey>,
 }
 
 /// The contract's decision order, inside the caller's transaction.
-pub async fn authorize(
+pub async fn authorize<C: SqlConn + ?Sized>(
     ctx: &Context<'_>,
-    conn: &mut AnyConnection,
+    conn: &mut C,
     attempt: &Attempt,
+    draft: Option<ApprovalDraft>,
 ) -> Result<Decision, ServerError> {
     let d = &attempt.details;
     let now = to_i64(attempt.now_ms, "time")?;
@@ -50,8 +50,7 @@ pub async fn authorize(
         repeated,
     };
 
-    // One round trip to the database for the common case (each costs two
-    // thread hand-offs, which outweigh SQLite's own work many times).
+    // One statement for the common case (on PostgreSQL each is a round trip).
     let (may_act, known) = precheck(conn, &attempt.client, d).await?;
 
     // 1. Nothing is recorded for a client acting for someone else's merchant:
@@ -88,10 +87,10 @@ pub async fn authorize(
 
     // 3. Everything from here is recorded.
     let card = match &attempt.card_id {
-        Some(id) => cards::snapshot(ctx.db, conn, id).await?,
+        Some(id) => cards::snapshot(conn, id).await?,
         None => None,
     };
-    ctx.db.lock_nonce(conn, &d.merchant_id, &d.terminal_nonce).await?;
+    lock_nonce(conn, &d.merchant_id, &d.terminal_nonce).await?;
     let velocity_card = match (&attempt.card_id, &card) {
         // Approvals are only counted when a limit applies.
         (Some(id), Some(_)) if ctx.policy.velocity_max > 0 => Some(id.as_str()),
@@ -137,26 +136,14 @@ pub async fn authorize(
             // The code is checked unused by the insert itself; a collision
             // (one in ~2e9) draws another, and the receipt is signed again.
             let mut inserted = None;
+            let mut drafted = draft.filter(|x| x.card_id == card_id);
             for _ in 0..8 {
-                let approval_code = random_approval_code();
-                let receipt = match ctx.signer {
-                    Some(signer) => signer
-                        .sign(&ReceiptBody {
-                            approval_code: approval_code.clone(),
-                            transaction_id: d.transaction_id.clone(),
-                            merchant_id: d.merchant_id.clone(),
-                            card_id: card_id.to_string(),
-                            amount: d.amount,
-                            // decide() accepted it as an ISO 4217 code, all of which fit u16.
-                            currency: u16::try_from(d.currency)
-                                .map_err(|_| ServerError::Ledger(format!("currency {} out of range", d.currency)))?,
-                            authorized_at_ms: attempt.now_ms,
-                        })
-                        .map_err(|e| ServerError::Ledger(format!("signing the receipt: {e}")))?,
-                    None => Vec::new(),
+                let next = match drafted.take() {
+                    Some(x) => x,
+                    None => ApprovalDraft::new(ctx.signer, attempt)?,
                 };
-                if let Some(id) = row.insert_approved(conn, &approval_code, &receipt).await? {
-                    inserted = Some((id, approval_code, receipt));
+                if let Some(id) = row.insert_approved(conn, &next.code, &next.receipt).await? {
+                    inserted = Some((id, next.code, next.receipt));
                     break;
                 }
             }
@@ -174,12 +161,56 @@ pub async fn authorize(
     }
 }
 
+/// An approval code and its signed receipt, drawn before the decision so
+/// that the Ed25519 signature is made by the caller, outside the ledger
+/// writer's serial section; used if the attempt is approved for this card.
+#[derive(Debug)]
+pub struct ApprovalDraft {
+    card_id: String,
+    code: String,
+    receipt: Vec<u8>,
+}
+
+impl ApprovalDraft {
+    /// None if the attempt cannot be approved anyway (no card, or declined
+    /// before the ledger).
+    pub fn for_attempt(signer: Option<&IssuerSigningKey>, attempt: &Attempt) -> Result<Option<Self>, ServerError> {
+        if attempt.card_id.is_none() || attempt.pre_declined.is_some() {
+            return Ok(None);
+        }
+        Self::new(signer, attempt).map(Some)
+    }
+
+    fn new(signer: Option<&IssuerSigningKey>, attempt: &Attempt) -> Result<Self, ServerError> {
+        let d = &attempt.details;
+        let card_id = attempt.card_id.clone().ok_or_else(|| ServerError::Ledger("approval without a card".into()))?;
+        let code = random_approval_code();
+        let receipt = match signer {
+            Some(signer) => signer
+                .sign(&ReceiptBody {
+                    approval_code: code.clone(),
+                    transaction_id: d.transaction_id.clone(),
+                    merchant_id: d.merchant_id.clone(),
+                    card_id: card_id.clone(),
+                    amount: d.amount,
+                    // Only an ISO 4217 code gets approved, and all of them fit u16.
+                    currency: u16::try_from(d.currency)
+                        .map_err(|_| ServerError::Ledger(format!("currency {} out of range", d.currency)))?,
+                    authorized_at_ms: attempt.now_ms,
+                })
+                .map_err(|e| ServerError::Ledger(format!("signing the receipt: {e}")))?,
+            None => Vec::new(),
+        };
+        Ok(Self { card_id, code, receipt })
+    }
+}
+
 /// The same request again: its original answer, never a second charge.
 /// A reversed authorization answers 12 like a tombstone (the terminal already
 /// cancelled it), and a retry whose card failed this time gets its own
 /// decline rather than the stored approval.
-async fn repeat(
-    conn: &mut AnyConnection,
+async fn repeat<C: SqlConn + ?Sized>(
+    conn: &mut C,
     attempt: &Attempt,
     earlier: AuthorizationRecord,
     now: i64,
@@ -243,16 +274,16 @@ const INSERT: &str = "INSERT INTO authorizations (merchant_id, transaction_id, c
      RETURNING id";
 
 impl NewRow<'_> {
-    async fn insert_declined(&self, conn: &mut AnyConnection, decline: &Decline) -> Result<i64, ServerError> {
+    async fn insert_declined<C: SqlConn + ?Sized>(&self, conn: &mut C, decline: &Decline) -> Result<i64, ServerError> {
         self.insert(conn, AuthorizationStatus::Declined, None, Some(decline), None)
             .await?
             .ok_or_else(|| ServerError::Ledger("declined authorization not inserted".into()))
     }
 
     /// `None` if `code` is already used by another authorization.
-    async fn insert_approved(
+    async fn insert_approved<C: SqlConn + ?Sized>(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut C,
         code: &str,
         receipt: &[u8],
     ) -> Result<Option<i64>, ServerError> {
@@ -260,9 +291,9 @@ impl NewRow<'_> {
         self.insert(conn, AuthorizationStatus::Approved, Some(code), None, receipt).await
     }
 
-    async fn insert(
+    async fn insert<C: SqlConn + ?Sized>(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut C,
         status: AuthorizationStatus,
         approval_code: Option<&str>,
         decline: Option<&Decline>,
@@ -270,77 +301,76 @@ impl NewRow<'_> {
     ) -> Result<Option<i64>, ServerError> {
         let d: &PaymentDetails = &self.attempt.details;
         let evidence = self.attempt.evidence.as_ref();
-        let row = sqlx::query(INSERT)
-            .bind(d.merchant_id.as_str())
-            .bind(d.transaction_id.as_str())
-            .bind(self.card_id)
-            .bind(wire_to_i64(d.amount))
-            .bind(i64::from(d.currency))
-            .bind(i64::from(d.installments))
-            .bind(d.terminal_nonce.as_slice())
-            .bind(wire_to_i64(d.terminal_time_ms))
-            .bind(self.details)
-            .bind(status.name())
-            .bind(approval_code)
-            .bind(decline.map(|x| i64::from(x.code.value())))
-            .bind(decline.map(|x| x.reason.as_str()))
-            .bind(self.attempt.method)
-            .bind(i64::from(self.attempt.confirmation.value()))
-            .bind(evidence.map(|e| e.kind))
-            .bind(evidence.map(|e| e.bytes.as_slice()))
-            .bind(receipt)
-            .bind(self.attempt.client.as_str())
-            .bind(self.now)
-            .bind(self.now)
-            .fetch_optional(conn)
-            .await?;
-        Ok(row.map(|r| r.try_get(0)).transpose()?)
+        let params: [Value; 21] = [
+            d.merchant_id.as_str().into(),
+            d.transaction_id.as_str().into(),
+            self.card_id.into(),
+            wire_to_i64(d.amount).into(),
+            i64::from(d.currency).into(),
+            i64::from(d.installments).into(),
+            d.terminal_nonce.as_slice().into(),
+            wire_to_i64(d.terminal_time_ms).into(),
+            self.details.into(),
+            status.name().into(),
+            approval_code.into(),
+            decline.map(|x| i64::from(x.code.value())).into(),
+            decline.map(|x| x.reason.as_str()).into(),
+            self.attempt.method.into(),
+            i64::from(self.attempt.confirmation.value()).into(),
+            evidence.map(|e| e.kind).into(),
+            evidence.map(|e| e.bytes.as_slice()).into(),
+            receipt.into(),
+            self.attempt.client.as_str().into(),
+            self.now.into(),
+            self.now.into(),
+        ];
+        conn.fetch_optional(INSERT, &params, |r| r.int_required(0)).await
     }
 }
 
 /// Whether the client may act for the merchant, and whether the
 /// transaction id is known already, in one query.
-async fn precheck(conn: &mut AnyConnection, client: &str, d: &PaymentDetails) -> Result<(bool, bool), ServerError> {
-    let row = sqlx::query(
-        "SELECT
+async fn precheck<C: SqlConn + ?Sized>(
+    conn: &mut C,
+    client: &str,
+    d: &PaymentDetails,
+) -> Result<(bool, bool), ServerError> {
+    const SQL: &str = "SELECT
            (SELECT CAST(COUNT(*) AS BIGINT) FROM merchant_clients c JOIN merchants m ON m.merchant_id = c.merchant_id
              WHERE c.merchant_id = $1 AND c.client_name = $2 AND m.status = 'active'),
-           (SELECT CAST(COUNT(*) AS BIGINT) FROM authorizations WHERE merchant_id = $1 AND transaction_id = $3)",
-    )
-    .bind(d.merchant_id.as_str())
-    .bind(client)
-    .bind(d.transaction_id.as_str())
-    .fetch_one(conn)
-    .await?;
-    Ok((row.try_get::<i64, _>(0)? > 0, row.try_get::<i64, _>(1)? > 0))
+           (SELECT CAST(COUNT(*) AS BIGINT) FROM authorizations WHERE merchant_id = $1 AND transaction_id = $3)";
+    let params = [d.merchant_id.as_str().into(), client.into(), d.transaction_id.as_str().into()];
+    fetch_one(conn, SQL, &params, |r| Ok((r.int_required(0)? > 0, r.int_required(1)? > 0))).await
 }
 
 /// Whether the merchant used the terminal nonce since `nonce_since_ms`, and
 /// the approvals of `velocity_card` since `velocity_since_ms` (a later
 /// reversal or refund does not take an attempt back out of the count), in
-/// one query.
-async fn history(
-    conn: &mut AnyConnection,
+/// one statement. Both are index range scans bounded by their windows
+/// (`authorizations_nonce`, `authorizations_velocity`): their cost does not
+/// grow with the ledger.
+async fn history<C: SqlConn + ?Sized>(
+    conn: &mut C,
     d: &PaymentDetails,
     nonce_since_ms: u64,
     velocity_card: Option<&str>,
     velocity_since_ms: u64,
 ) -> Result<History, ServerError> {
-    let row = sqlx::query(
-        "SELECT
+    const SQL: &str = "SELECT
            (SELECT CAST(COUNT(*) AS BIGINT) FROM authorizations
              WHERE merchant_id = $1 AND terminal_nonce = $2 AND created_at_ms >= $3),
            (SELECT CAST(COUNT(*) AS BIGINT) FROM authorizations
-             WHERE card_id = $4 AND status IN ('approved', 'captured', 'reversed', 'refunded') AND created_at_ms >= $5)",
-    )
-    .bind(d.merchant_id.as_str())
-    .bind(d.terminal_nonce.to_vec())
-    .bind(to_i64(nonce_since_ms, "time")?)
-    .bind(velocity_card)
-    .bind(to_i64(velocity_since_ms, "time")?)
-    .fetch_one(conn)
-    .await?;
-    Ok(History { nonce_seen: row.try_get::<i64, _>(0)? > 0, recent_approvals: to_u64(row.try_get(1)?, "count")? })
+             WHERE card_id = $4 AND status IN ('approved', 'captured', 'reversed', 'refunded') AND created_at_ms >= $5)";
+    let params = [
+        d.merchant_id.as_str().into(),
+        d.terminal_nonce.as_slice().into(),
+        to_i64(nonce_since_ms, "time")?.into(),
+        velocity_card.into(),
+        to_i64(velocity_since_ms, "time")?.into(),
+    ];
+    let (nonce_seen, approvals) =
+        fetch_one(conn, SQL, &params, |r| Ok((r.int_required(0)?, r.int_required(1)?))).await?;
+    Ok(History { nonce_seen: nonce_seen > 0, recent_approvals: to_u64(approvals, "count")? })
 }
 
 const CODE_ALPHABET: &[u8; 36] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
@@ -350,9 +380,18 @@ fn random_approval_code() -> String {
     (0..6).map(|_| char::from(CODE_ALPHABET[OsRng.gen_range(0..CODE_ALPHABET.len())])).collect()
 }
 
-const COLUMNS: &str = "id, merchant_id, transaction_id, card_id, amount, currency, installments, terminal_nonce,
+/// The columns [`record`] reads, in its order.
+macro_rules! columns {
+    () => {
+        "id, merchant_id, transaction_id, card_id, amount, currency, installments, terminal_nonce,
     terminal_time_ms, details, status, approval_code, decline_code, decline_reason, method, confirmation,
-    evidence_kind, evidence, receipt, tombstone, client, created_at_ms, updated_at_ms";
+    evidence_kind, evidence, receipt, tombstone, client, created_at_ms, updated_at_ms"
+    };
+}
+const COLUMNS: &str = columns!();
+const BY_ID: &str = concat!("SELECT ", columns!(), " FROM authorizations WHERE id = $1");
+const BY_TRANSACTION: &str =
+    concat!("SELECT ", columns!(), " FROM authorizations WHERE merchant_id = $1 AND transaction_id = $2");
 
 impl TxnKey {
     pub fn merchant(merchant_id: &str, transaction_id: &str) -> Self {
@@ -360,23 +399,14 @@ impl TxnKey {
     }
 }
 
-pub async fn find(conn: &mut AnyConnection, key: &TxnKey) -> Result<Option<AuthorizationRecord>, ServerError> {
-    let row = match key {
-        TxnKey::Id(id) => {
-            sqlx::query(&format!("SELECT {COLUMNS} FROM authorizations WHERE id = $1"))
-                .bind(*id)
-                .fetch_optional(conn)
-                .await?
-        }
+pub async fn find<C: SqlConn + ?Sized>(conn: &mut C, key: &TxnKey) -> Result<Option<AuthorizationRecord>, ServerError> {
+    match key {
+        TxnKey::Id(id) => conn.fetch_optional(BY_ID, &[(*id).into()], record).await,
         TxnKey::Merchant { merchant_id, transaction_id } => {
-            sqlx::query(&format!("SELECT {COLUMNS} FROM authorizations WHERE merchant_id = $1 AND transaction_id = $2"))
-                .bind(merchant_id.as_str())
-                .bind(transaction_id.as_str())
-                .fetch_optional(conn)
-                .await?
+            conn.fetch_optional(BY_TRANSACTION, &[merchant_id.as_str().into(), transaction_id.as_str().into()], record)
+                .await
         }
-    };
-    row.as_ref().map(record).transpose()
+    }
 }
 
 /// Newest first.
@@ -403,42 +433,39 @@ pub async fn list(conn: &mut AnyConnection, filter: &TxnFilter) -> Result<Vec<Au
     }
     let limit = if filter.limit == 0 { i64::MAX } else { i64::from(filter.limit) };
     let rows = q.bind(limit).fetch_all(conn).await?;
-    rows.iter().map(record).collect()
+    rows.iter().map(|row| record(row)).collect()
 }
 
-fn record(row: &AnyRow) -> Result<AuthorizationRecord, ServerError> {
-    let id: i64 = row.try_get("id")?;
+fn record(row: &dyn Row) -> Result<AuthorizationRecord, ServerError> {
+    let id = row.int_required(0)?;
     let bad = |what: &str| ServerError::Ledger(format!("authorization {id}: stored {what} is invalid"));
-    let small = |column: &str| -> Result<u32, ServerError> {
-        u32::try_from(row.try_get::<i64, _>(column)?).map_err(|_| bad(column))
+    let small = |column: usize, what: &str| -> Result<u32, ServerError> {
+        u32::try_from(row.int_required(column)?).map_err(|_| bad(what))
     };
-    let status: String = row.try_get("status")?;
+    let status = row.text_required(10)?;
     Ok(AuthorizationRecord {
         id,
-        merchant_id: row.try_get("merchant_id")?,
-        transaction_id: row.try_get("transaction_id")?,
-        card_id: row.try_get("card_id")?,
-        amount: wire_from_i64(row.try_get("amount")?),
-        currency: small("currency")?,
-        installments: small("installments")?,
-        terminal_nonce: row.try_get("terminal_nonce")?,
-        terminal_time_ms: wire_from_i64(row.try_get("terminal_time_ms")?),
-        details: row.try_get("details")?,
+        merchant_id: row.text_required(1)?,
+        transaction_id: row.text_required(2)?,
+        card_id: row.text(3)?,
+        amount: wire_from_i64(row.int_required(4)?),
+        currency: small(5, "currency")?,
+        installments: small(6, "installments")?,
+        terminal_nonce: row.blob_required(7)?,
+        terminal_time_ms: wire_from_i64(row.int_required(8)?),
+        details: row.blob_required(9)?,
         status: AuthorizationStatus::from_name(&status).ok_or_else(|| bad("status"))?,
-        approval_code: row.try_get("approval_code")?,
-        decline_code: row
-            .try_get::<Option<i64>, _>("decline_code")?
-            .map(|c| u32::try_from(c).map_err(|_| bad("decline code")))
-            .transpose()?,
-        decline_reason: row.try_get("decline_reason")?,
-        method: row.try_get("method")?,
-        confirmation: CardConfirmation::from_value(small("confirmation")?).ok_or_else(|| bad("confirmation"))?,
-        evidence_kind: row.try_get("evidence_kind")?,
-        evidence: row.try_get("evidence")?,
-        receipt: row.try_get("receipt")?,
-        tombstone: row.try_get::<i64, _>("tombstone")? != 0,
-        client: row.try_get("client")?,
-        created_at_ms: to_u64(row.try_get("created_at_ms")?, "creation time")?,
-        updated_at_ms: to_u64(row.try_get("updated_at_ms")?, "update time")?,
+        approval_code: row.text(11)?,
+        decline_code: row.int(12)?.map(|c| u32::try_from(c).map_err(|_| bad("decline code"))).transpose()?,
+        decline_reason: row.text(13)?,
+        method: row.text_required(14)?,
+        confirmation: CardConfirmation::from_value(small(15, "confirmation")?).ok_or_else(|| bad("confirmation"))?,
+        evidence_kind: row.text(16)?,
+        evidence: row.blob(17)?,
+        receipt: row.blob(18)?,
+        tombstone: row.int_required(19)? != 0,
+        client: row.text_required(20)?,
+        created_at_ms: to_u64(row.int_required(21)?, "creation time")?,
+        updated_at_ms: to_u64(row.int_required(22)?, "update time")?,
     })
 }

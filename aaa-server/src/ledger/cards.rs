@@ -10,12 +10,13 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::audit;
-use super::db::{to_i64, to_u64, Db};
+use super::db::{lock_card, to_i64, to_u64};
 use super::decision::CardSnapshot;
 use super::model::{
     confirmation_from_name, confirmation_name, method_from_name, CardProfile, CardStatus, CardSummary, NewCard,
     RegisteredKey,
 };
+use super::sql::{self, SqlConn};
 use crate::auc::SubscriberKeys;
 use crate::cards::CardMethod;
 use crate::error::ServerError;
@@ -216,14 +217,13 @@ pub async fn pin_state(conn: &mut AnyConnection, card_id: &str) -> Result<Option
 /// a wrong PIN counts (audited, and the lock when the count reaches
 /// [`MAX_PIN_TRIES`]), a right one resets the count unless the card is locked.
 pub async fn record_pin_try(
-    db: &Db,
     conn: &mut AnyConnection,
     kek: &Kek,
     card_id: &str,
     pin: &str,
     now_ms: u64,
 ) -> Result<Answer, ServerError> {
-    db.lock_card(conn, card_id).await?;
+    lock_card(conn, card_id).await?;
     let Some((verifier, tries)) = pin_state(conn, card_id).await? else { return Ok(Answer::UnknownCard) };
     let at_ms = to_i64(now_ms, "time")?;
     let line = |event, detail| audit::Line {
@@ -409,47 +409,42 @@ pub async fn is_active(conn: &mut AnyConnection, card_id: &str) -> Result<bool, 
 /// Uses up the re-authentication identity issued at `issued_us`: moves the
 /// card's floor to it if it is above the floor and the card is active, in
 /// one statement, so of two servers resolving the same identity one wins.
-pub async fn use_reauth(conn: &mut AnyConnection, card_id: &str, issued_us: u64) -> Result<bool, ServerError> {
+pub async fn use_reauth<C: SqlConn + ?Sized>(conn: &mut C, card_id: &str, issued_us: u64) -> Result<bool, ServerError> {
     let issued = to_i64(issued_us, "re-authentication time")?;
-    let done = sqlx::query(
-        "UPDATE cards SET reauth_floor = $1 WHERE card_id = $2 AND reauth_floor < $1 AND status = 'active'",
-    )
-    .bind(issued)
-    .bind(card_id)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    let done = conn
+        .execute(
+            "UPDATE cards SET reauth_floor = $1 WHERE card_id = $2 AND reauth_floor < $1 AND status = 'active'",
+            &[issued.into(), card_id.into()],
+        )
+        .await?;
+    Ok(done == 1)
 }
 
 /// The card as the decision sees it, locked for the rest of the transaction.
-pub async fn snapshot(db: &Db, conn: &mut AnyConnection, card_id: &str) -> Result<Option<CardSnapshot>, ServerError> {
-    db.lock_card(conn, card_id).await?;
-    let row = sqlx::query("SELECT status, currency, credit_limit, available, expires_at FROM cards WHERE card_id = $1")
-        .bind(card_id)
-        .fetch_optional(conn)
-        .await?;
-    let Some(row) = row else { return Ok(None) };
-    let bad = |what: &str| ServerError::Ledger(format!("card {card_id}: stored {what} is invalid"));
-    let status: String = row.try_get("status")?;
-    Ok(Some(CardSnapshot {
-        status: CardStatus::from_name(&status).ok_or_else(|| bad("status"))?,
-        currency: u16::try_from(row.try_get::<i64, _>("currency")?).map_err(|_| bad("currency"))?,
-        credit_limit: to_u64(row.try_get("credit_limit")?, "credit limit")?,
-        available: to_u64(row.try_get("available")?, "available balance")?,
-        expires_at: to_u64(row.try_get("expires_at")?, "expiry")?,
-    }))
+pub async fn snapshot<C: SqlConn + ?Sized>(conn: &mut C, card_id: &str) -> Result<Option<CardSnapshot>, ServerError> {
+    lock_card(conn, card_id).await?;
+    const SQL: &str = "SELECT status, currency, credit_limit, available, expires_at FROM cards WHERE card_id = $1";
+    let decode = move |row: &dyn sql::Row| {
+        let bad = |what: &str| ServerError::Ledger(format!("card {card_id}: stored {what} is invalid"));
+        Ok(CardSnapshot {
+            status: CardStatus::from_name(&row.text_required(0)?).ok_or_else(|| bad("status"))?,
+            currency: u16::try_from(row.int_required(1)?).map_err(|_| bad("currency"))?,
+            credit_limit: to_u64(row.int_required(2)?, "credit limit")?,
+            available: to_u64(row.int_required(3)?, "available balance")?,
+            expires_at: to_u64(row.int_required(4)?, "expiry")?,
+        })
+    };
+    conn.fetch_optional(SQL, &[card_id.into()], decode).await
 }
 
 /// Moves the available balance by `delta` (negative = a charge). The card
 /// must be locked (see [`snapshot`]); the schema's CHECK keeps the balance
 /// within 0..=credit_limit whatever happens here.
-pub async fn adjust_available(conn: &mut AnyConnection, card_id: &str, delta: i64) -> Result<(), ServerError> {
-    let done = sqlx::query("UPDATE cards SET available = available + $1 WHERE card_id = $2")
-        .bind(delta)
-        .bind(card_id)
-        .execute(conn)
+pub async fn adjust_available<C: SqlConn + ?Sized>(conn: &mut C, card_id: &str, delta: i64) -> Result<(), ServerError> {
+    let done = conn
+        .execute("UPDATE cards SET available = available + $1 WHERE card_id = $2", &[delta.into(), card_id.into()])
         .await?;
-    if done.rows_affected() != 1 {
+    if done != 1 {
         return Err(ServerError::Ledger(format!("card {card_id} vanished while its balance changed")));
     }
     Ok(())
@@ -490,17 +485,19 @@ impl SealedAka {
 }
 
 /// None if the card is unknown, of another method, or has no AKA credential.
-pub async fn aka_credential(
-    conn: &mut AnyConnection,
+pub async fn aka_credential<C: SqlConn + ?Sized>(
+    conn: &mut C,
     card_id: &str,
     method: CardMethod,
 ) -> Result<Option<SealedAka>, ServerError> {
-    let row = sqlx::query("SELECT method, sealed_k, sealed_opc, amf, sqn_he FROM cards WHERE card_id = $1")
-        .bind(card_id)
-        .fetch_optional(conn)
-        .await?;
-    let Some(row) = row else { return Ok(None) };
-    let stored: String = row.try_get("method")?;
+    const SQL: &str = "SELECT method, sealed_k, sealed_opc, amf, sqn_he FROM cards WHERE card_id = $1";
+    let decode = |row: &dyn sql::Row| {
+        Ok((row.text_required(0)?, row.text(1)?, row.text(2)?, row.text(3)?, row.int_required(4)?))
+    };
+    let Some((stored, sealed_k, sealed_opc, amf, sqn_he)) = conn.fetch_optional(SQL, &[card_id.into()], decode).await?
+    else {
+        return Ok(None);
+    };
     // A TTLS card with inner EAP-AKA keeps its K/OPc like an AKA card: the
     // inner conversation asks for vectors as AKA (identity 0<card_id>@realm).
     // Only the tunnel offers EAP-AKA for it: the outer method follows the
@@ -509,12 +506,8 @@ pub async fn aka_credential(
     if stored != method.name() && !inner_aka {
         return Ok(None);
     }
-    let (Some(sealed_k), Some(sealed_opc), Some(amf)) =
-        (row.try_get("sealed_k")?, row.try_get("sealed_opc")?, row.try_get("amf")?)
-    else {
-        return Ok(None);
-    };
-    Ok(Some(SealedAka { sealed_k, sealed_opc, amf, sqn_he: to_u64(row.try_get("sqn_he")?, "SQN")? }))
+    let (Some(sealed_k), Some(sealed_opc), Some(amf)) = (sealed_k, sealed_opc, amf) else { return Ok(None) };
+    Ok(Some(SealedAka { sealed_k, sealed_opc, amf, sqn_he: to_u64(sqn_he, "SQN")? }))
 }
 
 /// SQNs reserved for one card: `first` and the `count - 1` after it, up to
@@ -531,15 +524,14 @@ pub struct ReservedSqns {
 /// resynchronisation to the card's SQN_MS if given (C.3.4): SQN_HE moves to
 /// the last of them, durable once the transaction commits, so a crash
 /// skips the unused ones and never hands one out twice.
-pub async fn reserve_sqns(
-    db: &Db,
-    conn: &mut AnyConnection,
+pub async fn reserve_sqns<C: SqlConn + ?Sized>(
+    conn: &mut C,
     card_id: &str,
     method: CardMethod,
     resync_to: Option<u64>,
     count: u32,
 ) -> Result<Option<ReservedSqns>, ServerError> {
-    db.lock_card(conn, card_id).await?;
+    lock_card(conn, card_id).await?;
     let Some(mut cred) = aka_credential(conn, card_id, method).await? else { return Ok(None) };
     let mut sqn = Sqn::new(cred.sqn_he);
     if let Some(sqn_ms) = resync_to {
@@ -547,11 +539,11 @@ pub async fn reserve_sqns(
     }
     let first = sqn.next();
     let last = (1..count.max(1)).fold(first, |s, _| s.next());
-    sqlx::query("UPDATE cards SET sqn_he = $1 WHERE card_id = $2")
-        .bind(to_i64(last.value(), "SQN")?)
-        .bind(card_id)
-        .execute(conn)
-        .await?;
+    conn.execute(
+        "UPDATE cards SET sqn_he = $1 WHERE card_id = $2",
+        &[to_i64(last.value(), "SQN")?.into(), card_id.into()],
+    )
+    .await?;
     cred.sqn_he = last.value();
     Ok(Some(ReservedSqns { cred, first, last }))
 }

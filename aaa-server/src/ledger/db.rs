@@ -8,7 +8,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyConnection, AnyPool, Executor, Transaction};
+use sqlx::{AnyPool, Executor, Transaction};
+
+use super::sql::SqlConn;
 
 use crate::error::ServerError;
 
@@ -62,8 +64,9 @@ impl From<sqlx::Error> for ServerError {
 /// SQLite pragmas for every connection: WAL so readers never block the
 /// writer, synchronous=FULL so a commit is on disk before an Accept leaves,
 /// a busy timeout so the server and the admin CLI wait for each other.
-const SQLITE_PRAGMAS: [&str; 4] = [
+const SQLITE_PRAGMAS: [&str; 5] = [
     "PRAGMA busy_timeout = 5000",
+    "PRAGMA page_size = 1024",
     "PRAGMA journal_mode = WAL",
     "PRAGMA synchronous = FULL",
     "PRAGMA foreign_keys = ON",
@@ -100,7 +103,7 @@ impl Db {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
                         for pragma in SQLITE_PRAGMAS {
-                            conn.execute(pragma).await?;
+                            Executor::execute(&mut *conn, pragma).await?;
                         }
                     }
                     Ok(())
@@ -117,34 +120,43 @@ impl Db {
         Ok(self.pool.begin_with(self.backend.begin_write()).await?)
     }
 
-    /// PostgreSQL: locks the card's row until the transaction ends, so two
-    /// server instances sharing the ledger serialise on a card. SQLite already
-    /// holds the database write lock (BEGIN IMMEDIATE), so nothing to do.
-    pub async fn lock_card(&self, conn: &mut AnyConnection, card_id: &str) -> Result<(), ServerError> {
-        if self.backend == Backend::Postgres {
-            sqlx::query("UPDATE cards SET available = available WHERE card_id = $1")
-                .bind(card_id)
-                .execute(conn)
-                .await?;
+    /// The file a SQLite ledger lives in, as SQLite itself resolved the URL
+    /// (for the writer thread's own connection, `sqlite_store.rs`).
+    pub async fn sqlite_file(&self) -> Result<std::path::PathBuf, ServerError> {
+        let row =
+            sqlx::query("SELECT file FROM pragma_database_list WHERE name = 'main'").fetch_one(&self.pool).await?;
+        let file: String = sqlx::Row::try_get(&row, 0)?;
+        if file.is_empty() {
+            return Err(ServerError::Ledger("the SQLite ledger has no file".into()));
         }
-        Ok(())
+        Ok(file.into())
     }
+}
 
-    /// PostgreSQL: serialises, until the transaction ends, every decision
-    /// about one (merchant, terminal nonce), so two server instances cannot
-    /// both see a nonce as unused. SQLite's write lock already does.
-    pub async fn lock_nonce(
-        &self,
-        conn: &mut AnyConnection,
-        merchant_id: &str,
-        nonce: &[u8],
-    ) -> Result<(), ServerError> {
-        if self.backend == Backend::Postgres {
-            let key = format!("eapay nonce {merchant_id} {}", hex::encode(nonce));
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))").bind(key).execute(conn).await?;
-        }
-        Ok(())
+/// PostgreSQL: locks the card's row until the transaction ends, so two
+/// server instances sharing the ledger serialise on a card. SQLite already
+/// holds the database write lock (BEGIN IMMEDIATE), so nothing to do.
+pub async fn lock_card<C: SqlConn + ?Sized>(conn: &mut C, card_id: &str) -> Result<(), ServerError> {
+    if conn.backend() == Backend::Postgres {
+        conn.execute("UPDATE cards SET available = available WHERE card_id = $1", &[card_id.into()]).await?;
     }
+    Ok(())
+}
+
+/// PostgreSQL: serialises, until the transaction ends, every decision about
+/// one (merchant, terminal nonce), so two server instances cannot both see a
+/// nonce as unused. SQLite's write lock already does.
+pub async fn lock_nonce<C: SqlConn + ?Sized>(conn: &mut C, merchant_id: &str, nonce: &[u8]) -> Result<(), ServerError> {
+    if conn.backend() == Backend::Postgres {
+        let key = format!("eapay nonce {merchant_id} {}", hex::encode(nonce));
+        conn.fetch_optional(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            &[key.as_str().into()],
+            |_| Ok(()),
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 fn is_sqlite_memory(url: &str) -> bool {

@@ -9,6 +9,7 @@ use sqlx::{AnyConnection, Row};
 use super::audit;
 use super::db::{to_i64, to_u64};
 use super::model::MerchantSummary;
+use super::sql::SqlConn;
 use crate::error::ServerError;
 
 /// Creates the merchant or renames it, makes it active, and links `clients`
@@ -88,14 +89,8 @@ pub async fn list(conn: &mut AnyConnection) -> Result<Vec<MerchantSummary>, Serv
 }
 
 /// Whether RADIUS client `client` may act for the active merchant `merchant_id`.
-pub async fn may_act(conn: &mut AnyConnection, client: &str, merchant_id: &str) -> Result<bool, ServerError> {
-    let row = sqlx::query(
-        "SELECT m.merchant_id FROM merchant_clients c JOIN merchants m ON m.merchant_id = c.merchant_id
-         WHERE c.merchant_id = $1 AND c.client_name = $2 AND m.status = 'active'",
-    )
-    .bind(merchant_id)
-    .bind(client)
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.is_some())
+pub async fn may_act<C: SqlConn + ?Sized>(conn: &mut C, client: &str, merchant_id: &str) -> Result<bool, ServerError> {
+    const SQL: &str = "SELECT m.merchant_id FROM merchant_clients c JOIN merchants m ON m.merchant_id = c.merchant_id
+         WHERE c.merchant_id = $1 AND c.client_name = $2 AND m.status = 'active'";
+    Ok(conn.fetch_optional(SQL, &[merchant_id.into(), client.into()], |_| Ok(())).await?.is_some())
 }

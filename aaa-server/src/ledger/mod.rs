@@ -37,6 +37,8 @@ mod model;
 mod profile_cache;
 mod schema;
 mod settlement;
+mod sql;
+mod sqlite_store;
 mod sqn_blocks;
 mod writer;
 
@@ -175,7 +177,7 @@ impl SqlLedger {
                 );
             }
         }
-        let writer = Writer::start(db.clone(), options.policy, options.signer, options.batch_max);
+        let writer = Writer::start(db.clone(), options.policy, options.signer, options.batch_max).await?;
         Ok(Self { db, kek: Arc::new(kek), writer, sqns: SqnBlocks::default(), profiles: ProfileCache::default() })
     }
 
@@ -451,7 +453,7 @@ impl Ledger for SqlLedger {
             Some(_) => {}
         }
         let mut tx = self.db.begin_write().await?;
-        let answer = cards::record_pin_try(&self.db, &mut tx, &self.kek, card_id, pin, now_ms).await?;
+        let answer = cards::record_pin_try(&mut tx, &self.kek, card_id, pin, now_ms).await?;
         tx.commit().await?;
         Ok(answer)
     }

@@ -8,8 +8,9 @@ use aaa_proto::dictionary::eapay::{CardConfirmation, DeclineCode, SettlementActi
 use super::audit;
 use super::authorizations::find;
 use super::cards;
-use super::db::{to_i64, Db};
+use super::db::to_i64;
 use super::model::{AuthorizationRecord, AuthorizationStatus, Decline, Settlement, SettlementOutcome, TxnKey};
+use super::sql::{fetch_one, SqlConn, Value};
 use crate::error::ServerError;
 
 /// What the rules say for an authorization in `status` (tombstones are
@@ -38,7 +39,7 @@ enum Rule {
     },
 }
 
-pub async fn settle(db: &Db, conn: &mut sqlx::AnyConnection, s: &Settlement) -> Result<SettlementOutcome, ServerError> {
+pub async fn settle<C: SqlConn + ?Sized>(conn: &mut C, s: &Settlement) -> Result<SettlementOutcome, ServerError> {
     let now = to_i64(s.now_ms, "time")?;
     let action = s.action.name();
     let line = |event, authorization_id, card_id, detail| audit::Line {
@@ -95,20 +96,18 @@ pub async fn settle(db: &Db, conn: &mut sqlx::AnyConnection, s: &Settlement) -> 
             if restore {
                 let card_id =
                     card.ok_or_else(|| ServerError::Ledger(format!("authorization {} has no card", auth.id)))?;
-                cards::snapshot(db, conn, card_id).await?;
+                cards::snapshot(conn, card_id).await?;
                 cards::adjust_available(conn, card_id, to_i64(auth.amount, "amount")?).await?;
             }
             // The status guard makes a concurrent settlement by another server
             // instance (PostgreSQL) fail loudly instead of applying twice.
-            let done =
-                sqlx::query("UPDATE authorizations SET status = $1, updated_at_ms = $2 WHERE id = $3 AND status = $4")
-                    .bind(to.name())
-                    .bind(now)
-                    .bind(auth.id)
-                    .bind(auth.status.name())
-                    .execute(&mut *conn)
-                    .await?;
-            if done.rows_affected() != 1 {
+            let done = conn
+                .execute(
+                    "UPDATE authorizations SET status = $1, updated_at_ms = $2 WHERE id = $3 AND status = $4",
+                    &[to.name().into(), now.into(), auth.id.into(), auth.status.name().into()],
+                )
+                .await?;
+            if done != 1 {
                 return Err(ServerError::Ledger(format!("authorization {} changed concurrently", auth.id)));
             }
             let detail = format!(
@@ -143,26 +142,25 @@ fn event_of(status: AuthorizationStatus) -> &'static str {
 
 /// A reversed row with no card and no details: it only holds the
 /// (merchant, transaction id) so the original, if it ever arrives, is declined.
-async fn insert_tombstone(conn: &mut sqlx::AnyConnection, s: &Settlement, now: i64) -> Result<i64, ServerError> {
-    let row = sqlx::query(
+async fn insert_tombstone<C: SqlConn + ?Sized>(conn: &mut C, s: &Settlement, now: i64) -> Result<i64, ServerError> {
+    const SQL: &str =
         "INSERT INTO authorizations (merchant_id, transaction_id, card_id, amount, currency, installments,
              terminal_nonce, terminal_time_ms, details, status, method, confirmation, tombstone, client,
              created_at_ms, updated_at_ms)
          VALUES ($1, $2, NULL, $3, 0, 0, $4, 0, $5, 'reversed', '', $6, 1, $7, $8, $9)
-         RETURNING id",
-    )
-    .bind(s.merchant_id.as_str())
-    .bind(s.transaction_id.as_str())
-    .bind(super::db::wire_to_i64(s.amount.unwrap_or(0)))
-    .bind(Vec::<u8>::new())
-    .bind(Vec::<u8>::new())
-    .bind(i64::from(CardConfirmation::NotConfirmed.value()))
-    .bind(s.client.as_str())
-    .bind(now)
-    .bind(now)
-    .fetch_one(conn)
-    .await?;
-    Ok(sqlx::Row::try_get(&row, 0)?)
+         RETURNING id";
+    let params = [
+        s.merchant_id.as_str().into(),
+        s.transaction_id.as_str().into(),
+        super::db::wire_to_i64(s.amount.unwrap_or(0)).into(),
+        Value::Blob(Some(&[])),
+        Value::Blob(Some(&[])),
+        i64::from(CardConfirmation::NotConfirmed.value()).into(),
+        s.client.as_str().into(),
+        now.into(),
+        now.into(),
+    ];
+    fetch_one(conn, SQL, &params, |r| r.int_required(0)).await
 }
 
 #[cfg(test)]
