@@ -4,6 +4,7 @@
 # cards and the same load generator (`eapay-terminal bench`).
 #
 # Usage: scripts/bench.sh [--quick] [--no-hostapd] [--no-freeradius] [--results DIR]
+#        scripts/bench.sh --scale [--quick] [--results DIR]   # payments as the ledger grows
 #        BENCH_METHOD=tls scripts/bench.sh      # or ttls: the TLS family runs
 #        BENCH_METHOD=sim scripts/bench.sh      # EAP-SIM beside hostapd and FreeRADIUS
 #
@@ -48,6 +49,15 @@
 #      the same auth-only runs against it (closed loop and equal rate), with
 #      --lax-message-authenticator (FreeRADIUS 3.2.1 puts it last)
 #
+# --scale (AKA full payments, closed loop, BENCH_CONCURRENCY terminals): for
+#   each ledger size a fresh server, BENCH_SCALE_CARDS cards (1000) with
+#   BENCH_SCALE_AUTHS (1000 100000 1000000) past authorizations of the bench
+#   merchant from scripts/seed-ledger.py, then with 1000 authorizations and
+#   BENCH_SCALE_MORE_CARDS (10000 100000) cards; velocity checks on
+#   ([payment] velocity_max = 1000000, so each decision runs the velocity
+#   query). Writes RESULTS/scale.md: payment rate and p99 per ledger size,
+#   and the rate against the smallest ledger.
+#
 #   7. a summary: RESULTS/summary.txt (also printed) and one JSON, SVG plot
 #      and table per run, plus RESULTS/machine.txt; RESULTS defaults to
 #      target/bench-results/<UTC time>
@@ -75,12 +85,13 @@ die() {
     exit 2
 }
 
-QUICK=0 RUN_HOSTAPD=1 RUN_FREERADIUS=1 RESULTS=
+QUICK=0 RUN_HOSTAPD=1 RUN_FREERADIUS=1 RESULTS= SCALE=0
 while [[ $# -gt 0 ]]; do
     case $1 in
     --quick) QUICK=1; shift ;;
     --no-hostapd) RUN_HOSTAPD=0; shift ;;
     --no-freeradius) RUN_FREERADIUS=0; shift ;;
+    --scale) SCALE=1; shift ;;
     --results) RESULTS=${2:-}; shift 2 || die "--results needs a directory" ;;
     -h | --help) sed -n '2,/^set -Eeuo/p' "$SCRIPT_PATH" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
@@ -156,6 +167,75 @@ trap 'exit 130' INT TERM
     echo "method: $METHOD$([[ $FAMILY == tls ]] && echo " (TLS at most $TLS_MAX)")"
     echo "load average before the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$RESULTS/machine.txt"
+
+# --scale: one fresh server per ledger size (see the header).
+scale_run() {
+    local name=$1 cards=$2 auths=$3 dir=$WORK/scale-$1
+    echo
+    echo "== scale $name: $cards cards, $auths past authorizations"
+    "$SERVER_BIN" init --data-dir "$dir/data" --realm bench.example --radius-secret "$SECRET" \
+        --radius-listen 127.0.0.1:0 >/dev/null
+    local config=$dir/data/eapay.toml
+    sed -i 's/^velocity_max = .*/velocity_max = 1000000/' "$config"
+    grep -q '^velocity_max = 1000000' "$config" || die "$config has no [payment] velocity_max to set"
+    "$SERVER_BIN" card issue --config "$config" --method aka --count "$cards" --card-dir "$dir/cards" \
+        --limit 100000000 >/dev/null
+    "$SERVER_BIN" serve --config "$config" >"$dir/server.out" 2>"$dir/server.err" &
+    SERVER_PID=$!
+    local auth=
+    for ((i = 0; i < 200; i++)); do
+        auth=$(sed -n 's/^listening radius auth //p' "$dir/server.out" | head -1)
+        [[ -n $auth ]] && break
+        kill -0 "$SERVER_PID" 2>/dev/null || { cat "$dir/server.err" >&2; die "eapay-server exited at start-up"; }
+        sleep 0.05
+    done
+    [[ -n $auth ]] || die "eapay-server did not print its listening address"
+    # The server registered the merchant at start; the history goes in beside it.
+    python3 "$REPO/scripts/seed-ledger.py" --ledger "$dir/data/ledger.db" --merchant M-DEMO \
+        --client demo-terminal --count "$auths"
+    "$TERMINAL_BIN" bench --method aka --cards "$cards" --card-dir "$dir/cards" --secret "$SECRET" \
+        --server "$auth" --server-pid "$SERVER_PID" --concurrency "$CONCURRENCY" --duration "$DURATION" \
+        --warmup "$WARMUP" --json "$RESULTS/scale-$name.json" | tee "$RESULTS/scale-$name.txt"
+    kill -TERM "$SERVER_PID"
+    wait "$SERVER_PID" || true
+    SERVER_PID=
+    rm -rf "$dir"
+}
+
+if [[ $SCALE -eq 1 ]]; then
+    BASE_CARDS=${BENCH_SCALE_CARDS:-1000}
+    read -r -a SCALE_AUTHS <<<"${BENCH_SCALE_AUTHS:-1000 100000 1000000}"
+    read -r -a MORE_CARDS <<<"${BENCH_SCALE_MORE_CARDS:-10000 100000}"
+    names=()
+    for n in "${SCALE_AUTHS[@]}"; do
+        scale_run "c$BASE_CARDS-a$n" "$BASE_CARDS" "$n"
+        names+=("c$BASE_CARDS-a$n")
+    done
+    for c in "${MORE_CARDS[@]}"; do
+        scale_run "c$c-a${SCALE_AUTHS[0]}" "$c" "${SCALE_AUTHS[0]}"
+        names+=("c$c-a${SCALE_AUTHS[0]}")
+    done
+    python3 - "$RESULTS" "${names[@]}" <<'PY' | tee "$RESULTS/scale.md"
+import json, os, sys
+
+results, names = sys.argv[1], sys.argv[2:]
+print("| cards | authorizations before the run | payments/s | p50 ms | p99 ms | server CPU ms per payment | rate vs first row |")
+print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+first = None
+for name in names:
+    with open(os.path.join(results, "scale-" + name + ".json")) as f:
+        r = json.load(f)
+    cards, auths = name[1:].split("-a")
+    rate = r["throughput_per_s"]
+    first = first or rate
+    lat = r["latency_us"]
+    per = ((r.get("cpu") or {}).get("server") or {}).get("ms_per_completed")
+    print(f"| {int(cards):,} | {int(auths):,} | {rate:,.0f} | {lat['p50'] / 1000:.2f} | {lat['p99'] / 1000:.2f} | "
+          f"{per:.3f} | {rate / first:.2f} |" if per is not None else
+          f"| {int(cards):,} | {int(auths):,} | {rate:,.0f} | {lat['p50'] / 1000:.2f} | {lat['p99'] / 1000:.2f} | - | {rate / first:.2f} |")
+PY
+    exit 0
+fi
 
 echo "== eapay-server in $WORK"
 DATA=$WORK/data

@@ -61,11 +61,11 @@ impl SqliteStore {
 }
 
 /// The writer checkpoints only if the checkpointer falls this far behind
-/// (pages of WAL): a backstop that bounds the WAL file.
-const BACKSTOP_CHECKPOINT_PAGES: u32 = 16_384;
+/// (pages of WAL, 64 MiB with 1 KiB pages): a backstop that bounds the WAL.
+const BACKSTOP_CHECKPOINT_PAGES: u32 = 65_536;
 
 /// How often the checkpointer copies the WAL back into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
 /// Copies committed WAL frames into the database file from a thread of its
 /// own (PASSIVE: it never blocks the writer or the readers), so that the
