@@ -11,7 +11,11 @@
 
 use std::path::{Path, PathBuf};
 
+use std::sync::{Arc, OnceLock};
+
 use eap_methods::method::PeerMemory;
+use eap_methods::peer::PeerSession;
+use eap_methods::tls::CardTls;
 
 use crate::card_file::CardFile;
 use crate::error::CardError;
@@ -22,6 +26,9 @@ use crate::peer;
 pub struct Card {
     file: CardFile,
     path: Option<PathBuf>,
+    /// TLS/TTLS: the OpenSSL context and key, built on first use and kept
+    /// for every later conversation (the credentials never change).
+    tls: OnceLock<Arc<CardTls>>,
 }
 
 impl std::fmt::Debug for Card {
@@ -39,13 +46,26 @@ impl Card {
         warn_if_exposed(path);
         // Write back to the file itself, not over a symbolic link to it.
         let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        Ok(Card { file, path: Some(path) })
+        Ok(Card { file, path: Some(path), tls: OnceLock::new() })
     }
 
     /// A card that keeps its state in memory only (the load generator's
     /// simulated cards).
     pub fn in_memory(file: CardFile) -> Card {
-        Card { file, path: None }
+        Card { file, path: None, tls: OnceLock::new() }
+    }
+
+    /// The EAP peer for one conversation; `confirmation` is the canonical
+    /// payment details the card confirms, if paying.
+    pub fn peer_session(&self, confirmation: Option<Vec<u8>>) -> Result<PeerSession, peer::PeerError> {
+        let tls = match self.tls.get() {
+            Some(tls) => Some(tls),
+            None => match peer::card_tls(&self.file)? {
+                Some(built) => Some(self.tls.get_or_init(|| built)),
+                None => None,
+            },
+        };
+        peer::session_with(&self.file, tls, confirmation)
     }
 
     /// The card file as it stands, state included.

@@ -1,5 +1,7 @@
 //! Builds the card's EAP peer from its card file.
 
+use std::sync::Arc;
+
 use eap_methods::method::TlsSession;
 use eap_methods::method::{PeerMethod, Pin};
 use eap_methods::packet::EapType;
@@ -9,7 +11,7 @@ use eap_methods::sim_aka::peer::{Identities, ReauthIdentity, SimAkaPeer, SimAkaP
 use eap_methods::sim_aka::sqn::{Sqn, SqnWindow, IND_BITS};
 use eap_methods::sim_aka::usim::Usim;
 use eap_methods::sim_aka::{Flavor, ReauthSecret};
-use eap_methods::tls::{EapTlsPeer, PaymentToSign, TlsPeerOptions};
+use eap_methods::tls::{CardTls, EapTlsPeer, PaymentToSign, TlsPeerOptions, TlsVersion};
 use eap_methods::ttls::{EapTtlsPeer, TtlsPeerInner, TtlsPeerOptions};
 
 use crate::card_file::{AkaCard, CardFile, ReauthCard, TlsCard};
@@ -28,9 +30,39 @@ pub enum PeerError {
 /// The EAP peer session for one conversation of this card. `confirmation`
 /// is the canonical payment details the card confirms, if paying.
 pub fn session(card: &CardFile, confirmation: Option<Vec<u8>>) -> Result<PeerSession, PeerError> {
-    match card.method.as_str() {
-        "tls" => return tls_session(card, confirmation),
-        "ttls" => return ttls_session(card, confirmation),
+    session_with(card, card_tls(card)?.as_ref(), confirmation)
+}
+
+/// A TLS or TTLS card's credentials, parsed and built once for all its
+/// conversations (None for other methods).
+pub fn card_tls(card: &CardFile) -> Result<Option<Arc<CardTls>>, PeerError> {
+    let built = match card.method.as_str() {
+        "tls" => {
+            let tls = card.tls.as_ref().ok_or_else(|| field(card, "tls", "missing"))?;
+            let pin = hex32(card, &tls.server_pin, "server_pin")?;
+            let (min, max) = (TlsVersion::V1_2, TlsVersion::V1_3);
+            CardTls::tls(tls.key.as_bytes(), tls.certificate.as_bytes(), pin, min, max)
+        }
+        "ttls" => {
+            let tls = card.tls.as_ref().ok_or_else(|| field(card, "tls", "missing"))?;
+            let pin = hex32(card, &tls.server_pin, "server_pin")?;
+            CardTls::ttls(tls.key.as_bytes(), pin, TlsVersion::V1_2, TlsVersion::V1_3)
+        }
+        _ => return Ok(None),
+    };
+    built.map(|c| Some(Arc::new(c))).map_err(|e| PeerError::Tls { card: card.card_id.clone(), why: e.to_string() })
+}
+
+/// [`session`] with the card's TLS credentials built already ([`card_tls`]).
+pub fn session_with(
+    card: &CardFile,
+    tls: Option<&Arc<CardTls>>,
+    confirmation: Option<Vec<u8>>,
+) -> Result<PeerSession, PeerError> {
+    match (card.method.as_str(), tls) {
+        ("tls", Some(tls)) => return tls_session(card, tls, confirmation),
+        ("ttls", Some(tls)) => return ttls_session(card, tls, confirmation),
+        ("tls" | "ttls", None) => return Err(field(card, "tls", "credentials not built")),
         _ => {}
     }
     let flavor = match card.method.as_str() {
@@ -103,7 +135,11 @@ pub(crate) fn stored_identities(card: &CardFile, aka: &AkaCard) -> Option<Identi
 /// EAP-TTLS: the outer identity is anonymous, the card proves itself
 /// inside the tunnel with its PIN (PAP) or its USIM (EAP-AKA), and signs the
 /// payment with its registered key.
-fn ttls_session(card: &CardFile, confirmation: Option<Vec<u8>>) -> Result<PeerSession, PeerError> {
+fn ttls_session(
+    card: &CardFile,
+    credentials: &Arc<CardTls>,
+    confirmation: Option<Vec<u8>>,
+) -> Result<PeerSession, PeerError> {
     let tls = card.tls.as_ref().ok_or_else(|| field(card, "tls", "missing"))?;
     let inner = match tls.inner.as_deref().unwrap_or("pap") {
         "pap" => {
@@ -123,30 +159,28 @@ fn ttls_session(card: &CardFile, confirmation: Option<Vec<u8>>) -> Result<PeerSe
     let pan_token = tls.pan_token.as_deref().map(|t| hex32(card, t, "pan_token")).transpose()?;
     let mut options = TtlsPeerOptions::new(hex32(card, &tls.server_pin, "server_pin")?, inner);
     options.session = session_of(card, tls)?;
-    options.signing_key_pem = tls.key.as_bytes().to_vec();
     options.payment = confirmation.map(|details| PaymentToSign { details, pan_token });
-    let peer =
-        EapTtlsPeer::new(options).map_err(|e| PeerError::Tls { card: card.card_id.clone(), why: e.to_string() })?;
+    let peer = EapTtlsPeer::with_card(Arc::clone(credentials), options)
+        .map_err(|e| PeerError::Tls { card: card.card_id.clone(), why: e.to_string() })?;
     Ok(PeerSession::new(card.identity.clone(), vec![Box::new(peer)]))
 }
 
 /// EAP-TLS with the card's registered key, the issuer's server pinned, and
 /// the stored session offered for resumption.
-fn tls_session(card: &CardFile, confirmation: Option<Vec<u8>>) -> Result<PeerSession, PeerError> {
+fn tls_session(
+    card: &CardFile,
+    credentials: &Arc<CardTls>,
+    confirmation: Option<Vec<u8>>,
+) -> Result<PeerSession, PeerError> {
     let tls = card.tls.as_ref().ok_or_else(|| field(card, "tls", "missing"))?;
-    let server_pin = hex32(card, &tls.server_pin, "server_pin")?;
     let pan_token = tls.pan_token.as_deref().map(|t| hex32(card, t, "pan_token")).transpose()?;
     let options = TlsPeerOptions {
         identity: card.identity.clone(),
-        private_key_pem: tls.key.as_bytes().to_vec(),
-        certificate_pem: tls.certificate.as_bytes().to_vec(),
-        server_pin,
         session: session_of(card, tls)?,
         payment: confirmation.map(|details| PaymentToSign { details, pan_token }),
         ..TlsPeerOptions::default()
     };
-    let peer =
-        EapTlsPeer::new(options).map_err(|e| PeerError::Tls { card: card.card_id.clone(), why: e.to_string() })?;
+    let peer = EapTlsPeer::with_card(Arc::clone(credentials), options);
     Ok(PeerSession::new(card.identity.clone(), vec![Box::new(peer)]))
 }
 

@@ -30,7 +30,7 @@ use eap_methods::peer::{PeerEvent, PeerSession};
 use crate::card::Card;
 use crate::error::CardError;
 use crate::holder::Holder;
-use crate::{peer, show};
+use crate::show;
 
 /// The EAP code of a Failure packet (RFC 3748 §4.2).
 const EAP_FAILURE: u8 = 4;
@@ -197,7 +197,7 @@ async fn pay<L: CardLink>(
         });
     }
     send(link, Frame::Start).await?;
-    let mut peer = peer::session(card.file(), Some(canonical))?;
+    let mut peer = card.peer_session(Some(canonical))?;
     let end = converse(link, card, &mut peer, options, None, true).await?;
     let (outcome, told) = outcome(&end, &peer, Some(&details));
     let shown = match end {
@@ -233,7 +233,7 @@ async fn authenticate_only<L: CardLink>(
     options: &ServeOptions,
     request: Vec<u8>,
 ) -> Result<CardReport, CardError> {
-    let mut peer = peer::session(card.file(), None)?;
+    let mut peer = card.peer_session(None)?;
     let end = converse(link, card, &mut peer, options, Some(request), false).await?;
     let (outcome, _) = outcome(&end, &peer, None);
     tracing::debug!(card = %card.file().card_id, "authentication done: {outcome:?}");

@@ -18,19 +18,21 @@
 use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use openssl::error::ErrorStack;
+use openssl::ex_data::Index;
 use openssl::pkey::{PKey, Private};
 use openssl::ssl::{
-    SslContext, SslContextBuilder, SslContextRef, SslMethod, SslMode, SslOptions, SslSessionCacheMode, SslVerifyMode,
-    SslVersion,
+    Ssl, SslContext, SslContextBuilder, SslContextRef, SslMethod, SslMode, SslOptions, SslSessionCacheMode,
+    SslVerifyMode, SslVersion,
 };
 use openssl::x509::{X509Ref, X509VerifyResult, X509};
 
 use crate::error::EapError;
 use crate::method::TlsSession;
+use crate::tls::engine::TlsEngine;
 use crate::tls::fragment::{DEFAULT_FRAGMENT_SIZE, DEFAULT_MAX_MESSAGE};
 use crate::tls::openssl_gaps;
 use crate::tls::session_cards::SessionCards;
@@ -347,15 +349,42 @@ impl fmt::Debug for TlsPeerOptions {
     }
 }
 
-/// A client context for one conversation and what its callbacks observed.
+/// A card's client context: built once per card and shared by all its
+/// conversations (building one costs more than the card's side of a
+/// resumed handshake). What a conversation observes (a pin mismatch, a new
+/// session) is kept per connection, in [`Observed`].
 pub struct ClientContext {
     /// The OpenSSL context.
     pub context: SslContext,
-    /// Set when the server's leaf did not match the pin.
-    pub pin_mismatch: Arc<AtomicBool>,
+    server_pin: [u8; 32],
+}
+
+/// What one connection's callbacks observed.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    pin_mismatch: Arc<AtomicBool>,
+    new_session: Arc<Mutex<Option<Vec<u8>>>>,
+}
+
+impl Observed {
+    /// True if the server's certificate failed the pin.
+    pub fn pin_failed(&self) -> bool {
+        self.pin_mismatch.load(Ordering::Relaxed)
+    }
+
     /// The latest resumable session OpenSSL handed over (DER): after a TLS
     /// 1.2 handshake, or with a TLS 1.3 NewSessionTicket.
-    pub new_session: Arc<Mutex<Option<Vec<u8>>>>,
+    pub fn latest_session(&self) -> Option<Vec<u8>> {
+        self.new_session.lock().ok().and_then(|s| s.clone())
+    }
+}
+
+/// Where the context's new-session callback finds its connection's slot.
+fn session_slot() -> Result<Index<Ssl, Arc<Mutex<Option<Vec<u8>>>>>, EapError> {
+    static SLOT: OnceLock<Result<Index<Ssl, Arc<Mutex<Option<Vec<u8>>>>>, String>> = OnceLock::new();
+    SLOT.get_or_init(|| Ssl::new_ex_index().map_err(|e| e.to_string()))
+        .clone()
+        .map_err(|e| EapError::TlsConfig(format!("OpenSSL ex_data index: {e}")))
 }
 
 impl ClientContext {
@@ -377,9 +406,37 @@ impl ClientContext {
             b.set_private_key(key).map_err(ssl_err("card private key"))?;
             b.check_private_key().map_err(ssl_err("card private key does not match the certificate"))?;
         }
-        let pin_mismatch = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&pin_mismatch);
-        b.set_verify_callback(SslVerifyMode::PEER, move |_preverified, store| {
+        // Fails closed: a connection made from this context without
+        // [`ClientContext::connect`] (which sets its own pin check) cannot
+        // complete a handshake.
+        b.set_verify_callback(SslVerifyMode::PEER, |_preverified, store| store.error_depth() != 0);
+        let slot = session_slot()?;
+        // The callback only fires with a client cache mode; nothing is kept
+        // in OpenSSL's own cache.
+        b.set_session_cache_mode(SslSessionCacheMode::CLIENT | SslSessionCacheMode::NO_INTERNAL_STORE);
+        b.set_new_session_callback(move |ssl, session| {
+            if let (Some(target), Ok(der)) = (ssl.ex_data(slot), session.to_der()) {
+                if let Ok(mut target) = target.lock() {
+                    *target = Some(der);
+                }
+            }
+        });
+        Ok(Self { context: b.build(), server_pin })
+    }
+
+    /// The server pin this context checks.
+    pub fn server_pin(&self) -> [u8; 32] {
+        self.server_pin
+    }
+
+    /// A connection of this context, offering `session` for resumption,
+    /// with its own pin check and session slot.
+    pub fn connect(&self, session: Option<&[u8]>) -> Result<(TlsEngine, Observed), EapError> {
+        let observed = Observed::default();
+        let mut ssl = Ssl::new(&self.context).map_err(ssl_err("client connection"))?;
+        ssl.set_ex_data(session_slot()?, Arc::clone(&observed.new_session));
+        let (flag, server_pin) = (Arc::clone(&observed.pin_mismatch), self.server_pin);
+        ssl.set_verify_callback(SslVerifyMode::PEER, move |_preverified, store| {
             // No CA: chain errors above the leaf are irrelevant; the leaf
             // must carry the pinned key, whatever else is wrong with it.
             if store.error_depth() != 0 {
@@ -391,27 +448,59 @@ impl ClientContext {
             }
             matches
         });
-        let new_session = Arc::new(Mutex::new(None));
-        let slot = Arc::clone(&new_session);
-        // The callback only fires with a client cache mode; nothing is kept
-        // in OpenSSL's own cache.
-        b.set_session_cache_mode(SslSessionCacheMode::CLIENT | SslSessionCacheMode::NO_INTERNAL_STORE);
-        b.set_new_session_callback(move |_ssl, session| {
-            if let (Ok(der), Ok(mut slot)) = (session.to_der(), slot.lock()) {
-                *slot = Some(der);
-            }
-        });
-        Ok(Self { context: b.build(), pin_mismatch, new_session })
+        let engine = TlsEngine::client_ssl(ssl, session).map_err(|e| EapError::TlsConfig(e.to_string()))?;
+        Ok((engine, observed))
+    }
+}
+
+/// A card's TLS credentials, parsed and built once: the client context and
+/// the key that signs the payment (EAP-TLS: the certificate's key; EAP-TTLS:
+/// the registered signing key, if the card has one, and no client
+/// certificate in the context).
+pub struct CardTls {
+    pub context: ClientContext,
+    pub key: Option<PKey<Private>>,
+}
+
+impl CardTls {
+    /// EAP-TLS: the card's key and certificate.
+    pub fn tls(
+        private_key_pem: &[u8],
+        certificate_pem: &[u8],
+        server_pin: [u8; 32],
+        min_version: TlsVersion,
+        max_version: TlsVersion,
+    ) -> Result<Self, EapError> {
+        let key = parse_key(private_key_pem, "card private key")?;
+        let certificate = X509::from_pem(certificate_pem)
+            .map_err(|e| EapError::TlsConfig(format!("card certificate: {}", crate::tls::engine::reasons(&e))))?;
+        let context = ClientContext::new(Some((&certificate, &key)), server_pin, min_version, max_version)?;
+        Ok(Self { context, key: Some(key) })
     }
 
-    /// True if the server's certificate failed the pin.
-    pub fn pin_failed(&self) -> bool {
-        self.pin_mismatch.load(Ordering::Relaxed)
+    /// EAP-TTLS: no client certificate; the signing key if given (empty: none).
+    pub fn ttls(
+        signing_key_pem: &[u8],
+        server_pin: [u8; 32],
+        min_version: TlsVersion,
+        max_version: TlsVersion,
+    ) -> Result<Self, EapError> {
+        let key = match signing_key_pem.is_empty() {
+            true => None,
+            false => Some(parse_key(signing_key_pem, "card signing key")?),
+        };
+        Ok(Self { context: ClientContext::new(None, server_pin, min_version, max_version)?, key })
     }
+}
 
-    /// The latest session handed over by OpenSSL, DER.
-    pub fn latest_session(&self) -> Option<Vec<u8>> {
-        self.new_session.lock().ok().and_then(|s| s.clone())
+fn parse_key(pem: &[u8], what: &str) -> Result<PKey<Private>, EapError> {
+    PKey::private_key_from_pem(pem)
+        .map_err(|e| EapError::TlsConfig(format!("{what}: {}", crate::tls::engine::reasons(&e))))
+}
+
+impl fmt::Debug for CardTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CardTls").field("key", &"<hidden>").finish_non_exhaustive()
     }
 }
 

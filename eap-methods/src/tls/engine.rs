@@ -171,7 +171,13 @@ impl TlsEngine {
     /// session that does not decode or cannot be offered only means a full
     /// handshake.
     pub fn client(context: &SslContextRef, session: Option<&[u8]>) -> Result<Self, TlsError> {
-        let mut ssl = Ssl::new(context).map_err(|e| TlsError::from_stack(&e))?;
+        let ssl = Ssl::new(context).map_err(|e| TlsError::from_stack(&e))?;
+        Self::client_ssl(ssl, session)
+    }
+
+    /// A client on a connection its context's owner has set up already
+    /// (`ClientContext::connect`).
+    pub fn client_ssl(mut ssl: Ssl, session: Option<&[u8]>) -> Result<Self, TlsError> {
         ssl.set_connect_state();
         let offered = match session.map(SslSession::from_der) {
             Some(Ok(session)) => openssl_gaps::offer_session(&mut ssl, &session),
@@ -376,7 +382,7 @@ pub(crate) mod tests {
         let card = pki.card();
         let client = ClientContext::new(Some((&card.0, &card.1)), pki.server_pin, version, version).unwrap();
         let mut s = TlsEngine::server(server.context()).unwrap();
-        let mut c = TlsEngine::client(&client.context, None).unwrap();
+        let mut c = client.connect(None).unwrap().0;
         pair(&mut s, &mut c);
         (s, c)
     }
@@ -426,7 +432,7 @@ pub(crate) mod tests {
         // A server that receives the client's alert reports it as the peer's.
         let mut s = TlsEngine::server(server.context()).unwrap();
         let client = ClientContext::new(None, [0; 32], TlsVersion::V1_2, TlsVersion::V1_2).unwrap();
-        let mut c = TlsEngine::client(&client.context, Some(b"not a session")).unwrap();
+        let (mut c, observed) = client.connect(Some(b"not a session")).unwrap();
         assert!(!c.resumption_offered());
         assert!(!c.handshake().unwrap());
         s.feed(&c.take_output());
@@ -434,7 +440,7 @@ pub(crate) mod tests {
         c.feed(&s.take_output());
         // The pin is wrong: the client refuses the server with an alert.
         let err = c.handshake().unwrap_err();
-        assert!(client.pin_failed(), "{err:?}");
+        assert!(observed.pin_failed(), "{err:?}");
         assert_eq!(err.peer_alert, None, "the client's own failure");
         s.feed(&c.take_output());
         let err = s.handshake().unwrap_err();

@@ -22,7 +22,7 @@ pub mod server;
 pub mod session_cards;
 pub mod spki;
 
-pub use config::{ClientAuth, PaymentToSign, TlsPeerOptions, TlsServerConfig, TlsServerOptions, TlsVersion};
+pub use config::{CardTls, ClientAuth, PaymentToSign, TlsPeerOptions, TlsServerConfig, TlsServerOptions, TlsVersion};
 pub use peer::EapTlsPeer;
 pub use server::EapTlsServer;
 

@@ -15,13 +15,12 @@
 //! and the method accepts no EAP-Success afterwards; a failure of the card's
 //! own (the pin, a TLS error) stops the method with [`PeerStep::Fail`].
 
-use openssl::pkey::{PKey, Private};
-use openssl::x509::X509;
+use std::sync::Arc;
 
 use crate::error::EapError;
 use crate::method::{FailureReason, Keys, PeerMemory, PeerMethod, PeerStep, TlsSession};
 use crate::packet::{Code, EapType, Packet};
-use crate::tls::config::{pin_eq, ClientContext, PaymentToSign, TlsPeerOptions, TlsVersion};
+use crate::tls::config::{pin_eq, CardTls, Observed, PaymentToSign, TlsPeerOptions, TlsVersion};
 use crate::tls::confirmation::{self, ConfirmationRecord, EXPORTER_LABEL, EXPORTER_LEN, MAGIC};
 use crate::tls::engine::{TlsEngine, TlsError};
 use crate::tls::fragment::{self, Flight, Frame, Reassembler};
@@ -43,8 +42,8 @@ enum State {
 
 /// One EAP-TLS authentication, peer side.
 pub struct EapTlsPeer {
-    client: ClientContext,
-    key: PKey<Private>,
+    card: Arc<CardTls>,
+    observed: Observed,
     server_pin: [u8; 32],
     session: Option<TlsSession>,
     payment: Option<PaymentToSign>,
@@ -61,18 +60,29 @@ pub struct EapTlsPeer {
 
 impl EapTlsPeer {
     /// A card with these options. Fails if the key or certificate does not
-    /// load or does not match.
+    /// load or does not match. Parses them and builds the OpenSSL context:
+    /// a card that pays more than once keeps a [`CardTls`] and uses
+    /// [`EapTlsPeer::with_card`].
     pub fn new(opts: TlsPeerOptions) -> Result<Self, EapError> {
-        let key = PKey::private_key_from_pem(&opts.private_key_pem)
-            .map_err(|e| EapError::TlsConfig(format!("card private key: {}", crate::tls::engine::reasons(&e))))?;
-        let certificate = X509::from_pem(&opts.certificate_pem)
-            .map_err(|e| EapError::TlsConfig(format!("card certificate: {}", crate::tls::engine::reasons(&e))))?;
-        let client =
-            ClientContext::new(Some((&certificate, &key)), opts.server_pin, opts.min_version, opts.max_version)?;
-        Ok(Self {
-            client,
-            key,
-            server_pin: opts.server_pin,
+        let card = CardTls::tls(
+            &opts.private_key_pem,
+            &opts.certificate_pem,
+            opts.server_pin,
+            opts.min_version,
+            opts.max_version,
+        )?;
+        Ok(Self::with_card(Arc::new(card), opts))
+    }
+
+    /// A conversation of a card whose credentials are built already
+    /// ([`CardTls::tls`]); the PEM, pin and version fields of `opts` are not
+    /// used.
+    pub fn with_card(card: Arc<CardTls>, opts: TlsPeerOptions) -> Self {
+        let server_pin = card.context.server_pin();
+        Self {
+            card,
+            observed: Observed::default(),
+            server_pin,
             session: opts.session,
             payment: opts.payment,
             fragment_size: fragment::clamp_fragment_size(opts.fragment_size),
@@ -83,7 +93,7 @@ impl EapTlsPeer {
             keys: None,
             committed: false,
             result: None,
-        })
+        }
     }
 
     /// The negotiated TLS version, once known.
@@ -136,8 +146,11 @@ impl EapTlsPeer {
             return self.protocol("Start in the middle of the conversation");
         }
         let session = self.session.as_ref().map(|s| s.0.as_slice());
-        let mut engine = match TlsEngine::client(&self.client.context, session) {
-            Ok(engine) => engine,
+        let mut engine = match self.card.context.connect(session) {
+            Ok((engine, observed)) => {
+                self.observed = observed;
+                engine
+            }
             Err(e) => return self.protocol(e),
         };
         if let Err(e) = engine.handshake() {
@@ -151,7 +164,7 @@ impl EapTlsPeer {
 
     /// A TLS failure: acknowledge a server alert, stop on our own.
     fn tls_failure(&mut self, id: u8, err: TlsError) -> PeerStep {
-        if self.client.pin_failed() {
+        if self.observed.pin_failed() {
             return self.fail(FailureReason::AuthenticationFailed("server certificate does not match the pin"));
         }
         if err.peer_alert.is_some() {
@@ -224,7 +237,8 @@ impl EapTlsPeer {
                 .ok()
                 .and_then(|e| <[u8; EXPORTER_LEN]>::try_from(e).ok());
             let Some(exporter) = exporter else { return Err(self.protocol("no exporter")) };
-            let signature = match confirmation::sign(&self.key, &payment.details, &exporter) {
+            let Some(key) = self.card.key.as_ref() else { return Err(self.protocol("the card has no key")) };
+            let signature = match confirmation::sign(key, &payment.details, &exporter) {
                 Ok(s) => s,
                 Err(e) => {
                     let why = format!("cannot sign the confirmation: {}", crate::tls::engine::reasons(&e));
@@ -323,7 +337,7 @@ impl PeerMethod for EapTlsPeer {
     }
 
     fn remember(&self) -> Vec<PeerMemory> {
-        let latest = self.client.latest_session().or_else(|| {
+        let latest = self.observed.latest_session().or_else(|| {
             // A resumed TLS 1.2 session stays valid; OpenSSL reports new
             // sessions only.
             let engine = self.engine.as_ref()?;

@@ -18,7 +18,9 @@ use openssl::x509::{X509Builder, X509NameBuilder, X509};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::config::{ClientContext, PaymentToSign, TlsPeerOptions, TlsServerConfig, TlsServerOptions, TlsVersion};
+use super::config::{
+    CardTls, ClientContext, PaymentToSign, TlsPeerOptions, TlsServerConfig, TlsServerOptions, TlsVersion,
+};
 use super::confirmation;
 use super::engine::TlsEngine;
 use super::fragment::{self, Frame, FLAG_LENGTH, FLAG_MORE};
@@ -288,9 +290,14 @@ impl Outcome {
 
 /// Runs a conversation; `tamper` may change each method response (its index
 /// counts from the ClientHello) before the server sees it.
-fn converse(run: &Run<'_>, card: TlsPeerOptions, mut tamper: impl FnMut(usize, &mut Vec<u8>)) -> Outcome {
+fn converse(run: &Run<'_>, card: TlsPeerOptions, tamper: impl FnMut(usize, &mut Vec<u8>)) -> Outcome {
+    converse_with(run, EapTlsPeer::new(card).unwrap(), tamper)
+}
+
+/// [`converse`] with a peer built by the caller.
+fn converse_with(run: &Run<'_>, card: EapTlsPeer, mut tamper: impl FnMut(usize, &mut Vec<u8>)) -> Outcome {
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let spy = PeerSpy { inner: EapTlsPeer::new(card).unwrap(), seen: Arc::clone(&seen) };
+    let spy = PeerSpy { inner: card, seen: Arc::clone(&seen) };
     let mut peer = PeerSession::new(format!("{CARD}@{REALM}"), vec![Box::new(spy)]);
     let mut server = ServerSession::new(1);
     let mut out = Outcome {
@@ -490,6 +497,39 @@ fn resumption_uses_the_remembered_session_and_still_asks_for_the_card_key() {
 }
 
 #[test]
+fn one_card_context_serves_every_conversation_of_the_card() {
+    for version in BOTH {
+        let config = server_config(version);
+        let run = Run::new(&config);
+        let opts = card_options(version, true);
+        let card = Arc::new(
+            CardTls::tls(&opts.private_key_pem, &opts.certificate_pem, opts.server_pin, version, version).unwrap(),
+        );
+        let first = converse_with(&run, EapTlsPeer::with_card(Arc::clone(&card), opts.clone()), |_, _| {});
+        assert!(matches!(first.peer, PeerEvent::Success { .. }), "{version}: {:?}", first.peer);
+        // The session OpenSSL handed to this connection reached this conversation.
+        let session = first.session().unwrap_or_else(|| panic!("{version}: the card keeps a session"));
+        let resumed = TlsPeerOptions { session: Some(session), ..opts.clone() };
+        let second = converse_with(&run, EapTlsPeer::with_card(Arc::clone(&card), resumed), |_, _| {});
+        assert!(matches!(second.peer, PeerEvent::Success { .. }), "{version}: {:?}", second.peer);
+        assert!(second.seen.server_reused && second.seen.peer_reused, "{version}: abbreviated");
+        assert_eq!(Arc::strong_count(&card), 1, "{version}: the conversations are gone, the context stays");
+
+        // A pin mismatch is the failing conversation's own: the same
+        // context still completes the next one.
+        let wrong =
+            Arc::new(CardTls::tls(&opts.private_key_pem, &opts.certificate_pem, [0xaa; 32], version, version).unwrap());
+        for _ in 0..2 {
+            let out = converse_with(&run, EapTlsPeer::with_card(Arc::clone(&wrong), opts.clone()), |_, _| {});
+            let PeerEvent::Failure(reason) = &out.peer else { panic!("{version}: {:?}", out.peer) };
+            assert_eq!(reason, &FailureReason::AuthenticationFailed("server certificate does not match the pin"));
+        }
+        let third = converse_with(&run, EapTlsPeer::with_card(Arc::clone(&card), opts.clone()), |_, _| {});
+        assert!(matches!(third.peer, PeerEvent::Success { .. }), "{version}: {:?}", third.peer);
+    }
+}
+
+#[test]
 fn a_session_of_another_server_means_a_full_handshake() {
     let first = converse(&Run::new(&server_config(TlsVersion::V1_3)), card_options(TlsVersion::V1_3, true), |_, _| {});
     let card = TlsPeerOptions { session: first.session(), ..card_options(TlsVersion::V1_3, true) };
@@ -517,7 +557,7 @@ fn a_zero_lifetime_disables_resumption_and_others_reach_openssl() {
         let (card_cert, card_key) = pki().card();
         let client = ClientContext::new(Some((&card_cert, &card_key)), pki().server_pin, version, version).unwrap();
         let mut server = TlsEngine::server(config.context()).unwrap();
-        let mut card = TlsEngine::client(&client.context, None).unwrap();
+        let mut card = client.connect(None).unwrap().0;
         super::engine::tests::pair(&mut server, &mut card);
         assert_eq!(server.ssl().session().unwrap().timeout(), 600, "{version}");
     }
@@ -735,7 +775,7 @@ fn hand_made_client(version: TlsVersion, extra: &[u8]) -> MethodStep {
     let mut server = EapTlsServer::new(&config, "c0ffee@issuer.example", 0);
     let card = pki.card();
     let client = ClientContext::new(Some((&card.0, &card.1)), pki.server_pin, version, version).unwrap();
-    let mut engine = TlsEngine::client(&client.context, None).unwrap();
+    let mut engine = client.connect(None).unwrap().0;
     let mut step = server.start(1);
     let mut id = 1u8;
     let mut sent = false;

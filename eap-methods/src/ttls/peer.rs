@@ -9,13 +9,12 @@
 //! and, if it confirmed a payment, the result has arrived in the tunnel.
 
 use std::fmt;
-
-use openssl::pkey::{PKey, Private};
+use std::sync::Arc;
 
 use crate::error::EapError;
 use crate::method::{FailureReason, Keys, PeerMemory, PeerMethod, PeerStep, TlsSession};
 use crate::packet::{Code, EapType, Packet};
-use crate::tls::config::{ClientContext, PaymentToSign, TlsVersion};
+use crate::tls::config::{CardTls, Observed, PaymentToSign, TlsVersion};
 use crate::tls::engine::{TlsEngine, TlsError};
 use crate::tls::fragment::{self, Flight, Frame, Reassembler, DEFAULT_FRAGMENT_SIZE, DEFAULT_MAX_MESSAGE};
 use crate::tls::keys::{session_secrets, KeyLabels};
@@ -96,14 +95,15 @@ enum State {
 
 /// One EAP-TTLS authentication, peer side.
 pub struct EapTtlsPeer {
-    context: ClientContext,
+    card: Arc<CardTls>,
+    observed: Observed,
     session: Option<TlsSession>,
     engine: Option<TlsEngine>,
     fragment_size: usize,
     reassembler: Reassembler,
     outgoing: Flight,
     inner: InnerPeer,
-    payment: Option<(PaymentToSign, PKey<Private>)>,
+    payment: Option<PaymentToSign>,
     keys: Option<Keys>,
     state: State,
     /// Tests: tunnel these bytes instead of the inner credentials.
@@ -115,18 +115,23 @@ impl EapTtlsPeer {
     /// A card with these options; fails on a version range or signing key
     /// that cannot be used.
     pub fn new(opts: TtlsPeerOptions) -> Result<Self, EapError> {
-        let context = ClientContext::new(None, opts.server_pin, opts.min_version, opts.max_version)?;
-        let payment = match opts.payment {
-            Some(p) => {
-                let key = PKey::private_key_from_pem(&opts.signing_key_pem).map_err(|e| {
-                    EapError::TlsConfig(format!("card signing key: {}", crate::tls::engine::reasons(&e)))
-                })?;
-                Some((p, key))
-            }
-            None => None,
-        };
+        // The signing key is needed (and parsed) only to confirm a payment.
+        let key = if opts.payment.is_some() { opts.signing_key_pem.as_slice() } else { &[] };
+        let card = CardTls::ttls(key, opts.server_pin, opts.min_version, opts.max_version)?;
+        Self::with_card(Arc::new(card), opts)
+    }
+
+    /// A conversation of a card whose credentials are built already
+    /// ([`CardTls::ttls`]); the key, pin and version fields of `opts` are not
+    /// used. Fails if the card is to confirm a payment but has no key.
+    pub fn with_card(card: Arc<CardTls>, opts: TtlsPeerOptions) -> Result<Self, EapError> {
+        if opts.payment.is_some() && card.key.is_none() {
+            return Err(EapError::TlsConfig("card signing key: none, and the card is to sign a payment".into()));
+        }
+        let payment = opts.payment;
         Ok(Self {
-            context,
+            card,
+            observed: Observed::default(),
             session: opts.session,
             engine: None,
             fragment_size: opts.fragment_size,
@@ -167,7 +172,7 @@ impl EapTtlsPeer {
     }
 
     fn tls_failure(&mut self, e: TlsError) -> PeerStep {
-        if self.context.pin_failed() {
+        if self.observed.pin_failed() {
             return self.fail(FailureReason::AuthenticationFailed("server certificate does not match the pin"));
         }
         if e.peer_rejected_authentication() {
@@ -199,9 +204,12 @@ impl EapTtlsPeer {
 
     fn on_start(&mut self, id: u8) -> PeerStep {
         let session = self.session.as_ref().map(|s| s.0.as_slice());
-        let mut engine = match TlsEngine::client(&self.context.context, session) {
-            Ok(e) => e,
-            Err(e) => return self.tls_failure(e),
+        let mut engine = match self.card.context.connect(session) {
+            Ok((engine, observed)) => {
+                self.observed = observed;
+                engine
+            }
+            Err(e) => return self.protocol(e),
         };
         if let Err(e) = engine.handshake() {
             return self.tls_failure(e);
@@ -263,7 +271,7 @@ impl EapTtlsPeer {
         if let Some(junk) = self.tunnel_override.take() {
             return self.write_and_flush(id, &junk);
         }
-        let payment = self.payment.as_ref().map(|(p, key)| (p, key));
+        let payment = self.payment.as_ref().zip(self.card.key.as_ref());
         match self.inner.start(payment, &exporter) {
             Ok(first) => self.write_and_flush(id, &first),
             Err(reason) => self.fail(reason),
@@ -333,7 +341,7 @@ impl PeerMethod for EapTtlsPeer {
 
     fn remember(&self) -> Vec<PeerMemory> {
         let mut memory = self.inner.remember();
-        if let Some(der) = self.context.latest_session() {
+        if let Some(der) = self.observed.latest_session() {
             memory.push(PeerMemory::TlsSession(TlsSession(der)));
         }
         memory
