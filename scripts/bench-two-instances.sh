@@ -17,6 +17,7 @@ sed -i "s|^url = .*|url = \"postgres://postgres@127.0.0.1:5432/$DB\"|; s/^veloci
 $B/eapay-server merchant add M-DEMO --client demo-terminal --config $C >/dev/null
 $B/eapay-server card issue --config $C --method aka --count 500 --card-dir $W/cards1 --limit 100000000 >/dev/null
 $B/eapay-server card issue --config $C --method aka --count 500 --card-dir $W/cards2 --limit 100000000 >/dev/null
+$B/eapay-server card issue --config $C --method aka --count 500 --card-dir $W/cards3 --limit 100000000 >/dev/null
 cp $C $W/second.toml
 EAPAY_LOG=warn $B/eapay-server serve --config $C > $W/out1 2> $W/err1 &
 P1=$!
@@ -30,7 +31,7 @@ run() { # name server pid cards
 }
 run one "$A1" $P1 $W/cards1
 echo "one instance: $(python3 -c "import json;v=json.load(open('$W/one.json'));print(round(v['throughput_per_s']), 'payments/s, p99', v['latency_us']['p99']/1000,'ms, errors', v['errors_total'])")"
-run two-a "$A1" $P1 $W/cards1 &
+run two-a "$A1" $P1 $W/${FIRST_CARDS:-cards1} &
 run two-b "$A2" $P2 $W/cards2
 wait %3 2>/dev/null || wait
 python3 - $W <<'PY'

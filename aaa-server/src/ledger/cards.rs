@@ -10,7 +10,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::audit;
-use super::db::{lock_card, to_i64, to_u64};
+use super::db::{lock_card, to_i64, to_u64, Backend};
 use super::decision::CardSnapshot;
 use super::model::{
     confirmation_from_name, confirmation_name, method_from_name, CardProfile, CardStatus, CardSummary, NewCard,
@@ -420,21 +420,39 @@ pub async fn use_reauth<C: SqlConn + ?Sized>(conn: &mut C, card_id: &str, issued
     Ok(done == 1)
 }
 
-/// The card as the decision sees it, locked for the rest of the transaction.
+/// The card as the decision sees it, locked for the rest of the transaction:
+/// on PostgreSQL the row lock and the read are one statement (a no-op
+/// UPDATE ... RETURNING), one round trip; SQLite holds its write lock.
 pub async fn snapshot<C: SqlConn + ?Sized>(conn: &mut C, card_id: &str) -> Result<Option<CardSnapshot>, ServerError> {
-    lock_card(conn, card_id).await?;
-    const SQL: &str = "SELECT status, currency, credit_limit, available, expires_at FROM cards WHERE card_id = $1";
-    let decode = move |row: &dyn sql::Row| {
-        let bad = |what: &str| ServerError::Ledger(format!("card {card_id}: stored {what} is invalid"));
-        Ok(CardSnapshot {
-            status: CardStatus::from_name(&row.text_required(0)?).ok_or_else(|| bad("status"))?,
-            currency: u16::try_from(row.int_required(1)?).map_err(|_| bad("currency"))?,
-            credit_limit: to_u64(row.int_required(2)?, "credit limit")?,
-            available: to_u64(row.int_required(3)?, "available balance")?,
-            expires_at: to_u64(row.int_required(4)?, "expiry")?,
-        })
+    let sql = match conn.backend() {
+        Backend::Postgres => {
+            "UPDATE cards SET available = available WHERE card_id = $1
+             RETURNING status, currency, credit_limit, available, expires_at"
+        }
+        Backend::Sqlite => "SELECT status, currency, credit_limit, available, expires_at FROM cards WHERE card_id = $1",
     };
-    conn.fetch_optional(SQL, &[card_id.into()], decode).await
+    let decode = |row: &dyn sql::Row| {
+        Ok((
+            row.text_required(0)?,
+            row.int_required(1)?,
+            row.int_required(2)?,
+            row.int_required(3)?,
+            row.int_required(4)?,
+        ))
+    };
+    let Some((status, currency, credit_limit, available, expires_at)) =
+        conn.fetch_optional(sql, &[card_id.into()], decode).await?
+    else {
+        return Ok(None);
+    };
+    let bad = |what: &str| ServerError::Ledger(format!("card {card_id}: stored {what} is invalid"));
+    Ok(Some(CardSnapshot {
+        status: CardStatus::from_name(&status).ok_or_else(|| bad("status"))?,
+        currency: u16::try_from(currency).map_err(|_| bad("currency"))?,
+        credit_limit: to_u64(credit_limit, "credit limit")?,
+        available: to_u64(available, "available balance")?,
+        expires_at: to_u64(expires_at, "expiry")?,
+    }))
 }
 
 /// Moves the available balance by `delta` (negative = a charge). The card

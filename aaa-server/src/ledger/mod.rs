@@ -9,8 +9,16 @@
 //! OPc are sealed under the KEK.
 //!
 //! Module map: `db` (pool, backend differences), `schema` (migrations),
-//! `writer` (group commit), `decision` (the pure checks), `authorizations`,
-//! `settlement`, `cards`, `merchants`, `audit`, `model` (the types).
+//! `writer` (group commit on a thread of its own), `sql` (the write path's
+//! statements, once for both drivers), `sqlite_store` (the SQLite writer's
+//! rusqlite connection and its checkpointer), `decision` (the pure checks),
+//! `authorizations`, `settlement`, `cards`, `merchants`, `audit`, `model`
+//! (the types).
+//!
+//! Two drivers: sqlx serves PostgreSQL and every read; on SQLite the writer
+//! owns a rusqlite connection, because sqlx hands each SQLite statement to a
+//! worker thread and back, which profiled at several times SQLite's own work
+//! per payment (BENCHMARKS.md, "Durable payments", 2026-12-07).
 //!
 //! Decisions the contract leaves open:
 //! - A repeat gets the original answer only if it comes from the card the
@@ -25,6 +33,10 @@
 //! - An unknown card id is not stored in the authorization (it would violate
 //!   the foreign key); the audit line keeps the id that was claimed.
 //! - Merchant links are only ever added by `add_merchant`.
+//! - Nothing is pruned: the nonce, velocity and duplicate checks read the
+//!   authorizations themselves, through indexes bounded by their windows.
+//!   Authorizations are the ledger of record (settlement, audit, disputes);
+//!   an archive policy is the issuer's, outside the request path.
 
 mod audit;
 mod authorizations;
