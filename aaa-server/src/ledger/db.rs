@@ -72,6 +72,16 @@ const SQLITE_PRAGMAS: [&str; 5] = [
     "PRAGMA foreign_keys = ON",
 ];
 
+/// PostgreSQL settings for every connection. sqlx prepares each statement
+/// once per connection, and after five runs PostgreSQL may switch it to a
+/// generic plan chosen with the statistics of that moment: a server started
+/// on a young ledger kept sequential scans of `authorizations` (planned
+/// when it was nearly empty) as it grew, and its payments slowed with every
+/// thousand rows (BENCHMARKS.md, "Durable payments", 2026-12-07). Custom
+/// plans cost a few microseconds of planning per statement and always see
+/// the ledger as it is.
+const POSTGRES_SETTINGS: &str = "SET plan_cache_mode = force_custom_plan";
+
 impl Db {
     pub async fn connect(url: &str) -> Result<Self, ServerError> {
         sqlx::any::install_default_drivers();
@@ -101,9 +111,14 @@ impl Db {
             .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        for pragma in SQLITE_PRAGMAS {
-                            Executor::execute(&mut *conn, pragma).await?;
+                    match backend {
+                        Backend::Sqlite => {
+                            for pragma in SQLITE_PRAGMAS {
+                                Executor::execute(&mut *conn, pragma).await?;
+                            }
+                        }
+                        Backend::Postgres => {
+                            Executor::execute(&mut *conn, POSTGRES_SETTINGS).await?;
                         }
                     }
                     Ok(())
