@@ -983,7 +983,25 @@ async fn sqlite_file_settings() {
     let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
     let mode: String = sqlx::Row::get(&sqlx::query("PRAGMA journal_mode").fetch_one(&mut conn).await.unwrap(), 0);
     assert_eq!(mode, "wal");
+    // New ledgers get 1 KiB pages: fewer bytes of WAL per decision.
+    let page: i64 = sqlx::Row::get(&sqlx::query("PRAGMA page_size").fetch_one(&mut conn).await.unwrap(), 0);
+    assert_eq!(page, 1024);
     conn.close().await.unwrap();
+
+    // A ledger made with other pages keeps them (the size of an existing
+    // database cannot change in WAL mode) and opens as before.
+    let old = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
+    let mut conn = sqlx::AnyConnection::connect(&old).await.unwrap();
+    sqlx::query("PRAGMA page_size = 4096").execute(&mut conn).await.unwrap();
+    sqlx::query("CREATE TABLE earlier (x BIGINT)").execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+    let ledger = SqlLedger::open(&old, Kek::from_bytes(&KEK), LedgerOptions::default()).await.unwrap();
+    ledger.close().await;
+    let mut conn = sqlx::AnyConnection::connect(&old).await.unwrap();
+    let page: i64 = sqlx::Row::get(&sqlx::query("PRAGMA page_size").fetch_one(&mut conn).await.unwrap(), 0);
+    assert_eq!(page, 4096);
+    conn.close().await.unwrap();
+
     for memory in ["sqlite::memory:", "sqlite://:memory:", "sqlite://x.db?mode=memory"] {
         let err = SqlLedger::open(memory, Kek::from_bytes(&KEK), LedgerOptions::default()).await.unwrap_err();
         assert!(err.to_string().contains("in-memory"), "{err}");
