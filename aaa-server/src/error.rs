@@ -9,8 +9,10 @@ use thiserror::Error;
 pub enum ServerError {
     #[error("configuration: {0}")]
     Config(String),
-    #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    /// The OS error is part of the message, not a separate source, so a
+    /// report that prints the chain says it once.
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
     #[error("card store: {0}")]
     Store(String),
     #[error("ledger: {0}")]
@@ -25,6 +27,6 @@ pub enum ServerError {
 
 impl ServerError {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
-        Self::Io { path: path.display().to_string(), source }
+        Self::Io { path: path.display().to_string(), error: source }
     }
 }

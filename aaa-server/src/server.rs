@@ -37,7 +37,7 @@ impl Server {
             UdpSocket::bind(addr)
                 .await
                 .map(Arc::new)
-                .map_err(|e| ServerError::Io { path: format!("bind {addr}"), source: e })
+                .map_err(|e| ServerError::Io { path: format!("bind {addr}"), error: e })
         };
         let auth = bind(config.radius.auth_listen).await?;
         let acct = bind(config.radius.acct_listen).await?;
@@ -62,7 +62,7 @@ impl Server {
             Some(section) => {
                 let listener = TcpListener::bind(section.listen)
                     .await
-                    .map_err(|e| ServerError::Io { path: format!("bind {}", section.listen), source: e })?;
+                    .map_err(|e| ServerError::Io { path: format!("bind {}", section.listen), error: e })?;
                 Some((Arc::new(Diameter::new(core.clone(), section, Conversations::new(idle, max))), listener))
             }
             None => None,
@@ -72,12 +72,12 @@ impl Server {
 
     /// The bound authentication address.
     pub fn auth_addr(&self) -> Result<SocketAddr, ServerError> {
-        self.auth.local_addr().map_err(|e| ServerError::Io { path: "auth socket".into(), source: e })
+        self.auth.local_addr().map_err(|e| ServerError::Io { path: "auth socket".into(), error: e })
     }
 
     /// The bound accounting address.
     pub fn acct_addr(&self) -> Result<SocketAddr, ServerError> {
-        self.acct.local_addr().map_err(|e| ServerError::Io { path: "acct socket".into(), source: e })
+        self.acct.local_addr().map_err(|e| ServerError::Io { path: "acct socket".into(), error: e })
     }
 
     /// The bound Diameter address, if Diameter is served.
@@ -86,7 +86,7 @@ impl Server {
             Some((_, listener)) => listener
                 .local_addr()
                 .map(Some)
-                .map_err(|e| ServerError::Io { path: "diameter socket".into(), source: e }),
+                .map_err(|e| ServerError::Io { path: "diameter socket".into(), error: e }),
             None => Ok(None),
         }
     }
@@ -97,7 +97,7 @@ impl Server {
     pub fn announce(&self) -> Result<(), ServerError> {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
-        let io = |e| ServerError::Io { path: "stdout".into(), source: e };
+        let io = |e| ServerError::Io { path: "stdout".into(), error: e };
         if let Some(addr) = self.diameter_addr()? {
             writeln!(out, "listening diameter {addr}").map_err(io)?;
         }

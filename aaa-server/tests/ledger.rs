@@ -1177,3 +1177,15 @@ async fn txn_verify_checks_the_card_signature() {
     let (_, out, _) = server_cli(&["txn", "show", &txn("T-MAC"), "--config", config_arg]);
     assert!(out.contains(&format!("  evidence (mac)  {}\n", hex::encode(b"canonical"))), "{out}");
 }
+
+/// A missing configuration file is one line that names it and says why, once.
+#[test]
+fn a_missing_config_is_one_line_with_the_reason_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.toml");
+    let (code, _, err) = server_cli(&["serve", "--config", &missing.display().to_string()]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(&missing.display().to_string()), "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+}

@@ -24,9 +24,10 @@ pub enum Protocol {
 /// and `bench`).
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
-    /// RADIUS authentication server or Diameter server (or relay agent), HOST:PORT; repeat for
-    /// failover, in order of preference.
-    #[arg(long = "server", value_name = "ADDR", required = true)]
+    /// RADIUS authentication server or Diameter server (or relay agent), HOST:PORT (a name
+    /// or an address; a name is resolved once, at start); repeat for failover, in order of
+    /// preference.
+    #[arg(long = "server", value_name = "HOST:PORT", required = true, value_parser = parse_server)]
     pub servers: Vec<SocketAddr>,
     /// RADIUS shared secret (or the EAPAY_RADIUS_SECRET environment variable, which `ps` does not show).
     #[arg(long, env = "EAPAY_RADIUS_SECRET", hide_env_values = true, default_value = "")]
@@ -53,8 +54,8 @@ impl ServerArgs {
 pub struct RadiusArgs {
     #[command(flatten)]
     pub server: ServerArgs,
-    /// Accounting servers for reversals (default: each --server with port + 1).
-    #[arg(long = "acct-server", value_name = "ADDR")]
+    /// Accounting servers for reversals, HOST:PORT (default: each --server with port + 1).
+    #[arg(long = "acct-server", value_name = "HOST:PORT", value_parser = parse_server)]
     pub acct_servers: Vec<SocketAddr>,
     /// The store-and-forward file of timeout reversals.
     #[arg(long, value_name = "FILE", default_value = "eapay-terminal-reversals.json")]
@@ -239,6 +240,21 @@ pub struct VerifyArgs {
 }
 
 /// `500ms`, `30s`, `2m`, `1h`; a bare number is seconds.
+/// `HOST:PORT` as radclient and a NAS take it: an address
+/// (`192.0.2.1:1812`, `[2001:db8::1]:1812`) or a name
+/// (`radius.issuer.example:1812`), resolved once; its first address is used.
+pub fn parse_server(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let (host, port) = text.rsplit_once(':').ok_or_else(|| format!("{text:?} is not HOST:PORT"))?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(format!("{text:?} is not HOST:PORT"));
+    }
+    let mut addrs = std::net::ToSocketAddrs::to_socket_addrs(text).map_err(|e| format!("{host}: {e}"))?;
+    addrs.next().ok_or_else(|| format!("{host}: the name has no address"))
+}
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
@@ -261,6 +277,17 @@ pub fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn servers_are_addresses_or_names() {
+        assert_eq!(parse_server("127.0.0.1:1812").unwrap(), "127.0.0.1:1812".parse().unwrap());
+        assert_eq!(parse_server("[::1]:1812").unwrap(), "[::1]:1812".parse().unwrap());
+        let named = parse_server("localhost:1812").unwrap();
+        assert!(named.ip().is_loopback() && named.port() == 1812, "{named}");
+        for bad in ["localhost", "localhost:", ":1812", "localhost:99999", "no-such-host.invalid:1812"] {
+            assert!(parse_server(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn durations() {

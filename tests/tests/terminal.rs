@@ -447,12 +447,17 @@ fn bad_arguments_are_one_line() {
         "--amount 1 --currency USD --card-link card",
         "--amount 1 --currency USD --protocol diameter --card-link tcp://127.0.0.1:9",
         "--amount 1 --currency USD --server nowhere",
+        "--amount 1 --currency USD --server no-such-host.invalid:1812",
         "--amount 1 --currency USD",
     ]
     .map(|extra| format!("{pay} {extra}"))
     .into_iter()
     .chain(["flush --secret s".to_string()])
     {
+        // Whatever fails late must not leave a reversal store in the repository.
+        let scratch = tempfile::tempdir().unwrap();
+        let store = scratch.path().join("reversals.json");
+        let line = format!("{line} --reversals {}", store.display());
         let args: Vec<&str> = line.split_whitespace().collect();
         let out = terminal(&args);
         assert_eq!(exit_code(&out), Some(2), "{args:?}: {}", out.all());
