@@ -16,7 +16,9 @@ use aaa_server::admin::{
 use aaa_server::cards::{CardMethod, Confirmation};
 use aaa_server::config::Config;
 use aaa_server::error::ServerError;
-use aaa_server::ledger::{AuditEntry, AuthorizationRecord, Ledger, RegisteredKey, SqlLedger, TxnFilter, TxnKey};
+use aaa_server::ledger::{
+    AuditEntry, AuthorizationRecord, Ledger, PinUnlock, RegisteredKey, SqlLedger, TxnFilter, TxnKey,
+};
 use aaa_server::pki::KeyType;
 use aaa_server::server::{serving_ledger, Server};
 use anyhow::{Context, Result};
@@ -145,6 +147,19 @@ enum CardCommand {
     },
     /// Block a card: it still authenticates, and every payment is declined 62.
     Block {
+        card_id: String,
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Unblock a card: its payments are decided again.
+    Unblock {
+        card_id: String,
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Set a TTLS card's count of wrong PINs back to zero (after MAX wrong
+    /// PINs in a row the card is locked, also for the right PIN).
+    UnlockPin {
         card_id: String,
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
@@ -358,6 +373,25 @@ async fn card(command: CardCommand) -> Result<()> {
             }
             println!("blocked {card_id}");
             Ok(())
+        }
+        CardCommand::Unblock { card_id, config } => {
+            let config = config_or_default(config)?;
+            if !with_ledger(&config, async |ledger| ledger.unblock_card(&card_id, "admin").await).await? {
+                anyhow::bail!("no card {card_id}");
+            }
+            println!("unblocked {card_id}");
+            Ok(())
+        }
+        CardCommand::UnlockPin { card_id, config } => {
+            let config = config_or_default(config)?;
+            match with_ledger(&config, async |ledger| ledger.unlock_pin(&card_id, "admin").await).await? {
+                PinUnlock::Unlocked { wrong_tries } => {
+                    println!("pin of {card_id} unlocked ({wrong_tries} wrong tries before)");
+                    Ok(())
+                }
+                PinUnlock::NoPin => anyhow::bail!("card {card_id} has no PIN"),
+                PinUnlock::NoCard => anyhow::bail!("no card {card_id}"),
+            }
         }
     }
 }

@@ -12,7 +12,7 @@ use aaa_server::auc::AuthenticationCentre;
 use aaa_server::cards::{CardMethod, Confirmation};
 use aaa_server::ledger::{
     Attempt, AuthorizationStatus, CardStatus, Decision, Decline, Evidence, Ledger, LedgerOptions, NewAkaCredential,
-    NewCard, Outcome, PaymentPolicy, Settlement, SettlementOutcome, SqlLedger, TxnFilter, TxnKey,
+    NewCard, Outcome, PaymentPolicy, PinUnlock, Settlement, SettlementOutcome, SqlLedger, TxnFilter, TxnKey,
 };
 use aaa_server::seal::Kek;
 use eap_methods::sim_aka::sqn::{Sqn, SqnWindow};
@@ -389,6 +389,23 @@ async fn declines_scenario(db: &TestDb) {
     assert_eq!(available(l, "card-a").await, after_first);
     assert_eq!(available(l, "card-small").await, 1000);
     assert_eq!(available(l, "card-blocked").await, 1000);
+
+    // `card unblock`: the card pays again, and the audit log says who let it.
+    assert!(l.unblock_card("card-blocked", "admin").await.unwrap());
+    assert!(!l.unblock_card("no-such-card", "admin").await.unwrap());
+    let unblocked = l.authorize(attempt("card-blocked", details("T-unblocked", 100, USD))).await.unwrap();
+    approval_code(&unblocked);
+    let events: Vec<(String, String)> = l
+        .recent_audit(0)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.card_id.as_deref() == Some("card-blocked") && e.event.ends_with("blocked"))
+        .map(|e| (e.event, e.actor))
+        .collect();
+    assert_eq!(events, [("card unblocked".into(), "admin".into()), ("card blocked".into(), "test".into())]);
+    assert!(l.block_card("card-blocked", "test").await.unwrap());
+    assert_eq!(available(l, "card-blocked").await, 900);
 
     // The same request again: the original answer, no second charge.
     let again = l.authorize(original.clone()).await.unwrap();
@@ -878,6 +895,17 @@ async fn pin_scenario(db: &TestDb) {
     // Durable: a reopened ledger (another server instance) sees the lock.
     let l = SqlLedger::open(&db.url, Kek::from_bytes(&KEK), LedgerOptions::default()).await.unwrap();
     assert_eq!(l.check_pin("card-pin", "1234", now).await.unwrap(), Answer::PinLocked);
+
+    // `card unlock-pin`: the count starts again, audited; only for a card with a PIN.
+    assert_eq!(l.unlock_pin("card-pin", "admin").await.unwrap(), PinUnlock::Unlocked { wrong_tries: 3 });
+    assert_eq!(l.check_pin("card-pin", "9999", now).await.unwrap(), Answer::PinRejected { tries_left: 2 });
+    assert_eq!(l.check_pin("card-pin", "1234", now).await.unwrap(), Answer::PinAccepted);
+    assert_eq!(l.unlock_pin("card-nopin", "admin").await.unwrap(), PinUnlock::NoPin);
+    assert_eq!(l.unlock_pin("card-none", "admin").await.unwrap(), PinUnlock::NoCard);
+    let audit = l.recent_audit(0).await.unwrap();
+    let unlocked: Vec<_> = audit.iter().filter(|e| e.event == "card pin unlocked").collect();
+    assert_eq!(unlocked.len(), 1);
+    assert_eq!((unlocked[0].actor.as_str(), unlocked[0].detail.as_str()), ("admin", "wrong_tries=3"));
     l.close().await;
 }
 

@@ -710,6 +710,8 @@ fn admin_errors_are_one_line_and_exit_2() {
         vec!["txn", "show", "M-DEMO:no-such-transaction"],
         vec!["txn", "show", "999999"],
         vec!["card", "block", "ffffffffffffffffffff"],
+        vec!["card", "unblock", "ffffffffffffffffffff"],
+        vec!["card", "unlock-pin", "ffffffffffffffffffff"],
         vec!["merchant", "add", "M-X", "--client", "no-such-terminal"],
         vec!["card", "issue", "--method", "aka", "--card-file", card_file, "--currency", "XYZ"],
         vec!["card", "issue", "--method", "aka", "--card-file", card_file, "--expires", "2030-13"],

@@ -368,20 +368,73 @@ fn summary(row: &AnyRow) -> Result<CardSummary, ServerError> {
 
 /// False if the card is unknown. Blocking a blocked card changes nothing but is audited.
 pub async fn block(conn: &mut AnyConnection, card_id: &str, actor: &str, now_ms: u64) -> Result<bool, ServerError> {
-    let done =
-        sqlx::query("UPDATE cards SET status = 'blocked' WHERE card_id = $1").bind(card_id).execute(&mut *conn).await?;
+    set_status(conn, card_id, CardStatus::Blocked, actor, now_ms).await
+}
+
+/// The card's status set by an operator (`card block` / `card unblock`),
+/// with its audit line; false if there is no such card.
+pub async fn set_status(
+    conn: &mut AnyConnection,
+    card_id: &str,
+    status: CardStatus,
+    actor: &str,
+    now_ms: u64,
+) -> Result<bool, ServerError> {
+    let (name, event) = match status {
+        CardStatus::Blocked => ("blocked", "card blocked"),
+        CardStatus::Active => ("active", "card unblocked"),
+    };
+    let done = sqlx::query("UPDATE cards SET status = $1 WHERE card_id = $2")
+        .bind(name)
+        .bind(card_id)
+        .execute(&mut *conn)
+        .await?;
     if done.rows_affected() == 0 {
         return Ok(false);
     }
+    let line =
+        audit::Line { at_ms: to_i64(now_ms, "time")?, actor, event, card_id: Some(card_id), ..Default::default() };
+    audit::append(conn, line).await?;
+    Ok(true)
+}
+
+/// What `card unlock-pin` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinUnlock {
+    /// The count of wrong PINs was set back to zero (it was this).
+    Unlocked {
+        wrong_tries: u32,
+    },
+    /// The card has no PIN (not a TTLS/PAP card).
+    NoPin,
+    NoCard,
+}
+
+/// Sets the card's count of wrong PINs back to zero, with an audit line:
+/// the cardholder proved themselves to the issuer some other way.
+pub async fn unlock_pin(
+    conn: &mut AnyConnection,
+    card_id: &str,
+    actor: &str,
+    now_ms: u64,
+) -> Result<PinUnlock, ServerError> {
+    lock_card(conn, card_id).await?;
+    let Some((_, wrong_tries)) = pin_state(conn, card_id).await? else {
+        let exists =
+            sqlx::query("SELECT 1 FROM cards WHERE card_id = $1").bind(card_id).fetch_optional(&mut *conn).await?;
+        return Ok(if exists.is_some() { PinUnlock::NoPin } else { PinUnlock::NoCard });
+    };
+    sqlx::query("UPDATE cards SET pin_tries = 0 WHERE card_id = $1").bind(card_id).execute(&mut *conn).await?;
     let line = audit::Line {
         at_ms: to_i64(now_ms, "time")?,
         actor,
-        event: "card blocked",
+        event: "card pin unlocked",
         card_id: Some(card_id),
+        detail: format!("wrong_tries={wrong_tries}"),
         ..Default::default()
     };
     audit::append(conn, line).await?;
-    Ok(true)
+    Ok(PinUnlock::Unlocked { wrong_tries })
 }
 
 pub async fn profile(conn: &mut AnyConnection, card_id: &str) -> Result<Option<CardProfile>, ServerError> {

@@ -61,7 +61,7 @@ use eap_methods::sim_aka::sqn::Sqn;
 use eap_methods::Answer;
 use sqlx::Row;
 
-pub use self::cards::{is_valid_card_id, v_card, AkaExport, MAX_PIN_TRIES};
+pub use self::cards::{is_valid_card_id, v_card, AkaExport, PinUnlock, MAX_PIN_TRIES};
 pub use self::db::Backend;
 use self::db::{to_i64, to_u64, Db};
 pub use self::model::{
@@ -292,6 +292,22 @@ impl SqlLedger {
     }
 
     /// False if the card is unknown.
+    /// `card unblock`: the card pays again; false if unknown.
+    pub async fn unblock_card(&self, card_id: &str, actor: &str) -> Result<bool, ServerError> {
+        let mut tx = self.db.begin_write().await?;
+        let found = cards::set_status(&mut tx, card_id, CardStatus::Active, actor, now_ms()).await?;
+        tx.commit().await?;
+        Ok(found)
+    }
+
+    /// `card unlock-pin`: the count of wrong PINs starts again from zero.
+    pub async fn unlock_pin(&self, card_id: &str, actor: &str) -> Result<PinUnlock, ServerError> {
+        let mut tx = self.db.begin_write().await?;
+        let done = cards::unlock_pin(&mut tx, card_id, actor, now_ms()).await?;
+        tx.commit().await?;
+        Ok(done)
+    }
+
     pub async fn block_card(&self, card_id: &str, actor: &str) -> Result<bool, ServerError> {
         let mut tx = self.db.begin_write().await?;
         let found = cards::block(&mut tx, card_id, actor, now_ms()).await?;
