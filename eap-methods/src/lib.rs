@@ -6,7 +6,8 @@
 //! next packet, a [`method::Query`] for the outside world (an authentication
 //! vector from the card store, say), or a result. `aaa-server` and `e-card`
 //! supply the I/O; the tests here drive server and peer against each other in
-//! memory, and the fuzz targets feed them arbitrary bytes.
+//! memory, and the fuzz targets (`fuzz/`, FUZZING.md) feed the decoders
+//! arbitrary bytes.
 #![deny(unsafe_code)]
 
 pub mod crypto;
