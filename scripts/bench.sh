@@ -53,7 +53,7 @@
 #   each ledger size a fresh server, BENCH_SCALE_CARDS cards (1000) with
 #   BENCH_SCALE_AUTHS (1000 100000 1000000) past authorizations of the bench
 #   merchant from scripts/seed-ledger.py, then with 1000 authorizations and
-#   BENCH_SCALE_MORE_CARDS (10000 100000) cards; velocity checks on
+#   BENCH_SCALE_MORE_CARDS (10000 100000; empty: none) cards; velocity checks on
 #   ([payment] velocity_max = 1000000, so each decision runs the velocity
 #   query). Writes RESULTS/scale.md: payment rate and p99 per ledger size,
 #   and the rate against the smallest ledger.
@@ -168,6 +168,21 @@ trap 'exit 130' INT TERM
     echo "load average before the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$RESULTS/machine.txt"
 
+# serve CONFIG PREFIX: starts eapay-server (stdout and stderr in
+# PREFIX.out/.err); sets SERVER_PID and AUTH once it listens.
+serve() {
+    "$SERVER_BIN" serve --config "$1" >"$2.out" 2>"$2.err" &
+    SERVER_PID=$!
+    AUTH=
+    for ((i = 0; i < 200; i++)); do
+        AUTH=$(sed -n 's/^listening radius auth //p' "$2.out" | head -1)
+        [[ -n $AUTH ]] && return 0
+        kill -0 "$SERVER_PID" 2>/dev/null || { cat "$2.err" >&2; die "eapay-server exited at start-up"; }
+        sleep 0.05
+    done
+    die "eapay-server did not print its listening address"
+}
+
 # --scale: one fresh server per ledger size (see the header).
 scale_run() {
     local name=$1 cards=$2 auths=$3 dir=$WORK/scale-$1
@@ -180,16 +195,8 @@ scale_run() {
     grep -q '^velocity_max = 1000000' "$config" || die "$config has no [payment] velocity_max to set"
     "$SERVER_BIN" card issue --config "$config" --method aka --count "$cards" --card-dir "$dir/cards" \
         --limit 100000000 >/dev/null
-    "$SERVER_BIN" serve --config "$config" >"$dir/server.out" 2>"$dir/server.err" &
-    SERVER_PID=$!
-    local auth=
-    for ((i = 0; i < 200; i++)); do
-        auth=$(sed -n 's/^listening radius auth //p' "$dir/server.out" | head -1)
-        [[ -n $auth ]] && break
-        kill -0 "$SERVER_PID" 2>/dev/null || { cat "$dir/server.err" >&2; die "eapay-server exited at start-up"; }
-        sleep 0.05
-    done
-    [[ -n $auth ]] || die "eapay-server did not print its listening address"
+    serve "$config" "$dir/server"
+    local auth=$AUTH
     # The server registered the merchant at start; the history goes in beside it.
     python3 "$REPO/scripts/seed-ledger.py" --ledger "$dir/data/ledger.db" --merchant M-DEMO \
         --client demo-terminal --count "$auths"
@@ -205,7 +212,7 @@ scale_run() {
 if [[ $SCALE -eq 1 ]]; then
     BASE_CARDS=${BENCH_SCALE_CARDS:-1000}
     read -r -a SCALE_AUTHS <<<"${BENCH_SCALE_AUTHS:-1000 100000 1000000}"
-    read -r -a MORE_CARDS <<<"${BENCH_SCALE_MORE_CARDS:-10000 100000}"
+    read -r -a MORE_CARDS <<<"${BENCH_SCALE_MORE_CARDS-10000 100000}"
     names=()
     for n in "${SCALE_AUTHS[@]}"; do
         scale_run "c$BASE_CARDS-a$n" "$BASE_CARDS" "$n"
@@ -264,16 +271,7 @@ if [[ $FAMILY == tls ]]; then
 fi
 "$SERVER_BIN" card issue --config "$CONFIG" --method "$METHOD" --count "$CARDS" --card-dir "$WORK/cards" \
     --limit 100000000 "${ISSUE_EXTRA[@]}"
-"$SERVER_BIN" serve --config "$CONFIG" >"$WORK/server.out" 2>"$WORK/server.err" &
-SERVER_PID=$!
-AUTH=
-for ((i = 0; i < 200; i++)); do
-    AUTH=$(sed -n 's/^listening radius auth //p' "$WORK/server.out" | head -1)
-    [[ -n $AUTH ]] && break
-    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.err" >&2; die "eapay-server exited at start-up"; }
-    sleep 0.05
-done
-[[ -n $AUTH ]] || die "eapay-server did not print its listening address"
+serve "$CONFIG" "$WORK/server"
 echo "eapay-server pid $SERVER_PID on $AUTH"
 
 # bench NAME ARGS...: one run, its table on stdout and in RESULTS/NAME.txt.
