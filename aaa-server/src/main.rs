@@ -179,6 +179,15 @@ enum MerchantCommand {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Stop a terminal from acting for a merchant (its payments and
+    /// settlements are then declined 57).
+    RemoveClient {
+        merchant_id: String,
+        #[arg(long = "client", value_name = "NAME")]
+        client: String,
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// List merchants.
     List {
         #[arg(long, value_name = "FILE")]
@@ -407,6 +416,31 @@ async fn merchant(command: MerchantCommand) -> Result<()> {
             with_ledger(&config, async |ledger| ledger.add_merchant(&merchant_id, &name, &clients, "admin").await)
                 .await?;
             println!("merchant {merchant_id} may be served by {}", clients.join(", "));
+            Ok(())
+        }
+        MerchantCommand::RemoveClient { merchant_id, client, config } => {
+            let config = config_or_default(config)?;
+            let removed = with_ledger(&config, async |ledger| {
+                ledger.remove_merchant_client(&merchant_id, &client, "admin").await
+            })
+            .await?;
+            if !removed {
+                anyhow::bail!("{client} does not act for merchant {merchant_id}");
+            }
+            println!("{client} no longer acts for merchant {merchant_id}");
+            let configured =
+                config.radius.clients.iter().any(|c| c.name == client && c.merchants.contains(&merchant_id))
+                    || config
+                        .diameter
+                        .iter()
+                        .flat_map(|d| &d.peers)
+                        .any(|p| p.name == client && p.merchants.contains(&merchant_id));
+            if configured {
+                eprintln!(
+                    "eapay-server: eapay.toml still lists {merchant_id} for {client}: \
+                     the link comes back when the server starts unless it is removed there too"
+                );
+            }
             Ok(())
         }
         MerchantCommand::List { config } => {

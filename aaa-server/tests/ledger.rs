@@ -407,6 +407,24 @@ async fn declines_scenario(db: &TestDb) {
     assert!(l.block_card("card-blocked", "test").await.unwrap());
     assert_eq!(available(l, "card-blocked").await, 900);
 
+    // `merchant remove-client`: the terminal's next payment for the merchant is declined 57.
+    l.add_merchant("M3", "Third Shop", &["term1".to_string()], "test").await.unwrap();
+    l.issue_card(card("card-m3", USD, 1000), "test").await.unwrap();
+    let for_m3 = |txn: &str| {
+        let mut d = details(txn, 100, USD);
+        d.merchant_id = "M3".into();
+        attempt("card-m3", d)
+    };
+    approval_code(&l.authorize(for_m3("T-m3-linked")).await.unwrap());
+    assert!(l.remove_merchant_client("M3", "term1", "admin").await.unwrap());
+    assert!(!l.remove_merchant_client("M3", "term1", "admin").await.unwrap());
+    let unlinked = l.authorize(for_m3("T-m3-unlinked")).await.unwrap();
+    assert!(matches!(&unlinked.outcome, Outcome::Declined(d) if d.code.value() == 57), "{unlinked:?}");
+    let removed: Vec<_> =
+        l.recent_audit(0).await.unwrap().into_iter().filter(|e| e.event == "merchant client removed").collect();
+    assert_eq!(removed.len(), 1);
+    assert_eq!((removed[0].merchant_id.as_deref(), removed[0].detail.as_str()), (Some("M3"), "client=term1"));
+
     // The same request again: the original answer, no second charge.
     let again = l.authorize(original.clone()).await.unwrap();
     assert!(again.repeated);

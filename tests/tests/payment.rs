@@ -712,6 +712,7 @@ fn admin_errors_are_one_line_and_exit_2() {
         vec!["card", "block", "ffffffffffffffffffff"],
         vec!["card", "unblock", "ffffffffffffffffffff"],
         vec!["card", "unlock-pin", "ffffffffffffffffffff"],
+        vec!["merchant", "remove-client", "M-DEMO", "--client", "no-such-terminal"],
         vec!["merchant", "add", "M-X", "--client", "no-such-terminal"],
         vec!["card", "issue", "--method", "aka", "--card-file", card_file, "--currency", "XYZ"],
         vec!["card", "issue", "--method", "aka", "--card-file", card_file, "--expires", "2030-13"],

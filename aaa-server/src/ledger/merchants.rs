@@ -88,6 +88,35 @@ pub async fn list(conn: &mut AnyConnection) -> Result<Vec<MerchantSummary>, Serv
         .collect()
 }
 
+/// Unlinks `client` from `merchant_id`, with an audit line; false if it was
+/// not linked.
+pub async fn remove_client(
+    conn: &mut AnyConnection,
+    merchant_id: &str,
+    client: &str,
+    actor: &str,
+    now_ms: u64,
+) -> Result<bool, ServerError> {
+    let done = sqlx::query("DELETE FROM merchant_clients WHERE merchant_id = $1 AND client_name = $2")
+        .bind(merchant_id)
+        .bind(client)
+        .execute(&mut *conn)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Ok(false);
+    }
+    let line = audit::Line {
+        at_ms: to_i64(now_ms, "time")?,
+        actor,
+        event: "merchant client removed",
+        merchant_id: Some(merchant_id),
+        detail: format!("client={client}"),
+        ..Default::default()
+    };
+    audit::append(conn, line).await?;
+    Ok(true)
+}
+
 /// Whether RADIUS client `client` may act for the active merchant `merchant_id`.
 pub async fn may_act<C: SqlConn + ?Sized>(conn: &mut C, client: &str, merchant_id: &str) -> Result<bool, ServerError> {
     const SQL: &str = "SELECT m.merchant_id FROM merchant_clients c JOIN merchants m ON m.merchant_id = c.merchant_id

@@ -317,6 +317,20 @@ impl SqlLedger {
     }
 
     /// Creates or renames a merchant, activates it and links `clients` to it.
+    /// `merchant remove-client`: the terminal no longer acts for the
+    /// merchant; false if it did not.
+    pub async fn remove_merchant_client(
+        &self,
+        merchant_id: &str,
+        client: &str,
+        actor: &str,
+    ) -> Result<bool, ServerError> {
+        let mut tx = self.db.begin_write().await?;
+        let removed = merchants::remove_client(&mut tx, merchant_id, client, actor, now_ms()).await?;
+        tx.commit().await?;
+        Ok(removed)
+    }
+
     pub async fn add_merchant(
         &self,
         merchant_id: &str,
