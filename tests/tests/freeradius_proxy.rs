@@ -252,6 +252,20 @@ fn assert_paid(
 
 /// The lines FreeRADIUS logged for the request that sent the Access-Accept
 /// carrying `approval_code`, from that "Sent Access-Accept" on.
+/// [`sent_accept_lines`] once FreeRADIUS has written them (its log reaches
+/// the file after the reply has left), given `done` to tell a whole block;
+/// what there is after a few seconds otherwise.
+fn logged_accept_lines(proxy: &Proxy, approval_code: &str, done: impl Fn(&[String]) -> bool) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let sent = sent_accept_lines(&proxy.log(), approval_code);
+        if done(&sent) || Instant::now() > deadline {
+            return sent;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn sent_accept_lines(log: &str, approval_code: &str) -> Vec<String> {
     let needle = format!("Eapay-Approval-Code = \"{approval_code}\"");
     let lines: Vec<&str> = log.lines().collect();
@@ -318,7 +332,7 @@ fn terminal_payments_through_freeradius_are_approved_intact() {
         let out = pay(&server, &proxy, card, MERCHANT, "12.50", &[]);
         let (code, _, _) = assert_paid(&server, &proxy, &out, MERCHANT, "12.50", &what);
         // It went through FreeRADIUS: the approval is in what it sent.
-        let sent = sent_accept_lines(&proxy.log(), &code);
+        let sent = logged_accept_lines(&proxy, &code, |sent| !sent.is_empty());
         assert!(!sent.is_empty(), "{what}: FreeRADIUS did not send approval {code}\n{}", proxy.log_tail());
     }
 
@@ -329,8 +343,9 @@ fn terminal_payments_through_freeradius_are_approved_intact() {
     let (code, shown_txn, receipt_len) = assert_paid(&server, &proxy, &out, &long_merchant, "3.25", "split receipt");
     assert_eq!(shown_txn, txn);
     assert!(receipt_len > MAX_VENDOR_VALUE_LEN, "the receipt ({receipt_len} bytes) fits one attribute");
-    let sent = sent_accept_lines(&proxy.log(), &code);
-    let receipts = sent.iter().filter(|l| l.contains("Eapay-Receipt = 0x")).count();
+    let receipt_lines = |sent: &[String]| sent.iter().filter(|l| l.contains("Eapay-Receipt = 0x")).count();
+    let sent = logged_accept_lines(&proxy, &code, |sent| receipt_lines(sent) >= 2);
+    let receipts = receipt_lines(&sent);
     assert_eq!(receipts, 2, "FreeRADIUS should have sent the receipt as two attributes:\n{}", sent.join("\n"));
     server.assert_running();
     eprintln!("terminal payments through FreeRADIUS took {:?}", started.elapsed());
