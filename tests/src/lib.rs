@@ -488,6 +488,22 @@ impl Server {
 
     /// Like [`Server::start`], running `prepare(config path)` between `init`
     /// and `serve` (edit the configuration, run admin commands).
+    /// [`Server::start_default`] on the ledger at `url` (a scratch PostgreSQL
+    /// database), with the demo merchant registered there: `init` put it
+    /// only in its own SQLite ledger.
+    pub fn start_on_ledger(url: &str) -> Server {
+        Server::start_prepared("issuer.test", "eapay-test-secret", |config| {
+            edit_toml(config, |c| {
+                section(c, "ledger").insert("url".to_owned(), toml::Value::String(url.to_owned()));
+            });
+            let c = config.to_str().expect("utf-8 path");
+            let listed = run_server_command(&["merchant", "list", "--config", c]);
+            if !listed.stdout.contains(MERCHANT) {
+                run_server_command(&["merchant", "add", MERCHANT, "--client", "demo-terminal", "--config", c]);
+            }
+        })
+    }
+
     pub fn start_prepared(realm: &str, secret: &str, prepare: impl FnOnce(&Path)) -> Server {
         let dir = tempfile::Builder::new().prefix("eapay-test-").tempdir().expect("temp dir");
         let data_dir = dir.path().join("data");

@@ -740,18 +740,7 @@ fn admin_errors_are_one_line_and_exit_2() {
 #[test]
 fn postgres_ledger_approves_repeats_and_reverses() {
     let Some(db) = ScratchDatabase::create() else { return };
-    let url = db.url.clone();
-    let server = Server::start_prepared("issuer.test", "eapay-test-secret", |config| {
-        eapay_tests::edit_toml(config, |c| {
-            section(c, "ledger").insert("url".to_owned(), toml::Value::String(url.clone()));
-        });
-        // The SQLite ledger of `init` holds M-DEMO; the new database may not.
-        let c = config.to_str().expect("utf-8 path");
-        let listed = eapay_tests::run_server_command(&["merchant", "list", "--config", c]);
-        if !listed.stdout.contains(MERCHANT) {
-            eapay_tests::run_server_command(&["merchant", "add", MERCHANT, "--client", "demo-terminal", "--config", c]);
-        }
-    });
+    let server = Server::start_on_ledger(&db.url);
     let card = required_card(&server, Method::Aka);
     let d = details("pg", 300_000);
     let code = server.pay(&card, &d).assert_approved(&server, &d);

@@ -8,23 +8,12 @@
 //! `EAPAY_REQUIRE_INTEROP=1`.
 
 use eapay_tests::terminal::terminal;
-use eapay_tests::{details, section, Method, ScratchDatabase, Server, DEFAULT_LIMIT, MERCHANT};
+use eapay_tests::{details, Method, ScratchDatabase, Server, DEFAULT_LIMIT, MERCHANT};
 
 /// A server on a scratch PostgreSQL database, and a second instance on it.
 fn two_servers() -> Option<(ScratchDatabase, Server, Server)> {
     let db = ScratchDatabase::create()?;
-    let url = db.url.clone();
-    let first = Server::start_prepared("issuer.test", "eapay-test-secret", |config| {
-        eapay_tests::edit_toml(config, |c| {
-            section(c, "ledger").insert("url".to_owned(), toml::Value::String(url.clone()));
-        });
-        // `init` registered M-DEMO in its SQLite ledger; the new database needs it too.
-        let c = config.to_str().expect("utf-8 path");
-        let listed = eapay_tests::run_server_command(&["merchant", "list", "--config", c]);
-        if !listed.stdout.contains(MERCHANT) {
-            eapay_tests::run_server_command(&["merchant", "add", MERCHANT, "--client", "demo-terminal", "--config", c]);
-        }
-    });
+    let first = Server::start_on_ledger(&db.url);
     let second = first.second_instance();
     Some((db, first, second))
 }
