@@ -36,8 +36,8 @@ use eapay_card_file::{AkaCard, CardFile, TlsCard, VERSION};
 
 use crate::cards::{CardMethod, Confirmation};
 use crate::config::{
-    Config, DiameterPeer, DiameterSection, EapSection, LedgerSection, PaymentSection, RadiusClient, RadiusSection,
-    ServerSection,
+    Config, DiameterPeer, DiameterSection, EapSection, LedgerSection, MetricsSection, PaymentSection, RadiusClient,
+    RadiusSection, ServerSection,
 };
 use crate::error::ServerError;
 use crate::ledger::{LedgerOptions, NewAkaCredential, NewCard, SqlLedger};
@@ -61,6 +61,8 @@ pub const DEFAULT_REALM: &str = "issuer.example";
 pub const DEFAULT_RADIUS_LISTEN: &str = "127.0.0.1:1812";
 /// Default Diameter address.
 pub const DEFAULT_DIAMETER_LISTEN: &str = "127.0.0.1:3868";
+/// The zero-config demo's metrics address (`init` leaves metrics off unless asked).
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9812";
 /// The host part of the demo terminal's Diameter Origin-Host
 /// (`demo-terminal.<realm>`); it acts for the same merchant as over RADIUS,
 /// under the same name.
@@ -74,6 +76,8 @@ pub struct InitOptions {
     pub radius_secret: Option<String>,
     pub radius_listen: SocketAddr,
     pub diameter_listen: SocketAddr,
+    /// Serve `/metrics` here (`[metrics]`); none when `None`.
+    pub metrics_listen: Option<SocketAddr>,
     pub force: bool,
 }
 
@@ -85,6 +89,7 @@ impl std::fmt::Debug for InitOptions {
             .field("radius_secret", &self.radius_secret.as_ref().map(|_| "<hidden>"))
             .field("radius_listen", &self.radius_listen)
             .field("diameter_listen", &self.diameter_listen)
+            .field("metrics_listen", &self.metrics_listen)
             .field("force", &self.force)
             .finish()
     }
@@ -164,6 +169,7 @@ pub async fn init(opts: &InitOptions) -> Result<Initialised, ServerError> {
         ledger: LedgerSection { url: format!("sqlite://{}", data_dir.join("ledger.db").display()) },
         eap: EapSection::default(),
         payment: PaymentSection::default(),
+        metrics: opts.metrics_listen.map(|listen| MetricsSection { listen }),
     };
     let text = format!(
         "# eapay payment server configuration, written by `eapay-server init`.\n\
@@ -872,11 +878,8 @@ async fn export_freeradius(config: &Config, ledger: &SqlLedger, opts: &ExportOpt
     let mut skipped = Vec::new();
     let mut counts: Vec<(CardMethod, usize)> = methods.iter().map(|m| (*m, 0)).collect();
     let mut users = String::new();
-    let sim_keys = if methods.contains(&CardMethod::Sim) {
-        ledger.aka_exports(&[CardMethod::Sim]).await?
-    } else {
-        Vec::new()
-    };
+    let sim_keys =
+        if methods.contains(&CardMethod::Sim) { ledger.aka_exports(&[CardMethod::Sim]).await? } else { Vec::new() };
     for card in cards {
         if card.method == CardMethod::Sim {
             let Some(keys) = sim_keys.iter().find(|k| k.card_id == card.card_id) else {
@@ -1222,6 +1225,7 @@ mod tests {
             radius_secret: Some("s".into()),
             radius_listen: "127.0.0.1:0".parse().unwrap(),
             diameter_listen: "127.0.0.1:0".parse().unwrap(),
+            metrics_listen: None,
             force: false,
         })
         .await
@@ -1301,6 +1305,7 @@ mod tests {
             radius_secret: Some("s".into()),
             radius_listen: "127.0.0.1:0".parse().unwrap(),
             diameter_listen: "127.0.0.1:0".parse().unwrap(),
+            metrics_listen: None,
             force: false,
         };
         init(&opts).await.unwrap().config

@@ -27,6 +27,17 @@ pub struct Config {
     pub eap: EapSection,
     #[serde(default)]
     pub payment: PaymentSection,
+    /// The Prometheus endpoint; off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsSection>,
+}
+
+/// `[metrics]`: where `GET /metrics` is served (crate::metrics). It shows
+/// counters, not secrets, but belongs on a management address.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    pub listen: SocketAddr,
 }
 
 /// `[server]`
@@ -162,9 +173,15 @@ pub struct EapSection {
     /// A conversation idle this long is forgotten.
     #[serde(default = "default_session_timeout")]
     pub session_timeout_secs: u64,
-    /// Hard cap on concurrent conversations; beyond it new ones are refused.
+    /// Cap on concurrent conversations; beyond it the least recently used
+    /// conversation of the terminal holding the most is evicted.
     #[serde(default = "default_max_sessions")]
     pub max_sessions: usize,
+    /// Cap on one terminal's (RADIUS client's, Diameter peer's) concurrent
+    /// conversations; beyond it that terminal's least recently used one is
+    /// evicted. Default: a quarter of `max_sessions`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_sessions_per_client: Option<usize>,
     /// Offer AT_RESULT_IND in AKA/AKA' (protected result to the card).
     #[serde(default = "yes")]
     pub result_indication: bool,
@@ -182,6 +199,13 @@ pub struct EapSection {
     /// The keys of those identities.
     #[serde(default)]
     pub identity_keys: IdentityKeysSection,
+}
+
+impl EapSection {
+    /// One terminal's share of the conversation table.
+    pub fn max_sessions_per_client(&self) -> usize {
+        self.max_sessions_per_client.unwrap_or((self.max_sessions / 4).max(1))
+    }
 }
 
 /// `[eap.identity_keys]`: the key that issues pseudonyms and
@@ -267,6 +291,7 @@ impl Default for EapSection {
         Self {
             session_timeout_secs: default_session_timeout(),
             max_sessions: default_max_sessions(),
+            max_sessions_per_client: None,
             result_indication: true,
             tls: TlsSection::default(),
             privacy: true,
@@ -401,6 +426,11 @@ impl Config {
         }
         if self.eap.max_sessions == 0 {
             return Err(ServerError::Config("eap.max_sessions must be at least 1".into()));
+        }
+        if let Some(share) = self.eap.max_sessions_per_client {
+            if share == 0 || share > self.eap.max_sessions {
+                return Err(ServerError::Config("eap.max_sessions_per_client must be 1 to eap.max_sessions".into()));
+            }
         }
         Ok(())
     }

@@ -52,6 +52,7 @@ pub async fn prepare() -> Result<Demo, ServerError> {
             radius_secret: None,
             radius_listen: address(admin::DEFAULT_RADIUS_LISTEN)?,
             diameter_listen: address(admin::DEFAULT_DIAMETER_LISTEN)?,
+            metrics_listen: Some(address(admin::DEFAULT_METRICS_LISTEN)?),
             force: false,
         })
         .await?;
@@ -125,6 +126,9 @@ pub fn help(demo: &Demo) -> String {
     text += &format!("  RADIUS           auth {auth}  acct {}  secret {secret}\n", config.radius.acct_listen);
     if let Some(d) = &config.diameter {
         text += &format!("  Diameter         {}  origin host {}\n", d.listen, d.origin_host);
+    }
+    if let Some(m) = &config.metrics {
+        text += &format!("  metrics          curl http://{}/metrics\n", m.listen);
     }
     text += &format!(
         "  demo cards       {cards}/demo-sim.json, demo-aka.json, demo-aka-prime.json, demo-tls.json, demo-ttls.json (PIN {DEMO_PIN}), {DEMO_CARD}.json\n"

@@ -45,6 +45,7 @@ pub mod error;
 pub mod fsutil;
 pub mod identities;
 pub mod ledger;
+pub mod metrics;
 pub mod pki;
 pub mod radius;
 pub mod seal;

@@ -51,6 +51,9 @@ enum Command {
         radius_listen: SocketAddr,
         #[arg(long, default_value = admin::DEFAULT_DIAMETER_LISTEN)]
         diameter_listen: SocketAddr,
+        /// Serve Prometheus metrics at http://ADDR/metrics (off when omitted).
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<SocketAddr>,
         /// Overwrite an existing configuration (the key-encryption key is kept).
         #[arg(long)]
         force: bool,
@@ -266,8 +269,17 @@ fn run(cli: Cli) -> Result<Outcome> {
     let done = match cli.command {
         None => runtime.block_on(demo()),
         Some(Command::Serve { config }) => runtime.block_on(serve(&Config::load(&config)?)),
-        Some(Command::Init { data_dir, realm, radius_secret, radius_listen, diameter_listen, force }) => {
-            let opts = InitOptions { data_dir, realm, radius_secret, radius_listen, diameter_listen, force };
+        Some(Command::Init {
+            data_dir,
+            realm,
+            radius_secret,
+            radius_listen,
+            diameter_listen,
+            metrics_listen,
+            force,
+        }) => {
+            let opts =
+                InitOptions { data_dir, realm, radius_secret, radius_listen, diameter_listen, metrics_listen, force };
             let done = runtime.block_on(admin::init(&opts))?;
             println!("wrote {}", done.config_path.display());
             Ok(())

@@ -9,12 +9,13 @@ use tracing::info;
 
 use eap_methods::tls::{ClientAuth, TlsServerConfig, TlsServerOptions, TlsVersion};
 
-use crate::config::Config;
+use crate::config::{Config, EapSection};
 use crate::core::eap::EapPolicy;
 use crate::core::{Conversations, Core};
 use crate::diameter::{self, Diameter};
 use crate::error::ServerError;
 use crate::ledger::SqlLedger;
+use crate::metrics;
 use crate::pki;
 use crate::radius::clients::Clients;
 use crate::radius::{self, Port, Radius};
@@ -28,6 +29,8 @@ pub struct Server {
     acct: Arc<UdpSocket>,
     /// The Diameter front end, when `[diameter]` is configured.
     diameter: Option<(Arc<Diameter<SqlLedger>>, TcpListener)>,
+    /// The metrics endpoint, when `[metrics]` is configured.
+    metrics: Option<TcpListener>,
 }
 
 impl Server {
@@ -41,7 +44,6 @@ impl Server {
         };
         let auth = bind(config.radius.auth_listen).await?;
         let acct = bind(config.radius.acct_listen).await?;
-        let (idle, max) = (Duration::from_secs(config.eap.session_timeout_secs), config.eap.max_sessions);
         let (tls, ttls) = tls_configs(config)?;
         let policy = EapPolicy {
             realm: config.server.realm.clone(),
@@ -55,7 +57,7 @@ impl Server {
         let radius = Arc::new(Radius::new(
             core.clone(),
             Clients::new(&config.radius.clients),
-            Conversations::new(idle, max),
+            conversations(&config.eap),
             Duration::from_secs(config.radius.duplicate_window_secs),
         ));
         let diameter = match &config.diameter {
@@ -63,11 +65,19 @@ impl Server {
                 let listener = TcpListener::bind(section.listen)
                     .await
                     .map_err(|e| ServerError::Io { path: format!("bind {}", section.listen), error: e })?;
-                Some((Arc::new(Diameter::new(core.clone(), section, Conversations::new(idle, max))), listener))
+                Some((Arc::new(Diameter::new(core.clone(), section, conversations(&config.eap))), listener))
             }
             None => None,
         };
-        Ok(Self { core, radius, auth, acct, diameter })
+        let metrics = match &config.metrics {
+            Some(section) => Some(
+                TcpListener::bind(section.listen)
+                    .await
+                    .map_err(|e| ServerError::Io { path: format!("bind {}", section.listen), error: e })?,
+            ),
+            None => None,
+        };
+        Ok(Self { core, radius, auth, acct, diameter, metrics })
     }
 
     /// The bound authentication address.
@@ -91,13 +101,26 @@ impl Server {
         }
     }
 
-    /// The lines scripts and tests wait for, on stdout: `listening diameter
-    /// ADDR` (when served), then `listening radius auth ADDR` and, last,
-    /// `listening radius acct ADDR`.
+    /// The bound metrics address, if metrics are served.
+    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, ServerError> {
+        match &self.metrics {
+            Some(listener) => {
+                listener.local_addr().map(Some).map_err(|e| ServerError::Io { path: "metrics socket".into(), error: e })
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The lines scripts and tests wait for, on stdout: `listening metrics
+    /// ADDR` and `listening diameter ADDR` (when served), then `listening
+    /// radius auth ADDR` and, last, `listening radius acct ADDR`.
     pub fn announce(&self) -> Result<(), ServerError> {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
         let io = |e| ServerError::Io { path: "stdout".into(), error: e };
+        if let Some(addr) = self.metrics_addr()? {
+            writeln!(out, "listening metrics {addr}").map_err(io)?;
+        }
         if let Some(addr) = self.diameter_addr()? {
             writeln!(out, "listening diameter {addr}").map_err(io)?;
         }
@@ -113,6 +136,17 @@ impl Server {
         let diameter = self.diameter.map(|(front, listener)| tokio::spawn(diameter::serve(listener, front, stopped)));
         let auth = tokio::spawn(radius::serve(self.auth.clone(), Port::Auth, self.radius.clone()));
         let acct = tokio::spawn(radius::serve(self.acct.clone(), Port::Acct, self.radius.clone()));
+        let metrics = self.metrics.map(|listener| {
+            let sources = metrics::Sources {
+                core: self.core.clone(),
+                radius: self.radius.clone(),
+                diameter: diameter_front.clone(),
+                started_unix: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            };
+            tokio::spawn(metrics::serve(listener, Arc::new(sources)))
+        });
         let (core, radius, front) = (self.core.clone(), self.radius.clone(), diameter_front.clone());
         let sweeper = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -120,12 +154,14 @@ impl Server {
                 tick.tick().await;
                 let now = std::time::Instant::now();
                 core.sweep(&radius.conversations, now).await;
-                let mut expired = radius.conversations.expired();
+                let (mut expired, mut evicted) = (radius.conversations.expired(), radius.conversations.evicted());
                 if let Some(front) = &front {
                     core.sweep(&front.conversations, now).await;
                     expired += front.conversations.expired();
+                    evicted += front.conversations.evicted();
                 }
                 core.counters.eap_expired.store(expired, std::sync::atomic::Ordering::Relaxed);
+                core.counters.eap_evicted.store(evicted, std::sync::atomic::Ordering::Relaxed);
             }
         });
         shutdown_signal().await;
@@ -136,6 +172,9 @@ impl Server {
         auth.abort();
         acct.abort();
         sweeper.abort();
+        if let Some(metrics) = metrics {
+            metrics.abort();
+        }
         let counters: Vec<String> = self
             .core
             .counters
@@ -150,6 +189,11 @@ impl Server {
         info!(counters = %counters.join(" "), "stopped");
         Ok(())
     }
+}
+
+/// An empty conversation table with the limits of `[eap]`.
+fn conversations<K: Eq + std::hash::Hash + Clone>(eap: &EapSection) -> Conversations<K> {
+    Conversations::new(Duration::from_secs(eap.session_timeout_secs), eap.max_sessions, eap.max_sessions_per_client())
 }
 
 /// The ledger as `serve` needs it: able to sign approvals, and with the

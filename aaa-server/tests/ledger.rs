@@ -1085,6 +1085,7 @@ async fn txn_verify_checks_the_card_signature() {
         radius_secret: Some("s".into()),
         radius_listen: "127.0.0.1:0".parse().unwrap(),
         diameter_listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: None,
         force: false,
     };
     let config = admin::init(&init).await.unwrap().config;

@@ -40,6 +40,7 @@ use eap_methods::peer::{PeerEvent, PeerSession};
 
 pub mod capture;
 pub mod eapol;
+pub mod metrics;
 pub mod proxy;
 pub mod terminal;
 
@@ -326,6 +327,8 @@ pub struct Server {
     pub acct: SocketAddr,
     /// The Diameter listener (`init` configures one on an ephemeral port).
     pub diameter: Option<SocketAddr>,
+    /// The metrics endpoint (likewise).
+    pub metrics: Option<SocketAddr>,
     pub realm: String,
     pub secret: String,
     pub config: PathBuf,
@@ -389,6 +392,8 @@ struct Listening {
     acct: SocketAddr,
     /// Announced before the RADIUS lines when `[diameter]` is configured.
     diameter: Option<SocketAddr>,
+    /// Likewise when `[metrics]` is.
+    metrics: Option<SocketAddr>,
 }
 
 /// Runs `serve --config CONFIG` until it prints both RADIUS listening lines
@@ -403,7 +408,7 @@ fn spawn_serve(config: &Path, stdout: &Arc<Mutex<Vec<String>>>, stderr: &Arc<Mut
     let lines = spawn_line_reader(child.stdout.take().expect("stdout pipe"), stdout.clone());
 
     let deadline = Instant::now() + STARTUP_TIMEOUT;
-    let (mut auth, mut acct, mut diameter) = (None, None, None);
+    let (mut auth, mut acct, mut diameter, mut metrics) = (None, None, None, None);
     let failure = loop {
         if auth.is_some() && acct.is_some() {
             break None;
@@ -414,6 +419,7 @@ fn spawn_serve(config: &Path, stdout: &Arc<Mutex<Vec<String>>>, stderr: &Arc<Mut
                 auth = auth.or_else(|| parse_listening(&line, "radius auth"));
                 acct = acct.or_else(|| parse_listening(&line, "radius acct"));
                 diameter = diameter.or_else(|| parse_listening(&line, "diameter"));
+                metrics = metrics.or_else(|| parse_listening(&line, "metrics"));
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 break Some(format!("no `listening radius auth/acct` lines within {STARTUP_TIMEOUT:?}"));
@@ -436,7 +442,7 @@ fn spawn_serve(config: &Path, stdout: &Arc<Mutex<Vec<String>>>, stderr: &Arc<Mut
             String::from_utf8_lossy(&stderr.lock().unwrap_or_else(|e| e.into_inner())),
         );
     }
-    (child, Listening { auth: auth.expect("auth address"), acct: acct.expect("acct address"), diameter })
+    (child, Listening { auth: auth.expect("auth address"), acct: acct.expect("acct address"), diameter, metrics })
 }
 
 /// Reads a TOML file, lets `edit` change it, writes it back.
@@ -520,6 +526,8 @@ impl Server {
             "127.0.0.1:0",
             "--diameter-listen",
             "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
         ]);
         let config = data_dir.join("eapay.toml");
         assert!(config.is_file(), "`eapay-server init` did not write {}", config.display());
@@ -538,6 +546,7 @@ impl Server {
             auth: listening.auth,
             acct: listening.acct,
             diameter: listening.diameter,
+            metrics: listening.metrics,
             realm: realm.to_owned(),
             secret: secret.to_owned(),
             config,
@@ -581,6 +590,12 @@ impl Server {
         self.auth = listening.auth;
         self.acct = listening.acct;
         self.diameter = listening.diameter;
+        self.metrics = listening.metrics;
+    }
+
+    /// A scrape of the server's `/metrics`.
+    pub fn scrape(&self) -> metrics::Scrape {
+        metrics::scrape(self.metrics.expect("the test server serves metrics (init --metrics-listen)"))
     }
 
     /// Everything the server wrote to stderr so far.

@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use aaa_proto::dictionary::eapay::{DeclineCode, SettlementAction};
+
 /// Declares a struct of monotonic counters with a `snapshot()`.
 #[macro_export]
 macro_rules! counters {
@@ -36,6 +38,7 @@ counters!(
     eap_unknown_conversation,
     eap_table_full,
     eap_expired,
+    eap_evicted,
     eap_failed_authentication,
     eap_failed_protocol,
     eap_failed_unknown_card,
@@ -63,6 +66,101 @@ impl Counters {
             R::IncorrectPin | R::PinTriesExceeded => &self.eap_failed_pin,
             R::Declined => &self.eap_declined,
         }
+    }
+}
+
+/// Answers to payment requests that reached a decision: approvals, and
+/// declines by code (ISO 8583 codes are two digits).
+#[derive(Debug)]
+pub struct Answers {
+    approved: AtomicU64,
+    declined: [AtomicU64; 100],
+}
+
+impl Default for Answers {
+    fn default() -> Self {
+        Self { approved: AtomicU64::new(0), declined: std::array::from_fn(|_| AtomicU64::new(0)) }
+    }
+}
+
+impl Answers {
+    /// Counts one answer.
+    pub fn record(&self, outcome: &crate::ledger::Outcome) {
+        match outcome {
+            crate::ledger::Outcome::Approved { .. } => bump(&self.approved),
+            crate::ledger::Outcome::Declined(d) => {
+                if let Some(c) = usize::try_from(d.code.value()).ok().and_then(|i| self.declined.get(i)) {
+                    bump(c);
+                }
+            }
+        }
+    }
+
+    /// Approvals so far.
+    pub fn approved(&self) -> u64 {
+        self.approved.load(Ordering::Relaxed)
+    }
+
+    /// Declines so far under every code the dictionary names.
+    pub fn declined(&self) -> Vec<(DeclineCode, u64)> {
+        (0u32..100)
+            .filter_map(|v| DeclineCode::from_value(v).map(|code| (code, v)))
+            .map(|(code, v)| (code, self.declined[v as usize].load(Ordering::Relaxed)))
+            .collect()
+    }
+}
+
+/// How each settlement action ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettlementResult {
+    Done,
+    AlreadyDone,
+    Tombstoned,
+    Refused,
+}
+
+impl SettlementResult {
+    pub const ALL: [Self; 4] = [Self::Done, Self::AlreadyDone, Self::Tombstoned, Self::Refused];
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Done => "done",
+            Self::AlreadyDone => "already_done",
+            Self::Tombstoned => "tombstoned",
+            Self::Refused => "refused",
+        }
+    }
+}
+
+/// Settlements by action and result.
+#[derive(Debug, Default)]
+pub struct Settlements {
+    counts: [[AtomicU64; 4]; 3],
+}
+
+impl Settlements {
+    const ACTIONS: [SettlementAction; 3] =
+        [SettlementAction::Capture, SettlementAction::Reverse, SettlementAction::Refund];
+
+    /// Counts one settlement.
+    pub fn record(&self, action: SettlementAction, result: SettlementResult) {
+        let a = Self::ACTIONS.iter().position(|x| *x == action);
+        let r = SettlementResult::ALL.iter().position(|x| *x == result);
+        if let (Some(a), Some(r)) = (a, r) {
+            bump(&self.counts[a][r]);
+        }
+    }
+
+    /// `(action, result, count)` for every pair.
+    pub fn snapshot(&self) -> Vec<(SettlementAction, SettlementResult, u64)> {
+        let mut all = Vec::with_capacity(12);
+        for (a, action) in Self::ACTIONS.iter().enumerate() {
+            for (r, result) in SettlementResult::ALL.iter().enumerate() {
+                all.push((*action, *result, self.counts[a][r].load(Ordering::Relaxed)));
+            }
+        }
+        all
     }
 }
 

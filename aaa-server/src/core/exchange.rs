@@ -104,6 +104,22 @@ pub async fn exchange<L: Ledger, K: Eq + Hash + Clone>(
     table: &Conversations<K>,
     turn: Turn<'_, K>,
 ) -> Result<Reply, ServerError> {
+    let started = Instant::now();
+    let reply = converse(core, table, turn).await?;
+    if let Reply::Accept { answer, .. } | Reply::Reject { answer, .. } | Reply::Withdrawn(answer) = &reply {
+        if answer.transaction_id.is_some() {
+            core.answers.record(&answer.outcome);
+            core.decision_seconds.observe(started.elapsed());
+        }
+    }
+    Ok(reply)
+}
+
+async fn converse<L: Ledger, K: Eq + Hash + Clone>(
+    core: &Core<L>,
+    table: &Conversations<K>,
+    turn: Turn<'_, K>,
+) -> Result<Reply, ServerError> {
     let c = &core.counters;
     if !eap_length_matches(turn.eap) {
         if core.logs.allow(turn.source, "eap length") {
@@ -129,8 +145,9 @@ pub async fn exchange<L: Ledger, K: Eq + Hash + Clone>(
         }
     };
     let ctx = Context { client: turn.client, source: turn.source, now_ms: turn.now_ms };
+    let c = &core.counters;
     Ok(match eap::drive(core, &ctx, pending, turn.eap).await? {
-        Outcome::Challenge(eap_request, pending) => match table.put(turn.keep_as, pending, turn.now) {
+        Outcome::Challenge(eap_request, pending) => match table.put(turn.keep_as, turn.client, pending, turn.now) {
             Ok(()) => {
                 bump(&c.challenges);
                 Reply::Challenge(eap_request)
@@ -160,7 +177,7 @@ pub async fn exchange<L: Ledger, K: Eq + Hash + Clone>(
             debug!(client = turn.client, why, "EAP packet discarded");
             if let Some(key) = turn.continues {
                 if !pending.session.is_done() {
-                    table.restore(key, pending, turn.now);
+                    table.restore(key, turn.client, pending, turn.now);
                 }
             }
             Reply::Discard

@@ -18,10 +18,11 @@ pub mod settlement;
 
 use std::time::Instant;
 
-use counters::{Counters, LogLimiter};
+use counters::{Answers, Counters, LogLimiter, Settlements};
 use eap::EapPolicy;
 
 use crate::ledger::Ledger;
+use crate::metrics::histogram::Histogram;
 
 pub use conversations::Conversations;
 
@@ -30,6 +31,14 @@ pub struct Core<L> {
     pub ledger: L,
     pub policy: EapPolicy,
     pub counters: Counters,
+    /// Payment answers by approval and decline code.
+    pub answers: Answers,
+    /// Settlements by action and result.
+    pub settlements: Settlements,
+    /// From the request that completes a payment conversation reaching the
+    /// core to its answer being ready: the last EAP round and the ledger's
+    /// durable commit.
+    pub decision_seconds: Histogram,
     /// The Eapay vendor id (DESIGN.md §3).
     pub vendor_id: u32,
     /// One line per (source, reason) per interval for what peers get wrong.
@@ -43,6 +52,9 @@ impl<L: Ledger> Core<L> {
             ledger,
             policy,
             counters: Counters::default(),
+            answers: Answers::default(),
+            settlements: Settlements::default(),
+            decision_seconds: Histogram::default(),
             vendor_id,
             logs: LogLimiter::new(std::time::Duration::from_secs(10)),
         }

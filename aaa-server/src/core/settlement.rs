@@ -11,6 +11,7 @@ use aaa_proto::dictionary::eapay::{self, DeclineCode, SettlementAction};
 use aaa_proto::payment::MAX_ID_LEN;
 use tracing::info;
 
+use super::counters::{SettlementResult, Settlements};
 use crate::error::ServerError;
 use crate::ledger::{Decline, Ledger, Settlement, SettlementOutcome};
 
@@ -28,6 +29,7 @@ pub struct Terminal<'a> {
 /// records when the request named no usable settlement.
 pub async fn account<L: Ledger>(
     ledger: &L,
+    counts: &Settlements,
     attrs: Option<&[(u8, &[u8])]>,
     terminal: Terminal<'_>,
     now_ms: u64,
@@ -38,7 +40,7 @@ pub async fn account<L: Ledger>(
     };
     match asked {
         None => Ok(None),
-        Some(Ok(settlement)) => settle(ledger, settlement).await,
+        Some(Ok(settlement)) => settle(ledger, counts, settlement).await,
         Some(Err(refusal)) => {
             ledger.audit_refusal(terminal.name, &refusal.reason, now_ms).await?;
             Ok(Some(refusal))
@@ -101,15 +103,28 @@ fn parse(action: &[u8], attrs: &[(u8, &[u8])], terminal: Terminal<'_>, now_ms: u
 }
 
 /// Applies a settlement; `Some(decline)` if the ledger refused it.
-async fn settle<L: Ledger>(ledger: &L, settlement: Settlement) -> Result<Option<Decline>, ServerError> {
+async fn settle<L: Ledger>(
+    ledger: &L,
+    counts: &Settlements,
+    settlement: Settlement,
+) -> Result<Option<Decline>, ServerError> {
     let (client, merchant, txn, action) = (
         settlement.client.clone(),
         settlement.merchant_id.clone(),
         settlement.transaction_id.clone(),
-        settlement.action.name(),
+        settlement.action,
     );
     let outcome = ledger.settle(settlement).await?;
-    info!(client, merchant, transaction = txn, action, outcome = ?outcome, "settlement");
+    info!(client, merchant, transaction = txn, action = action.name(), outcome = ?outcome, "settlement");
+    counts.record(
+        action,
+        match &outcome {
+            SettlementOutcome::Done(_) => SettlementResult::Done,
+            SettlementOutcome::AlreadyDone(_) => SettlementResult::AlreadyDone,
+            SettlementOutcome::Tombstoned => SettlementResult::Tombstoned,
+            SettlementOutcome::Refused(_) => SettlementResult::Refused,
+        },
+    );
     Ok(match outcome {
         SettlementOutcome::Refused(decline) => Some(decline),
         SettlementOutcome::Done(_) | SettlementOutcome::AlreadyDone(_) | SettlementOutcome::Tombstoned => None,

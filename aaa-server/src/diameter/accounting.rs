@@ -39,7 +39,7 @@ pub async fn answer<L: Ledger>(
     let terminal = Terminal { name: &peer.name, merchants: &peer.merchants };
     let now_ms = payment::now_ms();
     let attrs = eapay_pairs(request, core.vendor_id);
-    if let Some(decline) = settlement::account(&core.ledger, Some(&attrs), terminal, now_ms).await? {
+    if let Some(decline) = settlement::account(&core.ledger, &core.settlements, Some(&attrs), terminal, now_ms).await? {
         push_eapay(&mut answer, core.vendor_id, payment::decline_attributes(decline.code, &decline.reason));
     }
     Ok(Some(answer))

@@ -19,6 +19,7 @@ use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, Wake, Waker};
+use std::time::Instant;
 
 use aaa_proto::receipt::IssuerSigningKey;
 use sqlx::{Any, Transaction};
@@ -33,6 +34,7 @@ use super::sql::SqlConn;
 use super::sqlite_store::SqliteStore;
 use crate::cards::CardMethod;
 use crate::error::ServerError;
+use crate::metrics::histogram::{Histogram, HistogramSnapshot};
 
 /// Counters of the writer, for tests and metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -43,6 +45,8 @@ pub struct WriterStats {
     pub commits: u64,
     /// Batches that failed and were re-run one job at a time.
     pub fallbacks: u64,
+    /// From a transaction's start to its durable commit (a batch counts once).
+    pub commit_seconds: HistogramSnapshot,
 }
 
 impl WriterStats {
@@ -57,6 +61,7 @@ struct Counters {
     commands: AtomicU64,
     commits: AtomicU64,
     fallbacks: AtomicU64,
+    commit_seconds: Histogram,
 }
 
 /// Reserve a card's next SQNs, optionally after resynchronising to SQN_MS.
@@ -244,6 +249,7 @@ impl Writer {
             commands: self.counters.commands.load(Ordering::Relaxed),
             commits: self.counters.commits.load(Ordering::Relaxed),
             fallbacks: self.counters.fallbacks.load(Ordering::Relaxed),
+            commit_seconds: self.counters.commit_seconds.snapshot(),
         }
     }
 
@@ -359,6 +365,7 @@ impl<S: Store> Worker<S> {
     }
 
     async fn run_batch(&mut self, batch: &[Job]) -> Result<Vec<Done>, ServerError> {
+        let started = Instant::now();
         let mut tx = self.store.begin().await?;
         let mut results = Vec::with_capacity(batch.len());
         for job in batch {
@@ -371,7 +378,7 @@ impl<S: Store> Worker<S> {
             }
         }
         S::commit(tx).await?;
-        self.counters.commits.fetch_add(1, Ordering::Relaxed);
+        self.committed(started);
         Ok(results)
     }
 
@@ -388,12 +395,18 @@ impl<S: Store> Worker<S> {
         }
     }
 
+    fn committed(&self, started: Instant) {
+        self.counters.commits.fetch_add(1, Ordering::Relaxed);
+        self.counters.commit_seconds.observe(started.elapsed());
+    }
+
     async fn try_alone(&mut self, job: &Job) -> Result<Done, ServerError> {
+        let started = Instant::now();
         let mut tx = self.store.begin().await?;
         match job.run(&self.rules, &mut tx).await {
             Ok(done) => {
                 S::commit(tx).await?;
-                self.counters.commits.fetch_add(1, Ordering::Relaxed);
+                self.committed(started);
                 Ok(done)
             }
             Err(e) => {

@@ -241,7 +241,7 @@ async fn accounting_request<L: Ledger>(
     let terminal = Terminal { name: &client.name, merchants: &client.merchants };
     let now_ms = payment::now_ms();
     let attrs = request.vendor_attributes(core.vendor_id).ok().map(|attrs| pairs(&attrs));
-    if let Some(decline) = settlement::account(&core.ledger, attrs.as_deref(), terminal, now_ms).await? {
+    if let Some(decline) = settlement::account(&core.ledger, &core.settlements, attrs.as_deref(), terminal, now_ms).await? {
         // An Accounting-Response carries no Reply-Message (RFC 2866 §5);
         // the refusal travels in the vendor attributes.
         push_vendors(&mut reply, core.vendor_id, payment::decline_attributes(decline.code, &decline.reason));
