@@ -312,3 +312,77 @@ fn broken_grouped_avps_are_answered_and_the_connection_survives() {
     assert_eq!(dwa.result_code(), Some(ResultCode::Success.value()));
     server.assert_running();
 }
+
+/// A TCP connection to `to` from the local address `local` (any of
+/// 127.0.0.0/8 on Linux), as a blocking std stream.
+fn connect_from(local: &str, to: SocketAddr) -> TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_io().build().expect("runtime");
+    rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.bind(local.parse().expect("local address")).expect("bind");
+        let stream = socket.connect(to).await.expect("connect");
+        let stream = stream.into_std().expect("std stream");
+        stream.set_nonblocking(false).expect("blocking");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
+        stream
+    })
+}
+
+/// Only the address blocks of configured peers may connect: anyone else is
+/// closed before a byte is read, and counted.
+#[test]
+fn a_connection_from_no_peers_address_is_closed_unread() {
+    let server = Server::start_with("issuer.test", "eapay-test-secret", |config| {
+        let diameter = section(config, "diameter");
+        let peers = diameter.get_mut("peers").and_then(|p| p.as_array_mut()).expect("[[diameter.peers]]");
+        peers[0].as_table_mut().expect("peer").insert("address".into(), "127.0.0.9".into());
+    });
+    let addr = server.diameter.expect("Diameter");
+    let mut c = Connection { stream: connect_from("127.0.0.1:0", addr), next_id: 1 };
+    c.assert_closed();
+    let mut ok = Connection { stream: connect_from("127.0.0.9:0", addr), next_id: 1 };
+    let cer = ok.cer(TERMINAL);
+    let cea = ok.ask(cer).expect("CEA");
+    assert_eq!(cea.result_code(), Some(ResultCode::Success.value()), "the peer's own address is served");
+    let scrape = server.scrape();
+    assert_eq!(scrape.count("eapay_diameter_connections_refused_total"), 1);
+    assert_eq!(scrape.count("eapay_diameter_connections_total"), 1, "only the peer's connection was served");
+}
+
+/// A peer that opens connections and stalls in them (no CER) holds at most
+/// 16 at once; the 17th from its address is closed unread, while a peer at
+/// another address of the block still connects and is served.
+#[test]
+fn one_address_holds_at_most_its_share_of_connections() {
+    let server = Server::start_with("issuer.test", "eapay-test-secret", |config| {
+        let diameter = section(config, "diameter");
+        let peers = diameter.get_mut("peers").and_then(|p| p.as_array_mut()).expect("[[diameter.peers]]");
+        peers[0].as_table_mut().expect("peer").insert("address".into(), "127.0.0.0/8".into());
+    });
+    let addr = server.diameter.expect("Diameter");
+    let stalled: Vec<TcpStream> = (0..16).map(|_| connect_from("127.0.0.5:0", addr)).collect();
+    // Accepted in order: once the 16th is counted, the 17th is over the cap.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while server.scrape().count("eapay_diameter_connections_total") < 16 {
+        assert!(std::time::Instant::now() < deadline, "the 16 connections were not accepted");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut over = Connection { stream: connect_from("127.0.0.5:0", addr), next_id: 1 };
+    over.assert_closed();
+    let mut other = Connection { stream: connect_from("127.0.0.6:0", addr), next_id: 1 };
+    let cer = other.cer(TERMINAL);
+    let cea = other.ask(cer).expect("CEA");
+    assert_eq!(cea.result_code(), Some(ResultCode::Success.value()), "another address is served");
+    assert_eq!(server.scrape().count("eapay_diameter_connections_refused_total"), 1);
+    // Their place is given back once they are gone.
+    drop(stalled);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while server.scrape().count("eapay_diameter_closed_total") < 16 {
+        assert!(std::time::Instant::now() < deadline, "the stalled connections were not closed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut again = Connection { stream: connect_from("127.0.0.5:0", addr), next_id: 1 };
+    let cer = again.cer(TERMINAL);
+    let cea = again.ask(cer).expect("CEA");
+    assert_eq!(cea.result_code(), Some(ResultCode::Success.value()), "the address may connect again");
+}

@@ -342,12 +342,15 @@ fn broken_card_links_are_one_line_errors() {
     assert_eq!(error_lines(&out).len(), 1, "{}", out.stderr);
     assert!(error_lines(&out)[0].contains("card link"), "{}", out.stderr);
 
-    // Misbehaving cards: garbage, an oversize frame, silence, and a card
-    // that leaves after the server's first challenge.
-    let cases: [(&str, &[u8], &str); 3] = [
+    // Misbehaving cards: garbage, an oversize frame, silence, a card that
+    // stalls halfway through a frame (the card timeout covers the whole
+    // frame, so a slow card holds only its own payment), and a card that
+    // leaves after the server's first challenge.
+    let cases: [(&str, &[u8], &str); 4] = [
         ("LINK-GARBAGE", b"\x07\x07garbage", "EAPOL version 7"),
         ("LINK-OVERSIZE", b"\x02\x00\xff\xff", "exceeds the 4096-byte limit"),
         ("LINK-SILENT", b"", "did not answer within"),
+        ("LINK-HALF", b"\x02\xe0\x00\x10\x02", "did not answer within"),
     ];
     for (txn, reply, evidence) in cases {
         let fake = fake_card(move |mut s| {

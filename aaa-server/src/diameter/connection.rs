@@ -43,6 +43,7 @@ pub async fn run<L: Ledger>(
         let front = front.clone();
         Box::new(move |host: &str, _realm: &str| front.peers.find(host, remote.ip()).is_some())
     };
+    let write_deadline = config.timers.tw;
     let mut machine = PeerMachine::responder(Arc::new(config), known, Instant::now(), rand::random());
     let (mut reader, mut writer) = stream.into_split();
     let (answers, mut answered) = mpsc::channel::<Arc<Message>>(64);
@@ -128,11 +129,22 @@ pub async fn run<L: Ledger>(
                 }
             }
         }
-        // Written before a Close is acted on: a DPA or an error CEA goes out first.
+        // Written before a Close is acted on: a DPA or an error CEA goes out
+        // first. A peer that stops reading would stall this connection for
+        // ever (its answers, its requests in flight): one watchdog interval
+        // to take what is sent, then it is closed like a peer that stopped
+        // answering DWR.
         if !out.is_empty() {
-            if let Err(e) = writer.write_all(&out).await {
-                debug!(%remote, error = %e, "Diameter write");
-                close = true;
+            match tokio::time::timeout(write_deadline, writer.write_all(&out)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    debug!(%remote, error = %e, "Diameter write");
+                    close = true;
+                }
+                Err(_) => {
+                    front.refused(remote.ip(), "peer not reading", "write stalled for a watchdog interval");
+                    close = true;
+                }
             }
         }
         if close {

@@ -30,6 +30,7 @@ mod dispatch;
 mod eap;
 pub mod peers;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +59,9 @@ pub type RequestKey = (u32, String);
 
 /// Connections served at once; beyond this, new ones are closed at once.
 const MAX_CONNECTIONS: usize = 1024;
+/// Connections from one address at once. A terminal or relay needs one (a
+/// few while it fails over); more is a peer that opens and stalls.
+pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 16;
 
 counters!(
     /// What the Diameter front end received, answered and refused.
@@ -69,6 +73,7 @@ counters!(
         diameter_duplicates_dropped,
         diameter_protocol_errors,
         diameter_closed,
+        diameter_connections_refused,
     }
 );
 
@@ -83,6 +88,8 @@ pub struct Diameter<L> {
     /// What this server says of itself in CEA, DWA and every answer.
     pub peer_config: Arc<PeerConfig>,
     pub(crate) logs: LogLimiter,
+    /// Open connections by source address, for the per-address cap.
+    connections: std::sync::Mutex<HashMap<IpAddr, usize>>,
 }
 
 impl<L: Ledger> Diameter<L> {
@@ -114,6 +121,32 @@ impl<L: Ledger> Diameter<L> {
             counters: DiameterCounters::default(),
             peer_config: Arc::new(PeerConfig { local, timers, limits }),
             logs: LogLimiter::new(Duration::from_secs(10)),
+            connections: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Admits a new connection from `source`, or says why not: only the
+    /// address blocks of configured peers may connect at all, and each
+    /// address holds at most [`MAX_CONNECTIONS_PER_ADDRESS`], so a peer that
+    /// opens connections and stalls in them never takes another's place.
+    fn admit(self: &Arc<Self>, source: IpAddr) -> Result<ConnectionSlot<L>, &'static str> {
+        if !self.peers.admits(source) {
+            return Err("address of no configured peer");
+        }
+        let mut open = self.connections.lock().map_err(|_| "connection table unavailable")?;
+        let held = open.entry(source).or_insert(0);
+        if *held >= MAX_CONNECTIONS_PER_ADDRESS {
+            return Err("too many connections from this address");
+        }
+        *held += 1;
+        Ok(ConnectionSlot { front: self.clone(), source })
+    }
+
+    /// Counts a connection closed at once and logs it, rate-limited.
+    fn refuse_connection(&self, source: IpAddr, why: &'static str) {
+        bump(&self.counters.diameter_connections_refused);
+        if self.logs.allow(source, why) {
+            warn!(%source, reason = why, "Diameter connection refused");
         }
     }
 
@@ -122,6 +155,26 @@ impl<L: Ledger> Diameter<L> {
         bump(&self.counters.diameter_protocol_errors);
         if self.logs.allow(source, reason) {
             warn!(%source, reason, detail, "Diameter request refused");
+        }
+    }
+}
+
+/// One admitted connection's place in the per-address count, given back
+/// when the connection ends.
+struct ConnectionSlot<L> {
+    front: Arc<Diameter<L>>,
+    source: IpAddr,
+}
+
+impl<L> Drop for ConnectionSlot<L> {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.front.connections.lock() {
+            if let Some(held) = open.get_mut(&self.source) {
+                *held -= 1;
+                if *held == 0 {
+                    open.remove(&self.source);
+                }
+            }
         }
     }
 }
@@ -150,13 +203,21 @@ pub async fn serve<L: Ledger>(listener: TcpListener, front: Arc<Diameter<L>>, sh
                     }
                 };
                 let Ok(slot) = slots.clone().try_acquire_owned() else {
-                    front.refused(remote.ip(), "too many connections", "");
+                    front.refuse_connection(remote.ip(), "too many connections");
                     continue;
+                };
+                let place = match front.admit(remote.ip()) {
+                    Ok(place) => place,
+                    Err(why) => {
+                        front.refuse_connection(remote.ip(), why);
+                        continue;
+                    }
                 };
                 bump(&front.counters.diameter_connections);
                 let (front, shutdown) = (front.clone(), shutdown.clone());
                 tasks.spawn(async move {
                     connection::run(front, stream, remote, shutdown).await;
+                    drop(place);
                     drop(slot);
                 });
             }

@@ -1,7 +1,8 @@
 //! The configured Diameter peers (`[[diameter.peers]]`): terminals, or relay
 //! agents in front of them, known by the Origin-Host of their CER and
-//! allowed only from their address block. Anyone else gets CEA 3010
-//! DIAMETER_UNKNOWN_PEER (RFC 6733 §5.3).
+//! allowed only from their address block. A connection from outside every
+//! block is closed before it is read; from inside one, an Origin-Host no
+//! peer there has gets CEA 3010 DIAMETER_UNKNOWN_PEER (RFC 6733 §5.3).
 
 use std::net::IpAddr;
 
@@ -37,14 +38,25 @@ impl Peers {
         )
     }
 
+    /// True if some peer may connect from `source`.
+    pub fn admits(&self, source: IpAddr) -> bool {
+        let source = unmapped(source);
+        self.0.iter().any(|p| p.net.contains(&source))
+    }
+
     /// The peer whose CER said `origin_host`, if it may connect from `source`.
     /// Diameter identities compare case-insensitively (they are FQDNs).
     pub fn find(&self, origin_host: &str, source: IpAddr) -> Option<&Peer> {
-        let source = match source {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(source, IpAddr::V4),
-            v4 => v4,
-        };
+        let source = unmapped(source);
         self.0.iter().find(|p| p.origin_host.eq_ignore_ascii_case(origin_host) && p.net.contains(&source))
+    }
+}
+
+/// An IPv4 peer reaching a dual-stack socket arrives as `::ffff:a.b.c.d`.
+fn unmapped(source: IpAddr) -> IpAddr {
+    match source {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(source, IpAddr::V4),
+        v4 => v4,
     }
 }
 
@@ -64,5 +76,7 @@ mod tests {
         assert_eq!(peers.find("T1.Issuer.Test", local).map(|p| p.name.as_str()), Some("t1"));
         assert!(peers.find("t2.issuer.test", local).is_none());
         assert!(peers.find("t1.issuer.test", "10.0.0.1".parse().unwrap()).is_none());
+        assert!(peers.admits(local) && peers.admits("::ffff:127.0.0.9".parse().unwrap()));
+        assert!(!peers.admits("10.0.0.1".parse().unwrap()));
     }
 }

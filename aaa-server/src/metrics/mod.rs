@@ -97,6 +97,11 @@ fn diameter(m: &mut Exposition, d: &Diameter<SqlLedger>) {
     let c = &d.counters;
     m.counter("eapay_diameter_connections_total", "Diameter connections accepted.", load(&c.diameter_connections));
     m.counter("eapay_diameter_closed_total", "Diameter connections closed.", load(&c.diameter_closed));
+    m.counter(
+        "eapay_diameter_connections_refused_total",
+        "Diameter connections closed unread: from an address of no configured peer, over the per-address cap, or over the server's cap.",
+        load(&c.diameter_connections_refused),
+    );
     m.counter("eapay_diameter_requests_total", "Diameter requests received.", load(&c.diameter_requests));
     m.counter("eapay_diameter_answers_total", "Diameter answers sent.", load(&c.diameter_answers));
     m.counter(
