@@ -187,16 +187,26 @@ pub async fn init(opts: &InitOptions) -> Result<Initialised, ServerError> {
     Ok(Initialised { config_path, config })
 }
 
-/// Registers the merchants the configuration lets each terminal act for:
-/// RADIUS clients and Diameter peers alike, by name (a terminal that speaks
-/// both protocols has one name and one set of merchants).
+/// Makes the ledger's config links those the configuration lists for each
+/// terminal, RADIUS clients and Diameter peers alike, by name (a terminal
+/// that speaks both protocols has one name and one set of merchants); see
+/// `ledger::merchants` for admin links, which stay.
 pub async fn register_merchants(ledger: &SqlLedger, config: &Config, actor: &str) -> Result<(), ServerError> {
     let radius = config.radius.clients.iter().map(|c| (&c.name, &c.merchants));
     let diameter = config.diameter.iter().flat_map(|d| d.peers.iter().map(|p| (&p.name, &p.merchants)));
-    for (terminal, merchants) in radius.chain(diameter) {
-        for merchant in merchants {
-            ledger.add_merchant(merchant, merchant, std::slice::from_ref(terminal), actor).await?;
-        }
+    let links = radius
+        .chain(diameter)
+        .flat_map(|(terminal, merchants)| merchants.iter().map(move |m| (m.clone(), terminal.clone())))
+        .collect();
+    let changes = ledger.follow_config_links(&links, actor).await?;
+    for merchant in &changes.merchants_added {
+        tracing::info!(merchant, "merchant added from the configuration");
+    }
+    for (merchant, client) in &changes.links_added {
+        tracing::info!(merchant, client, "merchant link added from the configuration");
+    }
+    for (merchant, client) in &changes.links_removed {
+        tracing::warn!(merchant, client, "merchant link removed: no longer in the configuration");
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! when `EAPAY_TEST_POSTGRES_URL` names a server, on PostgreSQL too (each
 //! test in a database of its own, dropped at the end).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -11,8 +12,9 @@ use aaa_proto::receipt::{IssuerPublicKey, IssuerSigningKey};
 use aaa_server::auc::AuthenticationCentre;
 use aaa_server::cards::{CardMethod, Confirmation};
 use aaa_server::ledger::{
-    Attempt, AuthorizationStatus, CardStatus, Decision, Decline, Evidence, Ledger, LedgerOptions, NewAkaCredential,
-    NewCard, Outcome, PaymentPolicy, PinUnlock, Settlement, SettlementOutcome, SqlLedger, TxnFilter, TxnKey,
+    Attempt, AuthorizationStatus, CardStatus, Decision, Decline, Evidence, Ledger, LedgerOptions, MerchantSummary,
+    NewAkaCredential, NewCard, Outcome, PaymentPolicy, PinUnlock, Settlement, SettlementOutcome, SqlLedger, TxnFilter,
+    TxnKey,
 };
 use aaa_server::seal::Kek;
 use eap_methods::sim_aka::sqn::{Sqn, SqnWindow};
@@ -109,6 +111,7 @@ on_every_backend! {
     migration_2_upgrades_a_v1_ledger => migration_2_scenario;
     sim_triplets_and_reauth_floor => sim_and_reauth_scenario;
     two_instances_reserve_disjoint_sqns => disjoint_sqns_scenario;
+    config_links_follow_the_configuration => config_links_scenario;
 }
 
 // ---------------------------------------------------------------- fixtures
@@ -235,6 +238,66 @@ async fn migrations_scenario(db: &TestDb) {
     let again = SqlLedger::open(&db.url, kek(), LedgerOptions::default()).await.unwrap();
     assert_eq!(again.cards().await.unwrap()[0].card_id, "card-a");
     again.close().await;
+}
+
+/// Config links follow the configuration; admin links and merchants' names
+/// stay; every change is audited and a start with no change writes nothing.
+async fn config_links_scenario(db: &TestDb) {
+    let f = open(db, PaymentPolicy::default()).await;
+    let l = &f.ledger;
+    let links = |pairs: &[(&str, &str)]| -> BTreeSet<(String, String)> {
+        pairs.iter().map(|(m, c)| (m.to_string(), c.to_string())).collect()
+    };
+    let clients = |merchants: Vec<MerchantSummary>, id: &str| {
+        merchants.into_iter().find(|m| m.merchant_id == id).map(|m| (m.name, m.clients))
+    };
+    let audit_lines = || async { l.recent_audit(0).await.unwrap().len() };
+
+    // M1 exists with the admin link term1 (the fixture); the file adds M9
+    // and links term2 to M1 and M9.
+    let first = l.follow_config_links(&links(&[("M1", "term2"), ("M9", "term2")]), "config").await.unwrap();
+    assert_eq!(first.merchants_added, ["M9"]);
+    assert_eq!(first.links_added.len(), 2);
+    assert!(first.links_removed.is_empty());
+    let merchants = l.merchants().await.unwrap();
+    assert_eq!(clients(merchants.clone(), "M1"), Some(("Corner Shop".into(), vec!["term1".into(), "term2".into()])));
+    assert_eq!(clients(merchants, "M9"), Some(("M9".into(), vec!["term2".into()])));
+
+    // The same file again: nothing changes, nothing is audited.
+    let before = audit_lines().await;
+    let again = l.follow_config_links(&links(&[("M1", "term2"), ("M9", "term2")]), "config").await.unwrap();
+    assert_eq!(again, Default::default());
+    assert_eq!(audit_lines().await, before);
+
+    // term2 leaves M1 in the file: its config link goes, term1's admin link
+    // stays, and so does the merchant's name. An admin who names a config
+    // link (`merchant add --client`) makes it an admin link.
+    l.add_merchant("M9", "Ninth Shop", &["term2".to_string()], "admin").await.unwrap();
+    let third = l.follow_config_links(&links(&[("M1", "term1")]), "config").await.unwrap();
+    assert_eq!(third.links_removed, [("M1".to_string(), "term2".to_string())]);
+    assert!(third.links_added.is_empty(), "term1's admin link was already there");
+    let merchants = l.merchants().await.unwrap();
+    assert_eq!(clients(merchants.clone(), "M1"), Some(("Corner Shop".into(), vec!["term1".into()])));
+    assert_eq!(clients(merchants, "M9"), Some(("Ninth Shop".into(), vec!["term2".into()])), "admin link kept");
+    let removed: Vec<_> = l
+        .recent_audit(0)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event == "merchant client removed" && e.actor == "config")
+        .map(|e| (e.merchant_id, e.detail))
+        .collect();
+    assert_eq!(removed, [(Some("M1".into()), "client=term2: no longer in the configuration".into())]);
+
+    // A payment through the removed link is refused 57.
+    l.issue_card(card("card-links", USD, 1000), "test").await.unwrap();
+    let mut d = details("T-links", 100, USD);
+    d.merchant_id = "M1".into();
+    let mut a = attempt("card-links", d);
+    a.client = "term2".into();
+    let refused = l.authorize(a).await.unwrap();
+    assert_eq!(declined_code(&refused), Some(57), "{refused:?}");
+    f.ledger.close().await;
 }
 
 async fn approval_scenario(db: &TestDb) {
@@ -966,7 +1029,7 @@ async fn migration_2_scenario(db: &TestDb) {
         .iter()
         .map(|r| sqlx::Row::get(r, 0))
         .collect();
-    assert_eq!(versions, [1, 2, 3]);
+    assert_eq!(versions, [1, 2, 3, 4]);
     // The unique index is there: a second row with the same key id is refused by the database itself.
     let dup = "INSERT INTO cards (card_id, method, status, confirmation, currency, credit_limit, available, expires_at,
                    issued_at, card_key_id) SELECT 'card-dup', method, status, confirmation, currency, credit_limit,

@@ -13,8 +13,8 @@ use aaa_proto::dictionary::eapay::{self, CardConfirmation, DeclineCode, Settleme
 use aaa_proto::payment::PaymentDetails;
 use aaa_proto::radius::Code;
 use eapay_tests::{
-    details, eapay_vsa, has_token, hex_dump, payment_attributes, relay_payment, relay_payment_with, renewed, section,
-    Card, Method, PaymentRun, ScratchDatabase, Server, DEFAULT_LIMIT, MERCHANT,
+    details, eapay_vsa, edit_toml, has_token, hex_dump, payment_attributes, relay_payment, relay_payment_with, renewed,
+    section, Card, Method, PaymentRun, ScratchDatabase, Server, DEFAULT_LIMIT, MERCHANT,
 };
 
 /// The card's whole available amount is `remaining`: exactly that much is
@@ -698,6 +698,44 @@ fn merchant_added_for_the_client_can_be_paid() {
     server.pay(&card, &third).assert_declined(DeclineCode::NotPermitted, Some(&third.transaction_id));
     let list = server.admin(&["txn", "list", "--merchant", "M-SECOND"]);
     assert!(list.contains(&after.transaction_id) && !list.contains(&third.transaction_id), "{list}");
+}
+
+/// The merchants eapay.toml lists for a terminal are links that follow the
+/// file: removed there, the terminal is refused 57 after a restart; listed
+/// again, it pays again. A link made with `merchant add --client` stays.
+#[test]
+fn merchant_links_from_the_configuration_follow_it() {
+    let mut server = Server::start_default();
+    let card = required_card(&server, Method::Aka);
+    let first = details("link-1", 100);
+    server.pay(&card, &first).assert_approved(&server, &first);
+    server.admin(&["merchant", "add", "M-KEPT", "--client", "demo-terminal"]);
+    let set_demo_merchants = |server: &Server, merchants: &[&str]| {
+        let list = toml::Value::Array(merchants.iter().map(|m| toml::Value::from(*m)).collect());
+        edit_toml(&server.config, |config| {
+            for (section_name, entries) in [("radius", "clients"), ("diameter", "peers")] {
+                let terminals = section(config, section_name).get_mut(entries).and_then(|e| e.as_array_mut());
+                for terminal in terminals.into_iter().flatten() {
+                    terminal.as_table_mut().expect("terminal").insert("merchants".into(), list.clone());
+                }
+            }
+        });
+    };
+    set_demo_merchants(&server, &[]);
+    server.kill9();
+    server.restart();
+    let refused = details("link-2", 100);
+    server.pay(&card, &refused).assert_declined(DeclineCode::NotPermitted, Some(&refused.transaction_id));
+    let list = server.admin(&["merchant", "list"]);
+    let row = |id: &str| list.lines().find(|l| l.starts_with(id)).unwrap_or_default().to_string();
+    assert!(!row(MERCHANT).contains("demo-terminal"), "the config link is gone:\n{list}");
+    assert!(row("M-KEPT").contains("demo-terminal"), "the admin link stays:\n{list}");
+
+    set_demo_merchants(&server, &[MERCHANT]);
+    server.kill9();
+    server.restart();
+    let back = details("link-3", 100);
+    server.pay(&card, &back).assert_approved(&server, &back);
 }
 
 /// Admin errors are one line on stderr and exit status 2, never a panic.

@@ -1,8 +1,16 @@
 //! Merchants and which RADIUS clients may act for them. The permission check
 //! keeps a rogue terminal from authorizing (or reversing) in another
 //! merchant's name.
+//!
+//! A link (merchant, client) has a source. `merchant add --client` makes an
+//! 'admin' link, which stays until `merchant remove-client`. The `merchants`
+//! lists of `[[radius.clients]]` and `[[diameter.peers]]` make 'config'
+//! links, which follow the file: each start of the server adds the ones it
+//! lists and removes the ones it no longer lists (each change audited). An
+//! admin link the file also lists stays an admin link. Instances sharing a
+//! ledger must therefore list the same links: the last one started wins.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use sqlx::{AnyConnection, Row};
 
@@ -13,7 +21,8 @@ use super::sql::SqlConn;
 use crate::error::ServerError;
 
 /// Creates the merchant or renames it, makes it active, and links `clients`
-/// to it (links are only added; existing ones stay).
+/// to it as admin links (links are only added; existing ones stay, and a
+/// config link named here becomes an admin link).
 pub async fn add(
     conn: &mut AnyConnection,
     merchant_id: &str,
@@ -22,12 +31,7 @@ pub async fn add(
     actor: &str,
     now_ms: u64,
 ) -> Result<(), ServerError> {
-    if !aaa_proto::payment::is_valid_id(merchant_id) {
-        return Err(ServerError::Usage(format!(
-            "merchant id {merchant_id:?}: 1 to {} printable characters without spaces",
-            aaa_proto::payment::MAX_ID_LEN
-        )));
-    }
+    check_id(merchant_id)?;
     if clients.iter().any(|c| c.is_empty()) {
         return Err(ServerError::Usage("a RADIUS client name is empty".into()));
     }
@@ -42,8 +46,8 @@ pub async fn add(
     .await?;
     for client in clients {
         sqlx::query(
-            "INSERT INTO merchant_clients (merchant_id, client_name) VALUES ($1, $2)
-             ON CONFLICT (merchant_id, client_name) DO NOTHING",
+            "INSERT INTO merchant_clients (merchant_id, client_name, source) VALUES ($1, $2, 'admin')
+             ON CONFLICT (merchant_id, client_name) DO UPDATE SET source = 'admin'",
         )
         .bind(merchant_id)
         .bind(client)
@@ -59,6 +63,117 @@ pub async fn add(
         ..Default::default()
     };
     audit::append(conn, line).await
+}
+
+fn check_id(merchant_id: &str) -> Result<(), ServerError> {
+    if aaa_proto::payment::is_valid_id(merchant_id) {
+        return Ok(());
+    }
+    Err(ServerError::Usage(format!(
+        "merchant id {merchant_id:?}: 1 to {} printable characters without spaces",
+        aaa_proto::payment::MAX_ID_LEN
+    )))
+}
+
+/// A (merchant id, client name) link.
+pub type Link = (String, String);
+
+/// What [`follow_config`] changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ConfigChanges {
+    /// Merchants created because the configuration names them.
+    pub merchants_added: Vec<String>,
+    pub links_added: Vec<Link>,
+    pub links_removed: Vec<Link>,
+}
+
+/// Makes the config links exactly `links` (module docs): creates the
+/// merchants they name that do not exist (named by their id; an existing
+/// merchant's name and status are left alone), adds the missing links, and
+/// removes the config links not in `links`. Each change has an audit line;
+/// a start with nothing to change writes none.
+pub async fn follow_config(
+    conn: &mut AnyConnection,
+    links: &BTreeSet<Link>,
+    actor: &str,
+    now_ms: u64,
+) -> Result<ConfigChanges, ServerError> {
+    let at_ms = to_i64(now_ms, "time")?;
+    let mut changes = ConfigChanges::default();
+    for (merchant_id, client) in links {
+        check_id(merchant_id)?;
+        if client.is_empty() {
+            return Err(ServerError::Config(format!("merchant {merchant_id}: a client name is empty")));
+        }
+        let created = sqlx::query(
+            "INSERT INTO merchants (merchant_id, name, status, created_at) VALUES ($1, $1, 'active', $2)
+             ON CONFLICT (merchant_id) DO NOTHING",
+        )
+        .bind(merchant_id)
+        .bind(to_i64(now_ms / 1000, "time")?)
+        .execute(&mut *conn)
+        .await?;
+        if created.rows_affected() > 0 {
+            let detail = format!("name={merchant_id:?} from the configuration");
+            let line = audit::Line {
+                at_ms,
+                actor,
+                event: "merchant added",
+                merchant_id: Some(merchant_id),
+                detail,
+                ..Default::default()
+            };
+            audit::append(conn, line).await?;
+            changes.merchants_added.push(merchant_id.clone());
+        }
+        let linked = sqlx::query(
+            "INSERT INTO merchant_clients (merchant_id, client_name, source) VALUES ($1, $2, 'config')
+             ON CONFLICT (merchant_id, client_name) DO NOTHING",
+        )
+        .bind(merchant_id)
+        .bind(client)
+        .execute(&mut *conn)
+        .await?;
+        if linked.rows_affected() > 0 {
+            let detail = format!("client={client} from the configuration");
+            let line = audit::Line {
+                at_ms,
+                actor,
+                event: "merchant client added",
+                merchant_id: Some(merchant_id),
+                detail,
+                ..Default::default()
+            };
+            audit::append(conn, line).await?;
+            changes.links_added.push((merchant_id.clone(), client.clone()));
+        }
+    }
+    let configured = sqlx::query("SELECT merchant_id, client_name FROM merchant_clients WHERE source = 'config'")
+        .fetch_all(&mut *conn)
+        .await?;
+    for row in configured {
+        let link: Link = (row.try_get("merchant_id")?, row.try_get("client_name")?);
+        if links.contains(&link) {
+            continue;
+        }
+        sqlx::query("DELETE FROM merchant_clients WHERE merchant_id = $1 AND client_name = $2 AND source = 'config'")
+            .bind(&link.0)
+            .bind(&link.1)
+            .execute(&mut *conn)
+            .await?;
+        let detail = format!("client={}: no longer in the configuration", link.1);
+        let line = audit::Line {
+            at_ms,
+            actor,
+            event: "merchant client removed",
+            merchant_id: Some(&link.0),
+            detail,
+            ..Default::default()
+        };
+        audit::append(conn, line).await?;
+        changes.links_removed.push(link);
+    }
+    Ok(changes)
 }
 
 /// All merchants ordered by id, with their clients.

@@ -44,7 +44,7 @@ mod bounded_map;
 mod cards;
 mod db;
 pub mod decision;
-mod merchants;
+pub mod merchants;
 mod model;
 mod profile_cache;
 mod schema;
@@ -342,6 +342,18 @@ impl SqlLedger {
         merchants::add(&mut tx, merchant_id, name, clients, actor, now_ms()).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// See [`merchants::follow_config`]; one transaction.
+    pub async fn follow_config_links(
+        &self,
+        links: &std::collections::BTreeSet<merchants::Link>,
+        actor: &str,
+    ) -> Result<merchants::ConfigChanges, ServerError> {
+        let mut tx = self.db.begin_write().await?;
+        let changes = merchants::follow_config(&mut tx, links, actor, now_ms()).await?;
+        tx.commit().await?;
+        Ok(changes)
     }
 
     pub async fn merchants(&self) -> Result<Vec<MerchantSummary>, ServerError> {

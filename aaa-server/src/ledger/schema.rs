@@ -159,6 +159,17 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: &[],
         postgres: &[],
     },
+    Migration {
+        version: 4,
+        // Where a merchant link comes from: eapay.toml ('config': it follows
+        // the file, see `merchants::follow_config`) or `merchant add --client`
+        // ('admin': it stays until `merchant remove-client`). Links made
+        // before this version cannot be told apart and are kept as 'admin'.
+        both: &["ALTER TABLE merchant_clients ADD COLUMN source TEXT NOT NULL DEFAULT 'admin' \
+                 CHECK (source IN ('admin', 'config'))"],
+        sqlite: &[],
+        postgres: &[],
+    },
 ];
 
 /// The newest schema version this build knows.
