@@ -60,10 +60,7 @@ impl Card {
     pub fn peer_session(&self, confirmation: Option<Vec<u8>>) -> Result<PeerSession, peer::PeerError> {
         let tls = match self.tls.get() {
             Some(tls) => Some(tls),
-            None => match peer::card_tls(&self.file)? {
-                Some(built) => Some(self.tls.get_or_init(|| built)),
-                None => None,
-            },
+            None => peer::card_tls(&self.file)?.map(|built| self.tls.get_or_init(|| built)),
         };
         peer::session_with(&self.file, tls, confirmation)
     }

@@ -43,7 +43,7 @@ pub async fn serve(listener: TcpListener, sources: Arc<Sources>) {
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             // Counted and logged once per thousand: a scraper gone wild must
             // not fill the log.
-            if refused.fetch_add(1, Ordering::Relaxed) % 1000 == 0 {
+            if refused.fetch_add(1, Ordering::Relaxed).is_multiple_of(1000) {
                 warn!(%peer, "metrics endpoint busy, connection closed");
             }
             continue;
