@@ -34,6 +34,7 @@ counters!(
     challenges,
     eap_discarded,
     eap_unknown_conversation,
+    eap_unknown_conversation_approved,
     eap_table_full,
     eap_expired,
     eap_failed_authentication,
