@@ -17,7 +17,7 @@ use aaa_server::cards::{CardMethod, Confirmation};
 use aaa_server::config::Config;
 use aaa_server::error::ServerError;
 use aaa_server::ledger::{
-    AuditEntry, AuthorizationRecord, Ledger, PinUnlock, RegisteredKey, SqlLedger, TxnFilter, TxnKey,
+    AuditEntry, AuthorizationRecord, Ledger, LedgerSnapshot, PinUnlock, RegisteredKey, SqlLedger, TxnFilter, TxnKey,
 };
 use aaa_server::pki::KeyType;
 use aaa_server::server::{serving_ledger, Server};
@@ -224,6 +224,25 @@ enum TxnCommand {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// The whole ledger at one moment, machine-readable: one JSON object per line, each with
+    /// "record": "card" (limit and available amount), "authorization" or "audit"; amounts in
+    /// minor units. For reconciliation (tests/src/reconcile.rs) and scripts.
+    Export {
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: TxnExportFormat,
+        /// Write to this file instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
+/// `txn export --format`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum TxnExportFormat {
+    /// JSON lines.
+    Jsonl,
 }
 
 /// How a command ended, when it did not fail.
@@ -527,7 +546,82 @@ async fn txn(command: TxnCommand) -> Result<Outcome> {
             let Some((card_key, a)) = found else { anyhow::bail!("no authorization {id}") };
             verify_signature(&a, card_key.as_ref())
         }
+        TxnCommand::Export { format: TxnExportFormat::Jsonl, out, config } => {
+            let snapshot = with_ledger(&config_or_default(config)?, async |ledger| ledger.snapshot().await).await?;
+            match &out {
+                Some(path) => {
+                    let file = std::fs::File::create(path).with_context(|| format!("--out {}", path.display()))?;
+                    let mut w = std::io::BufWriter::new(file);
+                    write_export(&mut w, &snapshot)
+                        .and_then(|()| w.flush())
+                        .with_context(|| format!("--out {}", path.display()))?;
+                }
+                None => {
+                    let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+                    write_export(&mut w, &snapshot).and_then(|()| w.flush())?;
+                }
+            }
+            Ok(Outcome::Done)
+        }
     }
+}
+
+/// `txn export --format jsonl`: cards, then authorizations, then audit lines.
+fn write_export(out: &mut impl Write, snapshot: &LedgerSnapshot) -> std::io::Result<()> {
+    use serde_json::json;
+    let mut line = |value: serde_json::Value| -> std::io::Result<()> {
+        serde_json::to_writer(&mut *out, &value)?;
+        out.write_all(b"\n")
+    };
+    for c in &snapshot.cards {
+        line(json!({
+            "record": "card",
+            "card_id": c.card_id,
+            "method": c.method.name(),
+            "status": c.status.name(),
+            "currency": c.currency,
+            "credit_limit": c.credit_limit,
+            "available": c.available,
+            "expires_at": c.expires_at,
+        }))?;
+    }
+    for a in &snapshot.authorizations {
+        line(json!({
+            "record": "authorization",
+            "id": a.id,
+            "merchant_id": a.merchant_id,
+            "transaction_id": a.transaction_id,
+            "card_id": a.card_id,
+            "amount": a.amount,
+            "currency": a.currency,
+            "installments": a.installments,
+            "status": a.status.name(),
+            "tombstone": a.tombstone,
+            "approval_code": a.approval_code,
+            "decline_code": a.decline_code,
+            "decline_reason": a.decline_reason,
+            "method": a.method,
+            "confirmation": a.confirmation.name(),
+            "client": a.client,
+            "created_at_ms": a.created_at_ms,
+            "updated_at_ms": a.updated_at_ms,
+        }))?;
+    }
+    for e in &snapshot.audit {
+        line(json!({
+            "record": "audit",
+            "id": e.id,
+            "at_ms": e.at_ms,
+            "actor": e.actor,
+            "event": e.event,
+            "authorization_id": e.authorization_id,
+            "card_id": e.card_id,
+            "merchant_id": e.merchant_id,
+            "transaction_id": e.transaction_id,
+            "detail": e.detail,
+        }))?;
+    }
+    Ok(())
 }
 
 /// An authorization by ledger id or `MERCHANT:TRANSACTION`.

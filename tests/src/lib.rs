@@ -42,6 +42,7 @@ pub mod capture;
 pub mod eapol;
 pub mod metrics;
 pub mod proxy;
+pub mod reconcile;
 pub mod terminal;
 
 /// How long `serve` may take to print both listening lines.
@@ -399,6 +400,16 @@ struct Listening {
 /// Runs `serve --config CONFIG` until it prints both RADIUS listening lines
 /// (the Diameter one comes first); its output is appended to `stdout` / `stderr`.
 fn spawn_serve(config: &Path, stdout: &Arc<Mutex<Vec<String>>>, stderr: &Arc<Mutex<Vec<u8>>>) -> (Child, Listening) {
+    try_spawn_serve(config, stdout, stderr).unwrap_or_else(|why| panic!("{why}"))
+}
+
+/// [`spawn_serve`], with the reason (the command, its output) when the
+/// server did not come up.
+fn try_spawn_serve(
+    config: &Path,
+    stdout: &Arc<Mutex<Vec<String>>>,
+    stderr: &Arc<Mutex<Vec<u8>>>,
+) -> Result<(Child, Listening), String> {
     let mut cmd = Command::new(server_bin());
     cmd.arg("serve").arg("--config").arg(config).env("RUST_BACKTRACE", "1");
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -436,13 +447,13 @@ fn spawn_serve(config: &Path, stdout: &Arc<Mutex<Vec<String>>>, stderr: &Arc<Mut
         let _ = child.wait();
         // Let the reader threads collect what is left.
         std::thread::sleep(Duration::from_millis(100));
-        panic!(
+        return Err(format!(
             "`{command}`: {why}\n--- server stdout ---\n{}\n--- server stderr ---\n{}",
             stdout.lock().unwrap_or_else(|e| e.into_inner()).join("\n"),
             String::from_utf8_lossy(&stderr.lock().unwrap_or_else(|e| e.into_inner())),
-        );
+        ));
     }
-    (child, Listening { auth: auth.expect("auth address"), acct: acct.expect("acct address"), diameter, metrics })
+    Ok((child, Listening { auth: auth.expect("auth address"), acct: acct.expect("acct address"), diameter, metrics }))
 }
 
 /// Reads a TOML file, lets `edit` change it, writes it back.
@@ -576,7 +587,10 @@ impl Server {
     }
 
     /// Runs `serve` again with the same configuration and data directory
-    /// (after [`Server::kill9`]); the ports are new ephemeral ones.
+    /// (after [`Server::kill9`]); the ports are new ephemeral ones, unless
+    /// [`Server::pin_ports`] wrote the current ones into the configuration.
+    /// A pinned port that another process took in between (nothing holds it
+    /// while the server is down) is tried again for a few seconds.
     pub fn restart(&mut self) {
         {
             let child = self.child.get_mut().unwrap_or_else(|e| e.into_inner());
@@ -585,7 +599,16 @@ impl Server {
                 let _ = child.wait();
             }
         }
-        let (child, listening) = spawn_serve(&self.config, &self.stdout, &self.stderr);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let (child, listening) = loop {
+            match try_spawn_serve(&self.config, &self.stdout, &self.stderr) {
+                Ok(up) => break up,
+                Err(why) if Instant::now() < deadline && why.contains("Address already in use") => {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(why) => panic!("{why}"),
+            }
+        };
         *self.child.get_mut().unwrap_or_else(|e| e.into_inner()) = child;
         self.auth = listening.auth;
         self.acct = listening.acct;
@@ -596,6 +619,20 @@ impl Server {
     /// A scrape of the server's `/metrics`.
     pub fn scrape(&self) -> metrics::Scrape {
         metrics::scrape(self.metrics.expect("the test server serves metrics (init --metrics-listen)"))
+    }
+
+    /// Writes the addresses the server listens on now into its
+    /// configuration, so that [`Server::restart`] comes back on the same
+    /// ports and a terminal started before a restart reaches the new process.
+    pub fn pin_ports(&self) {
+        edit_toml(&self.config, |config| {
+            let radius = section(config, "radius");
+            radius.insert("auth_listen".to_owned(), toml::Value::String(self.auth.to_string()));
+            radius.insert("acct_listen".to_owned(), toml::Value::String(self.acct.to_string()));
+            if let Some(diameter) = self.diameter {
+                section(config, "diameter").insert("listen".to_owned(), toml::Value::String(diameter.to_string()));
+            }
+        });
     }
 
     /// Everything the server wrote to stderr so far.

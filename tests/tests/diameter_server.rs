@@ -386,3 +386,38 @@ fn one_address_holds_at_most_its_share_of_connections() {
     let cea = again.ask(cer).expect("CEA");
     assert_eq!(cea.result_code(), Some(ResultCode::Success.value()), "the address may connect again");
 }
+
+/// A DER that continues a session this server does not have (a restart
+/// lost it) and names a payment the ledger holds approved for this
+/// terminal: 3004 with the E bit, which leaves the terminal in doubt so it
+/// reverses, never a 5002 it would show as a decline (issue 16 §2,
+/// tests/tests/faults_under_load.rs). A payment the ledger does not hold
+/// approved still gets 5002.
+#[test]
+fn a_lost_session_whose_payment_is_approved_gets_3004_not_a_decline() {
+    let server = Server::start_default();
+    let card = server.card_with(eapay_tests::Method::Aka, &[]);
+    let approved = eapay_tests::details("lost-session", 700);
+    server.pay(&card, &approved).assert_approved(&server, &approved);
+    let unknown = eapay_tests::details("never-approved", 700);
+
+    let mut c = Connection::open_as(&server, TERMINAL);
+    let aka_response = [2, 7, 0, 8, 23, 2, 0, 0];
+    let der_for = |c: &mut Connection, session: &str, d: &aaa_proto::payment::PaymentDetails| {
+        let mut der = c.der(session, &aka_response);
+        for (code, value) in d.attributes() {
+            der.push(OwnedAvp::octets(u32::from(code), Some(32473), false, &value));
+        }
+        der
+    };
+    let der = der_for(&mut c, "lost;1;1", &approved);
+    let answer = c.ask(der).expect("an answer");
+    assert_eq!(answer.result_code(), Some(ResultCode::TooBusy.value()), "{answer:?}");
+    assert!(answer.flags & FLAG_ERROR != 0, "a protocol error: {answer:?}");
+    assert!(answer.find(avp::EAP_PAYLOAD, None).is_none(), "{answer:?}");
+
+    let der = der_for(&mut c, "lost;1;2", &unknown);
+    let answer = c.ask(der).expect("an answer");
+    assert_eq!(answer.result_code(), Some(ResultCode::UnknownSessionId.value()), "{answer:?}");
+    server.assert_running();
+}

@@ -195,3 +195,79 @@ fn retransmitted_settlement_gets_the_identical_answer() {
     status_is(&server, &txn, "reversed");
     assert_available(&server, &card, DEFAULT_LIMIT);
 }
+
+/// `txn export --format jsonl`: the card with its limit and available
+/// amount, every authorization (approved, reversed, declined, a tombstone)
+/// and their audit lines, one JSON object per line, in minor units; the
+/// reconciliation of `faults_under_load.rs` reads it.
+#[test]
+fn txn_export_writes_cards_authorizations_and_audit_lines_as_json_lines() {
+    export_lists_every_record(&Server::start_default());
+}
+
+/// The same on PostgreSQL (one snapshot: REPEATABLE READ, READ ONLY).
+#[test]
+fn txn_export_reads_a_postgres_ledger() {
+    let Some(db) = eapay_tests::ScratchDatabase::create() else { return };
+    export_lists_every_record(&Server::start_on_ledger(&db.url));
+}
+
+fn export_lists_every_record(server: &Server) {
+    let (card, kept) = approved(server, 1250);
+    let reversed = details("export-rev", 300);
+    server.pay(&card, &reversed).assert_approved(server, &reversed);
+    server.settle_demo(Reverse, &reversed.transaction_id).assert_done("reverse");
+    let too_much = details("export-decline", DEFAULT_LIMIT);
+    server.pay(&card, &too_much).assert_declined(DeclineCode::InsufficientFunds, Some(&too_much.transaction_id));
+    let ghost = details("export-tomb", 1);
+    server.settle_demo(Reverse, &ghost.transaction_id).assert_done("reverse of an unknown transaction");
+
+    let stdout = server.admin(&["txn", "export", "--format", "jsonl"]);
+    let out = server.scratch("ledger.jsonl");
+    server.admin(&["txn", "export", "--out", out.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), stdout, "--out writes what stdout shows");
+    let records: Vec<serde_json::Value> =
+        stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+    let of = |kind: &str| records.iter().filter(|r| r["record"] == kind).collect::<Vec<_>>();
+
+    let cards = of("card");
+    let row = cards.iter().find(|c| c["card_id"] == card.card_id.as_str()).expect("the card");
+    assert_eq!(
+        (row["credit_limit"].as_u64(), row["available"].as_u64()),
+        (Some(DEFAULT_LIMIT), Some(DEFAULT_LIMIT - 1250))
+    );
+
+    let authorizations = of("authorization");
+    let find = |txn: &str| {
+        *authorizations.iter().find(|a| a["transaction_id"] == txn).unwrap_or_else(|| panic!("{txn} in {stdout}"))
+    };
+    let a = find(&kept);
+    assert_eq!(
+        (a["status"].as_str(), a["amount"].as_u64(), a["merchant_id"].as_str()),
+        (Some("approved"), Some(1250), Some(MERCHANT))
+    );
+    assert!(a["approval_code"].as_str().is_some_and(|c| c.len() == 6), "{a}");
+    assert_eq!(a["card_id"], card.card_id.as_str());
+    assert_eq!(find(&reversed.transaction_id)["status"], "reversed");
+    let d = find(&too_much.transaction_id);
+    assert_eq!((d["status"].as_str(), d["decline_code"].as_u64()), (Some("declined"), Some(51)));
+    let t = find(&ghost.transaction_id);
+    assert_eq!(
+        (t["status"].as_str(), t["tombstone"].as_bool(), t["card_id"].is_null()),
+        (Some("reversed"), Some(true), true)
+    );
+    let ids: Vec<i64> = authorizations.iter().map(|a| a["id"].as_i64().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "oldest first: {ids:?}");
+
+    let audit = of("audit");
+    let events = |id: &serde_json::Value| -> Vec<&str> {
+        audit.iter().filter(|l| l["authorization_id"] == *id).map(|l| l["event"].as_str().unwrap()).collect()
+    };
+    assert_eq!(events(&find(&reversed.transaction_id)["id"]), ["authorization approved", "authorization reversed"]);
+    assert_eq!(events(&t["id"]), ["tombstone recorded"]);
+    assert!(audit.iter().any(|l| l["event"] == "card issued" && l["card_id"] == card.card_id.as_str()));
+
+    let bad = server.try_admin(&["txn", "export", "--format", "csv"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", bad.tail(5));
+    assert_eq!(bad.stderr.lines().count(), 1, "one line: {}", bad.stderr);
+}

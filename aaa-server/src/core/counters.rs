@@ -36,6 +36,7 @@ counters!(
     challenges,
     eap_discarded,
     eap_unknown_conversation,
+    eap_unknown_conversation_approved,
     eap_table_full,
     eap_expired,
     eap_evicted,

@@ -56,6 +56,15 @@ pub enum Reply {
     /// Refused before a conversation could decide: nothing was recorded.
     /// `eap` is the EAP-Failure to send when the request held an EAP packet.
     Refused { eap: Option<Vec<u8>>, refusal: Refusal },
+    /// The request continues a conversation this server no longer has (a
+    /// restart lost it, answer and all) and names a payment the ledger
+    /// holds approved for this terminal. Neither a decline (the approval
+    /// stands) nor the approval (the card never completed it, or this is a
+    /// late copy of a request already answered) is the truth the terminal
+    /// can act on: it must stay in doubt and send its timeout reversal. RADIUS
+    /// answers nothing; Diameter answers 3004 (any 3xxx leaves the terminal
+    /// in doubt).
+    InDoubt,
     /// The table was full after an approval: it was withdrawn, and this is
     /// the decline to send instead (without EAP: the conversation is gone).
     Withdrawn(PaymentAnswer),
@@ -135,6 +144,18 @@ async fn converse<L: Ledger, K: Eq + Hash + Clone>(
             }
             None => {
                 bump(&c.eap_unknown_conversation);
+                if approved_in_ledger(core, &turn).await? {
+                    bump(&c.eap_unknown_conversation_approved);
+                    if core.logs.allow(turn.source, "unknown conversation, approved payment") {
+                        warn!(
+                            client = turn.client,
+                            transaction = turn.claim.transaction_id().unwrap_or("-"),
+                            "a request continues a conversation this server does not have, and its payment is \
+                             approved in the ledger: no answer, so the terminal stays in doubt and reverses it"
+                        );
+                    }
+                    return Ok(Reply::InDoubt);
+                }
                 return Ok(refuse(core, turn.eap, Refusal::UnknownConversation));
             }
         },
@@ -183,6 +204,18 @@ async fn converse<L: Ledger, K: Eq + Hash + Clone>(
             Reply::Discard
         }
     })
+}
+
+/// Whether the payment of a request whose conversation is unknown here is
+/// approved in the ledger for this terminal. A decline 12 ("unknown State")
+/// would then tell the terminal a lie it does not reverse: after a restart
+/// the approval would stay, holding the card's money for a sale the
+/// terminal showed as declined. A request without payment attributes (a
+/// terminal that sends them in the first round only) cannot be looked up
+/// and is declined as before.
+async fn approved_in_ledger<L: Ledger, K>(core: &Core<L>, turn: &Turn<'_, K>) -> Result<bool, ServerError> {
+    let Claim::Payment(details) = &turn.claim else { return Ok(false) };
+    core.ledger.holds_approval(turn.client, &details.merchant_id, &details.transaction_id).await
 }
 
 fn refuse<L>(core: &Core<L>, eap: &[u8], refusal: Refusal) -> Reply {

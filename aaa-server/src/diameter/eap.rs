@@ -113,6 +113,9 @@ pub async fn answer<L: Ledger>(
             push_eapay(&mut answer, vendor_id, refusal.attributes());
             answer
         }
+        // A protocol error decides nothing: the terminal stays in doubt and
+        // reverses. Uncached, like every 3004.
+        Reply::InDoubt => protocol_error(front, request, ResultCode::TooBusy, None),
         Reply::Discard => return Ok(None),
     };
     Ok(Some(answer))

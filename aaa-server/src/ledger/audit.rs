@@ -65,6 +65,12 @@ pub async fn recent(conn: &mut AnyConnection, limit: u32) -> Result<Vec<AuditEnt
     rows.iter().map(entry).collect()
 }
 
+/// Every line, oldest first.
+pub async fn all(conn: &mut AnyConnection) -> Result<Vec<AuditEntry>, ServerError> {
+    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM audit_log ORDER BY id")).fetch_all(conn).await?;
+    rows.iter().map(entry).collect()
+}
+
 fn entry(row: &AnyRow) -> Result<AuditEntry, ServerError> {
     Ok(AuditEntry {
         id: row.try_get("id")?,

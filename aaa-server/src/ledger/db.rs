@@ -46,6 +46,17 @@ impl Backend {
             Self::Postgres => "BEGIN",
         }
     }
+
+    /// The statement that opens a read-only transaction whose reads all see
+    /// one moment of the ledger. SQLite (WAL) fixes a deferred transaction's
+    /// snapshot at its first read; PostgreSQL's default READ COMMITTED would
+    /// give each statement its own.
+    fn begin_snapshot(self) -> &'static str {
+        match self {
+            Self::Sqlite => "BEGIN",
+            Self::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+        }
+    }
 }
 
 /// The pool and the backend it talks to.
@@ -133,6 +144,11 @@ impl Db {
     /// A transaction that will write (see [`Backend::begin_write`]).
     pub async fn begin_write(&self) -> Result<Transaction<'static, sqlx::Any>, ServerError> {
         Ok(self.pool.begin_with(self.backend.begin_write()).await?)
+    }
+
+    /// A read transaction over one consistent snapshot (admin exports).
+    pub async fn begin_snapshot(&self) -> Result<Transaction<'static, sqlx::Any>, ServerError> {
+        Ok(self.pool.begin_with(self.backend.begin_snapshot()).await?)
     }
 
     /// The file a SQLite ledger lives in, as SQLite itself resolved the URL

@@ -66,8 +66,8 @@ pub use self::db::Backend;
 use self::db::{to_i64, to_u64, Db};
 pub use self::model::{
     Attempt, AuditEntry, AuthorizationRecord, AuthorizationStatus, CardProfile, CardStatus, CardSummary, Decision,
-    Decline, Evidence, IssuerInfo, LedgerOptions, MerchantSummary, NewAkaCredential, NewCard, Outcome, PaymentPolicy,
-    RegisteredKey, Settlement, SettlementOutcome, TxnFilter, TxnKey,
+    Decline, Evidence, IssuerInfo, LedgerOptions, LedgerSnapshot, MerchantSummary, NewAkaCredential, NewCard, Outcome,
+    PaymentPolicy, RegisteredKey, Settlement, SettlementOutcome, TxnFilter, TxnKey,
 };
 use self::profile_cache::ProfileCache;
 use self::sqn_blocks::SqnBlocks;
@@ -138,6 +138,16 @@ pub trait Ledger: Send + Sync + 'static {
 
     /// The payment decision, committed durably before it returns.
     fn authorize(&self, attempt: Attempt) -> impl Future<Output = Result<Decision, ServerError>> + Send;
+
+    /// Whether `client`'s payment (merchant, transaction id) holds an
+    /// approval (approved or captured, not a tombstone): what a request may
+    /// have led to that continues a conversation this server no longer has.
+    fn holds_approval(
+        &self,
+        client: &str,
+        merchant_id: &str,
+        transaction_id: &str,
+    ) -> impl Future<Output = Result<bool, ServerError>> + Send;
 
     /// Capture / reverse / refund, durable before it returns.
     fn settle(&self, settlement: Settlement) -> impl Future<Output = Result<SettlementOutcome, ServerError>> + Send;
@@ -379,6 +389,21 @@ impl SqlLedger {
         audit::recent(&mut *self.db.pool.acquire().await?, limit).await
     }
 
+    /// The whole ledger at one moment (`txn export`): every card, every
+    /// authorization and every audit line, each oldest (or by card id)
+    /// first. Read into memory: an export for reconciliation and tests, not
+    /// an archive of a ledger of millions.
+    pub async fn snapshot(&self) -> Result<LedgerSnapshot, ServerError> {
+        let mut tx = self.db.begin_snapshot().await?;
+        let cards = cards::list(&mut tx).await?;
+        let all = TxnFilter { merchant_id: None, card_id: None, limit: 0 };
+        let mut authorizations = authorizations::list(&mut tx, &all).await?;
+        authorizations.reverse();
+        let audit = audit::all(&mut tx).await?;
+        tx.rollback().await?;
+        Ok(LedgerSnapshot { cards, authorizations, audit })
+    }
+
     /// Jobs and commits of the writer so far.
     pub fn stats(&self) -> WriterStats {
         self.writer.stats()
@@ -518,5 +543,15 @@ impl Ledger for SqlLedger {
 
     async fn settle(&self, settlement: Settlement) -> Result<SettlementOutcome, ServerError> {
         self.writer.settle(settlement).await
+    }
+
+    async fn holds_approval(&self, client: &str, merchant_id: &str, transaction_id: &str) -> Result<bool, ServerError> {
+        let key = TxnKey::merchant(merchant_id, transaction_id);
+        let found = authorizations::find(&mut *self.db.pool.acquire().await?, &key).await?;
+        Ok(found.is_some_and(|a| {
+            a.client == client
+                && !a.tombstone
+                && matches!(a.status, AuthorizationStatus::Approved | AuthorizationStatus::Captured)
+        }))
     }
 }

@@ -315,6 +315,17 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
+/// The whole ledger at one moment ([`super::SqlLedger::snapshot`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerSnapshot {
+    /// By card id.
+    pub cards: Vec<CardSummary>,
+    /// Oldest first.
+    pub authorizations: Vec<AuthorizationRecord>,
+    /// Oldest first.
+    pub audit: Vec<AuditEntry>,
+}
+
 /// The issuer row: realm and the public half of the receipt signing key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssuerInfo {

@@ -141,6 +141,14 @@ fn eap(m: &mut Exposition, s: &Sources) {
     m.family("eapay_eap_refused_total", "counter", "EAP packets not taken into a conversation, by reason.");
     m.sample("eapay_eap_refused_total", &[("reason", "discarded")], load(&c.eap_discarded));
     m.sample("eapay_eap_refused_total", &[("reason", "unknown_conversation")], load(&c.eap_unknown_conversation));
+    // Of those, the ones left unanswered because the ledger holds their
+    // payment approved (a restart lost the conversation): the terminal
+    // stays in doubt and reverses.
+    m.sample(
+        "eapay_eap_refused_total",
+        &[("reason", "unknown_conversation_approved")],
+        load(&c.eap_unknown_conversation_approved),
+    );
     m.sample("eapay_eap_refused_total", &[("reason", "table_full")], load(&c.eap_table_full));
     m.family("eapay_eap_failures_total", "counter", "EAP conversations that ended in EAP-Failure, by reason.");
     for (reason, counter) in [

@@ -334,7 +334,8 @@ async fn access_request<L: Ledger>(
             push_vendors(&mut reply, vendor_id, refusal.attributes());
             reply
         }
-        Reply::Discard => return Ok(None),
+        // Silence: the terminal times out, stays in doubt and reverses.
+        Reply::InDoubt | Reply::Discard => return Ok(None),
     };
     Ok(Some(reply))
 }

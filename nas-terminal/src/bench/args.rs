@@ -121,6 +121,17 @@ pub struct BenchArgs {
     /// Write an SVG plot (latency over time, latency distribution) to this file.
     #[arg(long, value_name = "FILE")]
     pub plot: Option<PathBuf>,
+    /// Write what each terminal concluded about each payment to this file, one JSON line per
+    /// transaction: merchant, transaction, card, amount (minor units), currency and the outcome
+    /// (approved + approval_code, declined + decline_code, in_doubt + reversal_stored, failed,
+    /// refused_by_card). Every payment started is waited for, however long its retries take.
+    #[arg(long, value_name = "FILE", conflicts_with = "auth_only")]
+    pub outcomes: Option<PathBuf>,
+    /// Store the reversal of every payment left in doubt (no usable answer after its payment
+    /// attributes reached a server) in this store-and-forward file, as `pay` does;
+    /// `eapay-terminal flush --reversals FILE` sends them. Without it the bench owes no reversals.
+    #[arg(long, value_name = "FILE", conflicts_with = "auth_only")]
+    pub reversals: Option<PathBuf>,
     /// The server's process id: report its CPU time per completed conversation (from /proc). Repeat
     /// to add the processes that work for it (hostapd and its hlr_auc_gw).
     #[arg(long, value_name = "PID")]
@@ -198,6 +209,10 @@ pub struct Plan {
     pub lax_message_authenticator: bool,
     pub json: Option<PathBuf>,
     pub plot: Option<PathBuf>,
+    /// `--outcomes`: the terminals' journal.
+    pub outcomes: Option<PathBuf>,
+    /// `--reversals`: the store of the in-doubt payments' reversals.
+    pub reversals: Option<PathBuf>,
 }
 
 impl BenchArgs {
@@ -287,6 +302,8 @@ impl BenchArgs {
             lax_message_authenticator: self.lax_message_authenticator,
             json: self.json.clone(),
             plot: self.plot.clone(),
+            outcomes: self.outcomes.clone(),
+            reversals: self.reversals.clone(),
         })
     }
 }
@@ -347,5 +364,19 @@ mod tests {
         assert_eq!((sim.method, sim.resumption, sim.prime.is_none()), (Method::Sim, false, true));
         let e = parse(&["--method", "tls", "--resumption", "maybe"]).err().unwrap().to_string();
         assert!(e.contains("use on or off"), "{e}");
+    }
+
+    #[test]
+    fn outcomes_and_reversals_need_payments() {
+        let plan = parse(&["--method", "aka", "--concurrency", "2", "--outcomes", "o.jsonl", "--reversals", "r.json"])
+            .unwrap()
+            .plan()
+            .unwrap();
+        assert_eq!(plan.outcomes.as_deref(), Some(std::path::Path::new("o.jsonl")));
+        assert_eq!(plan.reversals.as_deref(), Some(std::path::Path::new("r.json")));
+        for option in ["--outcomes", "--reversals"] {
+            let e = parse(&["--method", "aka", "--auth-only", option, "f"]).err().unwrap().to_string();
+            assert!(e.contains("cannot be used with"), "{option}: {e}");
+        }
     }
 }

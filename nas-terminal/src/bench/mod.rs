@@ -23,16 +23,32 @@
 //! offered a session or started with a re-authentication identity (whether
 //! the server honoured it shows in its CPU time and the round trips).
 //!
+//! When the server dies under load, each simulated terminal does what `pay`
+//! does: it retransmits per `--timeout` and `--retries`, fails over to the
+//! next `--server`, and ends the payment in doubt if no usable answer comes
+//! (a payment is in doubt exactly when its payment attributes left the
+//! terminal and no usable final answer came back; a Reject is an answer).
+//! Nothing aborts the run: the next payment starts as usual, and once a
+//! server is back on its address (RADIUS: the terminal's UDP socket stays
+//! open; Diameter: the shared connection is re-established after
+//! `--reconnect`) payments go through again. `--outcomes` and `--reversals`
+//! ([`journal`]) make such a run reconcilable; the reversal store is the one
+//! the user names, never a default file, because a plain benchmark owes no
+//! reversals and should leave nothing behind in the working directory.
+//!
 //! - [`args`]: the command line and its checked [`args::Plan`].
 //! - [`cards`]: card files from `--card-dir`, played in memory.
 //! - [`runner`]: the workers.
 //! - [`stats`]: what they record.
 //! - [`cpu`]: CPU time from /proc (`--server-pid`).
+//! - [`journal`]: what each terminal concluded (`--outcomes`) and the
+//!   reversals it owes (`--reversals`).
 //! - [`progress`], [`report`], [`plot`]: what the user sees.
 
 mod args;
 mod cards;
 mod cpu;
+mod journal;
 mod plot;
 mod progress;
 mod report;
@@ -55,6 +71,7 @@ use crate::options::now_ms;
 /// Runs the benchmark and prints its report.
 pub async fn run(args: BenchArgs) -> Result<()> {
     let plan = args.plan()?;
+    let journal = journal::Journal::open(plan.outcomes.as_deref(), plan.reversals.as_deref())?;
     let cards = {
         let (dir, method, count) = (plan.card_dir.clone(), plan.method, plan.cards);
         tokio::task::spawn_blocking(move || cards::load(&dir, method, count)).await??
@@ -94,7 +111,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
 
     let started_at = utc_time(now_ms());
     let origin = Instant::now();
-    let shared = Arc::new(runner::Shared::new(plan, origin));
+    let shared = Arc::new(runner::Shared::new(plan, origin, journal));
     let progress = progress::Progress::start(shared.clone());
     // CPU over the measurement window, per conversation completed in it.
     let cpu = {
@@ -112,13 +129,16 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         workers.spawn(runner::worker(shared.clone(), index, client, hand));
     }
     let cpu = cpu.await?;
-    let last = tokio::time::timeout(drain, async {
+    let all_done = async {
         while let Some(joined) = workers.join_next().await {
             joined?;
         }
         Ok::<(), tokio::task::JoinError>(())
-    })
-    .await;
+    };
+    // A journal must not lose a payment: one abandoned here might have been
+    // approved with no outcome line and no reversal. Every conversation ends
+    // by itself (retries, card timeout, round limit), so wait for all.
+    let last = if shared.journal.is_some() { Ok(all_done.await) } else { tokio::time::timeout(drain, all_done).await };
     let cut_off = match last {
         Ok(joined) => {
             joined?;
@@ -133,7 +153,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     progress.finish();
 
     let summary = shared.recorder.lock().unwrap_or_else(|e| e.into_inner()).summary();
-    let report = report::Report::new(&shared.plan, started_at, summary, cpu, primed);
+    let journal = shared.journal.as_ref().map(journal::Journal::finish).transpose()?;
+    let mut report = report::Report::new(&shared.plan, started_at, summary, cpu, primed);
+    report.journal = journal;
     let mut table = report.table();
     if cut_off > 0 {
         table.push_str(&format!(
@@ -147,6 +169,12 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     }
     if let Some(path) = &svg {
         plot::write(&report, path)?;
+    }
+    if let Some(j) = report.journal.as_ref().filter(|j| j.reversals_file.is_some() && j.reversals_not_stored > 0) {
+        anyhow::bail!(
+            "{} in-doubt payment(s) could NOT be stored in the reversal store (see the log): they may be approved",
+            j.reversals_not_stored
+        );
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::args::Plan;
 use super::cpu::{CpuReport, ProcessCpu};
+use super::journal::JournalSummary;
 use super::runner::Primed;
 use super::stats::Summary;
 
@@ -53,6 +54,10 @@ pub struct Report {
     #[serde(flatten)]
     pub summary: Summary,
     pub cpu: CpuReport,
+    /// `--outcomes`, `--reversals`: what the journal holds (all payments,
+    /// not only those in the measurement window).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal: Option<JournalSummary>,
     /// Which family's resumption the table describes.
     #[serde(skip)]
     tls_family: bool,
@@ -83,6 +88,7 @@ impl Report {
             duration_s: plan.duration.as_secs_f64(),
             summary,
             cpu,
+            journal: None,
             tls_family,
         }
     }
@@ -211,12 +217,34 @@ impl Report {
                 let _ = writeln!(out, "               {:<16} {:>8}  e.g. {}", e.kind, e.count, e.example);
             }
         }
-        if s.in_doubt > 0 {
-            let _ = writeln!(
-                out,
-                "               {} failed payment(s) the server may have approved (not reversed by the bench)",
-                s.in_doubt
-            );
+        match &self.journal {
+            Some(j) if j.reversals_file.is_some() => {
+                let _ = writeln!(
+                    out,
+                    "  reversals    {} in-doubt payment(s) stored in {} (eapay-terminal flush sends them){}",
+                    j.reversals_stored,
+                    j.reversals_file.as_deref().unwrap_or_default(),
+                    if j.reversals_not_stored > 0 {
+                        format!("; {} could NOT be stored", j.reversals_not_stored)
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            _ if s.in_doubt > 0 => {
+                let _ = writeln!(
+                    out,
+                    "               {} failed payment(s) the server may have approved (not reversed: see --reversals)",
+                    s.in_doubt
+                );
+            }
+            _ => {}
+        }
+        if let Some(j) = &self.journal {
+            if let Some(path) = &j.outcomes_file {
+                let _ =
+                    writeln!(out, "  journal      {} payment(s), each with its outcome, in {path}", j.outcomes_written);
+            }
         }
         let per = if self.mode == "payment" { "payment" } else { "authentication" };
         let c = &self.cpu;

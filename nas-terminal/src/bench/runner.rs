@@ -25,6 +25,7 @@ use nas_terminal::transport::Issuer;
 use tokio::time::Instant;
 
 use super::args::Plan;
+use super::journal::{Conclusion, Journal};
 use super::stats::{Failure, Live, Offered, Outcome, Recorder};
 use crate::options::now_ms;
 
@@ -37,6 +38,8 @@ pub struct Shared {
     pub deadline: Instant,
     pub recorder: Mutex<Recorder>,
     pub live: Live,
+    /// `--outcomes`, `--reversals`: None unless asked for.
+    pub journal: Option<Journal>,
     /// Open loop: the next conversation number to claim.
     next_slot: AtomicU64,
     /// Distinguishes this run's transaction ids from earlier runs'.
@@ -44,7 +47,7 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(plan: Plan, origin: Instant) -> Self {
+    pub fn new(plan: Plan, origin: Instant, journal: Option<Journal>) -> Self {
         let deadline = origin + plan.warmup + plan.duration;
         let recorder = Recorder::new(origin.into_std(), plan.warmup, plan.duration);
         Shared {
@@ -53,6 +56,7 @@ impl Shared {
             deadline,
             recorder: Mutex::new(recorder),
             live: Live::default(),
+            journal,
             next_slot: AtomicU64::new(0),
             run_id: format!("{:x}{}", now_ms(), hex::encode(rand::random::<[u8; 2]>())),
         }
@@ -229,7 +233,12 @@ pub async fn worker(shared: Arc<Shared>, index: usize, mut client: Issuer, mut c
             terminal_nonce: rand::random(),
             terminal_time_ms: now_ms(),
         });
-        let (result, rounds, finished) = converse(&shared, &mut client, card, &mut holder, details.as_ref()).await;
+        let (result, rounds, finished, conclusion) =
+            converse(&shared, &mut client, card, &mut holder, details.as_ref()).await;
+        if let (Some(journal), Some(details), Some(conclusion)) = (&shared.journal, &details, conclusion) {
+            // Before the next payment: an in-doubt one's reversal is owed first.
+            journal.record(details, &card.file().card_id, conclusion).await;
+        }
         match &result {
             Ok(_) => shared.live.completed.fetch_add(1, Ordering::Relaxed),
             Err(_) => shared.live.errors.fetch_add(1, Ordering::Relaxed),
@@ -240,14 +249,15 @@ pub async fn worker(shared: Arc<Shared>, index: usize, mut client: Issuer, mut c
 }
 
 /// One payment (or authentication) with `card`; returns its result, the
-/// RADIUS round trips it took and the moment it ended.
+/// RADIUS round trips it took, the moment it ended and, for a payment when
+/// a journal is kept, what the terminal concluded.
 async fn converse(
     shared: &Shared,
     client: &mut Issuer,
     card: &mut Card,
     holder: &mut AutoAccept,
     details: Option<&PaymentDetails>,
-) -> (Result<Outcome, Failure>, usize, Instant) {
+) -> (Result<Outcome, Failure>, usize, Instant, Option<Conclusion>) {
     let request = match details {
         Some(d) => Request::Payment(d),
         None => Request::AuthOnly,
@@ -258,6 +268,7 @@ async fn converse(
     // The card has checked the final answer too (in process: microseconds).
     let finished = Instant::now();
     let rounds = result.as_ref().map_or(0, |done| done.rounds);
+    let conclusion = (shared.journal.is_some() && details.is_some()).then(|| Conclusion::of(&result));
     let outcome = match result {
         Ok(done) => match done.answer {
             Answer::Approved { .. } => Ok(Outcome::Approved),
@@ -286,7 +297,7 @@ async fn converse(
         }
         (other, _) => other,
     };
-    (outcome, rounds, finished)
+    (outcome, rounds, finished, conclusion)
 }
 
 /// The error kind of a failed conversation. A card link that closed is the
