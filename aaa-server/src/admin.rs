@@ -150,6 +150,7 @@ pub async fn init(opts: &InitOptions) -> Result<Initialised, ServerError> {
                 merchants: vec![DEMO_MERCHANT.into()],
                 require_message_authenticator: true,
             }],
+            tls: None,
         },
         diameter: Some(DiameterSection {
             listen: opts.diameter_listen,
@@ -193,8 +194,10 @@ pub async fn init(opts: &InitOptions) -> Result<Initialised, ServerError> {
 /// `ledger::merchants` for admin links, which stay.
 pub async fn register_merchants(ledger: &SqlLedger, config: &Config, actor: &str) -> Result<(), ServerError> {
     let radius = config.radius.clients.iter().map(|c| (&c.name, &c.merchants));
+    let radsec = config.radius.tls.iter().flat_map(|t| t.clients.iter().map(|c| (&c.name, &c.merchants)));
     let diameter = config.diameter.iter().flat_map(|d| d.peers.iter().map(|p| (&p.name, &p.merchants)));
     let links = radius
+        .chain(radsec)
         .chain(diameter)
         .flat_map(|(terminal, merchants)| merchants.iter().map(move |m| (m.clone(), terminal.clone())))
         .collect();
@@ -1036,6 +1039,56 @@ fn luhn_sum(digits: &str) -> u32 {
             }
         })
         .sum()
+}
+
+/// A RADIUS/TLS terminal `terminal issue` made: where its files went and
+/// the configuration entry that registers it.
+#[derive(Debug)]
+pub struct IssuedTerminal {
+    pub key_sha256: String,
+    /// `[[radius.tls.clients]]` to add to eapay.toml.
+    pub config_entry: String,
+}
+
+/// Issues a RADIUS/TLS terminal: a fresh key (written owner-only to
+/// `key_file`) and a certificate from the issuer CA (`cert_file`), CN =
+/// `name`, valid until the end of `expires` (YYYY-MM; default two years).
+/// Nothing is registered: the printed entry goes into eapay.toml, where the
+/// terminal's merchants are named as for a UDP client.
+pub fn issue_terminal(
+    config: &Config,
+    name: &str,
+    merchants: &[String],
+    expires: Option<&str>,
+    cert_file: &Path,
+    key_file: &Path,
+) -> Result<IssuedTerminal, ServerError> {
+    if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ServerError::Usage("--name must be 1 to 64 printable characters without spaces".into()));
+    }
+    for m in merchants {
+        if !aaa_proto::payment::is_valid_id(m) {
+            return Err(ServerError::Usage(format!("--merchant {m:?} is not a merchant id")));
+        }
+    }
+    let not_after = match expires {
+        Some(text) => end_of_month(text)?,
+        None => unix_now().saturating_add(2 * 365 * 86_400),
+    };
+    let data_dir = &config.server.data_dir;
+    let kek = Kek::load(data_dir)?;
+    crate::pki::ensure(data_dir, &kek, &config.server.realm)?;
+    let ca = crate::pki::load_ca(data_dir, &kek)?;
+    let credential = crate::pki::issue_terminal_credential(&ca, name, not_after)?;
+    crate::fsutil::write_private(key_file, credential.key_pem.as_bytes())?;
+    crate::fsutil::write_atomic(cert_file, credential.certificate_pem.as_bytes(), 0o644)?;
+    let key_sha256 = crate::pki::key_sha256(&credential.spki);
+    let merchants: Vec<String> = merchants.iter().map(|m| format!("{m:?}")).collect();
+    let config_entry = format!(
+        "[[radius.tls.clients]]\nname = {name:?}\nkey_sha256 = \"{key_sha256}\"\nmerchants = [{}]\n",
+        merchants.join(", ")
+    );
+    Ok(IssuedTerminal { key_sha256, config_entry })
 }
 
 /// `YYYY-MM` to the last second of that month, UTC.

@@ -68,6 +68,55 @@ pub struct RadiusSection {
     pub duplicate_window_secs: u64,
     #[serde(default)]
     pub clients: Vec<RadiusClient>,
+    /// RADIUS over TLS (RFC 6614); off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<RadsecSection>,
+}
+
+/// `[radius.tls]`: RADIUS over TLS (RFC 6614, `crate::radius::tls`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RadsecSection {
+    /// TCP address; RFC 6614 registers port 2083.
+    #[serde(default = "default_radsec_listen")]
+    pub listen: SocketAddr,
+    /// The lowest TLS version a terminal may use: "1.3" (default) or "1.2".
+    #[serde(default = "default_radsec_min_version")]
+    pub min_version: String,
+    /// A connection that carries no packet (Status-Server included) this long is closed.
+    #[serde(default = "default_radsec_idle")]
+    pub idle_timeout_secs: u64,
+    /// The terminals, each known by the key of its certificate.
+    #[serde(default)]
+    pub clients: Vec<RadsecClient>,
+}
+
+fn default_radsec_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 2083))
+}
+
+fn default_radsec_min_version() -> String {
+    "1.3".into()
+}
+
+fn default_radsec_idle() -> u64 {
+    300
+}
+
+/// `[[radius.tls.clients]]`: a terminal allowed to speak RADIUS over TLS.
+/// Its certificate must chain to the issuer CA (`ca.pem`), be valid now, and
+/// carry the key registered here (`eapay-server terminal issue` writes both
+/// and prints this entry).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RadsecClient {
+    /// The name the ledger records (as a UDP client's name).
+    pub name: String,
+    /// SHA-256 of the certificate's SubjectPublicKeyInfo (DER), hex.
+    pub key_sha256: String,
+    /// The merchants this terminal may act for.
+    #[serde(default)]
+    pub merchants: Vec<String>,
 }
 
 fn default_duplicate_window() -> u64 {
@@ -423,6 +472,23 @@ impl Config {
         }
         if !(4096..=1 << 20).contains(&tls.max_message) {
             return Err(ServerError::Config("eap.tls.max_message must be 4096 to 1048576".into()));
+        }
+        if let Some(tls) = &self.radius.tls {
+            if !matches!(tls.min_version.as_str(), "1.2" | "1.3") {
+                return Err(ServerError::Config("radius.tls.min_version must be \"1.2\" or \"1.3\"".into()));
+            }
+            if tls.idle_timeout_secs == 0 {
+                return Err(ServerError::Config("radius.tls.idle_timeout_secs must be at least 1".into()));
+            }
+            for c in &tls.clients {
+                let ok = c.key_sha256.len() == 64 && c.key_sha256.bytes().all(|b| b.is_ascii_hexdigit());
+                if !ok {
+                    return Err(ServerError::Config(format!(
+                        "radius.tls.clients {}: key_sha256 must be 64 hex digits",
+                        c.name
+                    )));
+                }
+            }
         }
         if self.eap.max_sessions == 0 {
             return Err(ServerError::Config("eap.max_sessions must be at least 1".into()));

@@ -68,10 +68,38 @@ enum Command {
         #[command(subcommand)]
         command: MerchantCommand,
     },
+    /// RADIUS/TLS terminals.
+    Terminal {
+        #[command(subcommand)]
+        command: TerminalCommand,
+    },
     /// Authorizations in the ledger.
     Txn {
         #[command(subcommand)]
         command: TxnCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TerminalCommand {
+    /// Write a terminal's key and certificate (issuer CA) for RADIUS over
+    /// TLS, and print the [[radius.tls.clients]] entry that registers it.
+    Issue {
+        /// The terminal's name: what the ledger records and merchants link to.
+        #[arg(long)]
+        name: String,
+        /// A merchant the terminal acts for (repeat for more).
+        #[arg(long = "merchant", value_name = "ID")]
+        merchants: Vec<String>,
+        #[arg(long, value_name = "FILE")]
+        cert_file: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        key_file: PathBuf,
+        /// Last month of validity, YYYY-MM (default: two years from now).
+        #[arg(long, value_name = "YYYY-MM")]
+        expires: Option<String>,
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
 }
 
@@ -305,6 +333,7 @@ fn run(cli: Cli) -> Result<Outcome> {
         }
         Some(Command::Card { command }) => runtime.block_on(card(command)),
         Some(Command::Merchant { command }) => runtime.block_on(merchant(command)),
+        Some(Command::Terminal { command }) => terminal(command),
         Some(Command::Txn { command }) => return runtime.block_on(txn(command)),
     };
     done.map(|()| Outcome::Done)
@@ -432,6 +461,24 @@ async fn card(command: CardCommand) -> Result<()> {
                 PinUnlock::NoPin => anyhow::bail!("card {card_id} has no PIN"),
                 PinUnlock::NoCard => anyhow::bail!("no card {card_id}"),
             }
+        }
+    }
+}
+
+fn terminal(command: TerminalCommand) -> Result<()> {
+    match command {
+        TerminalCommand::Issue { name, merchants, cert_file, key_file, expires, config } => {
+            let config = config_or_default(config)?;
+            let issued = admin::issue_terminal(&config, &name, &merchants, expires.as_deref(), &cert_file, &key_file)?;
+            println!(
+                "issued terminal {name}: certificate {}, key {} (key sha256 {})\n\
+                 register it in eapay.toml (then restart the server):\n\n{}",
+                cert_file.display(),
+                key_file.display(),
+                issued.key_sha256,
+                issued.config_entry
+            );
+            Ok(())
         }
     }
 }

@@ -131,8 +131,8 @@ impl IssuerCa {
     }
 }
 
-/// A card's key pair and certificate, as the card file holds them. Debug
-/// hides the key.
+/// A client's key pair and certificate: a card's, as the card file holds
+/// them, or a RADIUS/TLS terminal's. Debug hides the key.
 #[derive(Clone)]
 pub struct CardCredential {
     /// The private key, PKCS#8 PEM.
@@ -212,6 +212,29 @@ pub fn issue_card_credential(
     card_id: &str,
     not_after: u64,
 ) -> Result<CardCredential, ServerError> {
+    issue_client_credential(ca, key_type, card_id, not_after)
+}
+
+/// A fresh key pair for a RADIUS/TLS terminal and its certificate from
+/// `ca`: CN = the terminal's name, EKU clientAuth, valid until `not_after`.
+/// The server knows the terminal by the key (`[[radius.tls.clients]]
+/// key_sha256`, [`key_sha256`]), not by the name.
+pub fn issue_terminal_credential(ca: &IssuerCa, name: &str, not_after: u64) -> Result<CardCredential, ServerError> {
+    issue_client_credential(ca, KeyType::default(), name, not_after)
+}
+
+/// SHA-256 of a DER SubjectPublicKeyInfo, hex: how a terminal's key is registered.
+pub fn key_sha256(spki: &[u8]) -> String {
+    hex::encode(Sha256::digest(spki))
+}
+
+fn issue_client_credential(
+    ca: &IssuerCa,
+    key_type: KeyType,
+    common_name: &str,
+    not_after: u64,
+) -> Result<CardCredential, ServerError> {
+    let card_id = common_name;
     let key = generate_key(key_type)?;
     let not_after = i64::try_from(not_after).map_err(|_| ServerError::Usage("card expiry out of range".into()))?;
     let cert = (|| -> Result<X509, ErrorStack> {

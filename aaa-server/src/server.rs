@@ -18,6 +18,7 @@ use crate::ledger::SqlLedger;
 use crate::metrics;
 use crate::pki;
 use crate::radius::clients::Clients;
+use crate::radius::tls::Radsec;
 use crate::radius::{self, Port, Radius};
 use crate::seal::Kek;
 
@@ -31,6 +32,8 @@ pub struct Server {
     diameter: Option<(Arc<Diameter<SqlLedger>>, TcpListener)>,
     /// The metrics endpoint, when `[metrics]` is configured.
     metrics: Option<TcpListener>,
+    /// RADIUS over TLS, when `[radius.tls]` is configured.
+    radsec: Option<(Arc<Radsec>, TcpListener)>,
 }
 
 impl Server {
@@ -77,7 +80,20 @@ impl Server {
             ),
             None => None,
         };
-        Ok(Self { core, radius, auth, acct, diameter, metrics })
+        let radsec = match &config.radius.tls {
+            Some(section) => {
+                let kek = Kek::load(&config.server.data_dir)?;
+                let identity = pki::server_identity(&config.server.data_dir, &kek, &config.server.realm)?;
+                let ca = pki::load_ca(&config.server.data_dir, &kek)?.cert_pem()?;
+                let radsec = Radsec::new(section, &identity.chain_pem, &identity.key_pem, ca.as_bytes())?;
+                let listener = TcpListener::bind(section.listen)
+                    .await
+                    .map_err(|e| ServerError::Io { path: format!("bind {}", section.listen), error: e })?;
+                Some((Arc::new(radsec), listener))
+            }
+            None => None,
+        };
+        Ok(Self { core, radius, auth, acct, diameter, metrics, radsec })
     }
 
     /// The bound authentication address.
@@ -111,9 +127,21 @@ impl Server {
         }
     }
 
+    /// The bound RADIUS/TLS address, if RadSec is served.
+    pub fn radsec_addr(&self) -> Result<Option<SocketAddr>, ServerError> {
+        match &self.radsec {
+            Some((_, listener)) => listener
+                .local_addr()
+                .map(Some)
+                .map_err(|e| ServerError::Io { path: "radius tls socket".into(), error: e }),
+            None => Ok(None),
+        }
+    }
+
     /// The lines scripts and tests wait for, on stdout: `listening metrics
-    /// ADDR` and `listening diameter ADDR` (when served), then `listening
-    /// radius auth ADDR` and, last, `listening radius acct ADDR`.
+    /// ADDR`, `listening diameter ADDR` and `listening radius tls ADDR` (when
+    /// served), then `listening radius auth ADDR` and, last, `listening
+    /// radius acct ADDR`.
     pub fn announce(&self) -> Result<(), ServerError> {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
@@ -123,6 +151,9 @@ impl Server {
         }
         if let Some(addr) = self.diameter_addr()? {
             writeln!(out, "listening diameter {addr}").map_err(io)?;
+        }
+        if let Some(addr) = self.radsec_addr()? {
+            writeln!(out, "listening radius tls {addr}").map_err(io)?;
         }
         writeln!(out, "listening radius auth {}", self.auth_addr()?).map_err(io)?;
         writeln!(out, "listening radius acct {}", self.acct_addr()?).map_err(io)?;
@@ -136,11 +167,16 @@ impl Server {
         let diameter = self.diameter.map(|(front, listener)| tokio::spawn(diameter::serve(listener, front, stopped)));
         let auth = tokio::spawn(radius::serve(self.auth.clone(), Port::Auth, self.radius.clone()));
         let acct = tokio::spawn(radius::serve(self.acct.clone(), Port::Acct, self.radius.clone()));
+        let radsec_front = self.radsec.as_ref().map(|(radsec, _)| radsec.clone());
+        let radsec = self
+            .radsec
+            .map(|(radsec, listener)| tokio::spawn(radius::tls::serve(listener, radsec, self.radius.clone())));
         let metrics = self.metrics.map(|listener| {
             let sources = metrics::Sources {
                 core: self.core.clone(),
                 radius: self.radius.clone(),
                 diameter: diameter_front.clone(),
+                radsec: radsec_front.clone(),
                 started_unix: std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs()),
@@ -175,6 +211,9 @@ impl Server {
         if let Some(metrics) = metrics {
             metrics.abort();
         }
+        if let Some(radsec) = radsec {
+            radsec.abort();
+        }
         let counters: Vec<String> = self
             .core
             .counters
@@ -182,6 +221,7 @@ impl Server {
             .into_iter()
             .chain(self.radius.counters.snapshot())
             .chain(diameter_front.iter().flat_map(|d| d.counters.snapshot()))
+            .chain(radsec_front.iter().flat_map(|r| r.counters.snapshot()))
             .chain(self.core.ledger.stats().snapshot())
             .filter(|(_, v)| *v > 0)
             .map(|(k, v)| format!("{k}={v}"))

@@ -42,6 +42,7 @@ pub mod capture;
 pub mod eapol;
 pub mod metrics;
 pub mod proxy;
+pub mod radsec;
 pub mod reconcile;
 pub mod terminal;
 
@@ -330,6 +331,8 @@ pub struct Server {
     pub diameter: Option<SocketAddr>,
     /// The metrics endpoint (likewise).
     pub metrics: Option<SocketAddr>,
+    /// RADIUS over TLS, when the test configures `[radius.tls]`.
+    pub radsec: Option<SocketAddr>,
     pub realm: String,
     pub secret: String,
     pub config: PathBuf,
@@ -395,6 +398,8 @@ struct Listening {
     diameter: Option<SocketAddr>,
     /// Likewise when `[metrics]` is.
     metrics: Option<SocketAddr>,
+    /// Likewise when `[radius.tls]` is.
+    radsec: Option<SocketAddr>,
 }
 
 /// Runs `serve --config CONFIG` until it prints both RADIUS listening lines
@@ -419,7 +424,7 @@ fn try_spawn_serve(
     let lines = spawn_line_reader(child.stdout.take().expect("stdout pipe"), stdout.clone());
 
     let deadline = Instant::now() + STARTUP_TIMEOUT;
-    let (mut auth, mut acct, mut diameter, mut metrics) = (None, None, None, None);
+    let (mut auth, mut acct, mut diameter, mut metrics, mut radsec) = (None, None, None, None, None);
     let failure = loop {
         if auth.is_some() && acct.is_some() {
             break None;
@@ -431,6 +436,7 @@ fn try_spawn_serve(
                 acct = acct.or_else(|| parse_listening(&line, "radius acct"));
                 diameter = diameter.or_else(|| parse_listening(&line, "diameter"));
                 metrics = metrics.or_else(|| parse_listening(&line, "metrics"));
+                radsec = radsec.or_else(|| parse_listening(&line, "radius tls"));
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 break Some(format!("no `listening radius auth/acct` lines within {STARTUP_TIMEOUT:?}"));
@@ -453,7 +459,10 @@ fn try_spawn_serve(
             String::from_utf8_lossy(&stderr.lock().unwrap_or_else(|e| e.into_inner())),
         ));
     }
-    Ok((child, Listening { auth: auth.expect("auth address"), acct: acct.expect("acct address"), diameter, metrics }))
+    Ok((
+        child,
+        Listening { auth: auth.expect("auth address"), acct: acct.expect("acct address"), diameter, metrics, radsec },
+    ))
 }
 
 /// Reads a TOML file, lets `edit` change it, writes it back.
@@ -558,6 +567,7 @@ impl Server {
             acct: listening.acct,
             diameter: listening.diameter,
             metrics: listening.metrics,
+            radsec: listening.radsec,
             realm: realm.to_owned(),
             secret: secret.to_owned(),
             config,
@@ -614,6 +624,7 @@ impl Server {
         self.acct = listening.acct;
         self.diameter = listening.diameter;
         self.metrics = listening.metrics;
+        self.radsec = listening.radsec;
     }
 
     /// A scrape of the server's `/metrics`.

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use crate::core::Core;
 use crate::diameter::Diameter;
 use crate::ledger::SqlLedger;
+use crate::radius::tls::Radsec;
 use crate::radius::Radius;
 use histogram::{HistogramSnapshot, BOUNDS_SECONDS};
 
@@ -33,6 +34,7 @@ pub struct Sources {
     pub core: Arc<Core<SqlLedger>>,
     pub radius: Arc<Radius<SqlLedger>>,
     pub diameter: Option<Arc<Diameter<SqlLedger>>>,
+    pub radsec: Option<Arc<Radsec>>,
     /// Unix seconds at start, for `process_start_time_seconds`.
     pub started_unix: u64,
 }
@@ -53,6 +55,9 @@ pub fn render(s: &Sources) -> String {
     radius(&mut m, s);
     if let Some(d) = &s.diameter {
         diameter(&mut m, d);
+    }
+    if let Some(r) = &s.radsec {
+        radsec(&mut m, r);
     }
     eap(&mut m, s);
     payments(&mut m, &s.core);
@@ -112,6 +117,20 @@ fn diameter(m: &mut Exposition, d: &Diameter<SqlLedger>) {
     m.family("eapay_diameter_duplicates_total", "counter", "Retransmitted Diameter requests, by what was done.");
     m.sample("eapay_diameter_duplicates_total", &[("action", "resent")], load(&c.diameter_duplicates_resent));
     m.sample("eapay_diameter_duplicates_total", &[("action", "dropped")], load(&c.diameter_duplicates_dropped));
+}
+
+fn radsec(m: &mut Exposition, r: &Radsec) {
+    let c = &r.counters;
+    m.counter("eapay_radsec_connections_total", "RADIUS/TLS connections accepted.", load(&c.radsec_connections));
+    m.counter("eapay_radsec_closed_total", "RADIUS/TLS connections ended.", load(&c.radsec_closed));
+    m.family("eapay_radsec_refused_total", "counter", "RADIUS/TLS connections refused, by reason.");
+    m.sample("eapay_radsec_refused_total", &[("reason", "handshake")], load(&c.radsec_refused_handshake));
+    m.sample("eapay_radsec_refused_total", &[("reason", "certificate")], load(&c.radsec_refused_certificate));
+    m.sample("eapay_radsec_refused_total", &[("reason", "busy")], load(&c.radsec_refused_busy));
+    m.family("eapay_radsec_cut_total", "counter", "RADIUS/TLS connections closed by the server, by reason.");
+    m.sample("eapay_radsec_cut_total", &[("reason", "framing")], load(&c.radsec_closed_framing));
+    m.sample("eapay_radsec_cut_total", &[("reason", "stalled")], load(&c.radsec_closed_stalled));
+    m.sample("eapay_radsec_cut_total", &[("reason", "idle")], load(&c.radsec_closed_idle));
 }
 
 fn eap(m: &mut Exposition, s: &Sources) {

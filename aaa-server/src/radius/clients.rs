@@ -5,12 +5,28 @@ use std::net::IpAddr;
 use crate::config::RadiusClient;
 
 /// A client as the request path needs it.
+#[derive(Clone)]
 pub struct Client {
     pub name: String,
     pub secret: Vec<u8>,
     pub require_message_authenticator: bool,
     pub merchants: Vec<String>,
     net: ipnet::IpNet,
+}
+
+impl Client {
+    /// A terminal speaking RADIUS over TLS: the RFC 6614 secret, and
+    /// Message-Authenticator required as over UDP. It has no address block:
+    /// its certificate names it.
+    pub fn radsec(name: &str, merchants: &[String]) -> Self {
+        Self {
+            name: name.to_string(),
+            secret: super::tls::SECRET.to_vec(),
+            require_message_authenticator: true,
+            merchants: merchants.to_vec(),
+            net: ipnet::IpNet::from(std::net::IpAddr::from([0, 0, 0, 0])),
+        }
+    }
 }
 
 /// The configured clients; the most specific block wins, as in FreeRADIUS.

@@ -10,6 +10,7 @@
 //! attribute (Blast-RADIUS hardening).
 
 pub mod clients;
+pub mod tls;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -47,11 +48,13 @@ pub type ConversationKey = (StateId, IpAddr);
 /// identifier, Request Authenticator.
 pub type RequestKey = (SocketAddr, u8, [u8; 16]);
 
-/// Which port a datagram arrived on.
+/// Which port a packet arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Port {
     Auth,
     Acct,
+    /// RADIUS over TLS: one port for authentication and accounting (RFC 6614 §2.1).
+    Tls,
 }
 
 counters!(
@@ -148,6 +151,20 @@ pub async fn handle<L: Ledger>(shared: &Radius<L>, port: Port, source: SocketAdd
         shared.drop_with(&c.dropped_unknown_client, source.ip(), "unknown client", "");
         return None;
     };
+    handle_from(shared, port, source, client, datagram).await
+}
+
+/// Processes one packet of a known `client`: the rest of [`handle`]'s
+/// checks, then the request. RADIUS over TLS comes in here with the client
+/// its certificate names.
+pub async fn handle_from<L: Ledger>(
+    shared: &Radius<L>,
+    port: Port,
+    source: SocketAddr,
+    client: &Client,
+    datagram: &[u8],
+) -> Option<Vec<u8>> {
+    let c = &shared.counters;
     if datagram.len() > radius::MAX_PACKET_LEN {
         shared.drop_with(&c.dropped_malformed, source.ip(), "oversize", &format!("{} octets", datagram.len()));
         return None;
@@ -162,6 +179,7 @@ pub async fn handle<L: Ledger>(shared: &Radius<L>, port: Port, source: SocketAdd
     let allowed = match port {
         Port::Auth => matches!(request.code, Code::AccessRequest | Code::StatusServer),
         Port::Acct => matches!(request.code, Code::AccountingRequest | Code::StatusServer),
+        Port::Tls => matches!(request.code, Code::AccessRequest | Code::AccountingRequest | Code::StatusServer),
     };
     if !allowed {
         shared.drop_with(&c.dropped_wrong_code, source.ip(), "wrong code for port", request.code.name());
@@ -182,7 +200,8 @@ pub async fn handle<L: Ledger>(shared: &Radius<L>, port: Port, source: SocketAdd
     if request.code == Code::StatusServer {
         // RFC 5997 §3: idempotent, answered directly, never cached.
         bump(&c.status_server);
-        let code = if port == Port::Auth { Code::AccessAccept } else { Code::AccountingResponse };
+        // RFC 5997 §3: a port that serves authentication answers Access-Accept.
+        let code = if port == Port::Acct { Code::AccountingResponse } else { Code::AccessAccept };
         return sign(shared, client, &request, Packet::reply_to(&request, code));
     }
     let key: RequestKey = (source, request.identifier, request.authenticator);
@@ -241,7 +260,9 @@ async fn accounting_request<L: Ledger>(
     let terminal = Terminal { name: &client.name, merchants: &client.merchants };
     let now_ms = payment::now_ms();
     let attrs = request.vendor_attributes(core.vendor_id).ok().map(|attrs| pairs(&attrs));
-    if let Some(decline) = settlement::account(&core.ledger, &core.settlements, attrs.as_deref(), terminal, now_ms).await? {
+    if let Some(decline) =
+        settlement::account(&core.ledger, &core.settlements, attrs.as_deref(), terminal, now_ms).await?
+    {
         // An Accounting-Response carries no Reply-Message (RFC 2866 §5);
         // the refusal travels in the vendor attributes.
         push_vendors(&mut reply, core.vendor_id, payment::decline_attributes(decline.code, &decline.reason));

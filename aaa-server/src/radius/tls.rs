@@ -1,0 +1,280 @@
+//! RADIUS over TLS (RFC 6614, "RadSec"): the same RADIUS front end behind a
+//! TLS listener with mutual certificate authentication.
+//!
+//! - A terminal is known by its certificate: it must chain to the issuer CA
+//!   (`ca.pem`), be valid now, and carry a key that a `[[radius.tls.clients]]`
+//!   entry registers (SHA-256 of the SubjectPublicKeyInfo). The entry's name
+//!   is the client the ledger records and the merchant links follow, exactly
+//!   as for a UDP client; a card certificate, also from the issuer CA, has no
+//!   such entry and is refused.
+//! - The shared secret is "radsec" (RFC 6614 §2.3) and Message-Authenticator
+//!   is still required; the duplicate cache is per connection (its key holds
+//!   the connection's address and port); Status-Server is answered and keeps
+//!   the connection alive; a connection idle for `idle_timeout_secs` is closed.
+//! - Framing is the RADIUS Length field (RFC 6613 §2.2): a length outside
+//!   20..=4096 loses the stream, so the connection is closed; a packet must
+//!   arrive whole within [`PACKET_DEADLINE`] of its first octet.
+//! - Requests of one connection run concurrently (at most
+//!   [`MAX_IN_FLIGHT_PER_CONNECTION`]); replies go out in completion order,
+//!   as RFC 6613 §2.5 allows.
+//!
+//! RFC 9765 (RADIUS/1.1, ALPN `radius/1.1`) is not offered: without MD5 it
+//! replaces the Request Authenticator by a token, which the shared request
+//! path, the duplicate cache and the MPPE key encryption would each have to
+//! learn; a terminal asking for it falls back to RFC 6614.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aaa_proto::radius;
+use openssl::ssl::{Ssl, SslAcceptor, SslMethod, SslVerifyMode, SslVersion};
+use openssl::x509::X509;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_openssl::SslStream;
+use tracing::{debug, info, warn};
+
+use super::clients::Client;
+use super::{handle_from, Port, Radius};
+use crate::config::RadsecSection;
+use crate::core::counters::bump;
+use crate::counters;
+use crate::error::ServerError;
+use crate::ledger::Ledger;
+
+/// The shared secret of RADIUS over TLS (RFC 6614 §2.3).
+pub const SECRET: &[u8] = b"radsec";
+/// A started packet must be complete within this.
+pub const PACKET_DEADLINE: Duration = Duration::from_secs(10);
+/// The TLS handshake must be over within this.
+const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
+/// Connections at once, in all.
+const MAX_CONNECTIONS: usize = 1024;
+/// Requests of one connection processed at once; beyond this the
+/// connection is not read until one finishes (TCP pushes back).
+pub const MAX_IN_FLIGHT_PER_CONNECTION: usize = 256;
+
+counters!(
+    /// What the RADIUS-over-TLS listener accepted and closed.
+    RadsecCounters {
+        radsec_connections,
+        radsec_closed,
+        radsec_refused_handshake,
+        radsec_refused_certificate,
+        radsec_refused_busy,
+        radsec_closed_framing,
+        radsec_closed_stalled,
+        radsec_closed_idle,
+    }
+);
+
+/// The listener's configuration, resolved: the TLS context and the
+/// terminals by key.
+pub struct Radsec {
+    acceptor: SslAcceptor,
+    clients: Vec<([u8; 32], Client)>,
+    idle: Duration,
+    pub counters: RadsecCounters,
+}
+
+impl Radsec {
+    /// From `[radius.tls]`, the server's certificate chain and key (PEM) and
+    /// the issuer CA (PEM) that terminal certificates must chain to.
+    pub fn new(section: &RadsecSection, chain_pem: &[u8], key_pem: &[u8], ca_pem: &[u8]) -> Result<Self, ServerError> {
+        let tls = |e: openssl::error::ErrorStack| ServerError::Config(format!("radius.tls: {e}"));
+        let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).map_err(tls)?;
+        let min = if section.min_version == "1.2" { SslVersion::TLS1_2 } else { SslVersion::TLS1_3 };
+        b.set_min_proto_version(Some(min)).map_err(tls)?;
+        let mut chain = X509::stack_from_pem(chain_pem).map_err(tls)?.into_iter();
+        let leaf = chain.next().ok_or_else(|| ServerError::Config("radius.tls: empty server chain".into()))?;
+        b.set_certificate(&leaf).map_err(tls)?;
+        for extra in chain {
+            b.add_extra_chain_cert(extra).map_err(tls)?;
+        }
+        let key = openssl::pkey::PKey::private_key_from_pem(key_pem).map_err(tls)?;
+        b.set_private_key(&key).map_err(tls)?;
+        b.check_private_key().map_err(tls)?;
+        let store = b.cert_store_mut();
+        for ca in X509::stack_from_pem(ca_pem).map_err(tls)? {
+            store.add_cert(ca).map_err(tls)?;
+        }
+        b.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
+        // Sessions are cheap to redo on a long-lived connection, and a
+        // resumed session would skip the client's certificate.
+        b.set_session_cache_mode(openssl::ssl::SslSessionCacheMode::OFF);
+        b.set_options(openssl::ssl::SslOptions::NO_TICKET);
+        let clients = section
+            .clients
+            .iter()
+            .map(|c| {
+                let mut key = [0u8; 32];
+                hex::decode_to_slice(&c.key_sha256, &mut key).map_err(|_| {
+                    ServerError::Config(format!("radius.tls.clients {}: key_sha256 is not 64 hex digits", c.name))
+                })?;
+                Ok((key, Client::radsec(&c.name, &c.merchants)))
+            })
+            .collect::<Result<_, ServerError>>()?;
+        Ok(Self {
+            acceptor: b.build(),
+            clients,
+            idle: Duration::from_secs(section.idle_timeout_secs),
+            counters: RadsecCounters::default(),
+        })
+    }
+
+    /// The terminal whose certificate carries this key, if registered.
+    fn client_for(&self, cert: &openssl::x509::X509Ref) -> Option<&Client> {
+        let spki = cert.public_key().and_then(|k| k.public_key_to_der()).ok()?;
+        let digest: [u8; 32] = Sha256::digest(&spki).into();
+        // Keys are public: a plain comparison leaks nothing worth a constant-time one.
+        self.clients.iter().find(|(key, _)| *key == digest).map(|(_, client)| client)
+    }
+
+    fn close(&self, counter: &std::sync::atomic::AtomicU64, remote: SocketAddr, why: &str) {
+        bump(counter);
+        debug!(%remote, why, "RADIUS/TLS connection closed");
+    }
+}
+
+/// Accepts RADIUS/TLS connections on `listener` until the task is aborted.
+pub async fn serve<L: Ledger>(listener: TcpListener, radsec: Arc<Radsec>, shared: Arc<Radius<L>>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let (stream, remote) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                debug!(error = %e, "RADIUS/TLS accept");
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            bump(&radsec.counters.radsec_refused_busy);
+            if shared.logs.allow(remote.ip(), "radsec busy") {
+                warn!(%remote, "RADIUS/TLS connection refused: too many connections");
+            }
+            continue;
+        };
+        bump(&radsec.counters.radsec_connections);
+        let (radsec, shared) = (radsec.clone(), shared.clone());
+        tokio::spawn(async move {
+            connection(&radsec, &shared, stream, remote).await;
+            bump(&radsec.counters.radsec_closed);
+            drop(slot);
+        });
+    }
+}
+
+async fn connection<L: Ledger>(radsec: &Arc<Radsec>, shared: &Arc<Radius<L>>, stream: TcpStream, remote: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let Ok(ssl) = Ssl::new(radsec.acceptor.context()) else { return };
+    let Ok(mut tls) = SslStream::new(ssl, stream) else { return };
+    match tokio::time::timeout(HANDSHAKE_DEADLINE, Pin::new(&mut tls).accept()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            bump(&radsec.counters.radsec_refused_handshake);
+            if shared.logs.allow(remote.ip(), "radsec handshake") {
+                warn!(%remote, error = %e, "RADIUS/TLS handshake failed (plain RADIUS, unknown CA, expired certificate, ...)");
+            }
+            return;
+        }
+        Err(_) => return radsec.close(&radsec.counters.radsec_refused_handshake, remote, "handshake timed out"),
+    }
+    let client = match tls.ssl().peer_certificate().as_deref().and_then(|cert| radsec.client_for(cert)) {
+        Some(client) => client.clone(),
+        None => {
+            bump(&radsec.counters.radsec_refused_certificate);
+            if shared.logs.allow(remote.ip(), "radsec certificate") {
+                warn!(%remote, "RADIUS/TLS certificate is valid but its key is no registered terminal's");
+            }
+            let _ = tls.shutdown().await;
+            return;
+        }
+    };
+    info!(%remote, client = %client.name, version = tls.ssl().version_str(), "RADIUS/TLS terminal connected");
+    let client = Arc::new(client);
+    let (mut reader, mut writer) = tokio::io::split(tls);
+    let (replies, mut outgoing) = mpsc::channel::<Vec<u8>>(MAX_IN_FLIGHT_PER_CONNECTION);
+    // Replies are written by their own task, so a slow reader on the other
+    // side holds back only this connection's requests.
+    let write = tokio::spawn(async move {
+        while let Some(reply) = outgoing.recv().await {
+            if writer.write_all(&reply).await.is_err() {
+                break;
+            }
+        }
+        let _ = writer.shutdown().await;
+    });
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT_PER_CONNECTION));
+    loop {
+        let packet = match read_packet(&mut reader, radsec.idle).await {
+            Ok(packet) => packet,
+            Err(Ending::Closed) => break,
+            Err(Ending::Idle) => {
+                radsec.close(&radsec.counters.radsec_closed_idle, remote, "idle");
+                break;
+            }
+            Err(Ending::Stalled) => {
+                radsec.close(&radsec.counters.radsec_closed_stalled, remote, "packet incomplete within the deadline");
+                break;
+            }
+            Err(Ending::BadLength(len)) => {
+                bump(&shared.counters.dropped_malformed);
+                radsec.close(&radsec.counters.radsec_closed_framing, remote, "RADIUS length outside 20..=4096");
+                if shared.logs.allow(remote.ip(), "radsec framing") {
+                    warn!(%remote, client = %client.name, len, "RADIUS/TLS framing lost: connection closed");
+                }
+                break;
+            }
+        };
+        bump(&shared.counters.requests);
+        let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
+        let (shared, client, replies) = (shared.clone(), client.clone(), replies.clone());
+        tokio::spawn(async move {
+            if let Some(reply) = handle_from(&shared, Port::Tls, remote, &client, &packet).await {
+                let _ = replies.send(reply).await;
+            }
+            drop(permit);
+        });
+    }
+    drop(replies);
+    let _ = write.await;
+}
+
+/// Why a connection stops being read.
+enum Ending {
+    Closed,
+    Idle,
+    Stalled,
+    BadLength(usize),
+}
+
+/// One RADIUS packet from the stream: its header within `idle`, the rest
+/// within [`PACKET_DEADLINE`].
+async fn read_packet<R: tokio::io::AsyncRead + Unpin>(reader: &mut R, idle: Duration) -> Result<Vec<u8>, Ending> {
+    let mut header = [0u8; 4];
+    match tokio::time::timeout(idle, reader.read_exact(&mut header[..1])).await {
+        Err(_) => return Err(Ending::Idle),
+        Ok(Err(_)) => return Err(Ending::Closed),
+        Ok(Ok(_)) => {}
+    }
+    let rest = async {
+        reader.read_exact(&mut header[1..]).await?;
+        let len = usize::from(u16::from_be_bytes([header[2], header[3]]));
+        if !(radius::MIN_PACKET_LEN..=radius::MAX_PACKET_LEN).contains(&len) {
+            return Ok(Err(Ending::BadLength(len)));
+        }
+        let mut packet = vec![0u8; len];
+        packet[..4].copy_from_slice(&header);
+        reader.read_exact(&mut packet[4..]).await?;
+        Ok::<_, std::io::Error>(Ok(packet))
+    };
+    match tokio::time::timeout(PACKET_DEADLINE, rest).await {
+        Err(_) => Err(Ending::Stalled),
+        Ok(Err(_)) => Err(Ending::Closed),
+        Ok(Ok(result)) => result,
+    }
+}

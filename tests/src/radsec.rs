@@ -1,0 +1,193 @@
+//! A RADIUS-over-TLS terminal for tests (RFC 6614): a blocking OpenSSL
+//! client with a terminal certificate, relaying the card's EAP in
+//! Access-Requests signed with the "radsec" secret, one packet at a time.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aaa_proto::dictionary::rfc;
+use aaa_proto::payment::PaymentDetails;
+use aaa_proto::radius::{encode_request, verify_response_to, Code, Packet};
+use eap_methods::peer::PeerEvent;
+use e_card::card_file::CardFile;
+use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslStream, SslVerifyMode};
+
+use crate::{eap_access_request_packet, payment_attributes, run_server_command, PaymentReply, Server};
+
+/// RFC 6614 §2.3.
+pub const SECRET: &str = "radsec";
+
+/// A terminal's certificate and key as `terminal issue` wrote them, and the
+/// `[[radius.tls.clients]]` entry it printed.
+#[derive(Debug, Clone)]
+pub struct TerminalCredential {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub key_sha256: String,
+}
+
+impl Server {
+    /// `terminal issue --name NAME` into this server's scratch space; the
+    /// entry is not registered (see [`register_radsec_terminal`]).
+    pub fn issue_terminal(&self, name: &str, extra: &[&str]) -> TerminalCredential {
+        let cert = self.scratch(&format!("{name}.pem"));
+        let key = self.scratch(&format!("{name}-key.pem"));
+        let config = self.config.to_str().expect("utf-8 path").to_owned();
+        let mut args = vec![
+            "terminal",
+            "issue",
+            "--name",
+            name,
+            "--cert-file",
+            cert.to_str().expect("utf-8 path"),
+            "--key-file",
+            key.to_str().expect("utf-8 path"),
+            "--config",
+            &config,
+        ];
+        args.extend_from_slice(extra);
+        let out = run_server_command(&args);
+        let key_sha256 = out
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("key_sha256 = \"").and_then(|rest| rest.strip_suffix('"')))
+            .unwrap_or_else(|| panic!("no key_sha256 line in\n{}", out.stdout))
+            .to_string();
+        TerminalCredential { cert, key, key_sha256 }
+    }
+
+    /// The issuer CA that signs the server's certificate.
+    pub fn ca_pem(&self) -> PathBuf {
+        self.data_dir.join("ca.pem")
+    }
+}
+
+/// Adds `[radius.tls]` (on an ephemeral port, idle timeout `idle_secs`) to
+/// a configuration, with the terminals `(name, key_sha256, merchants)`.
+pub fn configure_radsec(config: &mut toml::Table, idle_secs: i64, terminals: &[(&str, &str, &[&str])]) {
+    let radius = crate::section(config, "radius");
+    let mut tls = toml::Table::new();
+    tls.insert("listen".into(), "127.0.0.1:0".into());
+    tls.insert("idle_timeout_secs".into(), idle_secs.into());
+    let clients = terminals
+        .iter()
+        .map(|(name, key, merchants)| {
+            let mut c = toml::Table::new();
+            c.insert("name".into(), (*name).into());
+            c.insert("key_sha256".into(), (*key).into());
+            c.insert("merchants".into(), toml::Value::Array(merchants.iter().map(|m| (*m).into()).collect()));
+            toml::Value::Table(c)
+        })
+        .collect();
+    tls.insert("clients".into(), toml::Value::Array(clients));
+    radius.insert("tls".into(), toml::Value::Table(tls));
+}
+
+/// One TLS connection to the server's RadSec port.
+pub struct RadsecConnection {
+    pub stream: SslStream<TcpStream>,
+    next_id: u8,
+}
+
+impl RadsecConnection {
+    /// Connects with `cert`/`key`, trusting `ca` for the server; the error
+    /// text if the handshake fails.
+    pub fn connect(addr: SocketAddr, cert: &Path, key: &Path, ca: &Path) -> Result<Self, String> {
+        let mut b = SslConnector::builder(SslMethod::tls_client()).map_err(|e| e.to_string())?;
+        b.set_certificate_chain_file(cert).map_err(|e| e.to_string())?;
+        b.set_private_key_file(key, SslFiletype::PEM).map_err(|e| e.to_string())?;
+        b.set_ca_file(ca).map_err(|e| e.to_string())?;
+        b.set_verify(SslVerifyMode::PEER);
+        let connector = b.build();
+        let tcp = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+        tcp.set_read_timeout(Some(Duration::from_secs(15))).map_err(|e| e.to_string())?;
+        let mut config = connector.configure().map_err(|e| e.to_string())?;
+        // The server certificate names aaa.<realm>; its key is what matters here.
+        config.set_verify_hostname(false);
+        let mut stream = config.connect("aaa", tcp).map_err(|e| e.to_string())?;
+        // TLS 1.3 sends the server's verdict on the client certificate after
+        // the handshake: read nothing, but let an alert surface now.
+        stream.get_ref().set_nonblocking(true).map_err(|e| e.to_string())?;
+        let mut probe = [0u8; 1];
+        let early = stream.ssl_read(&mut probe);
+        stream.get_ref().set_nonblocking(false).map_err(|e| e.to_string())?;
+        if let Err(e) = early {
+            if e.code() != openssl::ssl::ErrorCode::WANT_READ {
+                return Err(format!("closed after the handshake: {e}"));
+            }
+        }
+        Ok(Self { stream, next_id: rand::random() })
+    }
+
+    /// The next RADIUS identifier.
+    pub fn next_id(&mut self) -> u8 {
+        self.next_id = self.next_id.wrapping_add(1);
+        self.next_id
+    }
+
+    /// Writes raw bytes into the TLS stream.
+    pub fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)?;
+        self.stream.flush()
+    }
+
+    /// One framed packet from the stream; `None` if the server closed it
+    /// (or nothing came within the read timeout).
+    pub fn recv(&mut self) -> Option<Vec<u8>> {
+        let mut header = [0u8; 4];
+        self.stream.read_exact(&mut header).ok()?;
+        let len = usize::from(u16::from_be_bytes([header[2], header[3]]));
+        let mut packet = header.to_vec();
+        packet.resize(len.max(4), 0);
+        self.stream.read_exact(&mut packet[4..]).ok()?;
+        Some(packet)
+    }
+
+    /// True if the server closed the connection (EOF or reset).
+    pub fn is_closed(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        !matches!(self.stream.read(&mut byte), Ok(n) if n > 0)
+    }
+
+    /// Sends `request` (signed with the RadSec secret) and returns the
+    /// verified reply.
+    pub fn exchange(&mut self, request: &Packet) -> Result<Packet, String> {
+        let wire = encode_request(request, SECRET.as_bytes()).map_err(|e| e.to_string())?;
+        self.send(&wire).map_err(|e| e.to_string())?;
+        let reply = self.recv().ok_or("no reply: connection closed")?;
+        verify_response_to(&reply, request.code, &request.authenticator, SECRET.as_bytes(), true)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Relays one payment of `card` for `details`; the final reply.
+    pub fn pay(&mut self, card: &CardFile, details: &PaymentDetails) -> Result<(Packet, PaymentReply), String> {
+        let confirmation = Some(details.canonical());
+        let mut peer = e_card::peer::session(card, confirmation).map_err(|e| e.to_string())?;
+        let mut eap = peer.identity_response(0);
+        let mut state: Option<Vec<u8>> = None;
+        for round in 0..64 {
+            let id = self.next_id();
+            let mut p = eap_access_request_packet(id, &card.identity, &eap, state.as_deref());
+            p.attributes.extend(payment_attributes(details));
+            let reply = self.exchange(&p).map_err(|e| format!("round {round}: {e}"))?;
+            match reply.code {
+                Code::AccessChallenge => {
+                    let challenge = reply.eap_message().ok_or("Access-Challenge without EAP")?;
+                    state = reply.get(rfc::STATE).map(<[u8]>::to_vec);
+                    eap = match peer.handle(&challenge) {
+                        PeerEvent::Send(response) => response,
+                        other => return Err(format!("round {round}: the card has no answer ({other:?})")),
+                    };
+                }
+                Code::AccessAccept | Code::AccessReject => {
+                    let answer = PaymentReply::of(&reply);
+                    return Ok((reply, answer));
+                }
+                other => return Err(format!("round {round}: unexpected {other:?}")),
+            }
+        }
+        Err("no final answer after 64 rounds".into())
+    }
+}
