@@ -66,14 +66,20 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// Where the workspace binaries are: `EAPAY_BIN_DIR`, else the profile
-/// directory of this test executable (`target/debug/deps/x` -> `target/debug`).
+/// directory of this executable: a test's (`target/debug/deps/x` ->
+/// `target/debug`) or a workspace binary's that uses this harness
+/// (`target/debug/payment-schemes` -> `target/debug`).
 pub fn bin_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("EAPAY_BIN_DIR").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir);
     }
     let exe = std::env::current_exe().expect("current_exe");
-    let deps = exe.parent().expect("test executable has a directory");
-    deps.parent().unwrap_or(deps).to_path_buf()
+    let dir = exe.parent().expect("the executable has a directory");
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().unwrap_or(dir).to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
 }
 
 /// Path of a workspace binary; panics with instructions when it is missing.
