@@ -177,6 +177,25 @@ pub struct DiameterSection {
     pub duplicate_window_secs: u64,
     #[serde(default)]
     pub peers: Vec<DiameterPeer>,
+    /// Diameter over TLS (RFC 6733 §13); off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<DiameterTlsSection>,
+}
+
+/// `[diameter.tls]`: a second listener where TLS starts at once (RFC 6733
+/// §13.1, port 5658), mutual authentication; Inband-Security-Id stays 0.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiameterTlsSection {
+    #[serde(default = "default_diameter_tls_listen")]
+    pub listen: SocketAddr,
+    /// "1.3" (default) or "1.2".
+    #[serde(default = "default_radsec_min_version")]
+    pub min_version: String,
+}
+
+fn default_diameter_tls_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 5658))
 }
 
 fn default_watchdog() -> u64 {
@@ -206,6 +225,12 @@ pub struct DiameterPeer {
     /// The merchants this peer may act for.
     #[serde(default)]
     pub merchants: Vec<String>,
+    /// SHA-256 of the SubjectPublicKeyInfo of the peer's TLS certificate,
+    /// hex (`eapay-server terminal issue` prints it). A peer with a key
+    /// connects only over TLS presenting that key; one without, only over
+    /// plain TCP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_sha256: Option<String>,
 }
 
 /// `[ledger]`

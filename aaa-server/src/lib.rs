@@ -46,6 +46,7 @@ pub mod fsutil;
 pub mod identities;
 pub mod ledger;
 pub mod metrics;
+pub mod mtls;
 pub mod pki;
 pub mod radius;
 pub mod seal;

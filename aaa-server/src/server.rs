@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use openssl::ssl::SslAcceptor;
 use tokio::net::{TcpListener, UdpSocket};
 use tracing::info;
 
@@ -30,6 +31,8 @@ pub struct Server {
     acct: Arc<UdpSocket>,
     /// The Diameter front end, when `[diameter]` is configured.
     diameter: Option<(Arc<Diameter<SqlLedger>>, TcpListener)>,
+    /// Diameter over TLS, when `[diameter.tls]` is configured.
+    diameter_tls: Option<(Arc<SslAcceptor>, TcpListener)>,
     /// The metrics endpoint, when `[metrics]` is configured.
     metrics: Option<TcpListener>,
     /// RADIUS over TLS, when `[radius.tls]` is configured.
@@ -65,35 +68,30 @@ impl Server {
         ));
         let diameter = match &config.diameter {
             Some(section) => {
-                let listener = TcpListener::bind(section.listen)
-                    .await
-                    .map_err(|e| ServerError::Io { path: format!("bind {}", section.listen), error: e })?;
-                Some((Arc::new(Diameter::new(core.clone(), section, conversations(&config.eap))), listener))
+                let listener = listen(section.listen).await?;
+                Some((Arc::new(Diameter::new(core.clone(), section, conversations(&config.eap))?), listener))
+            }
+            None => None,
+        };
+        let diameter_tls = match config.diameter.as_ref().and_then(|d| d.tls.as_ref()) {
+            Some(section) => {
+                let acceptor = mutual_tls(config, "diameter.tls", &section.min_version)?;
+                Some((Arc::new(acceptor), listen(section.listen).await?))
             }
             None => None,
         };
         let metrics = match &config.metrics {
-            Some(section) => Some(
-                TcpListener::bind(section.listen)
-                    .await
-                    .map_err(|e| ServerError::Io { path: format!("bind {}", section.listen), error: e })?,
-            ),
+            Some(section) => Some(listen(section.listen).await?),
             None => None,
         };
         let radsec = match &config.radius.tls {
             Some(section) => {
-                let kek = Kek::load(&config.server.data_dir)?;
-                let identity = pki::server_identity(&config.server.data_dir, &kek, &config.server.realm)?;
-                let ca = pki::load_ca(&config.server.data_dir, &kek)?.cert_pem()?;
-                let radsec = Radsec::new(section, &identity.chain_pem, &identity.key_pem, ca.as_bytes())?;
-                let listener = TcpListener::bind(section.listen)
-                    .await
-                    .map_err(|e| ServerError::Io { path: format!("bind {}", section.listen), error: e })?;
-                Some((Arc::new(radsec), listener))
+                let acceptor = mutual_tls(config, "radius.tls", &section.min_version)?;
+                Some((Arc::new(Radsec::new(section, acceptor)?), listen(section.listen).await?))
             }
             None => None,
         };
-        Ok(Self { core, radius, auth, acct, diameter, metrics, radsec })
+        Ok(Self { core, radius, auth, acct, diameter, diameter_tls, metrics, radsec })
     }
 
     /// The bound authentication address.
@@ -127,6 +125,17 @@ impl Server {
         }
     }
 
+    /// The bound Diameter/TLS address, if served.
+    pub fn diameter_tls_addr(&self) -> Result<Option<SocketAddr>, ServerError> {
+        match &self.diameter_tls {
+            Some((_, listener)) => listener
+                .local_addr()
+                .map(Some)
+                .map_err(|e| ServerError::Io { path: "diameter tls socket".into(), error: e }),
+            None => Ok(None),
+        }
+    }
+
     /// The bound RADIUS/TLS address, if RadSec is served.
     pub fn radsec_addr(&self) -> Result<Option<SocketAddr>, ServerError> {
         match &self.radsec {
@@ -139,8 +148,8 @@ impl Server {
     }
 
     /// The lines scripts and tests wait for, on stdout: `listening metrics
-    /// ADDR`, `listening diameter ADDR` and `listening radius tls ADDR` (when
-    /// served), then `listening radius auth ADDR` and, last, `listening
+    /// ADDR`, `listening diameter ADDR`, `listening diameter tls ADDR` and
+    /// `listening radius tls ADDR` (when served), then `listening radius auth ADDR` and, last, `listening
     /// radius acct ADDR`.
     pub fn announce(&self) -> Result<(), ServerError> {
         use std::io::Write;
@@ -151,6 +160,9 @@ impl Server {
         }
         if let Some(addr) = self.diameter_addr()? {
             writeln!(out, "listening diameter {addr}").map_err(io)?;
+        }
+        if let Some(addr) = self.diameter_tls_addr()? {
+            writeln!(out, "listening diameter tls {addr}").map_err(io)?;
         }
         if let Some(addr) = self.radsec_addr()? {
             writeln!(out, "listening radius tls {addr}").map_err(io)?;
@@ -164,7 +176,14 @@ impl Server {
     pub async fn run(self) -> Result<(), ServerError> {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let diameter_front = self.diameter.as_ref().map(|(front, _)| front.clone());
-        let diameter = self.diameter.map(|(front, listener)| tokio::spawn(diameter::serve(listener, front, stopped)));
+        let diameter_tls = match (&diameter_front, self.diameter_tls) {
+            (Some(front), Some((acceptor, listener))) => {
+                Some(tokio::spawn(diameter::serve(listener, Some(acceptor), front.clone(), stopped.clone())))
+            }
+            _ => None,
+        };
+        let diameter =
+            self.diameter.map(|(front, listener)| tokio::spawn(diameter::serve(listener, None, front, stopped)));
         let auth = tokio::spawn(radius::serve(self.auth.clone(), Port::Auth, self.radius.clone()));
         let acct = tokio::spawn(radius::serve(self.acct.clone(), Port::Acct, self.radius.clone()));
         let radsec_front = self.radsec.as_ref().map(|(radsec, _)| radsec.clone());
@@ -205,6 +224,9 @@ impl Server {
         if let Some(diameter) = diameter {
             let _ = diameter.await;
         }
+        if let Some(diameter_tls) = diameter_tls {
+            let _ = diameter_tls.await;
+        }
         auth.abort();
         acct.abort();
         sweeper.abort();
@@ -229,6 +251,20 @@ impl Server {
         info!(counters = %counters.join(" "), "stopped");
         Ok(())
     }
+}
+
+async fn listen(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr).await.map_err(|e| ServerError::Io { path: format!("bind {addr}"), error: e })
+}
+
+/// The mutual-TLS context of a terminal-facing transport (`crate::mtls`):
+/// the issuer PKI's server certificate, terminals' certificates from its CA.
+fn mutual_tls(config: &Config, what: &str, min_version: &str) -> Result<SslAcceptor, ServerError> {
+    let data_dir = &config.server.data_dir;
+    let kek = Kek::load(data_dir)?;
+    let identity = pki::server_identity(data_dir, &kek, &config.server.realm)?;
+    let ca = pki::load_ca(data_dir, &kek)?.cert_pem()?;
+    crate::mtls::acceptor(what, &identity.chain_pem, &identity.key_pem, ca.as_bytes(), min_version)
 }
 
 /// An empty conversation table with the limits of `[eap]`.

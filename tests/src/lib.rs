@@ -339,6 +339,8 @@ pub struct Server {
     pub metrics: Option<SocketAddr>,
     /// RADIUS over TLS, when the test configures `[radius.tls]`.
     pub radsec: Option<SocketAddr>,
+    /// Diameter over TLS, when the test configures `[diameter.tls]`.
+    pub diameter_tls: Option<SocketAddr>,
     pub realm: String,
     pub secret: String,
     pub config: PathBuf,
@@ -406,6 +408,8 @@ struct Listening {
     metrics: Option<SocketAddr>,
     /// Likewise when `[radius.tls]` is.
     radsec: Option<SocketAddr>,
+    /// Likewise when `[diameter.tls]` is.
+    diameter_tls: Option<SocketAddr>,
 }
 
 /// Runs `serve --config CONFIG` until it prints both RADIUS listening lines
@@ -430,7 +434,8 @@ fn try_spawn_serve(
     let lines = spawn_line_reader(child.stdout.take().expect("stdout pipe"), stdout.clone());
 
     let deadline = Instant::now() + STARTUP_TIMEOUT;
-    let (mut auth, mut acct, mut diameter, mut metrics, mut radsec) = (None, None, None, None, None);
+    let (mut auth, mut acct, mut diameter, mut metrics, mut radsec, mut diameter_tls) =
+        (None, None, None, None, None, None);
     let failure = loop {
         if auth.is_some() && acct.is_some() {
             break None;
@@ -443,6 +448,7 @@ fn try_spawn_serve(
                 diameter = diameter.or_else(|| parse_listening(&line, "diameter"));
                 metrics = metrics.or_else(|| parse_listening(&line, "metrics"));
                 radsec = radsec.or_else(|| parse_listening(&line, "radius tls"));
+                diameter_tls = diameter_tls.or_else(|| parse_listening(&line, "diameter tls"));
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 break Some(format!("no `listening radius auth/acct` lines within {STARTUP_TIMEOUT:?}"));
@@ -467,7 +473,14 @@ fn try_spawn_serve(
     }
     Ok((
         child,
-        Listening { auth: auth.expect("auth address"), acct: acct.expect("acct address"), diameter, metrics, radsec },
+        Listening {
+            auth: auth.expect("auth address"),
+            acct: acct.expect("acct address"),
+            diameter,
+            metrics,
+            radsec,
+            diameter_tls,
+        },
     ))
 }
 
@@ -574,6 +587,7 @@ impl Server {
             diameter: listening.diameter,
             metrics: listening.metrics,
             radsec: listening.radsec,
+            diameter_tls: listening.diameter_tls,
             realm: realm.to_owned(),
             secret: secret.to_owned(),
             config,
@@ -631,6 +645,7 @@ impl Server {
         self.diameter = listening.diameter;
         self.metrics = listening.metrics;
         self.radsec = listening.radsec;
+        self.diameter_tls = listening.diameter_tls;
     }
 
     /// A scrape of the server's `/metrics`.

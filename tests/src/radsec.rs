@@ -10,8 +10,8 @@ use std::time::Duration;
 use aaa_proto::dictionary::rfc;
 use aaa_proto::payment::PaymentDetails;
 use aaa_proto::radius::{encode_request, verify_response_to, Code, Packet};
-use eap_methods::peer::PeerEvent;
 use e_card::card_file::CardFile;
+use eap_methods::peer::PeerEvent;
 use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslStream, SslVerifyMode};
 
 use crate::{eap_access_request_packet, payment_attributes, run_server_command, PaymentReply, Server};
@@ -108,15 +108,17 @@ impl RadsecConnection {
         config.set_verify_hostname(false);
         let mut stream = config.connect("aaa", tcp).map_err(|e| e.to_string())?;
         // TLS 1.3 sends the server's verdict on the client certificate after
-        // the handshake: read nothing, but let an alert surface now.
-        stream.get_ref().set_nonblocking(true).map_err(|e| e.to_string())?;
+        // the handshake: wait briefly for an alert so a refusal surfaces here
+        // (a refused connection is also caught by the first exchange).
+        stream.get_ref().set_read_timeout(Some(Duration::from_millis(200))).map_err(|e| e.to_string())?;
         let mut probe = [0u8; 1];
         let early = stream.ssl_read(&mut probe);
-        stream.get_ref().set_nonblocking(false).map_err(|e| e.to_string())?;
-        if let Err(e) = early {
-            if e.code() != openssl::ssl::ErrorCode::WANT_READ {
-                return Err(format!("closed after the handshake: {e}"));
-            }
+        stream.get_ref().set_read_timeout(Some(Duration::from_secs(15))).map_err(|e| e.to_string())?;
+        match early {
+            Ok(_) => return Err("the server sent data unasked".into()),
+            Err(e) if e.code() == openssl::ssl::ErrorCode::WANT_READ => {}
+            Err(e) if e.io_error().is_some_and(|io| io.kind() == std::io::ErrorKind::WouldBlock) => {}
+            Err(e) => return Err(format!("closed after the handshake: {e}")),
         }
         Ok(Self { stream, next_id: rand::random() })
     }

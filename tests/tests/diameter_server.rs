@@ -12,8 +12,12 @@ use eapay_tests::{section, Server};
 
 const TERMINAL: &str = "demo-terminal.issuer.test";
 
+/// A byte stream to the server: plain TCP or TLS.
+trait Stream: Read + Write {}
+impl<T: Read + Write> Stream for T {}
+
 struct Connection {
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     next_id: u32,
 }
 
@@ -22,7 +26,7 @@ impl Connection {
         let addr: SocketAddr = server.diameter.expect("the server listens for Diameter");
         let stream = TcpStream::connect(addr).expect("connect to the Diameter port");
         stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        Connection { stream, next_id: 1 }
+        Connection { stream: Box::new(stream), next_id: 1 }
     }
 
     /// A connection whose capabilities exchange succeeded.
@@ -338,9 +342,9 @@ fn a_connection_from_no_peers_address_is_closed_unread() {
         peers[0].as_table_mut().expect("peer").insert("address".into(), "127.0.0.9".into());
     });
     let addr = server.diameter.expect("Diameter");
-    let mut c = Connection { stream: connect_from("127.0.0.1:0", addr), next_id: 1 };
+    let mut c = Connection { stream: Box::new(connect_from("127.0.0.1:0", addr)), next_id: 1 };
     c.assert_closed();
-    let mut ok = Connection { stream: connect_from("127.0.0.9:0", addr), next_id: 1 };
+    let mut ok = Connection { stream: Box::new(connect_from("127.0.0.9:0", addr)), next_id: 1 };
     let cer = ok.cer(TERMINAL);
     let cea = ok.ask(cer).expect("CEA");
     assert_eq!(cea.result_code(), Some(ResultCode::Success.value()), "the peer's own address is served");
@@ -367,9 +371,9 @@ fn one_address_holds_at_most_its_share_of_connections() {
         assert!(std::time::Instant::now() < deadline, "the 16 connections were not accepted");
         std::thread::sleep(Duration::from_millis(10));
     }
-    let mut over = Connection { stream: connect_from("127.0.0.5:0", addr), next_id: 1 };
+    let mut over = Connection { stream: Box::new(connect_from("127.0.0.5:0", addr)), next_id: 1 };
     over.assert_closed();
-    let mut other = Connection { stream: connect_from("127.0.0.6:0", addr), next_id: 1 };
+    let mut other = Connection { stream: Box::new(connect_from("127.0.0.6:0", addr)), next_id: 1 };
     let cer = other.cer(TERMINAL);
     let cea = other.ask(cer).expect("CEA");
     assert_eq!(cea.result_code(), Some(ResultCode::Success.value()), "another address is served");
@@ -381,7 +385,7 @@ fn one_address_holds_at_most_its_share_of_connections() {
         assert!(std::time::Instant::now() < deadline, "the stalled connections were not closed");
         std::thread::sleep(Duration::from_millis(10));
     }
-    let mut again = Connection { stream: connect_from("127.0.0.5:0", addr), next_id: 1 };
+    let mut again = Connection { stream: Box::new(connect_from("127.0.0.5:0", addr)), next_id: 1 };
     let cer = again.cer(TERMINAL);
     let cea = again.ask(cer).expect("CEA");
     assert_eq!(cea.result_code(), Some(ResultCode::Success.value()), "the address may connect again");
@@ -419,5 +423,90 @@ fn a_lost_session_whose_payment_is_approved_gets_3004_not_a_decline() {
     let der = der_for(&mut c, "lost;1;2", &unknown);
     let answer = c.ask(der).expect("an answer");
     assert_eq!(answer.result_code(), Some(ResultCode::UnknownSessionId.value()), "{answer:?}");
+    server.assert_running();
+}
+
+/// Diameter over TLS (RFC 6733 §13, issue 17 part 2): `[diameter.tls]` and
+/// the demo peer registered by the key of a terminal certificate.
+fn server_with_tls_peer() -> (Server, eapay_tests::radsec::TerminalCredential) {
+    let mut server = Server::start_default();
+    let cred = server.issue_terminal("relay-tls", &[]);
+    let key = cred.key_sha256.clone();
+    eapay_tests::edit_toml(&server.config, |config| {
+        let diameter = section(config, "diameter");
+        let mut tls = toml::Table::new();
+        tls.insert("listen".into(), "127.0.0.1:0".into());
+        diameter.insert("tls".into(), toml::Value::Table(tls));
+        let peers = diameter.get_mut("peers").and_then(|p| p.as_array_mut()).expect("[[diameter.peers]]");
+        peers[0].as_table_mut().expect("peer").insert("key_sha256".into(), key.into());
+    });
+    server.kill9();
+    server.restart();
+    (server, cred)
+}
+
+/// A TLS connection to the Diameter/TLS port with `cert`/`key`.
+fn open_tls(server: &Server, cert: &std::path::Path, key: &std::path::Path) -> Result<Connection, String> {
+    let addr = server.diameter_tls.expect("the server announces its Diameter/TLS address");
+    let mut b =
+        openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls_client()).map_err(|e| e.to_string())?;
+    b.set_certificate_chain_file(cert).map_err(|e| e.to_string())?;
+    b.set_private_key_file(key, openssl::ssl::SslFiletype::PEM).map_err(|e| e.to_string())?;
+    b.set_ca_file(server.ca_pem()).map_err(|e| e.to_string())?;
+    let tcp = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
+    let stream = b.build().configure().map_err(|e| e.to_string())?.verify_hostname(false).connect("aaa", tcp);
+    Ok(Connection { stream: Box::new(stream.map_err(|e| e.to_string())?), next_id: 1 })
+}
+
+/// The registered peer opens over TLS (CEA 2001) and its DER is answered
+/// there; over plain TCP the same peer is unknown (3010): a registered key
+/// means TLS only.
+#[test]
+fn a_peer_with_a_registered_key_talks_over_tls_only() {
+    let (server, cred) = server_with_tls_peer();
+    let mut c = open_tls(&server, &cred.cert, &cred.key).expect("TLS handshake");
+    let cer = c.cer(TERMINAL);
+    let cea = c.ask(cer).expect("CEA over TLS");
+    assert_eq!(cea.result_code(), Some(ResultCode::Success.value()), "{cea:?}");
+    let identity = eapay_tests::eap_identity_response(0, "0unknown@issuer.test");
+    let der = c.der("tls;1;1", &identity);
+    let dea = c.ask(der).expect("DEA over TLS");
+    assert!(dea.result_code().is_some(), "the DER is answered over TLS: {dea:?}");
+
+    let mut plain = Connection::open(&server);
+    let cer = plain.cer(TERMINAL);
+    let cea = plain.ask(cer).expect("CEA");
+    assert_eq!(cea.result_code(), Some(ResultCode::UnknownPeer.value()), "plain TCP for a TLS peer: {cea:?}");
+}
+
+/// Over TLS, a valid certificate whose key no peer registers (a card's,
+/// from the same CA) gets 3010; an expired one, and plain Diameter on the
+/// TLS port, fail the handshake and are counted.
+#[test]
+fn tls_peers_are_known_by_their_key() {
+    let (server, _) = server_with_tls_peer();
+    let other = server.issue_terminal("not-registered", &[]);
+    let mut c = open_tls(&server, &other.cert, &other.key).expect("a valid certificate completes the handshake");
+    let cer = c.cer(TERMINAL);
+    match c.ask(cer) {
+        Some(cea) => assert_eq!(cea.result_code(), Some(ResultCode::UnknownPeer.value()), "{cea:?}"),
+        None => panic!("no CEA for an unregistered key"),
+    }
+
+    let expired = server.issue_terminal("expired", &["--expires", "2020-01"]);
+    if let Ok(mut c) = open_tls(&server, &expired.cert, &expired.key) {
+        // TLS 1.3: the client learns of the refusal only when it next reads.
+        let cer = c.cer(TERMINAL).encode().expect("encode");
+        let served = c.stream.write_all(&cer).is_ok() && c.recv().is_some();
+        assert!(!served, "an expired certificate was served");
+    }
+    let addr = server.diameter_tls.expect("Diameter/TLS");
+    let mut plain = Connection { stream: Box::new(TcpStream::connect(addr).unwrap()), next_id: 1 };
+    let cer = plain.cer(TERMINAL).encode().expect("encode");
+    let _ = plain.stream.write_all(&cer);
+    plain.assert_closed();
+    let refused = server.scrape().count("eapay_diameter_tls_refused_total");
+    assert!(refused >= 2, "expired and plain handshakes counted: {refused}");
     server.assert_running();
 }

@@ -9,8 +9,7 @@ use std::time::Instant;
 use aaa_proto::diameter::message::Message;
 use aaa_proto::diameter::peer::{Action, Peer as PeerMachine, PeerConfig};
 use aaa_proto::dictionary::diameter::{DisconnectCause, ResultCode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tracing::{debug, info};
 
@@ -19,6 +18,7 @@ use super::peers::Peer;
 use super::Diameter;
 use crate::core::counters::bump;
 use crate::ledger::Ledger;
+use crate::mtls::KeyDigest;
 
 /// Requests of one connection processed at once; beyond this the peer gets
 /// 3004 DIAMETER_TOO_BUSY and may send elsewhere.
@@ -26,26 +26,29 @@ const MAX_IN_FLIGHT: usize = 1024;
 /// Answers gathered into one write at most.
 const MAX_BATCH: usize = 256;
 
-/// Serves `stream` until the peer or the server ends it.
-pub async fn run<L: Ledger>(
+/// Serves `stream` (plain TCP, or TLS whose peer certificate carried
+/// `tls_key`) until the peer or the server ends it; `local` is the address
+/// the peer reached.
+pub async fn run<L: Ledger, S: AsyncRead + AsyncWrite + Send + 'static>(
     front: Arc<Diameter<L>>,
-    stream: TcpStream,
+    stream: S,
     remote: SocketAddr,
+    local: Option<SocketAddr>,
+    tls_key: Option<KeyDigest>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let _ = stream.set_nodelay(true);
     // Host-IP-Address: the address the peer reached us on.
     let mut config: PeerConfig = (*front.peer_config).clone();
-    if let Ok(local) = stream.local_addr() {
+    if let Some(local) = local {
         config.local.host_ip_addresses = vec![local.ip()];
     }
     let known = {
         let front = front.clone();
-        Box::new(move |host: &str, _realm: &str| front.peers.find(host, remote.ip()).is_some())
+        Box::new(move |host: &str, _realm: &str| front.peers.find_on(host, remote.ip(), tls_key.as_ref()).is_some())
     };
     let write_deadline = config.timers.tw;
     let mut machine = PeerMachine::responder(Arc::new(config), known, Instant::now(), rand::random());
-    let (mut reader, mut writer) = stream.into_split();
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let (answers, mut answered) = mpsc::channel::<Arc<Message>>(64);
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut peer: Option<Peer> = None;
@@ -93,7 +96,7 @@ pub async fn run<L: Ledger>(
             match action {
                 Action::Send(bytes) => out.extend_from_slice(&bytes),
                 Action::Open(who) => {
-                    peer = front.peers.find(&who.origin_host, remote.ip()).cloned();
+                    peer = front.peers.find_on(&who.origin_host, remote.ip(), tls_key.as_ref()).cloned();
                     info!(%remote, origin_host = %who.origin_host, product = %who.product_name, "Diameter peer open");
                 }
                 Action::Deliver(message) if message.is_request() => {

@@ -38,8 +38,10 @@ use std::time::Duration;
 use aaa_proto::diameter::message::{Limits, Message};
 use aaa_proto::diameter::peer::{LocalPeer, PeerConfig, Timers};
 use aaa_proto::dictionary::diameter::application;
+use openssl::ssl::{Ssl, SslAcceptor};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_openssl::SslStream;
 use tracing::{debug, warn};
 
 use crate::config::DiameterSection;
@@ -47,7 +49,9 @@ use crate::core::counters::{bump, LogLimiter};
 use crate::core::duplicates::DuplicateCache;
 use crate::core::{Conversations, Core};
 use crate::counters;
+use crate::error::ServerError;
 use crate::ledger::Ledger;
+use crate::mtls::{self, KeyDigest};
 use peers::Peers;
 
 /// A conversation is found by Session-Id and the Origin-Host of the
@@ -59,6 +63,8 @@ pub type RequestKey = (u32, String);
 
 /// Connections served at once; beyond this, new ones are closed at once.
 const MAX_CONNECTIONS: usize = 1024;
+/// A TLS handshake must be over within this.
+const TLS_HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
 /// Connections from one address at once. A terminal or relay needs one (a
 /// few while it fails over); more is a peer that opens and stalls.
 pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 16;
@@ -74,6 +80,7 @@ counters!(
         diameter_protocol_errors,
         diameter_closed,
         diameter_connections_refused,
+        diameter_tls_refused,
     }
 );
 
@@ -94,7 +101,11 @@ pub struct Diameter<L> {
 
 impl<L: Ledger> Diameter<L> {
     /// A front end for `section` over `core`; `conversations` is its own table.
-    pub fn new(core: Arc<Core<L>>, section: &DiameterSection, conversations: Conversations<SessionKey>) -> Self {
+    pub fn new(
+        core: Arc<Core<L>>,
+        section: &DiameterSection,
+        conversations: Conversations<SessionKey>,
+    ) -> Result<Self, ServerError> {
         let local = LocalPeer {
             origin_host: section.origin_host.clone(),
             origin_realm: section.origin_realm.clone(),
@@ -113,16 +124,16 @@ impl<L: Ledger> Diameter<L> {
             ..Timers::default()
         };
         let limits = Limits { max_message: section.max_message, ..Limits::default() };
-        Self {
+        Ok(Self {
             core,
-            peers: Peers::new(&section.peers),
+            peers: Peers::new(&section.peers)?,
             conversations,
             duplicates: DuplicateCache::new(Duration::from_secs(section.duplicate_window_secs), 1 << 20),
             counters: DiameterCounters::default(),
             peer_config: Arc::new(PeerConfig { local, timers, limits }),
             logs: LogLimiter::new(Duration::from_secs(10)),
             connections: std::sync::Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     /// Admits a new connection from `source`, or says why not: only the
@@ -179,6 +190,23 @@ impl<L> Drop for ConnectionSlot<L> {
     }
 }
 
+/// The server side of a TLS handshake within [`TLS_HANDSHAKE_DEADLINE`]:
+/// the stream and the digest of the key the peer's certificate carries.
+async fn handshake(
+    acceptor: &SslAcceptor,
+    stream: tokio::net::TcpStream,
+) -> Result<(SslStream<tokio::net::TcpStream>, KeyDigest), String> {
+    let ssl = Ssl::new(acceptor.context()).map_err(|e| e.to_string())?;
+    let mut tls = SslStream::new(ssl, stream).map_err(|e| e.to_string())?;
+    match tokio::time::timeout(TLS_HANDSHAKE_DEADLINE, std::pin::Pin::new(&mut tls).accept()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e.to_string()),
+        Err(_) => return Err("handshake timed out".into()),
+    }
+    let key = mtls::peer_key(tls.ssl()).ok_or("no peer certificate")?;
+    Ok((tls, key))
+}
+
 /// Origin-State-Id (RFC 6733 §8.16): changes whenever the server restarts,
 /// so peers learn that its state was lost. The start time serves.
 fn origin_state_id() -> u32 {
@@ -187,8 +215,16 @@ fn origin_state_id() -> u32 {
 }
 
 /// Accepts connections until `shutdown` turns true, then lets each
-/// connection say goodbye (DPR) before returning.
-pub async fn serve<L: Ledger>(listener: TcpListener, front: Arc<Diameter<L>>, shutdown: watch::Receiver<bool>) {
+/// connection say goodbye (DPR) before returning. With `tls`, each
+/// connection starts with a TLS handshake (RFC 6733 §13.1: a port where TLS
+/// starts at once) and its peer is checked against the key of its
+/// certificate as well as its CER.
+pub async fn serve<L: Ledger>(
+    listener: TcpListener,
+    tls: Option<Arc<SslAcceptor>>,
+    front: Arc<Diameter<L>>,
+    shutdown: watch::Receiver<bool>,
+) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut tasks = tokio::task::JoinSet::new();
     let mut stop = shutdown.clone();
@@ -214,9 +250,24 @@ pub async fn serve<L: Ledger>(listener: TcpListener, front: Arc<Diameter<L>>, sh
                     }
                 };
                 bump(&front.counters.diameter_connections);
-                let (front, shutdown) = (front.clone(), shutdown.clone());
+                let (front, shutdown, tls) = (front.clone(), shutdown.clone(), tls.clone());
                 tasks.spawn(async move {
-                    connection::run(front, stream, remote, shutdown).await;
+                    let _ = stream.set_nodelay(true);
+                    let local = stream.local_addr().ok();
+                    match tls {
+                        None => connection::run(front.clone(), stream, remote, local, None, shutdown).await,
+                        Some(acceptor) => match handshake(&acceptor, stream).await {
+                            Ok((stream, key)) => {
+                                connection::run(front.clone(), stream, remote, local, Some(key), shutdown).await
+                            }
+                            Err(why) => {
+                                bump(&front.counters.diameter_tls_refused);
+                                if front.logs.allow(remote.ip(), "diameter tls") {
+                                    warn!(%remote, why, "Diameter/TLS handshake refused");
+                                }
+                            }
+                        },
+                    }
                     drop(place);
                     drop(slot);
                 });

@@ -7,6 +7,8 @@
 use std::net::IpAddr;
 
 use crate::config::DiameterPeer;
+use crate::error::ServerError;
+use crate::mtls::{self, KeyDigest};
 
 /// A peer as the request path needs it.
 #[derive(Debug, Clone)]
@@ -16,6 +18,8 @@ pub struct Peer {
     pub origin_host: String,
     pub merchants: Vec<String>,
     net: ipnet::IpNet,
+    /// The key its TLS certificate must carry; `None`: plain TCP only.
+    key: Option<KeyDigest>,
 }
 
 /// The configured peers.
@@ -24,24 +28,38 @@ pub struct Peers(Vec<Peer>);
 
 impl Peers {
     /// From the configuration.
-    pub fn new(config: &[DiameterPeer]) -> Self {
-        Self(
-            config
-                .iter()
-                .map(|p| Peer {
+    pub fn new(config: &[DiameterPeer]) -> Result<Self, ServerError> {
+        let peers = config
+            .iter()
+            .map(|p| {
+                let key = match &p.key_sha256 {
+                    Some(hex) => Some(mtls::parse_key(&format!("diameter.peers {}", p.name), hex)?),
+                    None => None,
+                };
+                Ok(Peer {
                     name: p.name.clone(),
                     origin_host: p.origin_host.clone(),
                     merchants: p.merchants.clone(),
                     net: p.address,
+                    key,
                 })
-                .collect(),
-        )
+            })
+            .collect::<Result<_, ServerError>>()?;
+        Ok(Self(peers))
     }
 
     /// True if some peer may connect from `source`.
     pub fn admits(&self, source: IpAddr) -> bool {
         let source = unmapped(source);
         self.0.iter().any(|p| p.net.contains(&source))
+    }
+
+    /// The peer whose CER said `origin_host`, if it may connect from `source`
+    /// over a connection whose TLS certificate carried `key` (`None`: plain
+    /// TCP): a peer with a registered key only over TLS with that key, one
+    /// without only over plain TCP.
+    pub fn find_on(&self, origin_host: &str, source: IpAddr, key: Option<&KeyDigest>) -> Option<&Peer> {
+        self.find(origin_host, source).filter(|p| p.key.as_ref() == key)
     }
 
     /// The peer whose CER said `origin_host`, if it may connect from `source`.
@@ -71,12 +89,32 @@ mod tests {
             origin_host: "t1.issuer.test".into(),
             address: "127.0.0.0/8".parse().unwrap(),
             merchants: vec!["M1".into()],
-        }]);
+            key_sha256: None,
+        }])
+        .unwrap();
         let local: IpAddr = "127.0.0.1".parse().unwrap();
         assert_eq!(peers.find("T1.Issuer.Test", local).map(|p| p.name.as_str()), Some("t1"));
         assert!(peers.find("t2.issuer.test", local).is_none());
         assert!(peers.find("t1.issuer.test", "10.0.0.1".parse().unwrap()).is_none());
         assert!(peers.admits(local) && peers.admits("::ffff:127.0.0.9".parse().unwrap()));
         assert!(!peers.admits("10.0.0.1".parse().unwrap()));
+        assert!(peers.find_on("t1.issuer.test", local, None).is_some(), "no key: plain TCP");
+        assert!(peers.find_on("t1.issuer.test", local, Some(&[7; 32])).is_none(), "no key: not over TLS");
+    }
+
+    #[test]
+    fn a_peer_with_a_key_connects_only_over_tls_with_that_key() {
+        let peers = Peers::new(&[DiameterPeer {
+            name: "relay".into(),
+            origin_host: "relay.issuer.test".into(),
+            address: "127.0.0.1/32".parse().unwrap(),
+            merchants: vec![],
+            key_sha256: Some("07".repeat(32)),
+        }])
+        .unwrap();
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        assert!(peers.find_on("relay.issuer.test", local, Some(&[7; 32])).is_some());
+        assert!(peers.find_on("relay.issuer.test", local, Some(&[8; 32])).is_none(), "another key");
+        assert!(peers.find_on("relay.issuer.test", local, None).is_none(), "plain TCP");
     }
 }

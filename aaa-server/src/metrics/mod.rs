@@ -107,6 +107,11 @@ fn diameter(m: &mut Exposition, d: &Diameter<SqlLedger>) {
         "Diameter connections closed unread: from an address of no configured peer, over the per-address cap, or over the server's cap.",
         load(&c.diameter_connections_refused),
     );
+    m.counter(
+        "eapay_diameter_tls_refused_total",
+        "Diameter/TLS connections whose handshake failed (no, expired or foreign certificate; plain Diameter).",
+        load(&c.diameter_tls_refused),
+    );
     m.counter("eapay_diameter_requests_total", "Diameter requests received.", load(&c.diameter_requests));
     m.counter("eapay_diameter_answers_total", "Diameter answers sent.", load(&c.diameter_answers));
     m.counter(

@@ -29,9 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aaa_proto::radius;
-use openssl::ssl::{Ssl, SslAcceptor, SslMethod, SslVerifyMode, SslVersion};
-use openssl::x509::X509;
-use sha2::{Digest, Sha256};
+use openssl::ssl::{Ssl, SslAcceptor};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
@@ -45,6 +43,7 @@ use crate::core::counters::bump;
 use crate::counters;
 use crate::error::ServerError;
 use crate::ledger::Ledger;
+use crate::mtls;
 
 /// The shared secret of RADIUS over TLS (RFC 6614 §2.3).
 pub const SECRET: &[u8] = b"radsec";
@@ -76,60 +75,33 @@ counters!(
 /// terminals by key.
 pub struct Radsec {
     acceptor: SslAcceptor,
-    clients: Vec<([u8; 32], Client)>,
+    clients: Vec<(mtls::KeyDigest, Client)>,
     idle: Duration,
     pub counters: RadsecCounters,
 }
 
 impl Radsec {
-    /// From `[radius.tls]`, the server's certificate chain and key (PEM) and
-    /// the issuer CA (PEM) that terminal certificates must chain to.
-    pub fn new(section: &RadsecSection, chain_pem: &[u8], key_pem: &[u8], ca_pem: &[u8]) -> Result<Self, ServerError> {
-        let tls = |e: openssl::error::ErrorStack| ServerError::Config(format!("radius.tls: {e}"));
-        let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).map_err(tls)?;
-        let min = if section.min_version == "1.2" { SslVersion::TLS1_2 } else { SslVersion::TLS1_3 };
-        b.set_min_proto_version(Some(min)).map_err(tls)?;
-        let mut chain = X509::stack_from_pem(chain_pem).map_err(tls)?.into_iter();
-        let leaf = chain.next().ok_or_else(|| ServerError::Config("radius.tls: empty server chain".into()))?;
-        b.set_certificate(&leaf).map_err(tls)?;
-        for extra in chain {
-            b.add_extra_chain_cert(extra).map_err(tls)?;
-        }
-        let key = openssl::pkey::PKey::private_key_from_pem(key_pem).map_err(tls)?;
-        b.set_private_key(&key).map_err(tls)?;
-        b.check_private_key().map_err(tls)?;
-        let store = b.cert_store_mut();
-        for ca in X509::stack_from_pem(ca_pem).map_err(tls)? {
-            store.add_cert(ca).map_err(tls)?;
-        }
-        b.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
-        // Sessions are cheap to redo on a long-lived connection, and a
-        // resumed session would skip the client's certificate.
-        b.set_session_cache_mode(openssl::ssl::SslSessionCacheMode::OFF);
-        b.set_options(openssl::ssl::SslOptions::NO_TICKET);
+    /// From `[radius.tls]` and its TLS context (`crate::mtls::acceptor`).
+    pub fn new(section: &RadsecSection, acceptor: SslAcceptor) -> Result<Self, ServerError> {
         let clients = section
             .clients
             .iter()
             .map(|c| {
-                let mut key = [0u8; 32];
-                hex::decode_to_slice(&c.key_sha256, &mut key).map_err(|_| {
-                    ServerError::Config(format!("radius.tls.clients {}: key_sha256 is not 64 hex digits", c.name))
-                })?;
+                let key = mtls::parse_key(&format!("radius.tls.clients {}", c.name), &c.key_sha256)?;
                 Ok((key, Client::radsec(&c.name, &c.merchants)))
             })
             .collect::<Result<_, ServerError>>()?;
         Ok(Self {
-            acceptor: b.build(),
+            acceptor,
             clients,
             idle: Duration::from_secs(section.idle_timeout_secs),
             counters: RadsecCounters::default(),
         })
     }
 
-    /// The terminal whose certificate carries this key, if registered.
-    fn client_for(&self, cert: &openssl::x509::X509Ref) -> Option<&Client> {
-        let spki = cert.public_key().and_then(|k| k.public_key_to_der()).ok()?;
-        let digest: [u8; 32] = Sha256::digest(&spki).into();
+    /// The terminal whose certificate carries the peer's key, if registered.
+    fn client_for(&self, ssl: &openssl::ssl::SslRef) -> Option<&Client> {
+        let digest = mtls::peer_key(ssl)?;
         // Keys are public: a plain comparison leaks nothing worth a constant-time one.
         self.clients.iter().find(|(key, _)| *key == digest).map(|(_, client)| client)
     }
@@ -183,7 +155,7 @@ async fn connection<L: Ledger>(radsec: &Arc<Radsec>, shared: &Arc<Radius<L>>, st
         }
         Err(_) => return radsec.close(&radsec.counters.radsec_refused_handshake, remote, "handshake timed out"),
     }
-    let client = match tls.ssl().peer_certificate().as_deref().and_then(|cert| radsec.client_for(cert)) {
+    let client = match radsec.client_for(tls.ssl()) {
         Some(client) => client.clone(),
         None => {
             bump(&radsec.counters.radsec_refused_certificate);
