@@ -71,18 +71,20 @@ fn card_hash(pan: &[u8], exp: &[u8]) -> [u8; 32] {
     Sha256::new().chain_update(pan).chain_update(exp).finalize().into()
 }
 
-fn ovcn(
-    mk: &[u8],
-    pin: &[u8],
-    client: &[u8],
+/// The payment information σ the OVCN module MACs.
+struct Sigma<'a> {
+    client: &'a [u8],
     ts: u64,
     counter: u64,
-    card: &[u8; 32],
-    item: &[u8],
+    card: &'a [u8; 32],
+    item: &'a [u8],
     amount: u64,
-) -> String {
+}
+
+fn ovcn(mk: &[u8], pin: &[u8], sigma: &Sigma<'_>) -> String {
     let k = Sha256::new().chain_update(mk).chain_update(pin).finalize();
     let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&k) else { return String::new() };
+    let Sigma { client, ts, counter, card, item, amount } = *sigma;
     for part in [client, &ts.to_be_bytes(), &counter.to_be_bytes(), card, item, &amount.to_be_bytes()] {
         mac.update(&(part.len() as u32).to_be_bytes());
         mac.update(part);
@@ -102,16 +104,16 @@ impl Scheme for Ovcn {
         let mut wire = Wire::new(terminal);
         self.holder_counter += 1;
         let ts = self.now_ms;
-        let value = ovcn(
-            &self.mk,
-            self.pin.as_bytes(),
-            self.client.as_bytes(),
+        let card = self.card_hash();
+        let sigma = Sigma {
+            client: self.client.as_bytes(),
             ts,
-            self.holder_counter,
-            &self.card_hash(),
-            agreed.item.as_bytes(),
-            agreed.amount,
-        );
+            counter: self.holder_counter,
+            card: &card,
+            item: agreed.item.as_bytes(),
+            amount: agreed.amount,
+        };
+        let value = ovcn(&self.mk, self.pin.as_bytes(), &sigma);
         let v_card = format!("{VCC_CODE}{}{value}", self.user_code);
         // Typed into the issuer's payment pop-up, which the merchant's page hosts.
         let payment = Message::new(Party::Holder, Party::Merchant, "payment")
@@ -239,7 +241,10 @@ impl Ovcn {
         }
         let card = self.card_hash();
         (self.centre_counter + 1..=self.centre_counter + LOOK_AHEAD)
-            .find(|&c| ovcn(&self.mk, self.pin.as_bytes(), client, ts, c, &card, item, amount) == v_card[10..])
+            .find(|&counter| {
+                let sigma = Sigma { client, ts, counter, card: &card, item, amount };
+                ovcn(&self.mk, self.pin.as_bytes(), &sigma) == v_card[10..]
+            })
             .map(|c| (amount, c))
             .ok_or("OVCN does not match any expected counter")
     }

@@ -328,7 +328,7 @@ pub fn brute_force_unkeyed(budget: Duration, known: usize) -> BruteForce {
             break;
         }
         hashes += 1;
-        if hashes % 4096 == 0 && start.elapsed() >= budget {
+        if hashes.is_multiple_of(4096) && start.elapsed() >= budget {
             break;
         }
     }

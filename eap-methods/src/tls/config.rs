@@ -379,9 +379,12 @@ impl Observed {
     }
 }
 
+/// A connection's slot for the session its handshake produced (DER).
+type SessionSlot = Index<Ssl, Arc<Mutex<Option<Vec<u8>>>>>;
+
 /// Where the context's new-session callback finds its connection's slot.
-fn session_slot() -> Result<Index<Ssl, Arc<Mutex<Option<Vec<u8>>>>>, EapError> {
-    static SLOT: OnceLock<Result<Index<Ssl, Arc<Mutex<Option<Vec<u8>>>>>, String>> = OnceLock::new();
+fn session_slot() -> Result<SessionSlot, EapError> {
+    static SLOT: OnceLock<Result<SessionSlot, String>> = OnceLock::new();
     SLOT.get_or_init(|| Ssl::new_ex_index().map_err(|e| e.to_string()))
         .clone()
         .map_err(|e| EapError::TlsConfig(format!("OpenSSL ex_data index: {e}")))
