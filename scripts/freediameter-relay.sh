@@ -8,7 +8,8 @@
 #   scripts/freediameter-relay.sh --run-dir D --port P --server HOST:PORT \
 #       [--identity relay.issuer.test] [--realm issuer.test] \
 #       [--server-host aaa.issuer.test] [--client-host demo-terminal.issuer.test ...] \
-#       [--tw SECONDS] [--dump compact|tree]
+#       [--tw SECONDS] [--dump compact|tree] \
+#       [--tls-cert F --tls-key F --tls-ca F]
 #   scripts/freediameter-relay.sh --stop --run-dir D
 #
 # Writes D/freeDiameter.conf (and D/rt_default.conf, D/acl_wl.conf) and starts
@@ -26,6 +27,23 @@
 #     HOST; Port = PORT; No_TLS; }`, HOST numeric; TcTimer 2 s between
 #     attempts) and routes the realm there (rt_default:
 #     `dr="REALM" : "SERVER-HOST" += 100;`);
+#   - with --tls-cert/--tls-key/--tls-ca (all three), connects to
+#     eapay-server over Diameter/TLS instead (RFC 6733 §13.1: TLS from the
+#     first octet, so --server is the server's [diameter.tls] port): the
+#     ConnectPeer loses No_TLS (freeDiameter 1.2.1 then handshakes at once;
+#     TLS_old_method would be the RFC 3588 upgrade after CER), and the
+#     daemon gets `TLS_Cred = "CERT" , "KEY"; TLS_CA = "CA";`. freeDiameter
+#     sends no Inband-Security-Id on a TLS connection and checks that:
+#       * its own certificate chains to CA and names --identity (at
+#         start-up: it exits otherwise). GnuTLS reads that name from a
+#         subjectAltName dNSName, or from the CN only if the certificate
+#         may serve TLS servers: a clientAuth-only certificate needs the
+#         dNSName (`eapay-server terminal issue --name IDENTITY` writes it);
+#       * the server's certificate chains to CA and names --server-host
+#         (the ConnectPeer name, also sent as SNI): eapay-server's
+#         server.pem names aaa.REALM, its Origin-Host.
+#     GnuTLS's "NORMAL" priority (TLS 1.3 and 1.2) is kept. The terminals'
+#     side stays clear TCP (`SecPort = 0;`: no TLS listener);
 #   - accepts clear-TCP connections from each --client-host (acl_wl
 #     `ALLOW_IPSEC HOST`: no in-band TLS); anyone else gets CEA 3010;
 #   - advertises the relay application (Auth-Application-Id 0xffffffff) in its
@@ -42,7 +60,7 @@
 # relay's log says so) and port P accepts connections (freeDiameter 1.2.1
 # sometimes waits a random 0-4 s before its first connection attempt, so
 # this takes 0.1 to 5 s; it gives up after 15 s, or at once if the server
-# refuses the relay's CER), printing on stdout:
+# refuses the relay's CER or the TLS handshake fails), printing on stdout:
 #   freediameter pid PID
 #   listening diameter 127.0.0.1:P
 #   run dir D
@@ -64,7 +82,7 @@ die() {
 }
 
 RUN_DIR= PORT= IDENTITY=relay.issuer.test REALM=issuer.test SERVER_HOST=aaa.issuer.test SERVER=
-CLIENT_HOSTS=() TW=30 STOP=0 DUMP=compact
+CLIENT_HOSTS=() TW=30 STOP=0 DUMP=compact TLS_CERT= TLS_KEY= TLS_CA=
 while [[ $# -gt 0 ]]; do
     case $1 in
     --run-dir) RUN_DIR=${2:-}; shift 2 || die "--run-dir needs a directory" ;;
@@ -76,6 +94,9 @@ while [[ $# -gt 0 ]]; do
     --client-host) CLIENT_HOSTS+=("${2:-}"); shift 2 || die "--client-host needs a host name" ;;
     --tw) TW=${2:-}; shift 2 || die "--tw needs a number of seconds" ;;
     --dump) DUMP=${2:-}; shift 2 || die "--dump needs compact or tree" ;;
+    --tls-cert) TLS_CERT=${2:-}; shift 2 || die "--tls-cert needs a PEM file" ;;
+    --tls-key) TLS_KEY=${2:-}; shift 2 || die "--tls-key needs a PEM file" ;;
+    --tls-ca) TLS_CA=${2:-}; shift 2 || die "--tls-ca needs a PEM file" ;;
     --stop) STOP=1; shift ;;
     -h | --help) sed -n '2,/^set -Eeuo/p' "$SCRIPT_PATH" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
@@ -125,6 +146,18 @@ compact) DUMP_MASK=0x2028 ;; # errors as trees, send/receive and connections in 
 tree) DUMP_MASK=0x8888 ;;    # everything as trees, every AVP
 *) die "--dump must be compact or tree" ;;
 esac
+TLS=0
+if [[ -n $TLS_CERT || -n $TLS_KEY || -n $TLS_CA ]]; then
+    [[ -n $TLS_CERT && -n $TLS_KEY && -n $TLS_CA ]] || die "--tls-cert, --tls-key and --tls-ca go together"
+    for f in "$TLS_CERT" "$TLS_KEY" "$TLS_CA"; do
+        [[ -f $f && -r $f ]] || die "$f: no such readable file"
+    done
+    TLS_CERT=$(readlink -f "$TLS_CERT") TLS_KEY=$(readlink -f "$TLS_KEY") TLS_CA=$(readlink -f "$TLS_CA")
+    for f in "$TLS_CERT" "$TLS_KEY" "$TLS_CA"; do
+        [[ $f != *[\"\\]* && $f != *[[:cntrl:]]* ]] || die "$f: freeDiameter cannot read paths with quotes or backslashes"
+    done
+    TLS=1
+fi
 [[ -x $FD_BIN ]] || die "no freeDiameterd at $FD_BIN (apt-get install freediameter, or set FREEDIAMETERD)"
 
 find_ext_dir() {
@@ -155,16 +188,27 @@ fi
 CONF=$RUN_DIR/freeDiameter.conf
 LOG=$RUN_DIR/freediameter.log
 
+OVER=
+if [[ $TLS -eq 1 ]]; then
+    OVER=", over Diameter/TLS"
+    TLS_LINES="TLS_Cred = \"$TLS_CERT\" , \"$TLS_KEY\";
+TLS_CA = \"$TLS_CA\";"
+    SERVER_PEER="ConnectPeer = \"$SERVER_HOST\" { ConnectTo = \"$SERVER_IP\"; Port = $SERVER_PORT; };"
+else
+    TLS_LINES="# TLS off: SecPort = 0, and No_TLS to the server."
+    SERVER_PEER="ConnectPeer = \"$SERVER_HOST\" { ConnectTo = \"$SERVER_IP\"; Port = $SERVER_PORT; No_TLS; };"
+fi
 printf 'dr="%s" : "%s" += 100;\n' "$REALM" "$SERVER_HOST" >"$RUN_DIR/rt_default.conf"
 printf 'ALLOW_IPSEC %s\n' "${CLIENT_HOSTS[@]}" >"$RUN_DIR/acl_wl.conf"
 cat >"$CONF" <<EOF
 # Written by eapay scripts/freediameter-relay.sh: freeDiameterd as a relay
 # agent between eapay terminals (${CLIENT_HOSTS[*]}) and eapay-server
-# ($SERVER_HOST at $SERVER).
+# ($SERVER_HOST at $SERVER$OVER).
 Identity = "$IDENTITY";
 Realm = "$REALM";
 Port = $PORT;
 SecPort = 0;
+$TLS_LINES
 No_SCTP;
 Prefer_TCP;
 No_IPv6;
@@ -175,7 +219,7 @@ LoadExtension = "$EXT/dict_eap.fdx";
 LoadExtension = "$EXT/rt_default.fdx" : "$RUN_DIR/rt_default.conf";
 LoadExtension = "$EXT/acl_wl.fdx" : "$RUN_DIR/acl_wl.conf";
 LoadExtension = "$EXT/dbg_msg_dumps.fdx" : "$DUMP_MASK";
-ConnectPeer = "$SERVER_HOST" { ConnectTo = "$SERVER_IP"; Port = $SERVER_PORT; No_TLS; };
+$SERVER_PEER
 EOF
 
 # The previous run's log is kept beside the new one.
@@ -210,15 +254,33 @@ server_open() {
 refused() {
     grep -F "CONNECT FAILED to $SERVER_HOST: CEA" "$LOG"
 }
+# A failed handshake is a certificate problem (freeDiameter logs why just
+# before): the next attempt would fail the same way.
+handshake_failed() {
+    grep -q -F "CONNECT FAILED to $SERVER_HOST: TLS Handshake failed" "$LOG"
+}
+# freeDiameter's reason for a failed handshake or start-up, if it gave one.
+tls_reason() {
+    grep -E -o "The certificate (hostname does not match|owner does not match the hostname) '[^']*'|The certificate hasn't got a known issuer|The certificate (has |is )?expired|TLS ERROR: in 'ret = gnutls_handshake[^:]*: *.*" "$LOG" |
+        head -n 1 | sed "s/TLS ERROR: in 'ret = gnutls_handshake[^:]*: *//"
+}
 deadline=$((SECONDS + 15))
 while ((SECONDS < deadline)); do
     if [[ ! -d /proc/$FD_PID ]]; then
         grep -q 'Address already in use' "$LOG" && failed "TCP port $PORT is already in use"
+        if [[ $TLS -eq 1 && -n $(tls_reason) ]]; then
+            failed "freeDiameterd refused its own certificate $TLS_CERT ($(tls_reason)): it must chain to $TLS_CA and name $IDENTITY in a subjectAltName dNSName"
+        fi
         failed "freeDiameterd exited at start-up"
     fi
     listening && server_open && break
     if refused >/dev/null; then
-        failed "$SERVER_HOST at $SERVER refused the relay's CER ($(refused | head -n 1 | sed 's/.*: CEA/CEA/')): is $IDENTITY an origin_host in its [[diameter.peers]], from this address?"
+        why="is $IDENTITY an origin_host in its [[diameter.peers]], from this address"
+        [[ $TLS -eq 1 ]] && why="$why, with the key_sha256 of $TLS_CERT's key"
+        failed "$SERVER_HOST at $SERVER refused the relay's CER ($(refused | head -n 1 | sed 's/.*: CEA/CEA/')): $why?"
+    fi
+    if [[ $TLS -eq 1 ]] && handshake_failed; then
+        failed "the TLS handshake with $SERVER_HOST at $SERVER failed ($(tls_reason)): is $SERVER its [diameter.tls] port, and its certificate from $TLS_CA for $SERVER_HOST?"
     fi
     sleep 0.05
 done

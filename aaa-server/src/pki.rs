@@ -212,15 +212,34 @@ pub fn issue_card_credential(
     card_id: &str,
     not_after: u64,
 ) -> Result<CardCredential, ServerError> {
-    issue_client_credential(ca, key_type, card_id, not_after)
+    issue_client_credential(ca, key_type, card_id, None, not_after)
 }
 
-/// A fresh key pair for a RADIUS/TLS terminal and its certificate from
-/// `ca`: CN = the terminal's name, EKU clientAuth, valid until `not_after`.
-/// The server knows the terminal by the key (`[[radius.tls.clients]]
-/// key_sha256`, [`key_sha256`]), not by the name.
+/// A fresh key pair for a RADIUS/TLS or Diameter/TLS terminal and its
+/// certificate from `ca`: CN = the terminal's name, EKU clientAuth, valid
+/// until `not_after`; a name that is a DNS host name is also the
+/// certificate's subjectAltName dNSName. The server knows the terminal by
+/// the key (its configured `key_sha256`, [`key_sha256`]), not by the name.
+///
+/// The dNSName is for the peer's own software: a Diameter peer's name is
+/// its DiameterIdentity, and freeDiameter (GnuTLS) refuses to start unless
+/// its certificate names that identity, which GnuTLS reads from a dNSName
+/// only, never from the CN of a clientAuth-only certificate.
 pub fn issue_terminal_credential(ca: &IssuerCa, name: &str, not_after: u64) -> Result<CardCredential, ServerError> {
-    issue_client_credential(ca, KeyType::default(), name, not_after)
+    let dns_name = is_dns_host_name(name).then_some(name);
+    issue_client_credential(ca, KeyType::default(), name, dns_name, not_after)
+}
+
+/// A name made of LDH labels (RFC 1123), at most 253 octets: one a
+/// subjectAltName dNSName may carry.
+fn is_dns_host_name(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }
 
 /// SHA-256 of a DER SubjectPublicKeyInfo, hex: how a terminal's key is registered.
@@ -232,6 +251,7 @@ fn issue_client_credential(
     ca: &IssuerCa,
     key_type: KeyType,
     common_name: &str,
+    dns_name: Option<&str>,
     not_after: u64,
 ) -> Result<CardCredential, ServerError> {
     let card_id = common_name;
@@ -245,9 +265,13 @@ fn issue_client_credential(
         let ctx = b.x509v3_context(Some(&ca.cert), None);
         let skid = SubjectKeyIdentifier::new().build(&ctx)?;
         let akid = AuthorityKeyIdentifier::new().keyid(false).build(&ctx)?;
+        let san = dns_name.map(|dns| SubjectAlternativeName::new().dns(dns).build(&ctx)).transpose()?;
         b.append_extension(BasicConstraints::new().critical().build()?)?;
         b.append_extension(KeyUsage::new().critical().digital_signature().build()?)?;
         b.append_extension(ExtendedKeyUsage::new().client_auth().build()?)?;
+        if let Some(san) = san {
+            b.append_extension(san)?;
+        }
         b.append_extension(skid)?;
         b.append_extension(akid)?;
         b.sign(&ca.key, MessageDigest::sha256())?;
@@ -631,5 +655,40 @@ mod tests {
         let cert = X509::from_pem(old.certificate_pem.as_bytes()).unwrap();
         assert_ne!(cert.not_before().compare(cert.not_after()).unwrap(), Ordering::Greater);
         assert_eq!(describe_key(b"junk"), "unparsable key");
+    }
+
+    /// freeDiameter checks that its own certificate names its Diameter
+    /// identity before it starts, and GnuTLS takes the name from a dNSName
+    /// only when the EKU is clientAuth alone: a terminal named like a host
+    /// gets that dNSName; any other name stays in the CN only.
+    #[test]
+    fn terminal_certificates_name_a_host_name_in_a_dns_name() {
+        let dir = tempfile::tempdir().unwrap();
+        ensure(dir.path(), &kek(), "issuer.test").unwrap();
+        let ca = load_ca(dir.path(), &kek()).unwrap();
+        let ca_cert = X509::from_pem(ca.cert_pem().unwrap().as_bytes()).unwrap();
+        let expiry: u64 = 1_924_991_999;
+        let dns_names = |cert: &X509| -> Vec<String> {
+            cert.subject_alt_names()
+                .map(|names| names.iter().filter_map(|n| n.dnsname().map(str::to_owned)).collect())
+                .unwrap_or_default()
+        };
+        for name in ["relay.issuer.test", "shop-17"] {
+            let cred = issue_terminal_credential(&ca, name, expiry).unwrap();
+            let cert = X509::from_pem(cred.certificate_pem.as_bytes()).unwrap();
+            chain_verifies(&ca_cert, &cert, "client").unwrap();
+            assert!(chain_verifies(&ca_cert, &cert, "server").is_err(), "{name}: a terminal is no server");
+            assert_eq!(dns_names(&cert), vec![name.to_owned()], "{name}");
+        }
+        for name in ["shop_17", "M@x", "-edge", "a..b", &"x".repeat(64)] {
+            let cred = issue_terminal_credential(&ca, name, expiry).unwrap();
+            let cert = X509::from_pem(cred.certificate_pem.as_bytes()).unwrap();
+            assert!(dns_names(&cert).is_empty(), "{name}: not a host name");
+            let cn = cert.subject_name().entries_by_nid(Nid::COMMONNAME).next().unwrap();
+            assert_eq!(cn.data().to_string().unwrap(), name);
+        }
+        let card = issue_card_credential(&ca, KeyType::P256, "card.issuer.test", expiry).unwrap();
+        let card = X509::from_pem(card.certificate_pem.as_bytes()).unwrap();
+        assert!(dns_names(&card).is_empty(), "a card certificate names no host");
     }
 }

@@ -17,7 +17,12 @@
 //!   lost with the relay leaves a reversal that `flush` delivers directly;
 //! - tshark decodes a relayed payment, both hops, with the eapay AVPs by
 //!   name (dictionaries/diameter/eapay.xml added to Wireshark's dictionary)
-//!   and nothing malformed.
+//!   and nothing malformed;
+//! - over Diameter/TLS (RFC 6733 §13, the server's `[diameter.tls]` port,
+//!   TLS 1.3) with a certificate from `terminal issue`: a payment is
+//!   approved and the ledger names the relay's TLS entry, and nothing but
+//!   the TLS handshake's SNI is in clear on that hop; the same relay with a
+//!   key nobody registered gets CEA 3010, which the server counts.
 //!
 //! Without freeDiameterd (or tshark/dumpcap for the capture) a test prints
 //! a SKIP line; under `EAPAY_REQUIRE_INTEROP=1` it fails instead.
@@ -133,10 +138,33 @@ struct Relay {
     _dir: tempfile::TempDir,
 }
 
+/// What the relay presents to the server over Diameter/TLS, and the CA it
+/// checks the server's certificate against.
+struct RelayTls {
+    cert: PathBuf,
+    key: PathBuf,
+    ca: PathBuf,
+}
+
+/// A relay that did not come up: the script's output and freeDiameter's log.
+struct RelayFailure {
+    out: ToolOutput,
+    log: String,
+}
+
 impl Relay {
     /// Starts on a free TCP port, relaying to `server` (the eapay server's
     /// Diameter address), with TwTimer `tw`; retries if the port was taken.
     fn start(server: SocketAddr, tw: u32) -> Relay {
+        Relay::try_start(server, tw, None, &[])
+            .unwrap_or_else(|f| panic!("scripts/freediameter-relay.sh failed:\n{}", f.out.tail(40)))
+    }
+
+    /// [`Relay::start`] with `extra` script arguments, over Diameter/TLS to
+    /// `server` (the server's `[diameter.tls]` address) with `tls`; `Err` if
+    /// the script says the relay did not come up for another reason than a
+    /// taken port.
+    fn try_start(server: SocketAddr, tw: u32, tls: Option<&RelayTls>, extra: &[&str]) -> Result<Relay, RelayFailure> {
         let dir = tempfile::Builder::new().prefix("eapay-relay-").tempdir().expect("temp dir");
         let run_dir = dir.path().join("run");
         let mut last = None;
@@ -149,7 +177,11 @@ impl Relay {
                 .args(["--identity", RELAY, "--realm", REALM, "--server-host", SERVER_HOST])
                 .args(["--server", &server.to_string()])
                 .args(["--client-host", TERMINAL])
-                .args(["--tw", &tw.to_string()]);
+                .args(["--tw", &tw.to_string()])
+                .args(extra);
+            if let Some(tls) = tls {
+                cmd.arg("--tls-cert").arg(&tls.cert).arg("--tls-key").arg(&tls.key).arg("--tls-ca").arg(&tls.ca);
+            }
             if let Some(bin) = freediameterd() {
                 cmd.env("FREEDIAMETERD", bin);
             }
@@ -158,10 +190,11 @@ impl Relay {
                 let listening = format!("listening diameter 127.0.0.1:{port}");
                 assert!(out.stdout.lines().any(|l| l == listening), "no `{listening}` line:\n{}", out.tail(20));
                 let addr = SocketAddr::from(([127, 0, 0, 1], port));
-                return Relay { run_dir, addr, _dir: dir };
+                return Ok(Relay { run_dir, addr, _dir: dir });
             }
             if !out.stderr.contains("already in use") {
-                panic!("scripts/freediameter-relay.sh failed:\n{}", out.tail(40));
+                let log = std::fs::read_to_string(run_dir.join("freediameter.log")).unwrap_or_default();
+                return Err(RelayFailure { out, log });
             }
             last = Some(out);
         }
@@ -501,6 +534,229 @@ fn a_stopped_relay_fails_over_or_leaves_a_reversal() {
     assert_eq!(failover.status.code(), Some(0), "{}\n{}", failover.all(), context());
     assert!(failover.stdout.starts_with("APPROVED 1.50 USD  approval code "), "{}", failover.stdout);
     assert_eq!(server.card_amounts(&card), (DEFAULT_LIMIT, DEFAULT_LIMIT - 150));
+}
+
+// ---------------------------------------------------------------------------
+// Diameter/TLS between the relay and the server (RFC 6733 §13)
+// ---------------------------------------------------------------------------
+
+/// The name of the relay's `[[diameter.peers]]` entry on the TLS port: what
+/// the ledger records as the terminal of a payment relayed over TLS.
+const TLS_RELAY_PEER: &str = "relay-tls";
+
+/// `terminal issue --name relay.issuer.test` into the data directory beside
+/// `config`, as `STEM.pem` and `STEM-key.pem`: the certificate names the
+/// relay's Diameter identity (a dNSName), which freeDiameter checks of its
+/// own certificate before it starts. Returns the files and the key's
+/// `key_sha256`.
+fn issue_relay_credential(config: &Path, stem: &str) -> (RelayTls, String) {
+    let dir = config.parent().expect("the configuration is in the data directory");
+    let (cert, key) = (dir.join(format!("{stem}.pem")), dir.join(format!("{stem}-key.pem")));
+    let out = eapay_tests::run_server_command(&[
+        "terminal",
+        "issue",
+        "--name",
+        RELAY,
+        "--cert-file",
+        cert.to_str().expect("utf-8 path"),
+        "--key-file",
+        key.to_str().expect("utf-8 path"),
+        "--config",
+        config.to_str().expect("utf-8 path"),
+    ]);
+    let key_sha256 = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("key_sha256 = \"").and_then(|rest| rest.strip_suffix('"')))
+        .unwrap_or_else(|| panic!("no key_sha256 line in\n{}", out.stdout))
+        .to_owned();
+    (RelayTls { cert, key, ca: dir.join("ca.pem") }, key_sha256)
+}
+
+/// A server with `[diameter.tls]` (TLS 1.3 only, the default) that knows
+/// the relay as the peer `relay-tls` (M-DEMO) from 127.0.0.1 by the key of
+/// one relay certificate; returns it with that certificate and a second
+/// one, for the same name from the same CA, whose key is registered nowhere.
+fn server_behind_tls_relay() -> (Server, RelayTls, RelayTls) {
+    let mut credentials = None;
+    let server = Server::start_prepared(REALM, "eapay-test-secret", |config| {
+        let (registered, key) = issue_relay_credential(config, "relay-registered");
+        let (unregistered, _) = issue_relay_credential(config, "relay-unregistered");
+        eapay_tests::edit_toml(config, |config| {
+            let diameter = section(config, "diameter");
+            let mut tls = toml::Table::new();
+            tls.insert("listen".into(), "127.0.0.1:0".into());
+            diameter.insert("tls".into(), toml::Value::Table(tls));
+            let peers = diameter
+                .entry("peers")
+                .or_insert_with(|| toml::Value::Array(Vec::new()))
+                .as_array_mut()
+                .expect("[[diameter.peers]] is an array");
+            let mut relay = toml::Table::new();
+            relay.insert("name".into(), TLS_RELAY_PEER.into());
+            relay.insert("origin_host".into(), RELAY.into());
+            relay.insert("address".into(), "127.0.0.1/32".into());
+            relay.insert("merchants".into(), toml::Value::Array(vec![MERCHANT.into()]));
+            relay.insert("key_sha256".into(), key.into());
+            peers.push(toml::Value::Table(relay));
+        });
+        credentials = Some((registered, unregistered));
+    });
+    let (registered, unregistered) = credentials.expect("prepared");
+    (server, registered, unregistered)
+}
+
+/// A capture of the relay <-> server hop on the server's TLS port, if this
+/// machine lets us capture (required in CI as root); in `work` (0755, so
+/// tshark as `nobody` reads it).
+fn capture_tls_hop(test: &str, port: u16, work: &Path) -> Option<(Dumpcap, PathBuf)> {
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(work, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let pcap = work.join("tls-hop.pcapng");
+    match Dumpcap::start(&format!("tcp port {port}"), &pcap) {
+        Ok(dumpcap) => Some((dumpcap, pcap)),
+        Err(e) if interop_required() && eapay_tests::capture::is_root() => panic!("{e}"),
+        Err(e) => {
+            eprintln!("note: {test} cannot capture the TLS hop, so it does not look at it: {e}");
+            None
+        }
+    }
+}
+
+#[test]
+fn pays_through_the_relay_over_diameter_tls() {
+    let test = "pays_through_the_relay_over_diameter_tls";
+    if !relay_available(test) {
+        return;
+    }
+    let (server, registered, _) = server_behind_tls_relay();
+    let _capture = server.capture();
+    let tls_port = server.diameter_tls.expect("the server announces `listening diameter tls`");
+    let work = tempfile::Builder::new().prefix("eapay-tls-hop-").tempdir().expect("temp dir");
+    let mut hop = capture_tls_hop(test, tls_port.port(), work.path());
+
+    let relay = Relay::try_start(tls_port, 30, Some(&registered), &[])
+        .unwrap_or_else(|f| panic!("the relay did not come up over TLS:\n{}\n{}", f.out.tail(40), server.stderr()));
+    let context = || format!("{}\n--- server stderr ---\n{}", relay.log_tail(), last_lines(&server.stderr(), 40));
+    // freeDiameter names the protocol of the connection it opened.
+    assert!(
+        relay.log().lines().any(|l| l.contains(&format!("CONNECTED TO '{SERVER_HOST}' (TCP,TLS,"))),
+        "freeDiameter did not connect over TLS:\n{}",
+        context()
+    );
+    // The server sends no TLS 1.3 session tickets (nothing resumes: the
+    // client certificate is checked on every connection); GnuTLS 3.7 logged
+    // each one it got as "TLS ERROR: ... gnutls_record_recv ... Resource
+    // temporarily unavailable".
+    assert!(!relay.log().contains("gnutls_record_recv"), "session tickets, or a TLS error:\n{}", context());
+
+    let issuer_pub = server.data_dir.join("issuer.pub").display().to_string();
+    let card = server.card_with(Method::Aka, &["--confirmation", "required"]);
+    let reversals = server.scratch("reversals-tls.json");
+    let extra = ["--issuer-key", issuer_pub.as_str(), "--transaction-id", "OVER-TLS-1"];
+    let out = pay(&[relay.addr], &card.json, "2.50", &reversals, &extra);
+    let (txn, _) = assert_approved(&out, "2.50", "through the relay over Diameter/TLS", &context);
+    assert_eq!(txn, "OVER-TLS-1");
+    assert_eq!(server.card_amounts(&card), (DEFAULT_LIMIT, DEFAULT_LIMIT - 250));
+    assert!(!reversals.exists(), "no reversal owed");
+
+    // The DER went over the relay's TLS connection: the ledger names the
+    // entry that registers the relay's key, not the terminal's own.
+    let shown = server.txn_show(MERCHANT, &txn);
+    assert!(
+        shown.lines().any(|l| l.split_whitespace().take(2).eq(["terminal", TLS_RELAY_PEER])),
+        "the ledger does not name {TLS_RELAY_PEER}:\n{shown}"
+    );
+    assert!(
+        relay.log().lines().any(|l| l.contains(&format!("SND to '{SERVER_HOST}'")) && l.contains("5/268")),
+        "the relay forwarded no DER:\n{}",
+        relay.log_tail()
+    );
+    let stderr = server.stderr();
+    assert!(
+        stderr.lines().any(|l| l.contains("Diameter peer open") && l.contains(&format!("origin_host={RELAY}"))),
+        "{}",
+        context()
+    );
+    assert_eq!(server.scrape().count("eapay_diameter_tls_refused_total"), 0, "{}", context());
+
+    // On the wire: the ClientHello's SNI (the server's Origin-Host, the
+    // ConnectPeer name) is the only cleartext; no Diameter, not even the
+    // relay's name (TLS 1.3 encrypts the certificates). tshark, where it
+    // runs, names the version.
+    if let Some((dumpcap, pcap)) = hop.as_mut() {
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(dumpcap.has_captured(SERVER_HOST.as_bytes()), "the capture missed the ClientHello");
+        for clear in ["OVER-TLS-1", RELAY, MERCHANT] {
+            assert!(!dumpcap.has_captured(clear.as_bytes()), "`{clear}` in clear on the TLS port");
+        }
+        dumpcap.stop();
+        if find_in_path("tshark").is_some() {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&*pcap, std::fs::Permissions::from_mode(0o644)).expect("chmod the capture");
+            let file = pcap.display().to_string();
+            let decode = format!("tcp.port=={},tls", tls_port.port());
+            let mut cmd = eapay_tests::capture::tshark_command();
+            cmd.args(["-r", &file, "-d", &decode, "-Y", "tls.handshake.type == 2", "-T", "fields"])
+                .args(["-e", "tls.handshake.extensions.supported_version"]);
+            let hello = run_with_timeout(cmd, None, TOOL_TIMEOUT);
+            assert!(hello.success(), "tshark:\n{}", hello.tail(20));
+            let versions: Vec<&str> = hello.stdout.split_whitespace().collect();
+            assert!(
+                !versions.is_empty() && versions.iter().all(|v| *v == "0x0304"),
+                "every ServerHello on the hop, TLS 1.3:\n{}",
+                hello.all()
+            );
+        }
+    }
+    server.assert_running();
+}
+
+#[test]
+fn a_relay_whose_key_is_not_registered_is_refused_over_tls() {
+    if !relay_available("a_relay_whose_key_is_not_registered_is_refused_over_tls") {
+        return;
+    }
+    let (server, _, unregistered) = server_behind_tls_relay();
+    let tls_port = server.diameter_tls.expect("the server announces `listening diameter tls`");
+    // Every message as a tree: the CEA's Result-Code is in the log.
+    let failure = match Relay::try_start(tls_port, 30, Some(&unregistered), &["--dump", "tree"]) {
+        Ok(relay) => panic!("the relay came up with a key nobody registered:\n{}", relay.log_tail()),
+        Err(failure) => failure,
+    };
+    let context = || {
+        format!(
+            "{}\n--- freediameter.log ---\n{}\n--- server stderr ---\n{}",
+            failure.out.all(),
+            last_lines(&failure.log, 40),
+            last_lines(&server.stderr(), 40)
+        )
+    };
+    assert_eq!(failure.out.status.code(), Some(1), "{}", context());
+    let first = failure.out.stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("freediameter-relay.sh: ")
+            && first.contains("refused the relay's CER (CEA")
+            && first.contains("key_sha256"),
+        "one line that names the refusal and the key: {first}\n{}",
+        context()
+    );
+    // The certificate is the issuer CA's, so TLS succeeds and the CER goes
+    // out over it; the key is what the server refuses, in the CEA (3010
+    // DIAMETER_UNKNOWN_PEER, E bit).
+    assert!(failure.log.contains(&format!("CONNECT FAILED to {SERVER_HOST}: CEA")), "{}", context());
+    assert!(!failure.log.contains("TLS Handshake failed"), "{}", context());
+    assert!(failure.log.contains("3010"), "no Result-Code 3010 in freeDiameter's log:\n{}", context());
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.scrape().count("eapay_diameter_tls_refused_total") == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(server.scrape().count("eapay_diameter_tls_refused_total") >= 1, "not counted:\n{}", context());
+    assert!(server.stderr().contains("Diameter/TLS peer refused"), "not logged:\n{}", context());
+    server.assert_running();
 }
 
 // ---------------------------------------------------------------------------

@@ -482,7 +482,7 @@ fn a_peer_with_a_registered_key_talks_over_tls_only() {
 
 /// Over TLS, a valid certificate whose key no peer registers (a card's,
 /// from the same CA) gets 3010; an expired one, and plain Diameter on the
-/// TLS port, fail the handshake and are counted.
+/// TLS port, fail the handshake; each is counted as a refused TLS peer.
 #[test]
 fn tls_peers_are_known_by_their_key() {
     let (server, _) = server_with_tls_peer();
@@ -493,6 +493,7 @@ fn tls_peers_are_known_by_their_key() {
         Some(cea) => assert_eq!(cea.result_code(), Some(ResultCode::UnknownPeer.value()), "{cea:?}"),
         None => panic!("no CEA for an unregistered key"),
     }
+    assert_eq!(server.scrape().count("eapay_diameter_tls_refused_total"), 1, "the unregistered key is counted");
 
     let expired = server.issue_terminal("expired", &["--expires", "2020-01"]);
     if let Ok(mut c) = open_tls(&server, &expired.cert, &expired.key) {
@@ -507,6 +508,6 @@ fn tls_peers_are_known_by_their_key() {
     let _ = plain.stream.write_all(&cer);
     plain.assert_closed();
     let refused = server.scrape().count("eapay_diameter_tls_refused_total");
-    assert!(refused >= 2, "expired and plain handshakes counted: {refused}");
+    assert!(refused >= 3, "the unregistered key, expired and plain handshakes counted: {refused}");
     server.assert_running();
 }

@@ -11,7 +11,7 @@ use aaa_proto::diameter::peer::{Action, Peer as PeerMachine, PeerConfig};
 use aaa_proto::dictionary::diameter::{DisconnectCause, ResultCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch, Semaphore};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::dispatch::{self, protocol_error};
 use super::peers::Peer;
@@ -42,9 +42,25 @@ pub async fn run<L: Ledger, S: AsyncRead + AsyncWrite + Send + 'static>(
     if let Some(local) = local {
         config.local.host_ip_addresses = vec![local.ip()];
     }
+    // On the TLS port a valid certificate is only half the check: a CER
+    // refused here (3010) is a key nobody registered for that Origin-Host,
+    // and counts as a refused TLS peer like a failed handshake.
     let known = {
         let front = front.clone();
-        Box::new(move |host: &str, _realm: &str| front.peers.find_on(host, remote.ip(), tls_key.as_ref()).is_some())
+        Box::new(move |host: &str, _realm: &str| {
+            let found = front.peers.find_on(host, remote.ip(), tls_key.as_ref()).is_some();
+            if !found && tls_key.is_some() {
+                bump(&front.counters.diameter_tls_refused);
+                if front.logs.allow(remote.ip(), "diameter tls key") {
+                    warn!(
+                        %remote,
+                        origin_host = host,
+                        "Diameter/TLS peer refused: its certificate's key is not registered for this Origin-Host"
+                    );
+                }
+            }
+            found
+        })
     };
     let write_deadline = config.timers.tw;
     let mut machine = PeerMachine::responder(Arc::new(config), known, Instant::now(), rand::random());

@@ -109,7 +109,7 @@ fn diameter(m: &mut Exposition, d: &Diameter<SqlLedger>) {
     );
     m.counter(
         "eapay_diameter_tls_refused_total",
-        "Diameter/TLS connections whose handshake failed (no, expired or foreign certificate; plain Diameter).",
+        "Diameter/TLS connections refused: a failed handshake (no, expired or foreign certificate; plain Diameter), or a CER from a key not registered for its Origin-Host (3010).",
         load(&c.diameter_tls_refused),
     );
     m.counter("eapay_diameter_requests_total", "Diameter requests received.", load(&c.diameter_requests));
