@@ -7,6 +7,10 @@
 #   scripts/freeradius-proxy.sh --home HOST:PORT --home-secret S --realm R \
 #       --port P --secret S2 [--home-acct HOST:PORT] [--acct-port Q] \
 #       [--response-window SECS] [--run-dir D] [--foreground] [--debug]
+#   scripts/freeradius-proxy.sh --home-tls HOST:PORT --tls-cert FILE \
+#       --tls-key FILE --tls-ca FILE --realm R --port P --secret S2 \
+#       [--tls-server-name NAME] [--acct-port Q] [--response-window SECS] \
+#       [--sslkeylog FILE] [--run-dir D] [--foreground] [--debug]
 #   scripts/freeradius-proxy.sh --stop --run-dir D
 #
 # Lays out a self-contained configuration in D (D/raddb/radiusd.conf and
@@ -83,6 +87,42 @@
 #     and once its payment attributes went out, stores a reversal: the
 #     payment is in doubt, as after a timeout.
 #
+# RADIUS over TLS (RFC 6614) to eapay-server: with --home-tls HOST:PORT
+# (eapay-server's [radius.tls] listen address) instead of --home, the
+# realm's authentication and accounting both go to one home server
+# `eapay-tls` (`type = auth+acct`, `proto = tcp`, `secret = radsec`) over
+# one TLS connection that presents --tls-cert/--tls-key (a terminal
+# certificate from `eapay-server terminal issue`, registered in
+# [[radius.tls.clients]]) and trusts only --tls-ca (eapay-server's
+# data_dir/ca.pem) for the server's certificate, whose common name must be
+# --tls-server-name (default aaa.R, the name eapay-server's certificate
+# carries: `check_cert_cn`); TLS 1.2 or 1.3. The listeners, the client and
+# the routing are the same. --sslkeylog FILE preloads scripts/sslkeylog.c
+# so that FreeRADIUS writes its TLS secrets to FILE for tshark (test
+# captures only). FreeRADIUS 3.2.1 as a RadSec client, found by running it
+# (payments, the name check and settlements are in
+# tests/tests/radsec_interop.rs):
+#   - It opens the connection at the first request it proxies (not at
+#     start-up) and a new one at the next request after eapay-server
+#     closed an idle one (idle_timeout_secs): nothing is lost.
+#   - TLS 1.3 is negotiated; the server's chain is verified against
+#     --tls-ca (another CA: "unknown CA" alert) and its common name against
+#     check_cert_cn (another name: "internal error" alert); either way the
+#     request is not proxied and the payment fails. Without check_cert_cn
+#     any server certificate of that CA would do (the example in Debian's
+#     sites-available/tls has none).
+#   - It names the home server's certificate in TLS-Client-Cert-*
+#     attributes of its log (3.2.1's fix_cert_order = no).
+#   - The Eapay attributes, Message-Authenticator first in replies,
+#     MS-MPPE keys and Proxy-State behave as over UDP (below); settlements
+#     reach the issuer and their Accounting-Responses come back (FreeRADIUS
+#     and eapay-server compute an accounting Message-Authenticator alike).
+#   - `status_check = status-server` is accepted for the TLS home server;
+#     as over UDP, 3.2 sends it only while the home server is zombie or dead.
+#   - It stalled, at TLS 1.3, when the server's NewSessionTickets crossed
+#     its first request (logged as sent, never written: the payment timed
+#     out); eapay-server sends none since.
+#
 # The binary: $FREERADIUS, else freeradius (Debian) or radiusd in PATH or
 # /usr/sbin. Errors are one line on stderr and exit 2; a server that does
 # not come up prints the end of its log and exits 1.
@@ -98,11 +138,18 @@ die() {
 }
 
 HOME_AUTH= HOME_ACCT= HOME_SECRET= REALM= PORT= ACCT_PORT= SECRET= RUN_DIR= WINDOW=5 FOREGROUND=0 DEBUG=0 STOP=0
+HOME_TLS= TLS_CERT= TLS_KEY= TLS_CA= TLS_NAME= KEYLOG=
 while [[ $# -gt 0 ]]; do
     case $1 in
     --home) HOME_AUTH=${2:-}; shift 2 || die "--home needs HOST:PORT" ;;
     --home-acct) HOME_ACCT=${2:-}; shift 2 || die "--home-acct needs HOST:PORT" ;;
     --home-secret) HOME_SECRET=${2:-}; shift 2 || die "--home-secret needs a value" ;;
+    --home-tls) HOME_TLS=${2:-}; shift 2 || die "--home-tls needs HOST:PORT" ;;
+    --tls-cert) TLS_CERT=${2:-}; shift 2 || die "--tls-cert needs a file" ;;
+    --tls-key) TLS_KEY=${2:-}; shift 2 || die "--tls-key needs a file" ;;
+    --tls-ca) TLS_CA=${2:-}; shift 2 || die "--tls-ca needs a file" ;;
+    --tls-server-name) TLS_NAME=${2:-}; shift 2 || die "--tls-server-name needs a name" ;;
+    --sslkeylog) KEYLOG=${2:-}; shift 2 || die "--sslkeylog needs a file" ;;
     --realm) REALM=${2:-}; shift 2 || die "--realm needs a realm" ;;
     --port) PORT=${2:-}; shift 2 || die "--port needs a number" ;;
     --acct-port) ACCT_PORT=${2:-}; shift 2 || die "--acct-port needs a number" ;;
@@ -123,6 +170,8 @@ FREERADIUS_BIN=$(find_freeradius)
 
 # live_pid FILE PROGRAM, stop_one FILE PROGRAM, wait_in_foreground PID FILE:PROGRAM...
 . "$(dirname "$SCRIPT_PATH")/lib/pidfile.sh"
+# build_sslkeylog DIR
+. "$(dirname "$SCRIPT_PATH")/lib/sslkeylog.sh"
 
 if [[ $STOP -eq 1 ]]; then
     [[ -n $RUN_DIR ]] || die "--stop needs --run-dir"
@@ -146,19 +195,40 @@ split_host_port() {
     HPORT=$((10#$HPORT))
 }
 
-[[ -n $HOME_AUTH ]] || die "--home HOST:PORT is required (eapay-server's RADIUS authentication address)"
-split_host_port --home "$HOME_AUTH"
-HOME_HOST=$HOST HOME_PORT=$HPORT
-if [[ -n $HOME_ACCT ]]; then
-    split_host_port --home-acct "$HOME_ACCT"
-    ACCT_HOST=$HOST ACCT_HPORT=$HPORT
+if [[ -n $HOME_TLS ]]; then
+    [[ -z $HOME_AUTH && -z $HOME_ACCT && -z $HOME_SECRET ]] ||
+        die "--home-tls replaces --home, --home-acct and --home-secret (RadSec carries both, secret radsec)"
+    split_host_port --home-tls "$HOME_TLS"
+    HOME_HOST=$HOST HOME_PORT=$HPORT
+    for pair in "--tls-cert:$TLS_CERT" "--tls-key:$TLS_KEY" "--tls-ca:$TLS_CA"; do
+        option=${pair%%:*} file=${pair#*:}
+        [[ -n $file ]] || die "$option is required with --home-tls"
+        [[ -r $file ]] || die "$option: cannot read '$file'"
+    done
+    TLS_CERT=$(readlink -f "$TLS_CERT") TLS_KEY=$(readlink -f "$TLS_KEY") TLS_CA=$(readlink -f "$TLS_CA")
+    HOME_SECRET=radsec
 else
-    ((HOME_PORT < 65535)) || die "--home port 65535 leaves no accounting port: give --home-acct"
-    ACCT_HOST=$HOME_HOST ACCT_HPORT=$((HOME_PORT + 1))
+    [[ -z $TLS_CERT && -z $TLS_KEY && -z $TLS_CA && -z $TLS_NAME ]] ||
+        die "--tls-cert, --tls-key, --tls-ca and --tls-server-name go with --home-tls"
+    [[ -n $HOME_AUTH ]] || die "--home HOST:PORT is required (eapay-server's RADIUS authentication address)"
+    split_host_port --home "$HOME_AUTH"
+    HOME_HOST=$HOST HOME_PORT=$HPORT
+    if [[ -n $HOME_ACCT ]]; then
+        split_host_port --home-acct "$HOME_ACCT"
+        ACCT_HOST=$HOST ACCT_HPORT=$HPORT
+    else
+        ((HOME_PORT < 65535)) || die "--home port 65535 leaves no accounting port: give --home-acct"
+        ACCT_HOST=$HOME_HOST ACCT_HPORT=$((HOME_PORT + 1))
+    fi
+    [[ -n $HOME_SECRET ]] || die "--home-secret is required (the secret eapay-server has for this proxy)"
 fi
-[[ -n $HOME_SECRET ]] || die "--home-secret is required (the secret eapay-server has for this proxy)"
 [[ -n $REALM ]] || die "--realm is required (the issuer's realm, eapay-server's [server] realm)"
 [[ $REALM =~ ^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$ ]] || die "--realm must be a domain name, not '$REALM'"
+if [[ -n $HOME_TLS ]]; then
+    TLS_NAME=${TLS_NAME:-aaa.$REALM}
+    [[ $TLS_NAME =~ ^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$ ]] ||
+        die "--tls-server-name must be a DNS name, not '$TLS_NAME'"
+fi
 valid_port "$PORT" || die "--port must be 1..65535"
 PORT=$((10#$PORT))
 if [[ -n $ACCT_PORT ]]; then
@@ -186,7 +256,7 @@ RUN_DIR=${RUN_DIR:-${TMPDIR:-/tmp}/eapay-freeradius-proxy-$PORT}
 mkdir -p "$RUN_DIR"
 chmod 700 "$RUN_DIR"
 RUN_DIR=$(cd "$RUN_DIR" && pwd)
-for path in "$RUN_DIR" "$DICT_EAPAY"; do
+for path in "$RUN_DIR" "$DICT_EAPAY" "$TLS_CERT" "$TLS_KEY" "$TLS_CA"; do
     [[ $path != *[\'\\\$\"]* && $path != *[[:cntrl:]]* ]] ||
         die "$path: FreeRADIUS cannot read paths with quotes, backslashes or '\$'"
 done
@@ -206,7 +276,59 @@ printf '$INCLUDE %s\n' "$DICT_EAPAY" >"$RADDB/dictionary"
 
 # The realm, its home servers and their Status-Server checks (an operator's
 # proxy.conf).
-cat >"$RADDB/proxy.conf" <<EOF
+if [[ -n $HOME_TLS ]]; then
+    cat >"$RADDB/proxy.conf" <<EOF
+# Written by eapay scripts/freeradius-proxy.sh: realm $REALM is eapay-server's,
+# reached over RADIUS/TLS (RFC 6614).
+proxy server {
+	default_fallback = no
+}
+
+home_server eapay-tls {
+	# One TLS connection carries authentication and accounting.
+	type = auth+acct
+	ipaddr = $HOME_HOST
+	port = $HOME_PORT
+	proto = tcp
+	# RFC 6614 §2.3: the secret is fixed; the certificate identifies us.
+	secret = radsec
+	response_window = $WINDOW
+	response_timeouts = 1
+	zombie_period = $WINDOW
+	revive_interval = 10
+	status_check = status-server
+	check_interval = 6
+	check_timeout = 3
+	num_answers_to_alive = 3
+	max_outstanding = 65536
+	tls {
+		certificate_file = '$TLS_CERT'
+		private_key_file = '$TLS_KEY'
+		# The issuer CA, and the name of eapay-server's certificate:
+		# without it any server certificate of that CA would do.
+		ca_file = '$TLS_CA'
+		check_cert_cn = '$TLS_NAME'
+		tls_min_version = "1.2"
+		tls_max_version = "1.3"
+		fragment_size = 8192
+		connect_timeout = 5
+	}
+}
+
+home_server_pool eapay-tls {
+	type = fail-over
+	home_server = eapay-tls
+}
+
+realm $REALM {
+	auth_pool = eapay-tls
+	acct_pool = eapay-tls
+	# The issuer sees the card's NAI as the card sent it.
+	nostrip
+}
+EOF
+else
+    cat >"$RADDB/proxy.conf" <<EOF
 # Written by eapay scripts/freeradius-proxy.sh: realm $REALM is eapay-server's.
 proxy server {
 	default_fallback = no
@@ -268,6 +390,7 @@ realm $REALM {
 	nostrip
 }
 EOF
+fi
 
 cat >"$RADDB/radiusd.conf" <<EOF
 # Written by eapay scripts/freeradius-proxy.sh: FreeRADIUS as the payment
@@ -388,9 +511,14 @@ for p in "$PORT" "$ACCT_PORT"; do
     fi
 done
 
+PRELOAD=()
+if [[ -n $KEYLOG ]]; then
+    : >>"$KEYLOG" || die "--sslkeylog: cannot write '$KEYLOG'"
+    PRELOAD=(env "SSLKEYLOGFILE=$(readlink -f "$KEYLOG")" "LD_PRELOAD=$(build_sslkeylog "$RUN_DIR")")
+fi
 args=(-f -n radiusd -d "$RADDB" -l "$LOG")
 [[ $DEBUG -eq 1 ]] && args+=(-xx)
-"$FREERADIUS_BIN" "${args[@]}" >>"$LOG" 2>&1 </dev/null &
+"${PRELOAD[@]}" "$FREERADIUS_BIN" "${args[@]}" >>"$LOG" 2>&1 </dev/null &
 FR_PID=$!
 echo "$FR_PID" >"$RUN_DIR/freeradius.pid"
 

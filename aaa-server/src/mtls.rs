@@ -52,8 +52,10 @@ pub fn acceptor(
     b.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
     // Connections are long-lived, and a resumed session would skip the
     // client certificate this module is about. Under TLS 1.3 NO_TICKET
-    // alone still sends two (stateful) tickets that can never resume;
-    // GnuTLS peers (freeDiameter) log each as a TLS error.
+    // alone still sends two (stateful) tickets that can never resume:
+    // GnuTLS peers (freeDiameter) log each as a TLS error, and FreeRADIUS
+    // 3.2.1 as a RadSec client stalls when they cross its first request
+    // (logged as sent, never written; tests/tests/radsec_interop.rs).
     b.set_session_cache_mode(SslSessionCacheMode::OFF);
     b.set_options(SslOptions::NO_TICKET);
     b.set_num_tickets(0).map_err(tls)?;

@@ -16,6 +16,15 @@
 //! Other vendors' attributes, and standard ones tshark's dictionaries lack,
 //! are not judged: the peers under test (hostapd, FreeRADIUS) send some.
 //!
+//! RADIUS over TLS (RFC 6614, [`RadsecPort`]) is judged the same way once
+//! tshark has decrypted it with the client's TLS key log. tshark 4.0 has no
+//! RADIUS-over-TLS dissector of its own (4.0's RADIUS registers on UDP
+//! only, and `-d tls.port==P,radius` is refused: RADIUS is no "Decode As"
+//! choice for TLS), so a one-line Lua script adds the UDP RADIUS dissector
+//! to the `tls.port` table. It reads one RADIUS packet per TLS record, which
+//! is how eapay-server, radsecproxy, FreeRADIUS and the tests' client write
+//! them. Without a key log only the TLS layer is judged.
+//!
 //! The capture files of a failing test are kept and named in the failure.
 //! [`Capture`] judges when it is dropped (not while the test is already
 //! failing). tshark ignores `WIRESHARK_DATA_DIR` and `WIRESHARK_CONFIG_DIR`
@@ -44,6 +53,18 @@ pub struct RadiusPort {
     pub eapay: bool,
 }
 
+/// A RADIUS-over-TLS port of eapay-server in the capture (secret
+/// "radsec", RFC 6614 §2.3).
+#[derive(Debug, Clone)]
+pub struct RadsecPort {
+    pub port: u16,
+    /// The NSS key log the TLS client wrote (`SSLKEYLOGFILE` format), read
+    /// when the capture is judged; with it every RADIUS packet inside is
+    /// judged as over UDP, and eapay-server's replies must carry their
+    /// Message-Authenticator first.
+    pub keylog: Option<PathBuf>,
+}
+
 /// A running capture of a test's traffic; judged when dropped.
 pub struct Capture {
     test: String,
@@ -55,6 +76,9 @@ pub struct Capture {
     pcap: PathBuf,
     radius: Vec<RadiusPort>,
     diameter: Vec<u16>,
+    radsec: Vec<RadsecPort>,
+    /// The end marker is captured and dumpcap stopped.
+    finished: bool,
 }
 
 /// dumpcap capturing loopback into a file; stopped (SIGINT, so it finishes
@@ -180,6 +204,11 @@ impl Capture {
     /// `lo`. Without tshark/dumpcap (or the right to capture) it prints a
     /// `SKIP:` line and returns None, unless `EAPAY_REQUIRE_INTEROP=1`.
     pub fn start(radius: Vec<RadiusPort>, diameter: Vec<u16>) -> Option<Capture> {
+        Capture::start_with_radsec(radius, diameter, Vec::new())
+    }
+
+    /// [`Capture::start`] with RADIUS-over-TLS ports (TCP) as well.
+    pub fn start_with_radsec(radius: Vec<RadiusPort>, diameter: Vec<u16>, radsec: Vec<RadsecPort>) -> Option<Capture> {
         let test = test_name();
         let missing = |what: &str| -> Option<Capture> {
             if interop_required() {
@@ -204,6 +233,7 @@ impl Capture {
             .iter()
             .map(|r| format!("udp port {}", r.port))
             .chain(diameter.iter().map(|p| format!("tcp port {p}")))
+            .chain(radsec.iter().map(|r| format!("tcp port {}", r.port)))
             .chain([format!("udp port {marker_port}")])
             .collect::<Vec<_>>()
             .join(" or ");
@@ -213,7 +243,8 @@ impl Capture {
             Err(why) if interop_required() || is_root() => panic!("the capture of {test}: {why}"),
             Err(why) => return missing(&why),
         };
-        let capture = Capture { test, dumpcap, marker, work: Some(work), pcap, radius, diameter };
+        let capture =
+            Capture { test, dumpcap, marker, work: Some(work), pcap, radius, diameter, radsec, finished: false };
         // The filter is attached once a datagram after it is in the file.
         if let Err(why) = capture.mark("start") {
             panic!("the capture of {}: {why}", capture.test);
@@ -255,23 +286,40 @@ impl Capture {
         self.judge_now();
     }
 
-    fn judge_now(&mut self) {
-        if self.work.is_none() {
-            // Judged already (`judge`, then the drop).
+    /// Stops the capture (everything sent so far is in the file) and runs
+    /// tshark on it with the same dissection the judge uses (dictionaries,
+    /// ports, TLS keys) and `args`; the capture is still judged when
+    /// dropped.
+    pub fn tshark(&mut self, args: &[&str]) -> ToolOutput {
+        self.finish();
+        let work = self.work.as_ref().expect("the capture is not judged yet").path().to_owned();
+        Judge::new(&work, &self.pcap, &self.radius, &self.diameter, &self.radsec).tshark(args)
+    }
+
+    /// Waits for the end marker, then stops dumpcap; once.
+    fn finish(&mut self) {
+        if self.finished {
             return;
         }
+        self.finished = true;
         // The last replies are still on their way when a test ends.
         std::thread::sleep(Duration::from_millis(50));
         if let Err(why) = self.mark("end") {
             panic!("the capture of {}: {why}", self.test);
         }
         self.dumpcap.stop();
-        let Some(work) = self.work.take() else { return };
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&self.pcap, std::fs::Permissions::from_mode(0o644));
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&self.pcap, std::fs::Permissions::from_mode(0o644));
+    }
+
+    fn judge_now(&mut self) {
+        if self.work.is_none() {
+            // Judged already (`judge`, then the drop).
+            return;
         }
-        let findings = Judge::new(work.path(), &self.pcap, &self.radius, &self.diameter).findings();
+        self.finish();
+        let Some(work) = self.work.take() else { return };
+        let findings = Judge::new(work.path(), &self.pcap, &self.radius, &self.diameter, &self.radsec).findings();
         if findings.is_empty() {
             return;
         }
@@ -318,13 +366,23 @@ struct Judge<'a> {
     pcap: &'a Path,
     radius: &'a [RadiusPort],
     diameter: &'a [u16],
+    radsec: &'a [RadsecPort],
     data_dir: PathBuf,
 }
 
 impl<'a> Judge<'a> {
-    fn new(work: &'a Path, pcap: &'a Path, radius: &'a [RadiusPort], diameter: &'a [u16]) -> Self {
+    fn new(
+        work: &'a Path,
+        pcap: &'a Path,
+        radius: &'a [RadiusPort],
+        diameter: &'a [u16],
+        radsec: &'a [RadsecPort],
+    ) -> Self {
         let data_dir = work.join("wireshark");
-        data_dir_with_eapay(&wireshark_data_dir(), &data_dir);
+        // Made once per capture ([`Capture::tshark`] may have made it).
+        if !data_dir.exists() {
+            data_dir_with_eapay(&wireshark_data_dir(), &data_dir);
+        }
         // RADIUS dictionaries are read from the personal configuration
         // directory's radius/dictionary.
         let radius_dir = work.join("config/radius");
@@ -339,7 +397,10 @@ impl<'a> Judge<'a> {
                 let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
             }
         }
-        Self { work, pcap, radius, diameter, data_dir }
+        if !radsec.is_empty() {
+            write_radsec_decoding(work, radsec);
+        }
+        Self { work, pcap, radius, diameter, radsec, data_dir }
     }
 
     /// tshark with the capture and every port decoded as its protocol.
@@ -351,6 +412,15 @@ impl<'a> Judge<'a> {
         }
         for p in self.diameter {
             cmd.args(["-d", &format!("tcp.port=={p},diameter")]);
+        }
+        if !self.radsec.is_empty() {
+            let script = self.work.join("radsec.lua");
+            let keylog = self.work.join("keylog.txt");
+            cmd.arg("-X").arg(format!("lua_script:{}", script.display()));
+            cmd.arg("-o").arg(format!("tls.keylog_file:{}", keylog.display()));
+            for r in self.radsec {
+                cmd.args(["-d", &format!("tcp.port=={},tls", r.port)]);
+            }
         }
         cmd.args(extra)
             .env("WIRESHARK_DATA_DIR", &self.data_dir)
@@ -375,9 +445,12 @@ impl<'a> Judge<'a> {
             }
         };
         // Response Authenticators are checked with one secret per run.
-        let mut by_secret: HashMap<&str, Vec<u16>> = HashMap::new();
+        let mut by_secret: HashMap<&str, Vec<String>> = HashMap::new();
         for r in self.radius {
-            by_secret.entry(r.secret.as_str()).or_default().push(r.port);
+            by_secret.entry(r.secret.as_str()).or_default().push(format!("udp.port=={}", r.port));
+        }
+        for r in self.radsec {
+            by_secret.entry(RADSEC_SECRET).or_default().push(format!("tcp.port=={}", r.port));
         }
         // Malformed or erroneous packets, invalid Response Authenticators,
         // and attributes tshark cannot name (an eapay one without the
@@ -391,7 +464,7 @@ impl<'a> Judge<'a> {
         let mut passes: Vec<(Option<&str>, String)> = by_secret
             .iter()
             .map(|(secret, ports)| {
-                let on = ports.iter().map(|p| format!("udp.port=={p}")).collect::<Vec<_>>().join(" || ");
+                let on = ports.join(" || ");
                 let radius = format!("(({on}) && ({bad} || (radius.authenticator.invalid == 1{reused})))");
                 let filter = match diameter.take() {
                     Some(d) => format!("{radius} || {d}"),
@@ -427,6 +500,7 @@ impl<'a> Judge<'a> {
         }
         findings.extend(self.radius_names());
         findings.extend(pairs.findings);
+        findings.extend(self.radsec_replies());
         if pairs.diameter_seen {
             findings.extend(self.diameter_names());
         }
@@ -522,6 +596,57 @@ impl<'a> Judge<'a> {
         Pairs { findings, diameter_seen, reused }
     }
 
+    /// Over TLS, with keys: RADIUS was decrypted at all (else the key log
+    /// did not fit and nothing inside was judged), and every reply of
+    /// eapay-server has Message-Authenticator (80) as its first attribute
+    /// (tshark lists a packet's attribute types in order). Its value is
+    /// checked by the client that received it; tshark 4.0 cannot.
+    fn radsec_replies(&self) -> Vec<String> {
+        let mut findings = Vec::new();
+        // A client that never connected left an empty key log, and nothing to decrypt.
+        let has_keys =
+            |r: &&RadsecPort| r.keylog.as_ref().is_some_and(|k| std::fs::metadata(k).is_ok_and(|m| m.len() > 0));
+        for r in self.radsec.iter().filter(has_keys) {
+            let out = self.tshark(&[
+                "-Y",
+                &format!("radius && tcp.port=={}", r.port),
+                "-T",
+                "fields",
+                "-E",
+                "separator=;",
+                "-E",
+                "occurrence=f",
+                "-e",
+                "frame.number",
+                "-e",
+                "tcp.srcport",
+                "-e",
+                "radius.code",
+                "-e",
+                "radius.avp.type",
+            ]);
+            if !out.success() {
+                findings.push(format!("tshark -T fields (RADIUS over TLS) failed:\n{}", out.tail(20)));
+                continue;
+            }
+            let mut seen = 0;
+            for line in out.stdout.lines().filter(|l| !l.trim().is_empty()) {
+                seen += 1;
+                let f: Vec<&str> = line.split(';').collect();
+                let [frame, src, code, first] = f.as_slice() else { continue };
+                if src.parse() == Ok(r.port) && *first != "80" {
+                    findings.push(format!(
+                        "frame {frame}: RADIUS/TLS reply (code {code}) from eapay-server whose first attribute is {first:?}, not Message-Authenticator (80)"
+                    ));
+                }
+            }
+            if seen == 0 {
+                findings.push(format!("tshark decrypted no RADIUS on tcp port {} with the key log", r.port));
+            }
+        }
+        findings
+    }
+
     /// tshark shows every eapay RADIUS attribute by its name (another
     /// vendor's or a standard attribute its dictionaries lack, such as
     /// hostapd's WLAN-Reason-Code, is not ours to judge).
@@ -554,6 +679,32 @@ impl<'a> Judge<'a> {
             .filter(|l| l.contains("vnd=32473") || l.contains("Unknown AVP"))
             .map(|l| format!("tshark: an AVP without its name: {}", l.trim()))
             .collect()
+    }
+}
+
+/// The RADIUS-over-TLS shared secret (RFC 6614 §2.3).
+const RADSEC_SECRET: &str = "radsec";
+
+/// `work/radsec.lua`, which hands the decrypted TLS of each RadSec port to
+/// the RADIUS dissector, and `work/keylog.txt`, the key logs of all of them
+/// (readable by the user tshark runs as).
+fn write_radsec_decoding(work: &Path, radsec: &[RadsecPort]) {
+    let mut lua = String::from("-- RADIUS over TLS (RFC 6614): one RADIUS packet per TLS record.\n");
+    lua.push_str("local tls_port = DissectorTable.get(\"tls.port\")\nlocal radius = Dissector.get(\"radius\")\n");
+    for r in radsec {
+        lua.push_str(&format!("tls_port:add({}, radius)\n", r.port));
+    }
+    let mut keys = Vec::new();
+    for path in radsec.iter().filter_map(|r| r.keylog.as_ref()) {
+        // A client that never connected wrote nothing: nothing to decrypt.
+        keys.extend(std::fs::read(path).unwrap_or_default());
+        keys.push(b'\n');
+    }
+    for (name, bytes) in [("radsec.lua", lua.into_bytes()), ("keylog.txt", keys)] {
+        use std::os::unix::fs::PermissionsExt;
+        let path = work.join(name);
+        std::fs::write(&path, bytes).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644));
     }
 }
 

@@ -2,6 +2,7 @@
 //! test and reading what it printed: its verdict, the MPPE key check, and the
 //! Eapay attributes of the RADIUS messages it dumps.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 
@@ -22,13 +23,33 @@ pub fn run_payment(tool: &Path, server: &Server, conf: &Path, payment: &PaymentD
 
 /// Runs `eapol_test -a 127.0.0.1 -p AUTH -s SECRET -t 10 -c CONF EXTRA...`.
 pub fn run_eapol_test(tool: &Path, server: &Server, conf: &Path, extra: &[&str]) -> ToolOutput {
+    run_eapol_test_at(tool, server.auth, &server.secret, conf, extra)
+}
+
+/// [`run_payment`] through a proxy at `to` that has `secret` for 127.0.0.1.
+pub fn run_payment_at(
+    tool: &Path,
+    to: SocketAddr,
+    secret: &str,
+    conf: &Path,
+    payment: &PaymentDetails,
+    extra: &[&str],
+) -> ToolOutput {
+    let mut args = eapol_test_payment_args(payment);
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run_eapol_test_at(tool, to, secret, conf, &args)
+}
+
+/// Runs `eapol_test -a ADDR -p PORT -s SECRET -t 10 -c CONF EXTRA...`.
+pub fn run_eapol_test_at(tool: &Path, to: SocketAddr, secret: &str, conf: &Path, extra: &[&str]) -> ToolOutput {
     let mut cmd = Command::new(tool);
     cmd.arg("-a")
-        .arg(server.auth.ip().to_string())
+        .arg(to.ip().to_string())
         .arg("-p")
-        .arg(server.auth.port().to_string())
+        .arg(to.port().to_string())
         .arg("-s")
-        .arg(&server.secret)
+        .arg(secret)
         .arg("-t")
         .arg("10")
         .arg("-c")

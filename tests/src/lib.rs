@@ -126,6 +126,15 @@ pub fn freeradius() -> Option<PathBuf> {
         .find_map(|name| find_in_path(name).or_else(|| Some(Path::new("/usr/sbin").join(name)).filter(|p| p.is_file())))
 }
 
+/// radsecproxy: `RADSECPROXY`, else `radsecproxy` in PATH or /usr/sbin
+/// (Debian installs it there).
+pub fn radsecproxy() -> Option<PathBuf> {
+    if let Some(path) = env_path("RADSECPROXY") {
+        return Some(path).filter(|p| p.is_file());
+    }
+    find_in_path("radsecproxy").or_else(|| Some(PathBuf::from("/usr/sbin/radsecproxy")).filter(|p| p.is_file()))
+}
+
 /// FreeRADIUS `radclient` from PATH.
 pub fn radclient() -> Option<PathBuf> {
     find_in_path("radclient")
@@ -166,6 +175,8 @@ pub fn require_tool(name: &str, found: Option<PathBuf>) -> Option<PathBuf> {
         "radclient" => "apt-get install freeradius-utils",
         "freeradius" => "apt-get install freeradius, or set FREERADIUS",
         "hostapd" => "run scripts/build-hostapd.sh",
+        "radsecproxy" => "apt-get install radsecproxy, or set RADSECPROXY",
+        "cc" => "apt-get install gcc (builds scripts/sslkeylog.c)",
         _ => "install it",
     };
     if interop_required() {

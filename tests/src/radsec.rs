@@ -5,6 +5,8 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aaa_proto::dictionary::rfc;
@@ -12,7 +14,7 @@ use aaa_proto::payment::PaymentDetails;
 use aaa_proto::radius::{encode_request, verify_response_to, Code, Packet};
 use e_card::card_file::CardFile;
 use eap_methods::peer::PeerEvent;
-use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslStream, SslVerifyMode};
+use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslSessionCacheMode, SslStream, SslVerifyMode};
 
 use crate::{eap_access_request_packet, payment_attributes, run_server_command, PaymentReply, Server};
 
@@ -64,6 +66,32 @@ impl Server {
     }
 }
 
+impl Server {
+    /// A server with `[radius.tls]` (idle timeout `idle_secs`) and the
+    /// terminals `(name, merchants)` registered, with their credentials.
+    /// `terminal issue` needs the data directory's CA, which `init` makes:
+    /// the terminals are issued from a first start, registered, and the
+    /// server started again (SIGKILL, same data directory).
+    pub fn start_with_radsec_terminals(
+        idle_secs: i64,
+        terminals: &[(&str, &[&str])],
+    ) -> (Server, Vec<TerminalCredential>) {
+        let mut server = Server::start_default();
+        let issued: Vec<TerminalCredential> =
+            terminals.iter().map(|(name, _)| server.issue_terminal(name, &[])).collect();
+        let entries: Vec<(&str, &str, &[&str])> = terminals
+            .iter()
+            .zip(&issued)
+            .map(|((name, merchants), c)| (*name, c.key_sha256.as_str(), *merchants))
+            .collect();
+        crate::edit_toml(&server.config, |config| configure_radsec(config, idle_secs, &entries));
+        server.kill9();
+        server.restart();
+        assert!(server.radsec.is_some(), "the server announces its RADIUS/TLS address:\n{}", server.stdout());
+        (server, issued)
+    }
+}
+
 /// Adds `[radius.tls]` (on an ephemeral port, idle timeout `idle_secs`) to
 /// a configuration, with the terminals `(name, key_sha256, merchants)`.
 pub fn configure_radsec(config: &mut toml::Table, idle_secs: i64, terminals: &[(&str, &str, &[&str])]) {
@@ -89,13 +117,47 @@ pub fn configure_radsec(config: &mut toml::Table, idle_secs: i64, terminals: &[(
 pub struct RadsecConnection {
     pub stream: SslStream<TcpStream>,
     next_id: u8,
+    tickets: Arc<AtomicUsize>,
 }
 
 impl RadsecConnection {
     /// Connects with `cert`/`key`, trusting `ca` for the server; the error
     /// text if the handshake fails.
     pub fn connect(addr: SocketAddr, cert: &Path, key: &Path, ca: &Path) -> Result<Self, String> {
+        Self::connect_with_keylog(addr, cert, key, ca, None)
+    }
+
+    /// [`RadsecConnection::connect`] that appends the connection's TLS
+    /// secrets to `keylog` (NSS key log format, what `SSLKEYLOGFILE` holds),
+    /// so that tshark can decrypt a capture of it
+    /// (`capture::RadsecPort::keylog`).
+    pub fn connect_with_keylog(
+        addr: SocketAddr,
+        cert: &Path,
+        key: &Path,
+        ca: &Path,
+        keylog: Option<&Path>,
+    ) -> Result<Self, String> {
         let mut b = SslConnector::builder(SslMethod::tls_client()).map_err(|e| e.to_string())?;
+        // Counts the session tickets the server sends (it should send none:
+        // nothing could resume them); OpenSSL reports them only to a
+        // client that caches sessions.
+        let tickets = Arc::new(AtomicUsize::new(0));
+        b.set_session_cache_mode(SslSessionCacheMode::CLIENT);
+        let counter = tickets.clone();
+        b.set_new_session_callback(move |_, _| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        });
+        if let Some(path) = keylog {
+            let path = path.to_owned();
+            b.set_keylog_callback(move |_, line| {
+                use std::io::Write as _;
+                // A test aid: a line that cannot be written only costs the decryption.
+                if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+                    let _ = f.write_all(format!("{line}\n").as_bytes());
+                }
+            });
+        }
         b.set_certificate_chain_file(cert).map_err(|e| e.to_string())?;
         b.set_private_key_file(key, SslFiletype::PEM).map_err(|e| e.to_string())?;
         b.set_ca_file(ca).map_err(|e| e.to_string())?;
@@ -120,7 +182,13 @@ impl RadsecConnection {
             Err(e) if e.io_error().is_some_and(|io| io.kind() == std::io::ErrorKind::WouldBlock) => {}
             Err(e) => return Err(format!("closed after the handshake: {e}")),
         }
-        Ok(Self { stream, next_id: rand::random() })
+        Ok(Self { stream, next_id: rand::random(), tickets })
+    }
+
+    /// The TLS session tickets received so far (TLS 1.3 sends them after
+    /// the handshake; they are read with the first reply).
+    pub fn session_tickets(&self) -> usize {
+        self.tickets.load(Ordering::Relaxed)
     }
 
     /// The next RADIUS identifier.
