@@ -6,26 +6,11 @@ use std::time::{Duration, Instant};
 
 use aaa_proto::dictionary::eapay::DeclineCode;
 use aaa_proto::radius::Code;
-use eapay_tests::radsec::{configure_radsec, RadsecConnection, TerminalCredential};
+use eapay_tests::radsec::{RadsecConnection, TerminalCredential};
 use eapay_tests::{details, status_server, Method, Server, MERCHANT};
 
-/// A server with `[radius.tls]` and the terminals `(name, merchants)`,
-/// issued before the server starts (`terminal issue`) and registered.
 fn server_with_terminals(idle_secs: i64, terminals: &[(&str, &[&str])]) -> (Server, Vec<TerminalCredential>) {
-    // The credentials need the data dir's CA, which `init` makes: issue
-    // them from a first server, then register them and serve again.
-    let mut server = Server::start_default();
-    let issued: Vec<TerminalCredential> = terminals.iter().map(|(name, _)| server.issue_terminal(name, &[])).collect();
-    let entries: Vec<(&str, &str, &[&str])> = terminals
-        .iter()
-        .zip(&issued)
-        .map(|((name, merchants), c)| (*name, c.key_sha256.as_str(), *merchants))
-        .collect();
-    eapay_tests::edit_toml(&server.config, |config| configure_radsec(config, idle_secs, &entries));
-    server.kill9();
-    server.restart();
-    assert!(server.radsec.is_some(), "the server announces its RADIUS/TLS address:\n{}", server.stdout());
-    (server, issued)
+    Server::start_with_radsec_terminals(idle_secs, terminals)
 }
 
 fn connect(server: &Server, c: &TerminalCredential) -> RadsecConnection {
