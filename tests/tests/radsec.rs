@@ -9,10 +9,6 @@ use aaa_proto::radius::Code;
 use eapay_tests::radsec::{RadsecConnection, TerminalCredential};
 use eapay_tests::{details, status_server, Method, Server, MERCHANT};
 
-fn server_with_terminals(idle_secs: i64, terminals: &[(&str, &[&str])]) -> (Server, Vec<TerminalCredential>) {
-    Server::start_with_radsec_terminals(idle_secs, terminals)
-}
-
 fn connect(server: &Server, c: &TerminalCredential) -> RadsecConnection {
     RadsecConnection::connect(server.radsec.expect("radsec"), &c.cert, &c.key, &server.ca_pem())
         .unwrap_or_else(|e| panic!("RADIUS/TLS connection: {e}\n{}", server.stderr()))
@@ -24,7 +20,7 @@ fn connect(server: &Server, c: &TerminalCredential) -> RadsecConnection {
 /// linked to is declined 57.
 #[test]
 fn a_terminal_pays_over_radsec() {
-    let (server, terminals) = server_with_terminals(300, &[("shop-tls", &[MERCHANT])]);
+    let (server, terminals) = Server::start_with_radsec_terminals(300, &[("shop-tls", &[MERCHANT])]);
     let mut conn = connect(&server, &terminals[0]);
     let card = server.card_with(Method::Aka, &[]);
     for i in 0..3 {
@@ -65,7 +61,7 @@ fn a_terminal_pays_over_radsec() {
 /// no terminal's key), and no certificate at all.
 #[test]
 fn unknown_expired_and_missing_certificates_are_refused() {
-    let (server, terminals) = server_with_terminals(300, &[("shop-ok", &[MERCHANT])]);
+    let (server, terminals) = Server::start_with_radsec_terminals(300, &[("shop-ok", &[MERCHANT])]);
     let addr = server.radsec.expect("radsec");
     let ca = server.ca_pem();
 
@@ -117,7 +113,7 @@ fn unknown_expired_and_missing_certificates_are_refused() {
 /// one kept alive by Status-Server stays.
 #[test]
 fn broken_streams_close_the_connection() {
-    let (server, terminals) = server_with_terminals(2, &[("shop-tls", &[MERCHANT])]);
+    let (server, terminals) = Server::start_with_radsec_terminals(2, &[("shop-tls", &[MERCHANT])]);
     let addr = server.radsec.expect("radsec");
 
     // Plain RADIUS where TLS is expected: the handshake fails.
