@@ -10,8 +10,8 @@ use std::time::Duration;
 use aaa_proto::dictionary::rfc;
 use aaa_proto::payment::PaymentDetails;
 use aaa_proto::radius::{encode_request, verify_response_to, Code, Packet};
-use eap_methods::peer::PeerEvent;
 use e_card::card_file::CardFile;
+use eap_methods::peer::PeerEvent;
 use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslStream, SslVerifyMode};
 
 use crate::{eap_access_request_packet, payment_attributes, run_server_command, PaymentReply, Server};
@@ -106,19 +106,15 @@ impl RadsecConnection {
         let mut config = connector.configure().map_err(|e| e.to_string())?;
         // The server certificate names aaa.<realm>; its key is what matters here.
         config.set_verify_hostname(false);
-        let mut stream = config.connect("aaa", tcp).map_err(|e| e.to_string())?;
+        let stream = config.connect("aaa", tcp).map_err(|e| e.to_string())?;
         // TLS 1.3 sends the server's verdict on the client certificate after
-        // the handshake: read nothing, but let an alert surface now.
-        stream.get_ref().set_nonblocking(true).map_err(|e| e.to_string())?;
-        let mut probe = [0u8; 1];
-        let early = stream.ssl_read(&mut probe);
-        stream.get_ref().set_nonblocking(false).map_err(|e| e.to_string())?;
-        if let Err(e) = early {
-            if e.code() != openssl::ssl::ErrorCode::WANT_READ {
-                return Err(format!("closed after the handshake: {e}"));
-            }
-        }
-        Ok(Self { stream, next_id: rand::random() })
+        // the client's half of the handshake is over: only an answer to a
+        // Status-Server proves the server took us (a read at once raced the
+        // server's alert and mostly lost it).
+        let mut conn = Self { stream, next_id: rand::random() };
+        let (status, _) = crate::status_server(conn.next_id(), SECRET);
+        conn.exchange(&status).map_err(|e| format!("closed after the handshake: {e}"))?;
+        Ok(conn)
     }
 
     /// The next RADIUS identifier.
@@ -190,4 +186,23 @@ impl RadsecConnection {
         }
         Err("no final answer after 64 rounds".into())
     }
+}
+
+/// The arguments that make `eapay-terminal` speak RADIUS over TLS to
+/// `server` as the terminal `c`, trusting the issuer CA.
+pub fn terminal_tls_args(server: &Server, c: &TerminalCredential) -> Vec<String> {
+    let radsec = server.radsec.expect("the server serves RADIUS/TLS");
+    let path = |p: &Path| p.to_str().expect("utf-8 path").to_owned();
+    vec![
+        "--transport".into(),
+        "tls".into(),
+        "--server".into(),
+        radsec.to_string(),
+        "--cert".into(),
+        path(&c.cert),
+        "--key".into(),
+        path(&c.key),
+        "--ca".into(),
+        path(&server.ca_pem()),
+    ]
 }
