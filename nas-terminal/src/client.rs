@@ -3,15 +3,25 @@
 //! server, the wait doubling each time, failover to the next server when
 //! one stays silent, and a reply accepted only if its Message-Authenticator
 //! (required, first: Blast-RADIUS) and Response Authenticator verify.
+//!
+//! Over UDP each client has a socket per server. Over TLS (RFC 6614,
+//! [`crate::radsec`]) a client holds shared [`RadsecLink`]s instead: the
+//! link assigns identifiers per connection and a request is not
+//! retransmitted but waits `timeout` × (`retries` + 1) for its reply (sent
+//! once more on a new connection if its own was lost); failover between
+//! servers is the same.
 
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aaa_proto::radius::{self, AuthError, Packet};
 use thiserror::Error;
 use tokio::net::UdpSocket;
 use tracing::{debug, warn};
+
+use crate::radsec::{RadsecLink, Unanswered};
 
 /// Why a transaction failed.
 #[derive(Debug, Error)]
@@ -20,10 +30,27 @@ pub enum ClientError {
     Io(#[from] std::io::Error),
     #[error("encoding the request: {0}")]
     Encode(#[from] radius::EncodeError),
-    #[error("no valid answer from {servers} after {attempts} attempts{dropped}")]
-    NoAnswer { servers: String, attempts: u32, dropped: Dropped },
+    #[error("no valid answer from {servers} after {attempts} attempts{dropped}{unreachable}")]
+    NoAnswer {
+        servers: String,
+        attempts: u32,
+        dropped: Dropped,
+        /// `; ADDR: why` for each server (RADIUS/TLS) that could not be
+        /// reached; empty over UDP.
+        unreachable: String,
+    },
+    /// RADIUS/TLS: no server could be connected to, so nothing was sent.
+    #[error("no RADIUS/TLS connection: {0}")]
+    NoConnection(String),
     #[error("no RADIUS server given")]
     NoServer,
+}
+
+impl ClientError {
+    /// True if the request certainly never left the terminal.
+    pub fn nothing_sent(&self) -> bool {
+        matches!(self, Self::NoConnection(_) | Self::NoServer | Self::Encode(_))
+    }
 }
 
 /// Replies that arrived but were not accepted, by reason: the evidence a
@@ -53,7 +80,7 @@ impl Dropped {
             + self.wrong_source
     }
 
-    fn count(&mut self, e: &AuthError) {
+    pub(crate) fn count(&mut self, e: &AuthError) {
         match e {
             AuthError::BadAuthenticator { .. } | AuthError::BadMessageAuthenticator { .. } => {
                 self.bad_authenticator += 1
@@ -98,7 +125,27 @@ pub struct Retransmit {
 
 struct Server {
     address: SocketAddr,
-    socket: UdpSocket,
+    link: Link,
+}
+
+/// How requests reach one server.
+enum Link {
+    Udp(UdpSocket),
+    Tls(Arc<RadsecLink>),
+}
+
+/// One server's failure to answer a request.
+struct Silent {
+    /// Requests sent (retransmissions included).
+    attempts: u32,
+    /// Why the server could not be reached, if that was it.
+    unreachable: Option<String>,
+}
+
+impl Silent {
+    fn sent(attempts: u32) -> Self {
+        Self { attempts, unreachable: None }
+    }
 }
 
 /// A RADIUS client for one or more servers of the same service, in order
@@ -135,7 +182,7 @@ impl RadiusClient {
             } else {
                 SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0))
             };
-            bound.push(Server { address, socket: UdpSocket::bind(local).await? });
+            bound.push(Server { address, link: Link::Udp(UdpSocket::bind(local).await?) });
         }
         Ok(Self {
             servers: bound,
@@ -146,6 +193,70 @@ impl RadiusClient {
             buf: vec![0u8; radius::MAX_PACKET_LEN],
             message_authenticator_first: true,
         })
+    }
+
+    /// A client over RADIUS/TLS links (one per server, in order of
+    /// preference), which other clients may share; the secret is "radsec"
+    /// (RFC 6614 §2.3).
+    pub fn over_tls(links: Vec<Arc<RadsecLink>>, policy: Retransmit) -> Result<Self, ClientError> {
+        if links.is_empty() {
+            return Err(ClientError::NoServer);
+        }
+        Ok(Self {
+            servers: links.into_iter().map(|link| Server { address: link.address(), link: Link::Tls(link) }).collect(),
+            secret: crate::radsec::SECRET.to_vec(),
+            policy,
+            current: 0,
+            next_id: 0,
+            buf: Vec::new(),
+            message_authenticator_first: true,
+        })
+    }
+
+    /// Another client over the same RADIUS/TLS links (the accounting of a
+    /// payment goes over its connection, RFC 6614 §2.1); `None` over UDP,
+    /// whose sockets are a client's own.
+    pub fn share(&self) -> Option<Self> {
+        let links = self
+            .servers
+            .iter()
+            .map(|s| match &s.link {
+                Link::Tls(link) => Some(link.clone()),
+                Link::Udp(_) => None,
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let mut shared = Self::over_tls(links, self.policy).ok()?;
+        shared.current = self.current;
+        Some(shared)
+    }
+
+    /// RADIUS/TLS: connects to the first server (from the current one, in
+    /// order) that takes this terminal, and starts there; why none did
+    /// otherwise. Nothing to do over UDP.
+    pub async fn connect(&mut self) -> Result<(), ClientError> {
+        let n = self.servers.len();
+        let mut why = Vec::new();
+        for step in 0..n {
+            let index = (self.current + step) % n;
+            let Link::Tls(link) = &self.servers[index].link else { return Ok(()) };
+            match link.connect().await {
+                Ok(()) => {
+                    self.current = index;
+                    return Ok(());
+                }
+                Err(e) => why.push(e),
+            }
+        }
+        Err(ClientError::NoConnection(why.join("; ")))
+    }
+
+    /// Closes RADIUS/TLS connections politely (UDP: nothing to do).
+    pub async fn close(&self) {
+        for server in &self.servers {
+            if let Link::Tls(link) = &server.link {
+                link.close().await;
+            }
+        }
     }
 
     /// Accepts replies whose Message-Authenticator is not the first
@@ -169,6 +280,7 @@ impl RadiusClient {
         let n = self.servers.len();
         let mut attempts = 0;
         let mut dropped = Dropped::default();
+        let mut unreachable = Vec::new();
         for step in 0..n {
             let index = (self.current + step) % n;
             match self.exchange_with(index, request.clone(), &mut dropped).await? {
@@ -176,15 +288,24 @@ impl RadiusClient {
                     self.current = index;
                     return Ok(reply);
                 }
-                Err(tries) => {
-                    attempts += tries;
+                Err(silent) => {
+                    attempts += silent.attempts;
+                    unreachable.extend(silent.unreachable);
                     if step + 1 < n {
                         warn!(server = %self.servers[index].address, "no answer; failing over");
                     }
                 }
             }
         }
-        Err(ClientError::NoAnswer { servers: self.server_list(), attempts, dropped })
+        Err(Self::no_answer(self.server_list(), attempts, dropped, unreachable))
+    }
+
+    fn no_answer(servers: String, attempts: u32, dropped: Dropped, unreachable: Vec<String>) -> ClientError {
+        if attempts == 0 && !unreachable.is_empty() {
+            return ClientError::NoConnection(unreachable.join("; "));
+        }
+        let unreachable = unreachable.iter().map(|why| format!("; {why}")).collect();
+        ClientError::NoAnswer { servers, attempts, dropped, unreachable }
     }
 
     /// Like [`exchange`](Self::exchange) but only with the server that
@@ -194,11 +315,12 @@ impl RadiusClient {
         let mut dropped = Dropped::default();
         match self.exchange_with(self.current, request, &mut dropped).await? {
             Ok(reply) => Ok(reply),
-            Err(attempts) => Err(ClientError::NoAnswer {
-                servers: self.servers[self.current].address.to_string(),
-                attempts,
+            Err(silent) => Err(Self::no_answer(
+                self.servers[self.current].address.to_string(),
+                silent.attempts,
                 dropped,
-            }),
+                silent.unreachable.into_iter().collect(),
+            )),
         }
     }
 
@@ -207,20 +329,32 @@ impl RadiusClient {
         names.join(", ")
     }
 
-    /// One server: `Ok(Err(attempts))` if it never answered validly.
+    /// One server: `Ok(Err(_))` if it never answered validly.
     async fn exchange_with(
         &mut self,
         index: usize,
         mut request: Packet,
         dropped: &mut Dropped,
-    ) -> Result<Result<Packet, u32>, ClientError> {
+    ) -> Result<Result<Packet, Silent>, ClientError> {
+        if !request.has_message_authenticator() {
+            request.add_message_authenticator();
+        }
+        let socket = match &self.servers[index].link {
+            Link::Udp(socket) => socket,
+            Link::Tls(link) => {
+                // No retransmission over TLS: the request has the whole wait.
+                let wait = self.policy.timeout.saturating_mul(self.policy.retries.saturating_add(1));
+                return Ok(link.exchange(&request, wait, dropped).await?.map_err(|unanswered| match unanswered {
+                    Unanswered::NoAnswer { attempts, why } => Silent { attempts, unreachable: why },
+                    Unanswered::NoConnection(why) => Silent { attempts: 0, unreachable: Some(why) },
+                }));
+            }
+        };
+        let address = self.servers[index].address;
         // A new identifier per server: failing over makes a new request
         // (RFC 5080 §2.2.1); retransmissions to one server repeat it exactly.
         request.identifier = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
-        if !request.has_message_authenticator() {
-            request.add_message_authenticator();
-        }
         let bytes = radius::encode_request(&request, &self.secret)?;
         // The authenticator on the wire: an Accounting-Request's is computed
         // by the encoder (RFC 2866 §3), and the reply is checked against it.
@@ -228,19 +362,18 @@ impl RadiusClient {
         if let Some(wire) = bytes.get(4..20) {
             authenticator.copy_from_slice(wire);
         }
-        let server = &self.servers[index];
         let mut wait = self.policy.timeout;
         for attempt in 0..=self.policy.retries {
             if attempt > 0 {
-                debug!(server = %server.address, id = request.identifier, attempt, "retransmitting");
+                debug!(server = %address, id = request.identifier, attempt, "retransmitting");
             }
-            server.socket.send_to(&bytes, server.address).await?;
+            socket.send_to(&bytes, address).await?;
             let deadline = tokio::time::Instant::now() + wait;
             loop {
-                let received = tokio::time::timeout_at(deadline, server.socket.recv_from(&mut self.buf)).await;
+                let received = tokio::time::timeout_at(deadline, socket.recv_from(&mut self.buf)).await;
                 let Ok(received) = received else { break };
                 let (n, from) = received?;
-                if from != server.address {
+                if from != address {
                     dropped.wrong_source += 1;
                     continue;
                 }
@@ -259,13 +392,13 @@ impl RadiusClient {
                 ) {
                     Ok(reply) => return Ok(Ok(reply)),
                     Err(e) => {
-                        warn!(server = %server.address, error = %e, "reply dropped");
+                        warn!(server = %address, error = %e, "reply dropped");
                         dropped.count(&e);
                     }
                 }
             }
             wait = wait.saturating_mul(2);
         }
-        Ok(Err(self.policy.retries + 1))
+        Ok(Err(Silent::sent(self.policy.retries + 1)))
     }
 }

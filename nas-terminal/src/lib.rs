@@ -2,7 +2,9 @@
 //! the card and the payment server without being able to read or alter it.
 //!
 //! - [`client`]: RADIUS transactions with retransmission, failover and
-//!   strict reply verification.
+//!   strict reply verification, over UDP or TLS.
+//! - [`radsec`]: RADIUS over TLS (RFC 6614): shared connections, identifiers
+//!   per connection, the terminal's certificate.
 //! - [`diameter`]: the Diameter client transport: peer connections, failover.
 //! - [`payment`]: one payment over a card link (DESIGN.md §1).
 //! - [`transport`]: the payment's EAP rounds over RADIUS or Diameter.
@@ -18,6 +20,7 @@
 pub mod client;
 pub mod diameter;
 pub mod payment;
+pub mod radsec;
 pub mod reversal;
 #[cfg(feature = "simulated-card")]
 pub mod simulated;

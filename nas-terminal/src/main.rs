@@ -19,7 +19,8 @@ use aaa_proto::eapol::Frame;
 use aaa_proto::payment::PaymentDetails;
 use aaa_proto::receipt::{IssuerPublicKey, ReceiptBody};
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use nas_terminal::payment::{self, describe_decline, Answer, Failed, Finished, Request};
 use nas_terminal::reversal::{self, Accounting, ReversalAdvice, ReversalStore};
 use nas_terminal::transport::Issuer;
@@ -58,7 +59,12 @@ enum Outcome {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let parsed = Cli::command().try_get_matches().and_then(|matches| {
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        note_secret_source(&mut cli, &matches);
+        Ok(cli)
+    });
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind;
@@ -102,6 +108,24 @@ fn main() -> ExitCode {
             eprintln!("eapay-terminal: {}", format!("{e:#}").replace('\n', " "));
             ExitCode::from(2)
         }
+    }
+}
+
+/// Records whether `--secret` came from the command line: `--transport
+/// tls` refuses one given there but ignores EAPAY_RADIUS_SECRET, so one
+/// environment can serve terminals of both transports.
+fn note_secret_source(cli: &mut Cli, matches: &ArgMatches) {
+    let on_command_line = matches
+        .subcommand()
+        // `value_source` wants an argument the subcommand has.
+        .and_then(|(_, sub)| sub.try_get_raw("secret").ok().flatten().and_then(|_| sub.value_source("secret")))
+        == Some(ValueSource::CommandLine);
+    match &mut cli.command {
+        Command::Pay(args) => args.radius.server.secret_on_command_line = on_command_line,
+        Command::Flush(args) => args.radius.server.secret_on_command_line = on_command_line,
+        #[cfg(feature = "simulated-card")]
+        Command::Bench(args) => args.server.secret_on_command_line = on_command_line,
+        Command::VerifyReceipt(_) => {}
     }
 }
 
@@ -151,9 +175,7 @@ async fn pay(args: PayArgs) -> Result<Outcome> {
             bail!("give the card: --card-link tcp://HOST:PORT (a card served by eapay-card) or --card FILE")
         }
     };
-    if let Issuer::Diameter(client) = &issuer {
-        client.close().await;
-    }
+    issuer.close().await;
     match result {
         Ok(finished) => show(&finished, &details, currency, issuer_key.as_ref()),
         Err(failed) => Err(failure(failed, &details, &store, &args.card_link)),
@@ -300,13 +322,17 @@ async fn send_pending(radius: &RadiusArgs, issuer: &Issuer, store: &ReversalStor
     if store.pending()?.is_empty() {
         return Ok(0);
     }
-    // RADIUS reversals go to the accounting port; Diameter's ACRs share the
-    // connections of the payments.
+    // RADIUS/UDP reversals go to the accounting port; RADIUS/TLS
+    // reversals (RFC 6614 §2.1) and Diameter's ACRs share the connections
+    // of the payments.
     let mut acct_client;
     let mut accounting = match issuer {
         Issuer::Diameter(client) => Accounting::Diameter(client),
-        Issuer::Radius(_) => {
-            acct_client = radius.acct_client().await?;
+        Issuer::Radius(client) => {
+            acct_client = match client.share() {
+                Some(shared) => shared,
+                None => radius.acct_client().await?,
+            };
             Accounting::Radius { client: &mut acct_client, nas_identifier: radius.server.nas_identifier.as_deref() }
         }
     };
@@ -347,9 +373,7 @@ async fn flush(args: FlushArgs) -> Result<Outcome> {
         }
         tokio::time::sleep(pause).await;
     };
-    if let Issuer::Diameter(client) = &issuer {
-        client.close().await;
-    }
+    issuer.close().await;
     outcome
 }
 

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aaa_proto::card_link::LinkAddress;
@@ -11,6 +12,7 @@ use clap::{Args, ValueEnum};
 use nas_terminal::client::{RadiusClient, Retransmit};
 use nas_terminal::diameter::{DiameterClient, DiameterSettings};
 use nas_terminal::payment::TerminalSettings;
+use nas_terminal::radsec::{RadsecLink, TlsContext, TlsSettings, TlsVersion};
 use nas_terminal::transport::Issuer;
 
 /// The AAA transport.
@@ -20,18 +22,84 @@ pub enum Protocol {
     Diameter,
 }
 
+/// How RADIUS travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Transport {
+    /// RFC 2865 over UDP, authenticated by the shared secret.
+    Udp,
+    /// RFC 6614 RADIUS over TLS, the terminal authenticated by its certificate.
+    Tls,
+}
+
+/// RADIUS over TLS (RFC 6614).
+#[derive(Debug, Clone, Args)]
+pub struct TlsArgs {
+    /// RADIUS transport: udp, or tls (RFC 6614: --server names the RadSec port, 2083 by
+    /// convention; one connection per server carries authentication and accounting; the
+    /// certificate, not a secret, authenticates the terminal).
+    #[arg(long, value_enum, default_value = "udp")]
+    pub transport: Transport,
+    /// tls: this terminal's certificate, PEM (`eapay-server terminal issue --cert-file`).
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// tls: this terminal's private key, PEM (`eapay-server terminal issue --key-file`).
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// tls: the CA the server's certificate must chain to: the issuer CA (eapay-data/ca.pem).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// tls: the server's certificate must also name this host (eapay-server's is aaa.<realm>);
+    /// default: any server certificate from --ca.
+    #[arg(long, value_name = "NAME")]
+    pub server_name: Option<String>,
+    /// tls: the lowest TLS version, 1.3 or 1.2.
+    #[arg(long, value_name = "VERSION", default_value = "1.3", value_parser = parse_tls_version)]
+    pub tls_min: TlsVersion,
+    /// tls: append the TLS secrets to FILE in NSS key log format, so tshark or Wireshark can
+    /// decrypt the traffic. For tests and debugging only: whoever reads FILE can read the
+    /// payments. Also the SSLKEYLOGFILE environment variable.
+    #[arg(long, value_name = "FILE", env = "SSLKEYLOGFILE")]
+    pub sslkeylogfile: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The TLS settings of `--transport tls`.
+    pub fn settings(&self) -> Result<TlsSettings> {
+        let (Some(cert), Some(key), Some(ca)) = (&self.cert, &self.key, &self.ca) else {
+            bail!(
+                "--transport tls needs --cert and --key (the terminal's, from `eapay-server terminal issue`) \
+                 and --ca (the issuer CA)"
+            )
+        };
+        Ok(TlsSettings {
+            cert: cert.clone(),
+            key: key.clone(),
+            ca: ca.clone(),
+            min_version: self.tls_min,
+            server_name: self.server_name.clone(),
+            keylog: self.sslkeylogfile.clone(),
+        })
+    }
+}
+
 /// The issuer's servers and how to talk to them (shared by `pay`, `flush`
 /// and `bench`).
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
-    /// RADIUS authentication server or Diameter server (or relay agent), HOST:PORT (a name
-    /// or an address; a name is resolved once, at start); repeat for failover, in order of
-    /// preference.
+    /// RADIUS authentication server (with --transport tls, its RadSec port) or Diameter server
+    /// (or relay agent), HOST:PORT (a name or an address; a name is resolved once, at start);
+    /// repeat for failover, in order of preference.
     #[arg(long = "server", value_name = "HOST:PORT", required = true, value_parser = parse_server)]
     pub servers: Vec<SocketAddr>,
-    /// RADIUS shared secret (or the EAPAY_RADIUS_SECRET environment variable, which `ps` does not show).
+    /// RADIUS shared secret (or the EAPAY_RADIUS_SECRET environment variable, which `ps` does not
+    /// show). Not with --transport tls, whose secret is "radsec" (RFC 6614); EAPAY_RADIUS_SECRET is
+    /// ignored there.
     #[arg(long, env = "EAPAY_RADIUS_SECRET", hide_env_values = true, default_value = "")]
     pub secret: String,
+    /// Whether --secret was on the command line (rather than from the
+    /// environment or the default): set by `main`, which can tell.
+    #[arg(skip)]
+    pub secret_on_command_line: bool,
     /// First wait for a reply; doubled on each retransmission.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub timeout: Duration,
@@ -41,11 +109,49 @@ pub struct ServerArgs {
     /// NAS-Identifier sent with every request.
     #[arg(long)]
     pub nas_identifier: Option<String>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 impl ServerArgs {
     pub fn policy(&self) -> Retransmit {
         Retransmit { timeout: self.timeout, retries: self.retries }
+    }
+
+    /// The RADIUS secret's rules for the chosen transport: required over
+    /// UDP; over TLS fixed, so one given on the command line is refused
+    /// rather than silently not used.
+    pub fn check_radius_secret(&self) -> Result<()> {
+        match self.tls.transport {
+            Transport::Udp if self.secret.is_empty() => {
+                bail!("--secret (or EAPAY_RADIUS_SECRET) is required for RADIUS and must not be empty (RFC 2865 §3)")
+            }
+            Transport::Udp => {
+                if self.tls.cert.is_some() || self.tls.key.is_some() || self.tls.ca.is_some() {
+                    bail!("--cert, --key and --ca are for --transport tls");
+                }
+                Ok(())
+            }
+            Transport::Tls if self.secret_on_command_line => bail!(
+                "--secret is not used with --transport tls: RADIUS over TLS signs with the fixed secret \"radsec\" \
+                 (RFC 6614 §2.3) and the terminal's certificate authenticates it"
+            ),
+            Transport::Tls => self.tls.settings().map(drop),
+        }
+    }
+
+    /// The TLS context and one link per server: a terminal's RADIUS/TLS
+    /// connections, made when first used.
+    pub fn radsec_links(&self) -> Result<Vec<Arc<RadsecLink>>> {
+        let context = Arc::new(TlsContext::new(&self.tls.settings()?)?);
+        Ok(self.servers.iter().map(|s| Arc::new(RadsecLink::new(*s, context.clone(), self.tls_wait()))).collect())
+    }
+
+    /// How long a request waits for its reply over TLS, and how long a
+    /// connection may take: the UDP budget without the doubling, as there
+    /// is no retransmission.
+    pub fn tls_wait(&self) -> Duration {
+        self.timeout.saturating_mul(self.retries.saturating_add(1))
     }
 }
 
@@ -95,15 +201,31 @@ pub struct DiameterArgs {
 impl RadiusArgs {
     pub fn check_protocol(&self) -> Result<()> {
         match self.protocol {
-            Protocol::Radius if self.server.secret.is_empty() => {
-                bail!("--secret (or EAPAY_RADIUS_SECRET) is required for RADIUS and must not be empty (RFC 2865 §3)")
+            Protocol::Radius => {
+                self.server.check_radius_secret()?;
+                if self.server.tls.transport == Transport::Tls && !self.acct_servers.is_empty() {
+                    bail!(
+                        "--acct-server is for UDP: over TLS accounting shares the --server connection (RFC 6614 §2.1)"
+                    );
+                }
+                Ok(())
             }
-            Protocol::Radius => Ok(()),
+            Protocol::Diameter if self.server.tls.transport == Transport::Tls => {
+                bail!("--transport tls is RADIUS over TLS (RFC 6614); Diameter over TLS is not supported yet")
+            }
             Protocol::Diameter => self.diameter_settings().map(drop),
         }
     }
 
+    /// The RADIUS client of payments: over UDP a socket per server; over
+    /// TLS connected to the first server that takes this terminal, so a
+    /// wrong certificate or CA is an error before anything is sent.
     pub async fn auth_client(&self) -> Result<RadiusClient> {
+        if self.server.tls.transport == Transport::Tls {
+            let mut client = RadiusClient::over_tls(self.server.radsec_links()?, self.server.policy())?;
+            client.connect().await?;
+            return Ok(client);
+        }
         RadiusClient::with_servers(&self.server.servers, self.server.secret.as_bytes(), self.server.policy())
             .await
             .context("RADIUS client")
@@ -255,6 +377,15 @@ pub fn parse_server(text: &str) -> Result<SocketAddr, String> {
     addrs.next().ok_or_else(|| format!("{host}: the name has no address"))
 }
 
+/// `--tls-min 1.2|1.3`.
+pub fn parse_tls_version(text: &str) -> Result<TlsVersion, String> {
+    match text {
+        "1.2" => Ok(TlsVersion::Tls12),
+        "1.3" => Ok(TlsVersion::Tls13),
+        _ => Err("use 1.2 or 1.3".to_string()),
+    }
+}
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
@@ -277,6 +408,48 @@ pub fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        radius: RadiusArgs,
+    }
+
+    fn radius(args: &[&str]) -> RadiusArgs {
+        Cli::try_parse_from(["pay", "--server", "127.0.0.1:2083"].iter().chain(args)).unwrap().radius
+    }
+
+    #[test]
+    fn tls_needs_its_credentials_and_no_secret() {
+        let tls = ["--transport", "tls", "--cert", "t.pem", "--key", "t-key.pem", "--ca", "ca.pem"];
+        let ok = radius(&tls);
+        assert!(ok.check_protocol().is_ok());
+        let settings = ok.server.tls.settings().unwrap();
+        assert_eq!((settings.min_version, settings.server_name), (TlsVersion::Tls13, None));
+        assert_eq!(ok.server.tls_wait(), Duration::from_secs(4), "1 s x (3 retries + 1), not doubled");
+
+        let e = radius(&tls[..4]).check_protocol().unwrap_err().to_string();
+        assert!(e.contains("needs --cert and --key"), "{e}");
+        // A secret from the environment or the default is ignored; one on
+        // the command line (main tells) is refused.
+        let mut given = radius(&[&tls[..], &["--secret", "s"]].concat());
+        assert!(given.check_protocol().is_ok());
+        given.server.secret_on_command_line = true;
+        assert!(given.check_protocol().unwrap_err().to_string().contains("\"radsec\""));
+        let acct = radius(&[&tls[..], &["--acct-server", "127.0.0.1:1813"]].concat());
+        assert!(acct.check_protocol().unwrap_err().to_string().contains("--acct-server is for UDP"));
+        let e = radius(&["--secret", "s", "--ca", "ca.pem"]).check_protocol().unwrap_err().to_string();
+        assert!(e.contains("are for --transport tls"), "{e}");
+        assert!(radius(&["--secret", "s"]).check_protocol().is_ok());
+
+        let old = radius(&[&tls[..], &["--tls-min", "1.2", "--server-name", "aaa.issuer.test"]].concat());
+        let settings = old.server.tls.settings().unwrap();
+        assert_eq!(settings.min_version, TlsVersion::Tls12);
+        assert_eq!(settings.server_name.as_deref(), Some("aaa.issuer.test"));
+        assert!(Cli::try_parse_from(["pay", "--server", "127.0.0.1:2083", "--tls-min", "1.1"]).is_err());
+    }
 
     #[test]
     fn servers_are_addresses_or_names() {

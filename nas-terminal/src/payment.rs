@@ -114,6 +114,13 @@ pub enum PaymentError {
     BadAnswer(String),
 }
 
+impl PaymentError {
+    /// True if the request certainly never left the terminal.
+    pub fn nothing_sent(&self) -> bool {
+        matches!(self, Self::Radius(e) if e.nothing_sent())
+    }
+}
+
 /// A failed conversation, and whether the server may have approved it: then
 /// the terminal owes a reversal (DESIGN.md §1, ISO 8583 timeout reversal).
 #[derive(Debug, Error)]
@@ -190,7 +197,17 @@ impl<L: CardLink, T: Transport> Conversation<'_, L, T> {
             }
             self.rounds = number + 1;
             let round = Round { user_name: &user_name, eap: &eap, payment, number };
-            let reply = self.transport.round(round).await?;
+            let reply = match self.transport.round(round).await {
+                Ok(reply) => reply,
+                Err(e) => {
+                    // The first request never left (RADIUS/TLS: no
+                    // connection): no server knows of this payment.
+                    if number == 0 && e.nothing_sent() {
+                        self.in_doubt = false;
+                    }
+                    return Err(e);
+                }
+            };
             debug!(round = self.rounds, verdict = ?reply.verdict, "server answered");
             match reply.verdict {
                 Verdict::Challenge => {

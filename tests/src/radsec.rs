@@ -76,7 +76,17 @@ impl Server {
         idle_secs: i64,
         terminals: &[(&str, &[&str])],
     ) -> (Server, Vec<TerminalCredential>) {
-        let mut server = Server::start_default();
+        Server::start_with_radsec_terminals_and(idle_secs, terminals, &[])
+    }
+
+    /// [`Server::start_with_radsec_terminals`] with `[payment]` settings,
+    /// e.g. `("velocity_max", 0)`.
+    pub fn start_with_radsec_terminals_and(
+        idle_secs: i64,
+        terminals: &[(&str, &[&str])],
+        payment: &[(&str, i64)],
+    ) -> (Server, Vec<TerminalCredential>) {
+        let mut server = Server::start_with_payment(payment);
         let issued: Vec<TerminalCredential> =
             terminals.iter().map(|(name, _)| server.issue_terminal(name, &[])).collect();
         let entries: Vec<(&str, &str, &[&str])> = terminals
@@ -168,21 +178,15 @@ impl RadsecConnection {
         let mut config = connector.configure().map_err(|e| e.to_string())?;
         // The server certificate names aaa.<realm>; its key is what matters here.
         config.set_verify_hostname(false);
-        let mut stream = config.connect("aaa", tcp).map_err(|e| e.to_string())?;
+        let stream = config.connect("aaa", tcp).map_err(|e| e.to_string())?;
         // TLS 1.3 sends the server's verdict on the client certificate after
-        // the handshake: wait briefly for an alert so a refusal surfaces here
-        // (a refused connection is also caught by the first exchange).
-        stream.get_ref().set_read_timeout(Some(Duration::from_millis(200))).map_err(|e| e.to_string())?;
-        let mut probe = [0u8; 1];
-        let early = stream.ssl_read(&mut probe);
-        stream.get_ref().set_read_timeout(Some(Duration::from_secs(15))).map_err(|e| e.to_string())?;
-        match early {
-            Ok(_) => return Err("the server sent data unasked".into()),
-            Err(e) if e.code() == openssl::ssl::ErrorCode::WANT_READ => {}
-            Err(e) if e.io_error().is_some_and(|io| io.kind() == std::io::ErrorKind::WouldBlock) => {}
-            Err(e) => return Err(format!("closed after the handshake: {e}")),
-        }
-        Ok(Self { stream, next_id: rand::random(), tickets })
+        // the client's half of the handshake is over: only an answer to a
+        // Status-Server proves the server took us (a read at once raced the
+        // server's alert and mostly lost it).
+        let mut conn = Self { stream, next_id: rand::random(), tickets };
+        let (status, _) = crate::status_server(conn.next_id(), SECRET);
+        conn.exchange(&status).map_err(|e| format!("closed after the handshake: {e}"))?;
+        Ok(conn)
     }
 
     /// The TLS session tickets received so far (TLS 1.3 sends them after
@@ -260,4 +264,23 @@ impl RadsecConnection {
         }
         Err("no final answer after 64 rounds".into())
     }
+}
+
+/// The arguments that make `eapay-terminal` speak RADIUS over TLS to
+/// `server` as the terminal `c`, trusting the issuer CA.
+pub fn terminal_tls_args(server: &Server, c: &TerminalCredential) -> Vec<String> {
+    let radsec = server.radsec.expect("the server serves RADIUS/TLS");
+    let path = |p: &Path| p.to_str().expect("utf-8 path").to_owned();
+    vec![
+        "--transport".into(),
+        "tls".into(),
+        "--server".into(),
+        radsec.to_string(),
+        "--cert".into(),
+        path(&c.cert),
+        "--key".into(),
+        path(&c.key),
+        "--ca".into(),
+        path(&server.ca_pem()),
+    ]
 }

@@ -12,8 +12,9 @@ use clap::Args;
 use nas_terminal::client::Retransmit;
 use nas_terminal::diameter::DiameterSettings;
 use nas_terminal::payment::TerminalSettings;
+use nas_terminal::radsec::TlsSettings;
 
-use crate::options::{parse_duration, DiameterArgs, Protocol, ServerArgs};
+use crate::options::{parse_duration, DiameterArgs, Protocol, ServerArgs, Transport};
 
 /// The EAP methods the load generator can play (those of e-card's peer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,8 +139,9 @@ pub struct BenchArgs {
     pub server_pid: Vec<u32>,
     #[command(flatten)]
     pub server: ServerArgs,
-    /// How the simulated terminals reach the server: RADIUS (a UDP socket per terminal) or Diameter
-    /// (one TCP connection per --server, shared by all terminals).
+    /// How the simulated terminals reach the server: RADIUS (a UDP socket per terminal; with
+    /// --transport tls, --connections TLS connections per --server shared by all terminals) or
+    /// Diameter (one TCP connection per --server, shared by all terminals).
     #[arg(long, value_enum, default_value = "radius")]
     pub protocol: Protocol,
     #[command(flatten)]
@@ -163,6 +165,10 @@ pub struct BenchArgs {
     /// servers that predate the Blast-RADIUS advice, such as hostapd 2.10.
     #[arg(long)]
     pub lax_message_authenticator: bool,
+    /// --transport tls: TLS connections per server, shared by all simulated terminals (terminal i
+    /// uses connection i mod N); each carries at most 256 outstanding requests.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub connections: u32,
 }
 
 /// What the payments carry (the transaction id, nonce and time are new for each).
@@ -207,6 +213,12 @@ pub struct Plan {
     pub settings: TerminalSettings,
     pub server_pids: Vec<u32>,
     pub lax_message_authenticator: bool,
+    /// `--transport tls`: the TLS settings; None over UDP (or Diameter).
+    pub tls: Option<TlsSettings>,
+    /// `--connections`: RADIUS/TLS connections per server.
+    pub connections: usize,
+    /// How long a request waits over TLS (no retransmission).
+    pub tls_wait: Duration,
     pub json: Option<PathBuf>,
     pub plot: Option<PathBuf>,
     /// `--outcomes`: the terminals' journal.
@@ -218,11 +230,15 @@ pub struct Plan {
 impl BenchArgs {
     /// Checks the arguments that clap cannot.
     pub fn plan(&self) -> Result<Plan> {
+        let tls = self.server.tls.transport == Transport::Tls;
         let diameter = match self.protocol {
-            Protocol::Radius if self.server.secret.is_empty() => {
-                bail!("--secret must not be empty (RFC 2865 §3)")
+            Protocol::Radius => {
+                self.server.check_radius_secret()?;
+                None
             }
-            Protocol::Radius => None,
+            Protocol::Diameter if tls => {
+                bail!("--transport tls is RADIUS over TLS (RFC 6614); Diameter over TLS is not supported yet")
+            }
             Protocol::Diameter => {
                 let mut settings = self.diameter.settings(&self.server)?;
                 // Every terminal's conversations share the connections.
@@ -300,6 +316,9 @@ impl BenchArgs {
             },
             server_pids: self.server_pid.clone(),
             lax_message_authenticator: self.lax_message_authenticator,
+            tls: if tls && self.protocol == Protocol::Radius { Some(self.server.tls.settings()?) } else { None },
+            connections: self.connections as usize,
+            tls_wait: self.server.tls_wait(),
             json: self.json.clone(),
             plot: self.plot.clone(),
             outcomes: self.outcomes.clone(),

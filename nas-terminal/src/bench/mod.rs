@@ -23,6 +23,11 @@
 //! offered a session or started with a re-authentication identity (whether
 //! the server honoured it shows in its CPU time and the round trips).
 //!
+//! Transports: RADIUS over UDP (a socket per simulated terminal), RADIUS
+//! over TLS (`--transport tls`: `--connections` connections per server,
+//! shared by all terminals, at most 256 requests outstanding on each) and
+//! Diameter (one connection per server, shared).
+//!
 //! When the server dies under load, each simulated terminal does what `pay`
 //! does: it retransmits per `--timeout` and `--retries`, fails over to the
 //! next `--server`, and ends the payment in doubt if no usable answer comes
@@ -76,7 +81,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         let (dir, method, count) = (plan.card_dir.clone(), plan.method, plan.cards);
         tokio::task::spawn_blocking(move || cards::load(&dir, method, count)).await??
     };
-    let clients = runner::clients(&plan).await?;
+    let (clients, links) = runner::clients(&plan).await?;
     let hands = runner::deal(cards, plan.concurrency);
     let (clients, hands, primed) = if plan.prime.is_some() {
         let what = if plan.method.is_tls_family() { "a TLS session" } else { "a fast re-authentication identity" };
@@ -156,6 +161,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let journal = shared.journal.as_ref().map(journal::Journal::finish).transpose()?;
     let mut report = report::Report::new(&shared.plan, started_at, summary, cpu, primed);
     report.journal = journal;
+    report.radsec = report::RadsecReport::of(shared.plan.connections, &links);
     let mut table = report.table();
     if cut_off > 0 {
         table.push_str(&format!(

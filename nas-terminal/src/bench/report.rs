@@ -3,8 +3,11 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use nas_terminal::radsec::{LinkStats, RadsecLink};
 use serde::Serialize;
 
 use super::args::Plan;
@@ -12,6 +15,34 @@ use super::cpu::{CpuReport, ProcessCpu};
 use super::journal::JournalSummary;
 use super::runner::Primed;
 use super::stats::Summary;
+
+/// What the RADIUS/TLS links saw over the whole run (priming included).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RadsecReport {
+    /// `--connections`: connections per server.
+    pub connections_per_server: usize,
+    /// Connections established in all (more than the above: some were lost
+    /// and made again).
+    pub connections_opened: u64,
+    pub connect_failures: u64,
+    /// Replies for an identifier with nothing outstanding, dropped.
+    pub replies_unmatched: u64,
+}
+
+impl RadsecReport {
+    pub fn of(connections_per_server: usize, links: &[Arc<RadsecLink>]) -> Option<Self> {
+        if links.is_empty() {
+            return None;
+        }
+        let sum = |f: fn(&LinkStats) -> &AtomicU64| links.iter().map(|l| f(l.stats()).load(Ordering::Relaxed)).sum();
+        Some(Self {
+            connections_per_server,
+            connections_opened: sum(|s| &s.connections),
+            connect_failures: sum(|s| &s.failed_connects),
+            replies_unmatched: sum(|s| &s.unmatched),
+        })
+    }
+}
 
 /// Everything a run measured, as `--json` writes it.
 #[derive(Debug, Clone, Serialize)]
@@ -45,6 +76,11 @@ pub struct Report {
     pub servers: Vec<String>,
     /// `radius` or `diameter`.
     pub protocol: String,
+    /// RADIUS: `udp` or `tls` (RFC 6614); Diameter: `tcp`.
+    pub transport: String,
+    /// `--transport tls`: the connections and what went over them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub radsec: Option<RadsecReport>,
     pub cards: usize,
     pub concurrency: usize,
     /// Open-loop target rate, conversations per second; None: closed loop.
@@ -81,6 +117,13 @@ impl Report {
             merchant: plan.payment.as_ref().map(|p| p.merchant_id.clone()),
             servers: plan.servers.iter().map(ToString::to_string).collect(),
             protocol: if plan.diameter.is_some() { "diameter" } else { "radius" }.to_string(),
+            transport: match (&plan.diameter, &plan.tls) {
+                (Some(_), _) => "tcp",
+                (None, Some(_)) => "tls",
+                (None, None) => "udp",
+            }
+            .to_string(),
+            radsec: None,
             cards: plan.cards,
             concurrency: plan.concurrency,
             target_rate_per_s: plan.rate,
@@ -116,7 +159,11 @@ impl Report {
             out,
             "eapay-terminal bench: EAP-{} over {}, {what}{resumption}",
             method_title(&self.method),
-            if self.protocol == "diameter" { "Diameter" } else { "RADIUS" }
+            match (self.protocol.as_str(), self.transport.as_str()) {
+                ("diameter", _) => "Diameter",
+                (_, "tls") => "RADIUS/TLS",
+                _ => "RADIUS",
+            }
         );
         let _ = writeln!(
             out,
@@ -245,6 +292,14 @@ impl Report {
                 let _ =
                     writeln!(out, "  journal      {} payment(s), each with its outcome, in {path}", j.outcomes_written);
             }
+        }
+        if let Some(r) = &self.radsec {
+            let _ = writeln!(
+                out,
+                "  radius/tls   {} connection(s) per server ({} opened in all, {} failed attempts), {} replies for \
+                 no outstanding request dropped",
+                r.connections_per_server, r.connections_opened, r.connect_failures, r.replies_unmatched
+            );
         }
         let per = if self.mode == "payment" { "payment" } else { "authentication" };
         let c = &self.cpu;

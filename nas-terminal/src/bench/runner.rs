@@ -20,6 +20,7 @@ use e_card::{AutoAccept, Card, CardError, CardOutcome};
 use nas_terminal::client::{ClientError, RadiusClient};
 use nas_terminal::diameter::{DiameterClient, DiameterError};
 use nas_terminal::payment::{Answer, Finished, PaymentError, Request};
+use nas_terminal::radsec::{RadsecLink, TlsContext};
 use nas_terminal::simulated;
 use nas_terminal::transport::Issuer;
 use tokio::time::Instant;
@@ -77,14 +78,31 @@ impl Shared {
     }
 }
 
-/// Creates the workers' ways to the server: over RADIUS one UDP socket per
-/// server each; over Diameter one connection per server, shared by all.
-pub async fn clients(plan: &Plan) -> Result<Vec<Issuer>> {
+/// Creates the workers' ways to the server: over RADIUS/UDP one socket per
+/// server each; over RADIUS/TLS `--connections` links per server, worker i
+/// on set i mod N, all connected before the run (so a certificate the
+/// server refuses ends it at once); over Diameter one connection per
+/// server, shared by all. Also returns the TLS links, for the report.
+pub async fn clients(plan: &Plan) -> Result<(Vec<Issuer>, Vec<Arc<RadsecLink>>)> {
     let mut clients = Vec::with_capacity(plan.concurrency);
     if let Some(settings) = &plan.diameter {
         let client = DiameterClient::connect(settings.clone()).await.context("Diameter")?;
         clients.resize_with(plan.concurrency, || Issuer::Diameter(client.clone()));
-        return Ok(clients);
+        return Ok((clients, Vec::new()));
+    }
+    if let Some(tls) = &plan.tls {
+        let context = Arc::new(TlsContext::new(tls)?);
+        let mut sets = Vec::with_capacity(plan.connections);
+        for _ in 0..plan.connections {
+            let set: Vec<Arc<RadsecLink>> =
+                plan.servers.iter().map(|s| Arc::new(RadsecLink::new(*s, context.clone(), plan.tls_wait))).collect();
+            RadiusClient::over_tls(set.clone(), plan.retransmit)?.connect().await?;
+            sets.push(set);
+        }
+        for i in 0..plan.concurrency {
+            clients.push(Issuer::Radius(RadiusClient::over_tls(sets[i % sets.len()].clone(), plan.retransmit)?));
+        }
+        return Ok((clients, sets.into_iter().flatten().collect()));
     }
     for _ in 0..plan.concurrency {
         let mut client = RadiusClient::with_servers(&plan.servers, &plan.secret, plan.retransmit)
@@ -95,7 +113,7 @@ pub async fn clients(plan: &Plan) -> Result<Vec<Issuer>> {
         }
         clients.push(Issuer::Radius(client));
     }
-    Ok(clients)
+    Ok((clients, Vec::new()))
 }
 
 /// Deals the cards out to `workers` hands: card i goes to worker i % workers.
@@ -310,6 +328,7 @@ fn classify(error: PaymentError, in_doubt: bool, card_error: Option<&CardError>)
         (PaymentError::CardProtocol(_), None) => ("card-protocol", error.to_string()),
         (PaymentError::Radius(ClientError::NoAnswer { .. }), _) => ("timeout", error.to_string()),
         (PaymentError::Radius(ClientError::Io(_)), _) => ("socket", error.to_string()),
+        (PaymentError::Radius(ClientError::NoConnection(_)), _) => ("connect", error.to_string()),
         (PaymentError::Radius(_), _) => ("radius", error.to_string()),
         (PaymentError::Diameter(DiameterError::Timeout { .. }), _) => ("timeout", error.to_string()),
         (PaymentError::Diameter(_), _) => ("diameter", error.to_string()),

@@ -101,6 +101,15 @@ impl Issuer {
             Self::Diameter(client) => Conversation::Diameter(diameter::DiameterConversation::new(client, settings)),
         }
     }
+
+    /// Closes the connections politely (Diameter: DPR/DPA; RADIUS/TLS:
+    /// close_notify; RADIUS/UDP: nothing to close).
+    pub async fn close(&self) {
+        match self {
+            Self::Radius(client) => client.close().await,
+            Self::Diameter(client) => client.close().await,
+        }
+    }
 }
 
 /// One conversation over whichever protocol the [`Issuer`] speaks.
