@@ -106,45 +106,22 @@ impl Server {
 
     /// The bound Diameter address, if Diameter is served.
     pub fn diameter_addr(&self) -> Result<Option<SocketAddr>, ServerError> {
-        match &self.diameter {
-            Some((_, listener)) => listener
-                .local_addr()
-                .map(Some)
-                .map_err(|e| ServerError::Io { path: "diameter socket".into(), error: e }),
-            None => Ok(None),
-        }
+        bound(self.diameter.as_ref().map(|(_, l)| l), "diameter socket")
     }
 
     /// The bound metrics address, if metrics are served.
     pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, ServerError> {
-        match &self.metrics {
-            Some(listener) => {
-                listener.local_addr().map(Some).map_err(|e| ServerError::Io { path: "metrics socket".into(), error: e })
-            }
-            None => Ok(None),
-        }
+        bound(self.metrics.as_ref(), "metrics socket")
     }
 
     /// The bound Diameter/TLS address, if served.
     pub fn diameter_tls_addr(&self) -> Result<Option<SocketAddr>, ServerError> {
-        match &self.diameter_tls {
-            Some((_, listener)) => listener
-                .local_addr()
-                .map(Some)
-                .map_err(|e| ServerError::Io { path: "diameter tls socket".into(), error: e }),
-            None => Ok(None),
-        }
+        bound(self.diameter_tls.as_ref().map(|(_, l)| l), "diameter tls socket")
     }
 
     /// The bound RADIUS/TLS address, if RadSec is served.
     pub fn radsec_addr(&self) -> Result<Option<SocketAddr>, ServerError> {
-        match &self.radsec {
-            Some((_, listener)) => listener
-                .local_addr()
-                .map(Some)
-                .map_err(|e| ServerError::Io { path: "radius tls socket".into(), error: e }),
-            None => Ok(None),
-        }
+        bound(self.radsec.as_ref().map(|(_, l)| l), "radius tls socket")
     }
 
     /// The lines scripts and tests wait for, on stdout: `listening metrics
@@ -251,6 +228,11 @@ impl Server {
         info!(counters = %counters.join(" "), "stopped");
         Ok(())
     }
+}
+
+/// The address an optional listener is bound to.
+fn bound(listener: Option<&TcpListener>, what: &str) -> Result<Option<SocketAddr>, ServerError> {
+    listener.map(|l| l.local_addr().map_err(|e| ServerError::Io { path: what.into(), error: e })).transpose()
 }
 
 async fn listen(addr: SocketAddr) -> Result<TcpListener, ServerError> {

@@ -195,13 +195,6 @@ impl Dvcc {
         {
             return Outcome::declined("V-Card or V-CVV does not match", parties);
         }
-        Outcome {
-            approved: true,
-            amount: Some(amount),
-            new_charge: true,
-            detail: "approved".into(),
-            parties,
-            reference: expected.v_card,
-        }
+        Outcome::approved(amount, parties, expected.v_card)
     }
 }

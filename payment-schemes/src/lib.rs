@@ -228,6 +228,18 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// A model's approval: a new charge of `amount`, kept under `reference`.
+    pub fn approved(amount: u64, parties: Vec<Party>, reference: impl Into<String>) -> Outcome {
+        Outcome {
+            approved: true,
+            amount: Some(amount),
+            new_charge: true,
+            detail: "approved".into(),
+            parties,
+            reference: reference.into(),
+        }
+    }
+
     pub fn declined(detail: impl Into<String>, parties: Vec<Party>) -> Outcome {
         Outcome {
             approved: false,

@@ -214,14 +214,7 @@ impl Ovcn {
         match verdict {
             Ok((amount, counter)) => {
                 self.centre_counter = counter;
-                Outcome {
-                    approved: true,
-                    amount: Some(amount),
-                    new_charge: true,
-                    detail: "approved".into(),
-                    parties,
-                    reference: v_card,
-                }
+                Outcome::approved(amount, parties, v_card)
             }
             Err(why) => Outcome::declined(why, parties),
         }

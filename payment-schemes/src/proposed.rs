@@ -226,13 +226,6 @@ impl Proposed {
         if client != self.client || v != self.stored_v_card {
             return Outcome::declined("V-Card does not match", parties);
         }
-        Outcome {
-            approved: true,
-            amount: Some(amount),
-            new_charge: true,
-            detail: "approved".into(),
-            parties,
-            reference: item,
-        }
+        Outcome::approved(amount, parties, item)
     }
 }

@@ -270,13 +270,6 @@ impl ThreeDSecure {
         {
             return Outcome::declined("PARes is for another card or amount", parties);
         }
-        Outcome {
-            approved: true,
-            amount: Some(amount),
-            new_charge: true,
-            detail: "approved".into(),
-            parties,
-            reference: format!("xid {}", pares.u64("xid").unwrap_or_default()),
-        }
+        Outcome::approved(amount, parties, format!("xid {}", pares.u64("xid").unwrap_or_default()))
     }
 }
