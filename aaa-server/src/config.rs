@@ -498,20 +498,24 @@ impl Config {
         if !(4096..=1 << 20).contains(&tls.max_message) {
             return Err(ServerError::Config("eap.tls.max_message must be 4096 to 1048576".into()));
         }
+        // The TLS settings are checked here, where every command reads the
+        // file, with the same functions that apply them when serving.
         if let Some(tls) = &self.radius.tls {
-            if !matches!(tls.min_version.as_str(), "1.2" | "1.3") {
-                return Err(ServerError::Config("radius.tls.min_version must be \"1.2\" or \"1.3\"".into()));
-            }
+            crate::mtls::min_version_of("radius.tls", &tls.min_version)?;
             if tls.idle_timeout_secs == 0 {
                 return Err(ServerError::Config("radius.tls.idle_timeout_secs must be at least 1".into()));
             }
             for c in &tls.clients {
-                let ok = c.key_sha256.len() == 64 && c.key_sha256.bytes().all(|b| b.is_ascii_hexdigit());
-                if !ok {
-                    return Err(ServerError::Config(format!(
-                        "radius.tls.clients {}: key_sha256 must be 64 hex digits",
-                        c.name
-                    )));
+                crate::mtls::parse_key(&format!("radius.tls.clients {}", c.name), &c.key_sha256)?;
+            }
+        }
+        if let Some(diameter) = &self.diameter {
+            if let Some(tls) = &diameter.tls {
+                crate::mtls::min_version_of("diameter.tls", &tls.min_version)?;
+            }
+            for p in &diameter.peers {
+                if let Some(key) = &p.key_sha256 {
+                    crate::mtls::parse_key(&format!("diameter.peers {}", p.name), key)?;
                 }
             }
         }

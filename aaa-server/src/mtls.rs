@@ -30,12 +30,7 @@ pub fn acceptor(
 ) -> Result<SslAcceptor, ServerError> {
     let tls = |e: openssl::error::ErrorStack| ServerError::Config(format!("{what}: {e}"));
     let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).map_err(tls)?;
-    let min = match min_version {
-        "1.3" => SslVersion::TLS1_3,
-        "1.2" => SslVersion::TLS1_2,
-        other => return Err(ServerError::Config(format!("{what}.min_version {other:?}: \"1.2\" or \"1.3\""))),
-    };
-    b.set_min_proto_version(Some(min)).map_err(tls)?;
+    b.set_min_proto_version(Some(min_version_of(what, min_version)?)).map_err(tls)?;
     let mut chain = X509::stack_from_pem(chain_pem).map_err(tls)?.into_iter();
     let leaf = chain.next().ok_or_else(|| ServerError::Config(format!("{what}: empty server chain")))?;
     b.set_certificate(&leaf).map_err(tls)?;
@@ -60,6 +55,15 @@ pub fn acceptor(
     b.set_options(SslOptions::NO_TICKET);
     b.set_num_tickets(0).map_err(tls)?;
     Ok(b.build())
+}
+
+/// A configured `min_version`: "1.3" or "1.2".
+pub fn min_version_of(what: &str, text: &str) -> Result<SslVersion, ServerError> {
+    match text {
+        "1.3" => Ok(SslVersion::TLS1_3),
+        "1.2" => Ok(SslVersion::TLS1_2),
+        other => Err(ServerError::Config(format!("{what}.min_version {other:?}: \"1.2\" or \"1.3\""))),
+    }
 }
 
 /// The digest of the key in the peer's certificate, after a handshake.

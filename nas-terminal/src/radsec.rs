@@ -593,15 +593,12 @@ enum ReadError {
 
 /// One RADIUS packet, framed by its Length field (RFC 6613 §2.2).
 async fn read_packet<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Vec<u8>, ReadError> {
-    let mut header = [0u8; 4];
+    let mut header = [0u8; radius::STREAM_HEADER_LEN];
     reader.read_exact(&mut header).await.map_err(ReadError::Io)?;
-    let len = usize::from(u16::from_be_bytes([header[2], header[3]]));
-    if !(radius::MIN_PACKET_LEN..=radius::MAX_PACKET_LEN).contains(&len) {
-        return Err(ReadError::Length(len));
-    }
+    let len = radius::stream_packet_len(&header).map_err(ReadError::Length)?;
     let mut packet = vec![0u8; len];
-    packet[..4].copy_from_slice(&header);
-    reader.read_exact(&mut packet[4..]).await.map_err(ReadError::Io)?;
+    packet[..header.len()].copy_from_slice(&header);
+    reader.read_exact(&mut packet[header.len()..]).await.map_err(ReadError::Io)?;
     Ok(packet)
 }
 

@@ -31,5 +31,21 @@ pub use vendor::{VendorAttribute, MAX_VENDOR_VALUE_LEN};
 pub const MIN_PACKET_LEN: usize = 20;
 /// RFC 2865 §3: the largest packet.
 pub const MAX_PACKET_LEN: usize = 4096;
+/// Octets of a packet that give its length on a stream (code, identifier, Length).
+pub const STREAM_HEADER_LEN: usize = 4;
+
+/// The length of the packet starting with `header` on a stream (RADIUS over
+/// TCP or TLS, RFC 6613 §2.2: the Length field is the framing); `Err(len)`
+/// when it lies outside [`MIN_PACKET_LEN`]..=[`MAX_PACKET_LEN`], after which
+/// the stream cannot be followed.
+pub fn stream_packet_len(header: &[u8; STREAM_HEADER_LEN]) -> Result<usize, usize> {
+    let len = usize::from(u16::from_be_bytes([header[2], header[3]]));
+    if (MIN_PACKET_LEN..=MAX_PACKET_LEN).contains(&len) {
+        Ok(len)
+    } else {
+        Err(len)
+    }
+}
+
 /// RFC 2865 §5: an attribute's length byte covers its 2-byte header.
 pub const MAX_ATTR_VALUE_LEN: usize = 253;

@@ -248,7 +248,7 @@ enum Ending {
 /// One RADIUS packet from the stream: its header within `idle`, the rest
 /// within [`PACKET_DEADLINE`].
 async fn read_packet<R: tokio::io::AsyncRead + Unpin>(reader: &mut R, idle: Duration) -> Result<Vec<u8>, Ending> {
-    let mut header = [0u8; 4];
+    let mut header = [0u8; radius::STREAM_HEADER_LEN];
     match tokio::time::timeout(idle, reader.read_exact(&mut header[..1])).await {
         Err(_) => return Err(Ending::Idle),
         Ok(Err(_)) => return Err(Ending::Closed),
@@ -256,13 +256,13 @@ async fn read_packet<R: tokio::io::AsyncRead + Unpin>(reader: &mut R, idle: Dura
     }
     let rest = async {
         reader.read_exact(&mut header[1..]).await?;
-        let len = usize::from(u16::from_be_bytes([header[2], header[3]]));
-        if !(radius::MIN_PACKET_LEN..=radius::MAX_PACKET_LEN).contains(&len) {
-            return Ok(Err(Ending::BadLength(len)));
-        }
+        let len = match radius::stream_packet_len(&header) {
+            Ok(len) => len,
+            Err(len) => return Ok(Err(Ending::BadLength(len))),
+        };
         let mut packet = vec![0u8; len];
-        packet[..4].copy_from_slice(&header);
-        reader.read_exact(&mut packet[4..]).await?;
+        packet[..header.len()].copy_from_slice(&header);
+        reader.read_exact(&mut packet[header.len()..]).await?;
         Ok::<_, std::io::Error>(Ok(packet))
     };
     match tokio::time::timeout(PACKET_DEADLINE, rest).await {
