@@ -1043,34 +1043,68 @@ fn luhn_sum(digits: &str) -> u32 {
         .sum()
 }
 
-/// A RADIUS/TLS terminal `terminal issue` made: where its files went and
-/// the configuration entry that registers it.
+/// Who a Diameter terminal is, for its `[[diameter.peers]]` entry.
+#[derive(Debug, Clone)]
+pub struct DiameterIdentity {
+    /// The Origin-Host its CER carries.
+    pub origin_host: String,
+    /// Where it connects from: an address or CIDR block.
+    pub address: String,
+}
+
+/// The terminal `terminal issue` is asked for.
+#[derive(Debug, Clone)]
+pub struct TerminalRequest<'a> {
+    pub name: &'a str,
+    pub merchants: &'a [String],
+    /// Also a Diameter peer over TLS.
+    pub diameter: Option<DiameterIdentity>,
+}
+
+/// A TLS terminal `terminal issue` made: where its files went and the
+/// configuration entries that register it.
 #[derive(Debug)]
 pub struct IssuedTerminal {
     pub key_sha256: String,
-    /// `[[radius.tls.clients]]` to add to eapay.toml.
+    /// `[[radius.tls.clients]]` (and, if asked for, `[[diameter.peers]]`)
+    /// to add to eapay.toml.
     pub config_entry: String,
 }
 
-/// Issues a RADIUS/TLS terminal: a fresh key (written owner-only to
-/// `key_file`) and a certificate from the issuer CA (`cert_file`), CN =
-/// `name`, valid until the end of `expires` (YYYY-MM; default two years).
-/// Nothing is registered: the printed entry goes into eapay.toml, where the
-/// terminal's merchants are named as for a UDP client.
+/// Issues a terminal for RADIUS or Diameter over TLS: a fresh key (written
+/// owner-only to `key_file`) and a certificate from the issuer CA
+/// (`cert_file`), CN = the name, valid until the end of `expires` (YYYY-MM;
+/// default two years). Nothing is registered: the printed entries go into
+/// eapay.toml, where the terminal's merchants are named as for a UDP client.
 pub fn issue_terminal(
     config: &Config,
-    name: &str,
-    merchants: &[String],
+    terminal: &TerminalRequest<'_>,
     expires: Option<&str>,
     cert_file: &Path,
     key_file: &Path,
 ) -> Result<IssuedTerminal, ServerError> {
+    let TerminalRequest { name, merchants, diameter } = terminal;
     if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ServerError::Usage("--name must be 1 to 64 printable characters without spaces".into()));
     }
-    for m in merchants {
+    for m in merchants.iter() {
         if !aaa_proto::payment::is_valid_id(m) {
             return Err(ServerError::Usage(format!("--merchant {m:?} is not a merchant id")));
+        }
+    }
+    if let Some(d) = diameter {
+        let host = &d.origin_host;
+        if host.is_empty()
+            || host.len() > 255
+            || !host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+        {
+            return Err(ServerError::Usage(format!(
+                "--origin-host {:?} is not a Diameter identity (FQDN)",
+                d.origin_host
+            )));
+        }
+        if d.address.parse::<ipnet::IpNet>().is_err() && d.address.parse::<std::net::IpAddr>().is_err() {
+            return Err(ServerError::Usage(format!("--address {:?} is not an address or CIDR block", d.address)));
         }
     }
     let not_after = match expires {
@@ -1086,10 +1120,16 @@ pub fn issue_terminal(
     crate::fsutil::write_atomic(cert_file, credential.certificate_pem.as_bytes(), 0o644)?;
     let key_sha256 = crate::pki::key_sha256(&credential.spki);
     let merchants: Vec<String> = merchants.iter().map(|m| format!("{m:?}")).collect();
-    let config_entry = format!(
-        "[[radius.tls.clients]]\nname = {name:?}\nkey_sha256 = \"{key_sha256}\"\nmerchants = [{}]\n",
-        merchants.join(", ")
-    );
+    let merchants = merchants.join(", ");
+    let mut config_entry =
+        format!("[[radius.tls.clients]]\nname = {name:?}\nkey_sha256 = \"{key_sha256}\"\nmerchants = [{merchants}]\n");
+    if let Some(d) = diameter {
+        config_entry.push_str(&format!(
+            "\n[[diameter.peers]]\nname = {name:?}\norigin_host = {:?}\naddress = {:?}\nkey_sha256 = \"{key_sha256}\"\n\
+             merchants = [{merchants}]\n",
+            d.origin_host, d.address
+        ));
+    }
     Ok(IssuedTerminal { key_sha256, config_entry })
 }
 

@@ -82,8 +82,9 @@ enum Command {
 
 #[derive(Subcommand)]
 enum TerminalCommand {
-    /// Write a terminal's key and certificate (issuer CA) for RADIUS over
-    /// TLS, and print the [[radius.tls.clients]] entry that registers it.
+    /// Write a terminal's key and certificate (issuer CA) for RADIUS or
+    /// Diameter over TLS, and print the [[radius.tls.clients]] entry that
+    /// registers it (with --origin-host, also its [[diameter.peers]] entry).
     Issue {
         /// The terminal's name: what the ledger records and merchants link to.
         #[arg(long)]
@@ -98,6 +99,12 @@ enum TerminalCommand {
         /// Last month of validity, YYYY-MM (default: two years from now).
         #[arg(long, value_name = "YYYY-MM")]
         expires: Option<String>,
+        /// Diameter over TLS: the terminal's Origin-Host; prints a [[diameter.peers]] entry too.
+        #[arg(long, value_name = "FQDN", requires = "address")]
+        origin_host: Option<String>,
+        /// Diameter over TLS: where the terminal connects from (address or CIDR block).
+        #[arg(long, value_name = "ADDR", requires = "origin_host")]
+        address: Option<String>,
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
@@ -467,9 +474,14 @@ async fn card(command: CardCommand) -> Result<()> {
 
 fn terminal(command: TerminalCommand) -> Result<()> {
     match command {
-        TerminalCommand::Issue { name, merchants, cert_file, key_file, expires, config } => {
+        TerminalCommand::Issue { name, merchants, cert_file, key_file, expires, origin_host, address, config } => {
             let config = config_or_default(config)?;
-            let issued = admin::issue_terminal(&config, &name, &merchants, expires.as_deref(), &cert_file, &key_file)?;
+            let diameter = match (origin_host, address) {
+                (Some(origin_host), Some(address)) => Some(admin::DiameterIdentity { origin_host, address }),
+                _ => None,
+            };
+            let terminal = admin::TerminalRequest { name: &name, merchants: &merchants, diameter };
+            let issued = admin::issue_terminal(&config, &terminal, expires.as_deref(), &cert_file, &key_file)?;
             println!(
                 "issued terminal {name}: certificate {}, key {} (key sha256 {})\n\
                  register it in eapay.toml (then restart the server):\n\n{}",

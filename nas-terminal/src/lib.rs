@@ -5,7 +5,10 @@
 //!   strict reply verification, over UDP or TLS.
 //! - [`radsec`]: RADIUS over TLS (RFC 6614): shared connections, identifiers
 //!   per connection, the terminal's certificate.
-//! - [`diameter`]: the Diameter client transport: peer connections, failover.
+//! - [`diameter`]: the Diameter client transport: peer connections, failover,
+//!   over TCP or TLS.
+//! - [`tls`]: the terminal's TLS client (its certificate, the issuer CA),
+//!   shared by RADIUS and Diameter over TLS.
 //! - [`payment`]: one payment over a card link (DESIGN.md §1).
 //! - [`transport`]: the payment's EAP rounds over RADIUS or Diameter.
 //! - [`reversal`]: timeout reversals, stored and forwarded.
@@ -24,4 +27,5 @@ pub mod radsec;
 pub mod reversal;
 #[cfg(feature = "simulated-card")]
 pub mod simulated;
+pub mod tls;
 pub mod transport;

@@ -12,7 +12,8 @@ use clap::{Args, ValueEnum};
 use nas_terminal::client::{RadiusClient, Retransmit};
 use nas_terminal::diameter::{DiameterClient, DiameterSettings};
 use nas_terminal::payment::TerminalSettings;
-use nas_terminal::radsec::{RadsecLink, TlsContext, TlsSettings, TlsVersion};
+use nas_terminal::radsec::RadsecLink;
+use nas_terminal::tls::{TlsContext, TlsSettings, TlsVersion};
 use nas_terminal::transport::Issuer;
 
 /// The AAA transport.
@@ -22,21 +23,26 @@ pub enum Protocol {
     Diameter,
 }
 
-/// How RADIUS travels.
+/// How the AAA protocol travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Transport {
-    /// RFC 2865 over UDP, authenticated by the shared secret.
+    /// The protocol's plain transport: RADIUS over UDP, authenticated by the
+    /// shared secret; Diameter over TCP, by the peer's address.
+    #[value(alias = "tcp")]
     Udp,
-    /// RFC 6614 RADIUS over TLS, the terminal authenticated by its certificate.
+    /// RADIUS over TLS (RFC 6614) or Diameter over TLS (RFC 6733 §13), the
+    /// terminal authenticated by its certificate.
     Tls,
 }
 
-/// RADIUS over TLS (RFC 6614).
+/// RADIUS over TLS (RFC 6614) and Diameter over TLS (RFC 6733 §13).
 #[derive(Debug, Clone, Args)]
 pub struct TlsArgs {
-    /// RADIUS transport: udp, or tls (RFC 6614: --server names the RadSec port, 2083 by
-    /// convention; one connection per server carries authentication and accounting; the
-    /// certificate, not a secret, authenticates the terminal).
+    /// Transport: udp (RADIUS over UDP; Diameter over plain TCP, also spelled tcp), or tls.
+    /// RADIUS over TLS (RFC 6614): --server names the RadSec port, 2083 by convention; one
+    /// connection per server carries authentication and accounting. Diameter over TLS (RFC 6733
+    /// §13): --server names the server's Diameter/TLS port (5658 by convention). The
+    /// certificate, not a secret or an address, authenticates the terminal.
     #[arg(long, value_enum, default_value = "udp")]
     pub transport: Transport,
     /// tls: this terminal's certificate, PEM (`eapay-server terminal issue --cert-file`).
@@ -210,10 +216,13 @@ impl RadiusArgs {
                 }
                 Ok(())
             }
-            Protocol::Diameter if self.server.tls.transport == Transport::Tls => {
-                bail!("--transport tls is RADIUS over TLS (RFC 6614); Diameter over TLS is not supported yet")
+            Protocol::Diameter => {
+                let tls = &self.server.tls;
+                if tls.transport == Transport::Udp && (tls.cert.is_some() || tls.key.is_some() || tls.ca.is_some()) {
+                    bail!("--cert, --key and --ca are for --transport tls");
+                }
+                self.diameter_settings().map(drop)
             }
-            Protocol::Diameter => self.diameter_settings().map(drop),
         }
     }
 
@@ -291,6 +300,9 @@ impl DiameterArgs {
         settings.attempts = server.retries + 1;
         settings.timers.tw = d.watchdog;
         settings.reconnect = d.reconnect;
+        if server.tls.transport == Transport::Tls {
+            settings.tls = Some(server.tls.settings()?);
+        }
         Ok(settings)
     }
 }
@@ -449,6 +461,26 @@ mod tests {
         assert_eq!(settings.min_version, TlsVersion::Tls12);
         assert_eq!(settings.server_name.as_deref(), Some("aaa.issuer.test"));
         assert!(Cli::try_parse_from(["pay", "--server", "127.0.0.1:2083", "--tls-min", "1.1"]).is_err());
+    }
+
+    #[test]
+    fn diameter_over_tls_takes_the_same_credentials() {
+        let diameter =
+            ["--protocol", "diameter", "--origin-host", "t1.shop.test", "--destination-realm", "issuer.test"];
+        let plain = radius(&diameter);
+        assert!(plain.check_protocol().is_ok());
+        assert!(plain.diameter_settings().unwrap().tls.is_none());
+        assert_eq!(radius(&[&diameter[..], &["--transport", "tcp"]].concat()).server.tls.transport, Transport::Udp);
+
+        let tls = ["--transport", "tls", "--cert", "t.pem", "--key", "t-key.pem", "--ca", "ca.pem"];
+        let over_tls = radius(&[&diameter[..], &tls[..]].concat());
+        assert!(over_tls.check_protocol().is_ok());
+        let settings = over_tls.diameter_settings().unwrap().tls.expect("TLS settings");
+        assert_eq!(settings.cert, PathBuf::from("t.pem"));
+        let e = radius(&[&diameter[..], &tls[..4]].concat()).check_protocol().unwrap_err().to_string();
+        assert!(e.contains("needs --cert and --key"), "{e}");
+        let e = radius(&[&diameter[..], &["--ca", "ca.pem"]].concat()).check_protocol().unwrap_err().to_string();
+        assert!(e.contains("are for --transport tls"), "{e}");
     }
 
     #[test]

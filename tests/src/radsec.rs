@@ -34,6 +34,11 @@ impl Server {
     /// `terminal issue --name NAME` into this server's scratch space; the
     /// entry is not registered (see [`register_radsec_terminal`]).
     pub fn issue_terminal(&self, name: &str, extra: &[&str]) -> TerminalCredential {
+        self.issue_terminal_printing(name, extra).0
+    }
+
+    /// [`Server::issue_terminal`], with what the command printed.
+    pub fn issue_terminal_printing(&self, name: &str, extra: &[&str]) -> (TerminalCredential, String) {
         let cert = self.scratch(&format!("{name}.pem"));
         let key = self.scratch(&format!("{name}-key.pem"));
         let config = self.config.to_str().expect("utf-8 path").to_owned();
@@ -57,7 +62,7 @@ impl Server {
             .find_map(|l| l.strip_prefix("key_sha256 = \"").and_then(|rest| rest.strip_suffix('"')))
             .unwrap_or_else(|| panic!("no key_sha256 line in\n{}", out.stdout))
             .to_string();
-        TerminalCredential { cert, key, key_sha256 }
+        (TerminalCredential { cert, key, key_sha256 }, out.stdout)
     }
 
     /// The issuer CA that signs the server's certificate.
@@ -99,6 +104,42 @@ impl Server {
         server.restart();
         assert!(server.radsec.is_some(), "the server announces its RADIUS/TLS address:\n{}", server.stdout());
         (server, issued)
+    }
+}
+
+impl Server {
+    /// A server that also serves Diameter over TLS (`[diameter.tls]` on an
+    /// ephemeral port), the demo Diameter terminal registered by the key of
+    /// a certificate `terminal issue --origin-host` wrote: the
+    /// `[[diameter.peers]]` entry it printed replaces the demo peer, so that
+    /// terminal now connects over TLS only.
+    pub fn start_with_diameter_tls_terminal() -> (Server, TerminalCredential) {
+        Server::start_with_diameter_tls_terminal_and(&[])
+    }
+
+    /// [`Server::start_with_diameter_tls_terminal`] with `[payment]`
+    /// settings, e.g. `("velocity_max", 0)`.
+    pub fn start_with_diameter_tls_terminal_and(payment: &[(&str, i64)]) -> (Server, TerminalCredential) {
+        let mut server = Server::start_with_payment(payment);
+        let origin_host = crate::terminal::DIAMETER_TERMINAL;
+        let args = ["--merchant", crate::MERCHANT, "--origin-host", origin_host, "--address", "127.0.0.1"];
+        let (cred, printed) = server.issue_terminal_printing("demo-terminal", &args);
+        let entries: toml::Table = printed
+            .split_once("\n\n")
+            .and_then(|(_, entries)| entries.parse().ok())
+            .unwrap_or_else(|| panic!("terminal issue printed no TOML entries:\n{printed}"));
+        let peers = entries.get("diameter").and_then(|d| d.get("peers")).cloned().expect("a [[diameter.peers]] entry");
+        crate::edit_toml(&server.config, |config| {
+            let diameter = crate::section(config, "diameter");
+            let mut tls = toml::Table::new();
+            tls.insert("listen".into(), "127.0.0.1:0".into());
+            diameter.insert("tls".into(), toml::Value::Table(tls));
+            diameter.insert("peers".into(), peers);
+        });
+        server.kill9();
+        server.restart();
+        assert!(server.diameter_tls.is_some(), "the server announces its Diameter/TLS address:\n{}", server.stdout());
+        (server, cred)
     }
 }
 
@@ -264,6 +305,16 @@ impl RadsecConnection {
         }
         Err("no final answer after 64 rounds".into())
     }
+}
+
+/// The arguments that make `eapay-terminal --protocol diameter` speak
+/// Diameter over TLS as the terminal `c`, trusting the issuer CA (the
+/// server is given apart, as `--server`).
+pub fn diameter_tls_args(server: &Server, c: &TerminalCredential) -> Vec<String> {
+    let path = |p: &Path| p.to_str().expect("utf-8 path").to_owned();
+    let mut args: Vec<String> = ["--transport", "tls", "--cert"].map(String::from).to_vec();
+    args.extend([path(&c.cert), "--key".into(), path(&c.key), "--ca".into(), path(&server.ca_pem())]);
+    args
 }
 
 /// The arguments that make `eapay-terminal` speak RADIUS over TLS to

@@ -175,6 +175,32 @@ fn bench_pays_over_diameter() {
     assert_eq!(v["errors_total"].as_f64(), Some(0.0), "{v}");
 }
 
+/// `--protocol diameter --transport tls`: the simulated terminals share one
+/// Diameter/TLS connection, made with the certificate `terminal issue`
+/// wrote; the table and JSON say Diameter/TLS.
+#[test]
+fn bench_pays_over_diameter_tls() {
+    let (server, cred) = Server::start_with_diameter_tls_terminal_and(&[("velocity_max", 0)]);
+    let cards = server.issue_cards(Method::Aka, 4, &["--limit", "100000000"]);
+    let json = server.scratch("bench.json");
+    let mut cmd = Command::new(workspace_bin("eapay-terminal"));
+    cmd.arg("bench")
+        .args(["--protocol", "diameter", "--server", &server.diameter_tls.expect("Diameter/TLS").to_string()])
+        .args(eapay_tests::radsec::diameter_tls_args(&server, &cred))
+        .args(["--origin-host", "demo-terminal.issuer.test", "--destination-realm", "issuer.test"])
+        .args(["--method", "aka", "--cards", "4", "--concurrency", "2", "--duration", "2s", "--warmup", "0s"])
+        .args(["--card-dir", cards.to_str().expect("utf-8"), "--json", json.to_str().expect("utf-8")]);
+    let out = run_with_timeout(cmd, None, Duration::from_secs(60));
+    assert!(out.success(), "{}\n{}", out.tail(40), server.stderr());
+    assert!(out.stdout.contains("EAP-AKA over Diameter/TLS, full payments of 0.01 USD to M-DEMO"), "{}", out.stdout);
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("JSON");
+    assert_eq!((v["protocol"].as_str(), v["transport"].as_str()), (Some("diameter"), Some("tls")), "{v}");
+    let completed = v["completed"].as_f64().expect("completed");
+    assert!(completed > 0.0 && v["outcomes"]["approved"].as_f64() == Some(completed), "{v}");
+    assert_eq!(v["errors_total"].as_f64(), Some(0.0), "{v}");
+    server.assert_running();
+}
+
 /// `--method sim` plays SIM cards (full authentications: `--resumption` is
 /// off by default for the SIM/AKA family, although the cards get
 /// re-authentication identities), and `--method aka --resumption on` makes

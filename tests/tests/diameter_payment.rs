@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use aaa_proto::diameter::message::{frame_len, Limits, Message};
 use aaa_proto::dictionary::diameter::ResultCode;
+use eapay_tests::radsec::diameter_tls_args;
 use eapay_tests::terminal::{error_lines, pay_diameter, terminal, word_after, DIAMETER_TERMINAL};
 use eapay_tests::{has_token, Method, Server, ToolOutput, DEFAULT_LIMIT, MERCHANT};
 
@@ -302,4 +303,77 @@ fn a_diameter_peer_acts_only_for_its_own_merchants() {
     assert_eq!(own.status.code(), Some(0), "{}\n{}", own.all(), server.stderr());
     let other = pay(MERCHANT);
     assert_eq!(other.status.code(), Some(1), "another terminal's merchant is declined:\n{}", other.all());
+}
+
+/// Diameter over TLS (RFC 6733 §13) from the real terminal: `pay` and
+/// `flush --transport tls` with the certificate `terminal issue` wrote,
+/// for a SIM/AKA card and a TLS card (EAP-TLS inside Diameter/TLS); the
+/// same terminal over plain TCP is refused, in one line.
+#[test]
+fn a_terminal_pays_and_reverses_over_diameter_tls() {
+    let (server, cred) = Server::start_with_diameter_tls_terminal();
+    let _capture = server.capture();
+    let over_tls = server.diameter_tls.expect("Diameter/TLS is served");
+    let tls = diameter_tls_args(&server, &cred);
+    let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
+    let reversals = server.scratch("reversals.json");
+    for (method, txn) in [(Method::Aka, "DTLS-AKA"), (Method::Tls, "DTLS-TLS")] {
+        let card = server.card(method);
+        let paid =
+            pay_diameter(&[over_tls], &card.json, "4.00", &reversals, &[&tls[..], &["--transaction-id", txn]].concat());
+        assert_eq!(paid.status.code(), Some(0), "{method:?}:\n{}\n{}", paid.all(), server.stderr());
+        assert!(paid.stdout.starts_with("APPROVED 4.00 USD"), "{}", paid.stdout);
+        assert_eq!(server.card_amounts(&card), (DEFAULT_LIMIT, DEFAULT_LIMIT - 400), "{method:?}");
+    }
+
+    let advice = serde_json::json!({"merchant_id": MERCHANT, "transaction_id": "DTLS-AKA", "amount": 400,
+        "currency": 840, "created_ms": 1, "attempts": 0, "next_attempt_ms": 0});
+    std::fs::write(&reversals, serde_json::json!({"version": 1, "reversals": [advice]}).to_string()).unwrap();
+    let (d, r) = (over_tls.to_string(), reversals.display().to_string());
+    let mut flush = vec!["flush", "--protocol", "diameter", "--server", &d, "--origin-host", TERMINAL];
+    flush.extend(["--destination-realm", "issuer.test", "--reversals", &r]);
+    flush.extend(&tls);
+    let flushed = terminal(&flush);
+    assert_eq!(flushed.status.code(), Some(0), "{}\n{}", flushed.all(), server.stderr());
+    assert!(flushed.stdout.contains("reversal of DTLS-AKA delivered"), "{}", flushed.stdout);
+    assert!(has_token(&server.txn_show(MERCHANT, "DTLS-AKA").to_lowercase(), "reversed"));
+
+    let plain = server.diameter.expect("plain Diameter is served too");
+    let card = server.card(Method::Aka);
+    let refused = pay_diameter(&[plain], &card.json, "1.00", &reversals, &[]);
+    assert_eq!(refused.status.code(), Some(2), "{}", refused.all());
+    let errors = error_lines(&refused);
+    assert_eq!(errors.len(), 1, "{}", refused.stderr);
+    assert!(errors[0].contains("3010"), "{}", errors[0]);
+}
+
+/// A terminal the server does not take over Diameter/TLS, or a server the
+/// terminal does not trust, ends `pay` with one line that says which.
+#[test]
+fn a_refused_diameter_tls_terminal_says_why_in_one_line() {
+    let (server, cred) = Server::start_with_diameter_tls_terminal();
+    let over_tls = server.diameter_tls.expect("Diameter/TLS is served");
+    let card = server.card(Method::Aka);
+    let reversals = server.scratch("reversals.json");
+    let stranger = server.issue_terminal("stranger", &[]);
+    let cases = [
+        (stranger.clone(), None, "[[diameter.peers]]"),
+        // The server's certificate does not chain to a terminal certificate.
+        (cred.clone(), Some(stranger.cert.clone()), "does not verify against --ca"),
+    ];
+    for (who, ca, says) in cases {
+        let mut args = diameter_tls_args(&server, &who);
+        if let Some(ca) = ca {
+            let at = args.iter().position(|a| a == "--ca").expect("--ca") + 1;
+            args[at] = ca.display().to_string();
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = pay_diameter(&[over_tls], &card.json, "1.00", &reversals, &args);
+        assert_eq!(out.status.code(), Some(2), "{}", out.all());
+        let errors = error_lines(&out);
+        assert_eq!(errors.len(), 1, "{}", out.stderr);
+        assert!(errors[0].contains(says), "{says}: {}", errors[0]);
+    }
+    assert_eq!(server.card_amounts(&card), (DEFAULT_LIMIT, DEFAULT_LIMIT), "nothing was charged");
+    server.assert_running();
 }

@@ -426,25 +426,6 @@ fn a_lost_session_whose_payment_is_approved_gets_3004_not_a_decline() {
     server.assert_running();
 }
 
-/// Diameter over TLS (RFC 6733 §13, issue 17 part 2): `[diameter.tls]` and
-/// the demo peer registered by the key of a terminal certificate.
-fn server_with_tls_peer() -> (Server, eapay_tests::radsec::TerminalCredential) {
-    let mut server = Server::start_default();
-    let cred = server.issue_terminal("relay-tls", &[]);
-    let key = cred.key_sha256.clone();
-    eapay_tests::edit_toml(&server.config, |config| {
-        let diameter = section(config, "diameter");
-        let mut tls = toml::Table::new();
-        tls.insert("listen".into(), "127.0.0.1:0".into());
-        diameter.insert("tls".into(), toml::Value::Table(tls));
-        let peers = diameter.get_mut("peers").and_then(|p| p.as_array_mut()).expect("[[diameter.peers]]");
-        peers[0].as_table_mut().expect("peer").insert("key_sha256".into(), key.into());
-    });
-    server.kill9();
-    server.restart();
-    (server, cred)
-}
-
 /// A TLS connection to the Diameter/TLS port with `cert`/`key`.
 fn open_tls(server: &Server, cert: &std::path::Path, key: &std::path::Path) -> Result<Connection, String> {
     let addr = server.diameter_tls.expect("the server announces its Diameter/TLS address");
@@ -464,7 +445,7 @@ fn open_tls(server: &Server, cert: &std::path::Path, key: &std::path::Path) -> R
 /// means TLS only.
 #[test]
 fn a_peer_with_a_registered_key_talks_over_tls_only() {
-    let (server, cred) = server_with_tls_peer();
+    let (server, cred) = Server::start_with_diameter_tls_terminal();
     let mut c = open_tls(&server, &cred.cert, &cred.key).expect("TLS handshake");
     let cer = c.cer(TERMINAL);
     let cea = c.ask(cer).expect("CEA over TLS");
@@ -485,7 +466,7 @@ fn a_peer_with_a_registered_key_talks_over_tls_only() {
 /// TLS port, fail the handshake; each is counted as a refused TLS peer.
 #[test]
 fn tls_peers_are_known_by_their_key() {
-    let (server, _) = server_with_tls_peer();
+    let (server, _) = Server::start_with_diameter_tls_terminal();
     let other = server.issue_terminal("not-registered", &[]);
     let mut c = open_tls(&server, &other.cert, &other.key).expect("a valid certificate completes the handshake");
     let cer = c.cer(TERMINAL);

@@ -12,7 +12,7 @@ use clap::Args;
 use nas_terminal::client::Retransmit;
 use nas_terminal::diameter::DiameterSettings;
 use nas_terminal::payment::TerminalSettings;
-use nas_terminal::radsec::TlsSettings;
+use nas_terminal::tls::TlsSettings;
 
 use crate::options::{parse_duration, DiameterArgs, Protocol, ServerArgs, Transport};
 
@@ -235,9 +235,6 @@ impl BenchArgs {
             Protocol::Radius => {
                 self.server.check_radius_secret()?;
                 None
-            }
-            Protocol::Diameter if tls => {
-                bail!("--transport tls is RADIUS over TLS (RFC 6614); Diameter over TLS is not supported yet")
             }
             Protocol::Diameter => {
                 let mut settings = self.diameter.settings(&self.server)?;

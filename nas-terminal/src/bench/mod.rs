@@ -26,7 +26,7 @@
 //! Transports: RADIUS over UDP (a socket per simulated terminal), RADIUS
 //! over TLS (`--transport tls`: `--connections` connections per server,
 //! shared by all terminals, at most 256 requests outstanding on each) and
-//! Diameter (one connection per server, shared).
+//! Diameter over TCP or TLS (one connection per server, shared).
 //!
 //! When the server dies under load, each simulated terminal does what `pay`
 //! does: it retransmits per `--timeout` and `--retries`, fails over to the

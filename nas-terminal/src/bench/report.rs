@@ -76,7 +76,7 @@ pub struct Report {
     pub servers: Vec<String>,
     /// `radius` or `diameter`.
     pub protocol: String,
-    /// RADIUS: `udp` or `tls` (RFC 6614); Diameter: `tcp`.
+    /// RADIUS: `udp` or `tls` (RFC 6614); Diameter: `tcp` or `tls` (RFC 6733 §13).
     pub transport: String,
     /// `--transport tls`: the connections and what went over them.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -118,6 +118,7 @@ impl Report {
             servers: plan.servers.iter().map(ToString::to_string).collect(),
             protocol: if plan.diameter.is_some() { "diameter" } else { "radius" }.to_string(),
             transport: match (&plan.diameter, &plan.tls) {
+                (Some(d), _) if d.tls.is_some() => "tls",
                 (Some(_), _) => "tcp",
                 (None, Some(_)) => "tls",
                 (None, None) => "udp",
@@ -160,6 +161,7 @@ impl Report {
             "eapay-terminal bench: EAP-{} over {}, {what}{resumption}",
             method_title(&self.method),
             match (self.protocol.as_str(), self.transport.as_str()) {
+                ("diameter", "tls") => "Diameter/TLS",
                 ("diameter", _) => "Diameter",
                 (_, "tls") => "RADIUS/TLS",
                 _ => "RADIUS",

@@ -20,8 +20,9 @@ use e_card::{AutoAccept, Card, CardError, CardOutcome};
 use nas_terminal::client::{ClientError, RadiusClient};
 use nas_terminal::diameter::{DiameterClient, DiameterError};
 use nas_terminal::payment::{Answer, Finished, PaymentError, Request};
-use nas_terminal::radsec::{RadsecLink, TlsContext};
+use nas_terminal::radsec::RadsecLink;
 use nas_terminal::simulated;
+use nas_terminal::tls::TlsContext;
 use nas_terminal::transport::Issuer;
 use tokio::time::Instant;
 

@@ -35,6 +35,13 @@
 //! counter starting at a random value in their low part, so they stay
 //! unique over restarts.
 //!
+//! Transport: plain TCP, or TLS (RFC 6733 §13.1: TLS on a dedicated port
+//! from the first byte, then the CER; Inband-Security-Id stays 0) with the
+//! terminal's certificate ([`crate::tls`]) when [`DiameterSettings::tls`]
+//! is set. Over TLS 1.3 the server judges the certificate after the
+//! client's half of the handshake, so a refused terminal learns of it as a
+//! connection closed before the CEA; the reason then says so.
+//!
 //! Memory stays bounded: each connection's command channel holds at most
 //! [`COMMAND_QUEUE`] requests, and the requests in flight on a connection
 //! are those its Peer accepted (at most [`aaa_proto::diameter::peer::MAX_PENDING`]).
@@ -49,11 +56,12 @@ use aaa_proto::diameter::message::{Limits, Message, MessageError, OwnedAvp, FLAG
 use aaa_proto::diameter::peer::{Action, LocalPeer, Peer, PeerConfig, PeerError, State, Timers};
 use aaa_proto::dictionary::diameter::{application, avp, command, DisconnectCause, ResultCode};
 use thiserror::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
+
+use crate::tls::{TlsContext, TlsSettings, TlsSetupError};
 
 /// Requests queued for one connection's task before callers wait to queue more.
 pub const COMMAND_QUEUE: usize = 64;
@@ -65,6 +73,12 @@ const MIN_WRITE_TIMEOUT: Duration = Duration::from_secs(6);
 const CLOSE_SLACK: Duration = Duration::from_secs(1);
 /// Queued requests gathered into one write at most.
 const MAX_BATCH: usize = 256;
+/// How the Peer words a CEA with 3010 DIAMETER_UNKNOWN_PEER.
+const UNKNOWN_PEER_CEA: &str = "CEA Result-Code 3010";
+/// Over TLS a server knows its peer by its certificate's key as well as by
+/// its Origin-Host: what a refusal most likely means.
+const TLS_PEER_HINT: &str = " (over TLS the server knows a terminal by its certificate's key: is it the key_sha256 \
+                             of the [[diameter.peers]] entry for this Origin-Host?)";
 
 /// How the terminal talks Diameter.
 #[derive(Debug, Clone)]
@@ -97,6 +111,9 @@ pub struct DiameterSettings {
     pub vendor_id: u32,
     /// Product-Name in the CER.
     pub product_name: String,
+    /// Diameter over TLS with these credentials (every server's port is
+    /// then a TLS port); plain TCP if `None`.
+    pub tls: Option<TlsSettings>,
 }
 
 impl DiameterSettings {
@@ -116,6 +133,7 @@ impl DiameterSettings {
             reconnect: Duration::from_secs(30),
             vendor_id: aaa_proto::dictionary::eapay::VENDOR_ID,
             product_name: "eapay-terminal".to_string(),
+            tls: None,
         }
     }
 }
@@ -144,6 +162,9 @@ pub enum DiameterError {
     /// The message is not an application request this client may send.
     #[error("cannot send this Diameter message: {0}")]
     Invalid(PeerError),
+    /// The TLS credentials cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsSetupError),
     /// No capabilities exchange succeeded with any server; says why for each.
     #[error("no Diameter connection could be opened: {0}")]
     Connect(String),
@@ -255,6 +276,10 @@ impl DiameterClient {
         if settings.servers.is_empty() {
             return Err(DiameterError::NoServer);
         }
+        let tls = match &settings.tls {
+            Some(tls) => Some(Arc::new(TlsContext::new(tls)?)),
+            None => None,
+        };
         let started = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         // Seconds since 1970 fit 32 bits until 2106; the truncation only needs to change on restart.
         let origin_state_id = started as u32;
@@ -283,6 +308,7 @@ impl DiameterClient {
                 timers: settings.timers,
                 reconnect: settings.reconnect,
                 status: Arc::clone(&status),
+                tls: tls.clone(),
             };
             tokio::spawn(conn.run(rx));
         }
@@ -572,6 +598,19 @@ struct Conn {
     timers: Timers,
     reconnect: Duration,
     status: Arc<watch::Sender<Vec<ConnStatus>>>,
+    /// Diameter over TLS: the terminal's TLS client.
+    tls: Option<Arc<TlsContext>>,
+}
+
+/// The two directions of a connection, plain TCP or TLS alike.
+type Reader = Box<dyn AsyncRead + Unpin + Send>;
+type Writer = Box<dyn AsyncWrite + Unpin + Send>;
+
+/// An open connection: its halves and this end's address (the CER's Host-IP-Address).
+struct Opened {
+    reader: Reader,
+    writer: Writer,
+    local_ip: std::net::IpAddr,
 }
 
 impl Conn {
@@ -631,16 +670,17 @@ impl Conn {
         }
     }
 
-    /// Connects, answering commands meanwhile.
-    async fn open_stream(&self, commands: &mut mpsc::Receiver<Command>) -> Result<TcpStream, End> {
+    /// Connects (TCP, then the TLS handshake if configured), answering
+    /// commands meanwhile.
+    async fn open_stream(&self, commands: &mut mpsc::Receiver<Command>) -> Result<Opened, End> {
         let connect_timeout = self.timers.cer_timeout;
-        let connecting = tokio::time::timeout(connect_timeout, TcpStream::connect(self.addr));
+        let connecting = tokio::time::timeout(connect_timeout, self.open());
         tokio::pin!(connecting);
         loop {
             tokio::select! {
                 r = &mut connecting => return match r {
-                    Ok(Ok(stream)) => Ok(stream),
-                    Ok(Err(e)) => Err(End::Down(format!("cannot connect: {e}"))),
+                    Ok(Ok(opened)) => Ok(opened),
+                    Ok(Err(e)) => Err(End::Down(e)),
                     Err(_) => Err(End::Down(format!("cannot connect within {connect_timeout:?}"))),
                 },
                 command = commands.recv() => match command {
@@ -654,32 +694,40 @@ impl Conn {
         }
     }
 
+    async fn open(&self) -> Result<Opened, String> {
+        let stream = TcpStream::connect(self.addr).await.map_err(|e| format!("cannot connect: {e}"))?;
+        // RFC 3539 §3.2: no Nagle delay on AAA traffic.
+        let _ = stream.set_nodelay(true);
+        let local_ip = stream.local_addr().map_err(|e| format!("local address: {e}"))?.ip();
+        match &self.tls {
+            None => {
+                let (reader, writer) = stream.into_split();
+                Ok(Opened { reader: Box::new(reader), writer: Box::new(writer), local_ip })
+            }
+            Some(tls) => {
+                let stream = tls.handshake(stream).await?;
+                debug!(server = %self.addr, version = stream.ssl().version_str(), "Diameter/TLS handshake done");
+                let (reader, writer) = tokio::io::split(stream);
+                Ok(Opened { reader: Box::new(reader), writer: Box::new(writer), local_ip })
+            }
+        }
+    }
+
     /// One TCP connection, from connect to close. Marks the status down (not finished) itself.
     async fn connection(&self, commands: &mut mpsc::Receiver<Command>) -> End {
-        let stream = match self.open_stream(commands).await {
-            Ok(stream) => stream,
+        let Opened { mut reader, writer, local_ip } = match self.open_stream(commands).await {
+            Ok(opened) => opened,
             Err(End::Down(reason)) => {
                 self.mark_down(&reason);
                 return End::Down(reason);
             }
             Err(end) => return end,
         };
-        // RFC 3539 §3.2: no Nagle delay on AAA traffic.
-        let _ = stream.set_nodelay(true);
-        let local_ip = match stream.local_addr() {
-            Ok(a) => a.ip(),
-            Err(e) => {
-                let reason = format!("local address: {e}");
-                self.mark_down(&reason);
-                return End::Down(reason);
-            }
-        };
         let config = Arc::new(PeerConfig {
             local: LocalPeer { host_ip_addresses: vec![local_ip], ..self.local.clone() },
             timers: self.timers,
             limits: Limits::default(),
         });
-        let (mut reader, writer) = stream.into_split();
         let mut session = Session {
             peer: Peer::initiator(config, Instant::now(), rand::random()),
             writer,
@@ -690,13 +738,16 @@ impl Conn {
         };
         let actions = session.peer.handle_connected(Instant::now());
         if let Some(reason) = session.execute(self, actions).await {
-            return session.finish(self, reason);
+            return session.finish(self, reason).await;
         }
         let mut buf = vec![0u8; READ_CHUNK];
         loop {
             let wake = session.peer.poll_timeout().map(tokio::time::Instant::from_std);
             let step = tokio::select! {
                 r = reader.read(&mut buf) => match r {
+                    Ok(0) if session.peer.state() == State::WaitCea && self.tls.is_some() => {
+                        Step::Down(format!("the server closed the connection before its CEA{TLS_PEER_HINT}"))
+                    }
                     Ok(0) if session.peer.state() == State::WaitCea => {
                         Step::Down("the server closed the connection before its CEA".to_string())
                     }
@@ -739,7 +790,7 @@ impl Conn {
                 Step::Dropped => return End::Shutdown(None),
             };
             if let Some(reason) = outcome {
-                return session.finish(self, reason);
+                return session.finish(self, reason).await;
             }
             session.watch_suspect(self);
         }
@@ -749,7 +800,7 @@ impl Conn {
 /// One open (or opening) connection: its Peer and what waits on it.
 struct Session {
     peer: Peer,
-    writer: OwnedWriteHalf,
+    writer: Writer,
     write_timeout: Duration,
     /// Callers waiting for answers, by the Hop-by-Hop id the Peer assigned.
     /// Bounded by the Peer's own cap on requests in flight.
@@ -813,7 +864,13 @@ impl Session {
                     });
                 }
                 // What was to be sent before the Close (a DPA) goes first.
-                Action::Close { reason } => return Some(self.write(&out).await.unwrap_or(reason)),
+                Action::Close { reason } => {
+                    let reason = match &conn.tls {
+                        Some(_) if reason.starts_with(UNKNOWN_PEER_CEA) => format!("{reason}{TLS_PEER_HINT}"),
+                        _ => reason,
+                    };
+                    return Some(self.write(&out).await.unwrap_or(reason));
+                }
             }
         }
         self.write(&out).await
@@ -860,11 +917,13 @@ impl Session {
         }
     }
 
-    /// The connection is over: mark it down (unless `close` asked for it),
+    /// The connection is over: mark it down (unless `close` asked for it,
+    /// which also closes the stream politely: FIN, or TLS close_notify),
     /// then fail what waits.
-    fn finish(mut self, conn: &Conn, reason: String) -> End {
+    async fn finish(mut self, conn: &Conn, reason: String) -> End {
         match self.done.take() {
             Some(done) => {
+                let _ = tokio::time::timeout(CLOSE_SLACK, self.writer.shutdown()).await;
                 info!(server = %conn.addr, "Diameter connection closed: {reason}");
                 self.fail_all(&reason);
                 End::Shutdown(Some(done))
