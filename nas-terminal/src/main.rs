@@ -61,7 +61,7 @@ enum Outcome {
 fn main() -> ExitCode {
     let parsed = Cli::command().try_get_matches().and_then(|matches| {
         let mut cli = Cli::from_arg_matches(&matches)?;
-        note_secret_source(&mut cli, &matches);
+        finish_arguments(&mut cli, &matches);
         Ok(cli)
     });
     let cli = match parsed {
@@ -113,8 +113,10 @@ fn main() -> ExitCode {
 
 /// Records whether `--secret` came from the command line: `--transport
 /// tls` refuses one given there but ignores EAPAY_RADIUS_SECRET, so one
-/// environment can serve terminals of both transports.
-fn note_secret_source(cli: &mut Cli, matches: &ArgMatches) {
+/// environment can serve terminals of both transports. Also fills in the
+/// ports of servers named without one, which only the whole command line
+/// can tell.
+fn finish_arguments(cli: &mut Cli, matches: &ArgMatches) {
     let on_command_line = matches
         .subcommand()
         // `value_source` wants an argument the subcommand has.
@@ -125,6 +127,14 @@ fn note_secret_source(cli: &mut Cli, matches: &ArgMatches) {
         Command::Flush(args) => args.radius.server.secret_on_command_line = on_command_line,
         #[cfg(feature = "simulated-card")]
         Command::Bench(args) => args.server.secret_on_command_line = on_command_line,
+        Command::VerifyReceipt(_) => {}
+    }
+    // Servers named without a port get the one of the protocol and transport.
+    match &mut cli.command {
+        Command::Pay(args) => args.radius.fill_default_ports(),
+        Command::Flush(args) => args.radius.fill_default_ports(),
+        #[cfg(feature = "simulated-card")]
+        Command::Bench(args) => args.server.fill_default_ports(args.protocol),
         Command::VerifyReceipt(_) => {}
     }
 }

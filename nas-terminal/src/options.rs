@@ -93,9 +93,10 @@ impl TlsArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
     /// RADIUS authentication server (with --transport tls, its RadSec port) or Diameter server
-    /// (or relay agent), HOST:PORT (a name or an address; a name is resolved once, at start);
-    /// repeat for failover, in order of preference.
-    #[arg(long = "server", value_name = "HOST:PORT", required = true, value_parser = parse_server)]
+    /// (or relay agent), HOST[:PORT] (a name or an address; a name is resolved once, at start;
+    /// the port defaults to the registered one: RADIUS 1812, RadSec 2083, Diameter 3868,
+    /// Diameter/TLS 5658); repeat for failover, in order of preference.
+    #[arg(long = "server", value_name = "HOST[:PORT]", required = true, value_parser = parse_server)]
     pub servers: Vec<SocketAddr>,
     /// RADIUS shared secret (or the EAPAY_RADIUS_SECRET environment variable, which `ps` does not
     /// show). Not with --transport tls, whose secret is "radsec" (RFC 6614); EAPAY_RADIUS_SECRET is
@@ -120,6 +121,18 @@ pub struct ServerArgs {
 }
 
 impl ServerArgs {
+    /// Gives each server named without a port the registered port of
+    /// `protocol` over the chosen transport.
+    pub fn fill_default_ports(&mut self, protocol: Protocol) {
+        let port = match (protocol, self.tls.transport) {
+            (Protocol::Radius, Transport::Udp) => 1812,
+            (Protocol::Radius, Transport::Tls) => 2083,
+            (Protocol::Diameter, Transport::Udp) => 3868,
+            (Protocol::Diameter, Transport::Tls) => 5658,
+        };
+        fill_port(&mut self.servers, port);
+    }
+
     pub fn policy(&self) -> Retransmit {
         Retransmit { timeout: self.timeout, retries: self.retries }
     }
@@ -166,8 +179,9 @@ impl ServerArgs {
 pub struct RadiusArgs {
     #[command(flatten)]
     pub server: ServerArgs,
-    /// Accounting servers for reversals, HOST:PORT (default: each --server with port + 1).
-    #[arg(long = "acct-server", value_name = "HOST:PORT", value_parser = parse_server)]
+    /// Accounting servers for reversals, HOST[:PORT] (port 1813 by default; default: each
+    /// --server with port + 1).
+    #[arg(long = "acct-server", value_name = "HOST[:PORT]", value_parser = parse_server)]
     pub acct_servers: Vec<SocketAddr>,
     /// The store-and-forward file of timeout reversals.
     #[arg(long, value_name = "FILE", default_value = "eapay-terminal-reversals.json")]
@@ -204,7 +218,21 @@ pub struct DiameterArgs {
     pub reconnect: Duration,
 }
 
+/// Port 0 (none given) becomes `port`.
+fn fill_port(servers: &mut [SocketAddr], port: u16) {
+    for s in servers.iter_mut().filter(|s| s.port() == 0) {
+        s.set_port(port);
+    }
+}
+
 impl RadiusArgs {
+    /// The registered ports for servers named without one (RADIUS
+    /// accounting: 1813).
+    pub fn fill_default_ports(&mut self) {
+        self.server.fill_default_ports(self.protocol);
+        fill_port(&mut self.acct_servers, 1813);
+    }
+
     pub fn check_protocol(&self) -> Result<()> {
         match self.protocol {
             Protocol::Radius => {
@@ -377,15 +405,26 @@ pub struct VerifyArgs {
 /// `HOST:PORT` as radclient and a NAS take it: an address
 /// (`192.0.2.1:1812`, `[2001:db8::1]:1812`) or a name
 /// (`radius.issuer.example:1812`), resolved once; its first address is used.
+/// `--server`, `--acct-server`: HOST[:PORT], a name or an address (an IPv6
+/// address with a port in brackets). Without a port the address carries
+/// port 0, which [`ServerArgs::fill_default_ports`] replaces with the
+/// protocol's registered one, as radclient does.
 pub fn parse_server(text: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = text.parse() {
         return Ok(addr);
     }
-    let (host, port) = text.rsplit_once(':').ok_or_else(|| format!("{text:?} is not HOST:PORT"))?;
-    if host.is_empty() || port.parse::<u16>().is_err() {
-        return Err(format!("{text:?} is not HOST:PORT"));
+    let bare = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')).unwrap_or(text);
+    if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, 0));
     }
-    let mut addrs = std::net::ToSocketAddrs::to_socket_addrs(text).map_err(|e| format!("{host}: {e}"))?;
+    let (host, port) = match text.rsplit_once(':') {
+        Some((host, port)) => (host, port.parse::<u16>().map_err(|_| format!("{text:?} is not HOST[:PORT]"))?),
+        None => (text, 0),
+    };
+    if host.is_empty() {
+        return Err(format!("{text:?} is not HOST[:PORT]"));
+    }
+    let mut addrs = std::net::ToSocketAddrs::to_socket_addrs(&(host, port)).map_err(|e| format!("{host}: {e}"))?;
     addrs.next().ok_or_else(|| format!("{host}: the name has no address"))
 }
 
@@ -489,9 +528,23 @@ mod tests {
         assert_eq!(parse_server("[::1]:1812").unwrap(), "[::1]:1812".parse().unwrap());
         let named = parse_server("localhost:1812").unwrap();
         assert!(named.ip().is_loopback() && named.port() == 1812, "{named}");
-        for bad in ["localhost", "localhost:", ":1812", "localhost:99999", "no-such-host.invalid:1812"] {
+        for bad in ["localhost:", ":1812", "localhost:99999", "no-such-host.invalid:1812", "no-such-host.invalid"] {
             assert!(parse_server(bad).is_err(), "{bad}");
         }
+        // No port: 0 until the protocol's own is filled in.
+        assert_eq!(parse_server("127.0.0.1").unwrap(), "127.0.0.1:0".parse().unwrap());
+        assert_eq!(parse_server("[::1]").unwrap(), "[::1]:0".parse().unwrap());
+        assert_eq!(parse_server("::1").unwrap(), "[::1]:0".parse().unwrap());
+        assert!(parse_server("localhost").unwrap().port() == 0);
+        let ports = |args: &[&str]| {
+            let mut r = Cli::try_parse_from(["pay", "--server", "127.0.0.1"].iter().chain(args)).unwrap().radius;
+            r.fill_default_ports();
+            (r.server.servers[0].port(), r.acct_servers.first().map(SocketAddr::port))
+        };
+        assert_eq!(ports(&["--acct-server", "127.0.0.1"]), (1812, Some(1813)));
+        assert_eq!(ports(&["--transport", "tls"]), (2083, None));
+        assert_eq!(ports(&["--protocol", "diameter"]), (3868, None));
+        assert_eq!(ports(&["--protocol", "diameter", "--transport", "tls"]), (5658, None));
     }
 
     #[test]
