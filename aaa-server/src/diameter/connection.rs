@@ -72,6 +72,7 @@ pub async fn run<L: Ledger, S: AsyncRead + AsyncWrite + Send + 'static>(
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let deadline = machine.poll_timeout();
+        let mut answering = false;
         let mut actions = tokio::select! {
             read = reader.read(&mut buf) => match read {
                 Ok(0) => {
@@ -85,20 +86,28 @@ pub async fn run<L: Ledger, S: AsyncRead + AsyncWrite + Send + 'static>(
                 }
             },
             () = sleep_until(deadline) => machine.handle_timeout(Instant::now()),
-            Some(answer) = answered.recv() => match machine.send_answer(&answer, Instant::now()) {
-                Ok(actions) => actions,
-                Err(e) => {
-                    debug!(%remote, error = %e, "answer not sent");
-                    Vec::new()
+            Some(answer) = answered.recv() => {
+                answering = true;
+                match machine.send_answer(&answer, Instant::now()) {
+                    Ok(actions) => actions,
+                    Err(e) => {
+                        debug!(%remote, error = %e, "answer not sent");
+                        Vec::new()
+                    }
                 }
-            },
+            }
             _ = shutdown.changed(), if !stopping => {
                 stopping = true;
                 machine.disconnect(DisconnectCause::Rebooting.value(), Instant::now())
             }
         };
-        // Answers that are ready go out with this batch: one write for many
-        // conversations, not one per answer.
+        // Answers that are ready go out with this batch: one write (over
+        // TLS, one record) for many conversations, not one per answer. Under
+        // load others are about to be ready: yielding once lets them join
+        // (as on the RadSec port, radius/tls.rs).
+        if answering {
+            tokio::task::yield_now().await;
+        }
         for _ in 0..MAX_BATCH {
             let Ok(answer) = answered.try_recv() else { break };
             match machine.send_answer(&answer, Instant::now()) {

@@ -762,8 +762,11 @@ impl Conn {
                     None => Step::Dropped,
                     Some(Command::Request { message, reply }) => {
                         // Requests that are already queued go out in the same
-                        // write: many conversations share one connection.
+                        // write (over TLS, the same record): many conversations
+                        // share one connection. Under load others are about to
+                        // queue theirs: yielding once lets them join.
                         let mut actions = session.request(message, reply);
+                        tokio::task::yield_now().await;
                         for _ in 0..MAX_BATCH {
                             match commands.try_recv() {
                                 Ok(Command::Request { message, reply }) => actions.extend(session.request(message, reply)),
