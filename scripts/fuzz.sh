@@ -43,7 +43,10 @@ done
 cargo fuzz --version >/dev/null 2>&1 || die "cargo-fuzz is not installed: cargo install cargo-fuzz --locked"
 
 export RUSTC_BOOTSTRAP=1
-cargo fuzz build -s "$SANITIZER"
+# One build directory per sanitizer: a run without one and a replay with
+# AddressSanitizer do not rebuild each other's targets.
+BUILD=(-s "$SANITIZER" --target-dir "fuzz/target/$SANITIZER")
+cargo fuzz build "${BUILD[@]}"
 [[ ${#TARGETS[@]} -gt 0 ]] || mapfile -t TARGETS < <(cargo fuzz list)
 
 LOGS=$(mktemp -d "${TMPDIR:-/tmp}/eapay-fuzz.XXXXXX")
@@ -53,9 +56,9 @@ one() {
     local target=$1 corpus=fuzz/corpus/$1
     mkdir -p "$corpus"
     if [[ $REPLAY -eq 1 ]]; then
-        cargo fuzz run -s "$SANITIZER" "$target" "$corpus" -- -runs=0 >"$LOGS/$target.log" 2>&1
+        cargo fuzz run "${BUILD[@]}" "$target" "$corpus" -- -runs=0 >"$LOGS/$target.log" 2>&1
     else
-        cargo fuzz run -s "$SANITIZER" "$target" "$corpus" -- -max_total_time="$SECONDS_EACH" -print_final_stats=1 \
+        cargo fuzz run "${BUILD[@]}" "$target" "$corpus" -- -max_total_time="$SECONDS_EACH" -print_final_stats=1 \
             >"$LOGS/$target.log" 2>&1
     fi
 }
