@@ -26,6 +26,8 @@
 //! them. Without a key log only the TLS layer is judged.
 //!
 //! The capture files of a failing test are kept and named in the failure.
+//! With `EAPAY_FUZZ_SEEDS=DIR` a capture that passes gives the fuzz targets
+//! its packets as seeds (`capture/seeds.rs`).
 //! [`Capture`] judges when it is dropped (not while the test is already
 //! failing). tshark ignores `WIRESHARK_DATA_DIR` and `WIRESHARK_CONFIG_DIR`
 //! as root, so it runs as `nobody` then; dumpcap captures as root.
@@ -41,6 +43,8 @@ use std::time::{Duration, Instant};
 use aaa_proto::radius::{self, Code};
 
 use crate::{find_in_path, interop_required, repo_root, run_with_timeout, ToolOutput, TOOL_TIMEOUT};
+
+mod seeds;
 
 /// A RADIUS server port in the capture and what to hold it to.
 #[derive(Debug, Clone)]
@@ -319,8 +323,12 @@ impl Capture {
         }
         self.finish();
         let Some(work) = self.work.take() else { return };
-        let findings = Judge::new(work.path(), &self.pcap, &self.radius, &self.diameter, &self.radsec).findings();
+        let judge = Judge::new(work.path(), &self.pcap, &self.radius, &self.diameter, &self.radsec);
+        let findings = judge.findings();
         if findings.is_empty() {
+            if let Some(dir) = std::env::var_os(seeds::SEEDS_ENV) {
+                seeds::write(Path::new(&dir), |args| judge.tshark(args).stdout);
+            }
             return;
         }
         let kept = work.keep();
