@@ -432,3 +432,42 @@ fn bench_pays_over_radsec_on_shared_connections() {
     assert_eq!(server.scrape().count("eapay_radsec_connections_total"), 2, "two long-lived connections");
     server.assert_running();
 }
+
+/// `terminal issue --origin-host --address` also prints the terminal's
+/// `[[diameter.peers]]` entry (with the same key); a Diameter identity or
+/// address it cannot use is one line on stderr and a non-zero exit, and
+/// one of the pair without the other is refused by the parser.
+#[test]
+fn terminal_issue_prints_a_diameter_peer_only_for_a_valid_identity() {
+    let server = Server::start_default();
+    let config = server.config.display().to_string();
+    let (cert, key) = (server.scratch("d.pem"), server.scratch("d-key.pem"));
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let issue = |extra: &[&str]| {
+        let mut args = vec!["terminal", "issue", "--name", "shop-9", "--merchant", MERCHANT, "--config", &config];
+        args.extend(["--cert-file", &cert, "--key-file", &key]);
+        args.extend_from_slice(extra);
+        eapay_tests::try_server_command(&args)
+    };
+    let ok = issue(&["--origin-host", "shop-9.issuer.test", "--address", "10.1.0.0/16"]);
+    assert!(ok.success(), "{}", ok.stderr);
+    let entries: toml::Table = ok.stdout.split_once("\n\n").expect("entries after the header").1.parse().expect("TOML");
+    let radius_key = &entries["radius"]["tls"]["clients"][0]["key_sha256"];
+    let peer = &entries["diameter"]["peers"][0];
+    assert_eq!(&peer["key_sha256"], radius_key, "{}", ok.stdout);
+    assert_eq!(peer["origin_host"].as_str(), Some("shop-9.issuer.test"));
+    assert_eq!(peer["address"].as_str(), Some("10.1.0.0/16"));
+    assert_eq!(peer["merchants"].as_array().map(Vec::len), Some(1));
+
+    for (extra, says) in [
+        (&["--origin-host", "shop 9", "--address", "10.1.0.1"][..], "eapay-server: --origin-host \"shop 9\""),
+        (&["--origin-host", "shop-9.issuer.test", "--address", "10.1.0.300"][..], "eapay-server: --address"),
+    ] {
+        let out = issue(extra);
+        assert!(!out.success(), "{extra:?} was accepted:\n{}", out.stdout);
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        assert!(lines.len() == 1 && lines[0].starts_with(says), "{extra:?}: {}", out.stderr);
+    }
+    let half = issue(&["--origin-host", "shop-9.issuer.test"]);
+    assert!(!half.success() && half.stderr.contains("--address"), "{}", half.stderr);
+}
