@@ -5,8 +5,9 @@
 //! first in the tunnel: inner PAP (User-Name + PIN) or an inner EAP identity,
 //! and for a payment the confirmation signed with the card's key over the
 //! TLS exporter (DESIGN.md §4). It accepts EAP-Success only when the
-//! handshake is done, an inner EAP method has authenticated the server too,
-//! and, if it confirmed a payment, the result has arrived in the tunnel.
+//! handshake is done, its credentials have gone out to their last fragment,
+//! an inner EAP method has authenticated the server too, and, if it
+//! confirmed a payment, the result has arrived in the tunnel.
 
 use std::fmt;
 use std::sync::Arc;
@@ -330,7 +331,10 @@ impl PeerMethod for EapTtlsPeer {
 
     fn keys(&self) -> Option<Keys> {
         match self.state {
-            State::Tunnel if self.inner.complete() => self.keys.clone(),
+            // The credentials have gone out only with their last fragment:
+            // until then the server cannot have checked them, and an
+            // EAP-Success is the relay's.
+            State::Tunnel if self.inner.complete() && !self.outgoing.in_progress() => self.keys.clone(),
             _ => None,
         }
     }

@@ -26,9 +26,9 @@ use crate::method::{
 use crate::packet::{Code, EapType, Packet};
 use crate::peer::{PeerEvent, PeerSession};
 use crate::server::{ServerSession, Step};
+use crate::sim_aka::auc::{generate_vector, sqn_from_auts, DEFAULT_AMF};
 use crate::sim_aka::peer::{Identities, SimAkaPeer, SimAkaPeerConfig, Subscriber};
 use crate::sim_aka::server::SimAkaServerConfig;
-use crate::sim_aka::auc::{generate_vector, sqn_from_auts, DEFAULT_AMF};
 use crate::sim_aka::sqn::{Sqn, SqnWindow};
 use crate::sim_aka::usim::Usim;
 use crate::sim_aka::Flavor;
@@ -522,6 +522,54 @@ fn small_fragments_both_ways() {
             assert!(side.iter().all(|p| p.len() <= 5 + 1 + 4 + 100), "no fragment over the size");
             assert!(side.iter().all(|p| flags(p) & 0x07 == 0), "TTLS version 0");
         }
+    }
+}
+
+/// A forged EAP-Success (the relay's: EAP-Success is never authenticated)
+/// is refused until every fragment of the card's credentials has gone out
+/// and the server has had them. With small fragments the card's last
+/// flight (its Finished and PAP in TLS 1.3, PAP in 1.2) takes several round
+/// trips; a Success between them is not the server's. Found by the
+/// `peer_session_tls` fuzz target.
+#[test]
+fn no_success_before_the_last_fragment_of_the_credentials() {
+    for version in BOTH {
+        let setup = Setup::new(version);
+        let mut backend = Backend::new();
+        let mut peer = card(TtlsPeerOptions { fragment_size: 40, ..peer_options(version, pap(PIN), None) });
+        let mut server = ServerSession::new(1);
+        let (mut pin_asked, mut refused, mut fragments) = (false, 0, 0);
+        let mut step = server.handle(&peer.identity_response(0));
+        loop {
+            step = match step {
+                Step::NeedMethods { identity } => server.offer_methods(vec![Box::new(setup.server(&identity))]),
+                Step::Query(q) => {
+                    pin_asked |= matches!(q, Query::Pin { .. });
+                    server.answer(backend.answer(q))
+                }
+                Step::Authenticated(a) => server.conclude(approve_with_result(&a)),
+                Step::Send(request) => {
+                    // The card is handed the forgery first, then the real request.
+                    match peer.handle(&[3, request[1], 0, 4]) {
+                        PeerEvent::Ignore(_) => refused += 1,
+                        // TLS 1.3: the server's ticket after the PIN check.
+                        PeerEvent::Success { .. } if pin_asked => break,
+                        other => {
+                            panic!("{version:?}: a forged EAP-Success before the PIN reached the server: {other:?}")
+                        }
+                    }
+                    let PeerEvent::Send(response) = peer.handle(&request) else { panic!("{version:?}: no response") };
+                    fragments += usize::from(response.len() > 5 && flags(&response) & FLAG_MORE != 0);
+                    server.handle(&response)
+                }
+                Step::Accept { packet, .. } => {
+                    assert!(pin_asked && matches!(peer.handle(&packet), PeerEvent::Success { .. }), "{version:?}");
+                    break;
+                }
+                other => panic!("{version:?}: {other:?}"),
+            };
+        }
+        assert!(fragments >= 3 && refused > fragments, "{version:?}: {fragments} fragments, {refused} refused");
     }
 }
 
