@@ -9,7 +9,8 @@
 //! resumed) or as the whole response (TLS 1.2 full handshake, which
 //! completes on the server's Finished). It then reads the server's
 //! application data: the result record, and in TLS 1.3 the commitment
-//! message (0x00), before which EAP-Success is not accepted (RFC 9190 §2.5).
+//! message (0x00), before which EAP-Success is not accepted (RFC 9190 §2.5),
+//! nor before the last fragment of the card's own flight has gone out.
 //!
 //! A server alert is acknowledged with an empty response (RFC 5216 §2.1.3)
 //! and the method accepts no EAP-Success afterwards; a failure of the card's
@@ -327,7 +328,10 @@ impl PeerMethod for EapTlsPeer {
 
     fn keys(&self) -> Option<Keys> {
         match self.state {
-            State::Established if self.committed => self.keys.clone(),
+            // A resumed TLS 1.2 handshake is complete for the card before
+            // its Finished has left: until its last fragment has, the server
+            // cannot have checked the card, and an EAP-Success is the relay's.
+            State::Established if self.committed && !self.outgoing.in_progress() => self.keys.clone(),
             _ => None,
         }
     }

@@ -496,6 +496,58 @@ fn resumption_uses_the_remembered_session_and_still_asks_for_the_card_key() {
     }
 }
 
+/// A forged EAP-Success (the relay's) is refused until every fragment of
+/// the card's last flight has gone out and the server has checked the card.
+/// A resumed TLS 1.2 handshake completes on the card's side with the
+/// server's Finished, before the card's own Finished (and confirmation)
+/// has left; with small fragments that takes several round trips. Found by
+/// the `peer_session_tls` fuzz target.
+#[test]
+fn no_success_before_the_last_fragment_of_the_cards_flight() {
+    for version in BOTH {
+        let config = server_config(version);
+        let run = Run::new(&config);
+        let first = converse(&run, card_options(version, true), |_, _| {});
+        let session = first.session().unwrap_or_else(|| panic!("{version}: the card keeps a session"));
+        let card = TlsPeerOptions { session: Some(session), fragment_size: 40, ..card_options(version, true) };
+        let mut peer = PeerSession::new(format!("{CARD}@{REALM}"), vec![Box::new(EapTlsPeer::new(card).unwrap())]);
+        let mut server = ServerSession::new(1);
+        let (mut checked, mut refused, mut fragments) = (false, 0, 0);
+        let identity = Packet::new(Code::Response, 0, EapType::IDENTITY, run.identity.as_bytes().to_vec());
+        let mut step = server.handle(&identity.encode().unwrap());
+        loop {
+            step = match step {
+                Step::NeedMethods { identity } => {
+                    server.offer_methods(vec![Box::new(EapTlsServer::new(run.config, &identity, 0))])
+                }
+                Step::Query(Query::CardKey { spki }) => {
+                    checked = true;
+                    server.answer(run.cards.get(&spki).cloned().unwrap_or(Answer::UnknownCard))
+                }
+                Step::Authenticated(_) => server.conclude(run.verdict.clone()),
+                Step::Send(request) => {
+                    match peer.handle(&Packet::success(request[1]).encode().unwrap()) {
+                        PeerEvent::Ignore(_) => refused += 1,
+                        PeerEvent::Success { .. } if checked => break,
+                        other => {
+                            panic!("{version}: a forged EAP-Success before the server checked the card: {other:?}")
+                        }
+                    }
+                    let PeerEvent::Send(response) = peer.handle(&request) else { panic!("{version}: no response") };
+                    fragments += usize::from(response.len() > 5 && response[5] & FLAG_MORE != 0);
+                    server.handle(&response)
+                }
+                Step::Accept { packet, .. } => {
+                    assert!(checked && matches!(peer.handle(&packet), PeerEvent::Success { .. }), "{version}");
+                    break;
+                }
+                other => panic!("{version}: {other:?}"),
+            };
+        }
+        assert!(fragments >= 2 && refused > fragments, "{version}: {fragments} fragments, {refused} refused");
+    }
+}
+
 #[test]
 fn one_card_context_serves_every_conversation_of_the_card() {
     for version in BOTH {
