@@ -278,8 +278,15 @@ impl World for TlsWorld {
         }
     }
 
+    /// Not for a resumed TLS 1.2 session: its abbreviated handshake ends
+    /// with the card's Finished, after the server's (RFC 5216 §2.1.3), so
+    /// nothing authenticated follows the card's last message. A relay that
+    /// acknowledges that message's fragments itself and forges EAP-Success
+    /// makes the card end authenticated (it did authenticate the server)
+    /// though the server never saw its Finished; TLS 1.3's commitment
+    /// message (RFC 9190 §2.5) is what closes that.
     fn handshake_proves_server(&self) -> bool {
-        true
+        !(self.setup.resume && RANGES[self.setup.range].1 == TlsVersion::V1_2)
     }
 }
 
@@ -318,7 +325,14 @@ impl World for TtlsWorld {
         }
     }
 
+    /// Not for inner PAP without a payment: PAP has no answer in the
+    /// tunnel (RFC 5281 §11.2.5), so once the card's credentials have gone
+    /// out only EAP-Success, never authenticated, follows; a relay that
+    /// acknowledges their fragments itself and forges it makes the card end
+    /// authenticated (it did authenticate the server) though the server
+    /// never checked the PIN. With a payment the card waits for the
+    /// protected result.
     fn handshake_proves_server(&self) -> bool {
-        true
+        self.setup.payment || matches!(self.setup.inner, Inner::Aka(_))
     }
 }
