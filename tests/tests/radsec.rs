@@ -341,7 +341,7 @@ fn copy_then_close(mut from: TcpStream, mut to: TcpStream) {
 /// What `--transport tls` refuses, each in one line on stderr with exit 2
 /// and nothing stored: a --ca that did not sign the server's certificate,
 /// a terminal certificate the server does not know, an explicit --secret,
-/// missing credentials, --protocol diameter.
+/// missing credentials, Diameter over TLS at the RadSec port.
 #[test]
 fn radsec_terminal_refusals_are_one_line() {
     let (server, terminals) = Server::start_with_radsec_terminals(300, &[("shop-tls", &[MERCHANT])]);
@@ -391,7 +391,7 @@ fn radsec_terminal_refusals_are_one_line() {
         ["--protocol", "diameter", "--origin-host", "t.issuer.test", "--destination-realm", "issuer.test"]
             .map(String::from),
     );
-    refused(diameter, "Diameter over TLS is not supported");
+    refused(diameter, "no Diameter connection could be opened");
     let missing = with(good.clone(), "--key", "/nonexistent/key.pem");
     refused(missing, "--key /nonexistent/key.pem");
     assert!(!reversals.exists(), "nothing was sent, so no reversal is owed");
