@@ -39,36 +39,39 @@ impl Server {
 
     /// [`Server::issue_terminal`], with what the command printed.
     pub fn issue_terminal_printing(&self, name: &str, extra: &[&str]) -> (TerminalCredential, String) {
-        let cert = self.scratch(&format!("{name}.pem"));
-        let key = self.scratch(&format!("{name}-key.pem"));
-        let config = self.config.to_str().expect("utf-8 path").to_owned();
-        let mut args = vec![
-            "terminal",
-            "issue",
-            "--name",
-            name,
-            "--cert-file",
-            cert.to_str().expect("utf-8 path"),
-            "--key-file",
-            key.to_str().expect("utf-8 path"),
-            "--config",
-            &config,
-        ];
-        args.extend_from_slice(extra);
-        let out = run_server_command(&args);
-        let key_sha256 = out
-            .stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("key_sha256 = \"").and_then(|rest| rest.strip_suffix('"')))
-            .unwrap_or_else(|| panic!("no key_sha256 line in\n{}", out.stdout))
-            .to_string();
-        (TerminalCredential { cert, key, key_sha256 }, out.stdout)
+        let (cert, key) = (self.scratch(&format!("{name}.pem")), self.scratch(&format!("{name}-key.pem")));
+        issue_terminal_with(&self.config, name, cert, key, extra)
     }
 
     /// The issuer CA that signs the server's certificate.
     pub fn ca_pem(&self) -> PathBuf {
         self.data_dir.join("ca.pem")
     }
+}
+
+/// `terminal issue --name NAME --config CONFIG` writing `cert` and `key`,
+/// then `extra`: for a server not started yet, too (`Server::start_prepared`).
+/// The credential and what the command printed.
+pub fn issue_terminal_with(
+    config: &Path,
+    name: &str,
+    cert: PathBuf,
+    key: PathBuf,
+    extra: &[&str],
+) -> (TerminalCredential, String) {
+    let path = |p: &Path| p.to_str().expect("utf-8 path").to_owned();
+    let (cert_arg, key_arg, config_arg) = (path(&cert), path(&key), path(config));
+    let mut args = vec!["terminal", "issue", "--name", name, "--cert-file", &cert_arg, "--key-file", &key_arg];
+    args.extend(["--config", &config_arg]);
+    args.extend_from_slice(extra);
+    let out = run_server_command(&args);
+    let key_sha256 = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("key_sha256 = \"").and_then(|rest| rest.strip_suffix('"')))
+        .unwrap_or_else(|| panic!("no key_sha256 line in\n{}", out.stdout))
+        .to_string();
+    (TerminalCredential { cert, key, key_sha256 }, out.stdout)
 }
 
 impl Server {

@@ -552,25 +552,8 @@ const TLS_RELAY_PEER: &str = "relay-tls";
 fn issue_relay_credential(config: &Path, stem: &str) -> (RelayTls, String) {
     let dir = config.parent().expect("the configuration is in the data directory");
     let (cert, key) = (dir.join(format!("{stem}.pem")), dir.join(format!("{stem}-key.pem")));
-    let out = eapay_tests::run_server_command(&[
-        "terminal",
-        "issue",
-        "--name",
-        RELAY,
-        "--cert-file",
-        cert.to_str().expect("utf-8 path"),
-        "--key-file",
-        key.to_str().expect("utf-8 path"),
-        "--config",
-        config.to_str().expect("utf-8 path"),
-    ]);
-    let key_sha256 = out
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("key_sha256 = \"").and_then(|rest| rest.strip_suffix('"')))
-        .unwrap_or_else(|| panic!("no key_sha256 line in\n{}", out.stdout))
-        .to_owned();
-    (RelayTls { cert, key, ca: dir.join("ca.pem") }, key_sha256)
+    let (issued, _) = eapay_tests::radsec::issue_terminal_with(config, RELAY, cert, key, &[]);
+    (RelayTls { cert: issued.cert, key: issued.key, ca: dir.join("ca.pem") }, issued.key_sha256)
 }
 
 /// A server with `[diameter.tls]` (TLS 1.3 only, the default) that knows
