@@ -363,8 +363,10 @@ type RequestKey = (u16, u16, u8);
 struct Pairs {
     findings: Vec<String>,
     diameter_seen: bool,
-    /// Replies that answer an earlier request than the last one with their
-    /// identifier (the client reused it while the server was silent).
+    /// Replies tshark pairs wrongly (verified here against their request):
+    /// those that answer an earlier request than the last one with their
+    /// identifier (the client reused it while the server was silent), and
+    /// answers to a Status-Server whose identifier an earlier request had.
     reused: Vec<u64>,
 }
 
@@ -581,7 +583,12 @@ impl<'a> Judge<'a> {
                         .rev()
                         .map(|(code, auth)| radius::verify_response_to(&bytes, *code, auth, r.secret.as_bytes(), true))
                         .collect();
+                    // tshark pairs an Access-Accept with the last Access-Request
+                    // of its identifier: the answer to a Status-Server (RFC 5997)
+                    // that reuses an earlier request's identifier is paired wrongly.
+                    let status_server = candidates.last().is_some_and(|(c, _)| *c == Code::StatusServer);
                     match verdicts.iter().position(Result::is_ok) {
+                        Some(0) if status_server && candidates.len() > 1 => reused.push(frame.parse().unwrap_or(0)),
                         Some(0) => {}
                         Some(_) => reused.push(frame.parse().unwrap_or(0)),
                         None => {
