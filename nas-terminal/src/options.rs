@@ -69,6 +69,18 @@ pub struct TlsArgs {
 }
 
 impl TlsArgs {
+    /// Over the plain transport, TLS credentials given anyway are refused
+    /// rather than silently not used; over TLS they must all be there.
+    pub fn check(&self) -> Result<()> {
+        match self.transport {
+            Transport::Udp if self.cert.is_some() || self.key.is_some() || self.ca.is_some() => {
+                bail!("--cert, --key and --ca are for --transport tls")
+            }
+            Transport::Udp => Ok(()),
+            Transport::Tls => self.settings().map(drop),
+        }
+    }
+
     /// The TLS settings of `--transport tls`.
     pub fn settings(&self) -> Result<TlsSettings> {
         let (Some(cert), Some(key), Some(ca)) = (&self.cert, &self.key, &self.ca) else {
@@ -145,17 +157,11 @@ impl ServerArgs {
             Transport::Udp if self.secret.is_empty() => {
                 bail!("--secret (or EAPAY_RADIUS_SECRET) is required for RADIUS and must not be empty (RFC 2865 §3)")
             }
-            Transport::Udp => {
-                if self.tls.cert.is_some() || self.tls.key.is_some() || self.tls.ca.is_some() {
-                    bail!("--cert, --key and --ca are for --transport tls");
-                }
-                Ok(())
-            }
             Transport::Tls if self.secret_on_command_line => bail!(
                 "--secret is not used with --transport tls: RADIUS over TLS signs with the fixed secret \"radsec\" \
                  (RFC 6614 §2.3) and the terminal's certificate authenticates it"
             ),
-            Transport::Tls => self.tls.settings().map(drop),
+            Transport::Udp | Transport::Tls => self.tls.check(),
         }
     }
 
@@ -245,10 +251,7 @@ impl RadiusArgs {
                 Ok(())
             }
             Protocol::Diameter => {
-                let tls = &self.server.tls;
-                if tls.transport == Transport::Udp && (tls.cert.is_some() || tls.key.is_some() || tls.ca.is_some()) {
-                    bail!("--cert, --key and --ca are for --transport tls");
-                }
+                self.server.tls.check()?;
                 self.diameter_settings().map(drop)
             }
         }
