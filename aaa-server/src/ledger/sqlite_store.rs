@@ -11,6 +11,8 @@
 
 use std::future::{ready, Future};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -33,7 +35,7 @@ const STATEMENT_CACHE: usize = 64;
 /// The writer thread's connection to the ledger file.
 pub struct SqliteStore {
     conn: Connection,
-    _checkpointer: Checkpointer,
+    checkpointer: Checkpointer,
 }
 
 impl SqliteStore {
@@ -42,6 +44,10 @@ impl SqliteStore {
     /// (an approval leaves only once its batch is on disk), foreign keys,
     /// and a busy timeout for the admin CLI writing at the same moment.
     pub fn open(path: &Path) -> Result<Self, ServerError> {
+        Self::open_with(path, CheckpointPolicy::DEFAULT)
+    }
+
+    fn open_with(path: &Path, policy: CheckpointPolicy) -> Result<Self, ServerError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
         let conn = Connection::open_with_flags(path, flags)
             .map_err(|e| ServerError::Ledger(format!("cannot open ledger {} for writing: {e}", path.display())))?;
@@ -50,49 +56,121 @@ impl SqliteStore {
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(ServerError::Ledger(format!("ledger {}: journal_mode is {mode}, not WAL", path.display())));
         }
+        let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        let frames = |bytes: u64| (bytes / page_size.max(512) as u64).max(1);
         conn.execute_batch(&format!(
             "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;
-             PRAGMA wal_autocheckpoint = {BACKSTOP_CHECKPOINT_PAGES};"
+             PRAGMA wal_autocheckpoint = {};",
+            frames(policy.backstop_bytes)
         ))?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        let checkpointer = Checkpointer::start(path)?;
-        Ok(Self { conn, _checkpointer: checkpointer })
+        let checkpointer = Checkpointer::start(path, policy.every, frames(policy.restart_bytes))?;
+        Ok(Self { conn, checkpointer })
     }
 }
 
-/// The writer checkpoints only if the checkpointer falls this far behind
-/// (pages of WAL, 64 MiB with 1 KiB pages): a backstop that bounds the WAL.
-const BACKSTOP_CHECKPOINT_PAGES: u32 = 65_536;
+/// When the WAL is copied back and started over (see [`Checkpointer`]).
+#[derive(Debug, Clone, Copy)]
+struct CheckpointPolicy {
+    /// How often the checkpointer copies committed frames into the file.
+    every: Duration,
+    /// WAL size from which the writer finishes a checkpoint between two
+    /// batches, so that the WAL starts over. Larger means fewer syncs of
+    /// the database file, each longer: a page written many times between
+    /// two syncs is written to disk once (BENCHMARKS.md, "The checkpoint
+    /// stall": 24 MiB wrote 12% more than 48 MiB, 128 MiB had a worse p99).
+    restart_bytes: u64,
+    /// The writer's own automatic checkpoint, should the checkpointer fall
+    /// behind this far: a bound on the WAL.
+    backstop_bytes: u64,
+}
 
-/// How often the checkpointer copies the WAL back into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+impl CheckpointPolicy {
+    const DEFAULT: CheckpointPolicy =
+        CheckpointPolicy { every: Duration::from_millis(100), restart_bytes: 48 << 20, backstop_bytes: 128 << 20 };
+}
 
-/// Copies committed WAL frames into the database file from a thread of its
-/// own (PASSIVE: it never blocks the writer or the readers), so that the
-/// writer's commits do not pay for SQLite's automatic checkpoint, which
-/// profiled at 8% of the writer thread with its own fsync of the file.
+/// At most this many syncs of the database file before a restart; a sync
+/// this short means there is too little left to be worth another.
+const RESTART_SYNCS: usize = 4;
+const RESTART_SYNC_SHORT: Duration = Duration::from_millis(5);
+
+/// Keeps the WAL short and its pages synced into the database file, off
+/// the writer's path.
+///
+/// A thread of its own copies committed frames into the database file
+/// (PASSIVE: it never blocks the writer or the readers), so that commits do
+/// not pay for SQLite's automatic checkpoint (8% of the writer thread). But
+/// SQLite syncs the file after a checkpoint, and lets the next transaction
+/// start the WAL over, only if no commit landed while the checkpoint ran,
+/// which under steady load is never. The WAL then grew to the backstop, and
+/// the writer's automatic checkpoint there synced seconds of copied pages
+/// in one go: no answer for 100-330 ms every few seconds (BENCHMARKS.md,
+/// "The checkpoint stall"). So once the WAL holds `restart_bytes`, this
+/// thread syncs the file itself, again until what is left is small, and
+/// then asks the writer for one checkpoint between two batches. With no
+/// other writer that checkpoint completes: it copies what landed since the
+/// last pass, syncs those few pages, and the next transaction starts the
+/// WAL from its first frame (overwriting blocks the file already has).
 struct Checkpointer {
+    restart_wanted: Arc<AtomicBool>,
     stop: std::sync::mpsc::Sender<()>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// `PRAGMA wal_checkpoint(PASSIVE)`: (busy, frames in the WAL, frames copied).
+fn checkpoint(conn: &Connection) -> rusqlite::Result<(i64, i64, i64)> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+}
+
 impl Checkpointer {
-    fn start(path: &Path) -> Result<Self, ServerError> {
+    fn start(path: &Path, every: Duration, restart_frames: u64) -> Result<Self, ServerError> {
         let conn =
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         conn.busy_timeout(Duration::from_secs(5))?;
+        let file = std::fs::File::open(path)
+            .map_err(|e| ServerError::Ledger(format!("cannot open ledger {} to sync it: {e}", path.display())))?;
+        let restart_wanted = Arc::new(AtomicBool::new(false));
+        let wanted = restart_wanted.clone();
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("eapay-ledger-checkpoint".into())
             .spawn(move || {
-                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
-                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                        tracing::warn!("ledger checkpoint failed (the writer's backstop still bounds the WAL): {e}");
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                    match checkpoint(&conn) {
+                        Ok((_, log, _)) if u64::try_from(log).is_ok_and(|log| log >= restart_frames) => {
+                            sync_most(&conn, &file);
+                            wanted.store(true, Ordering::Relaxed);
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!("ledger checkpoint failed (the writer's backstop still bounds the WAL): {e}")
+                        }
                     }
                 }
             })
             .map_err(|e| ServerError::Ledger(format!("cannot start the ledger checkpoint thread: {e}")))?;
-        Ok(Self { stop, thread: Some(thread) })
+        Ok(Self { restart_wanted, stop, thread: Some(thread) })
+    }
+}
+
+/// Syncs the database file, and copies and syncs again what landed during
+/// the sync, until a sync is short: the writer's checkpoint then has only
+/// a moment's pages left to sync.
+fn sync_most(conn: &Connection, file: &std::fs::File) {
+    for round in 1..=RESTART_SYNCS {
+        let started = std::time::Instant::now();
+        if let Err(e) = file.sync_data() {
+            tracing::warn!("ledger checkpoint: cannot sync the database file: {e}");
+            return;
+        }
+        if round == RESTART_SYNCS || started.elapsed() < RESTART_SYNC_SHORT {
+            return;
+        }
+        if let Err(e) = checkpoint(conn) {
+            tracing::warn!("ledger checkpoint failed: {e}");
+            return;
+        }
     }
 }
 
@@ -159,6 +237,17 @@ impl Store for SqliteStore {
         }
         ready(())
     }
+
+    /// The checkpoint the checkpointer asked for (see [`Checkpointer`]).
+    /// Busy (the checkpointer is in a pass of its own) or held back by a
+    /// reader, it is asked for again after the checkpointer's next pass.
+    fn between_batches(&mut self) {
+        if self.checkpointer.restart_wanted.swap(false, Ordering::Relaxed) {
+            if let Err(e) = checkpoint(&self.conn) {
+                tracing::warn!("ledger writer: checkpoint failed: {e}");
+            }
+        }
+    }
 }
 
 impl ToSql for Value<'_> {
@@ -209,5 +298,73 @@ impl SqlConn for SqliteTx<'_> {
             }
         };
         Box::pin(ready(run()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::writer::block_on;
+
+    /// A ledger-like file and a writer on it whose checkpointer asks for a
+    /// restart from `restart_bytes` on and otherwise waits `every`.
+    fn writer(dir: &tempfile::TempDir, every: Duration, restart_bytes: u64) -> (SqliteStore, Connection) {
+        let path = dir.path().join("ledger.db");
+        let other = Connection::open(&path).unwrap();
+        other
+            .execute_batch(
+                "PRAGMA page_size = 1024; PRAGMA journal_mode = WAL;
+                 CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB NOT NULL)",
+            )
+            .unwrap();
+        let policy = CheckpointPolicy { every, restart_bytes, backstop_bytes: 64 << 20 };
+        (SqliteStore::open_with(&path, policy).unwrap(), other)
+    }
+
+    fn write(store: &mut SqliteStore, transactions: usize) {
+        for i in 0..transactions {
+            let tx = block_on(store.begin()).unwrap();
+            tx.conn.execute("INSERT INTO t (v) VALUES (?1)", [vec![i as u8; 600]]).unwrap();
+            block_on(SqliteStore::commit(tx)).unwrap();
+        }
+    }
+
+    /// Frames in the WAL, read by a connection that is not the writer's.
+    fn wal_frames(other: &Connection) -> i64 {
+        checkpoint(other).unwrap().1
+    }
+
+    #[test]
+    fn the_writers_checkpoint_between_batches_starts_the_wal_over() {
+        let dir = tempfile::tempdir().unwrap();
+        // A checkpointer that never wakes: the test asks for the restart.
+        let (mut store, other) = writer(&dir, Duration::from_secs(3600), 1 << 20);
+        write(&mut store, 200);
+        store.between_batches();
+        write(&mut store, 1);
+        assert!(wal_frames(&other) >= 200, "nothing asked for a restart: the WAL keeps growing");
+
+        store.checkpointer.restart_wanted.store(true, Ordering::Relaxed);
+        write(&mut store, 200);
+        store.between_batches();
+        assert!(!store.checkpointer.restart_wanted.load(Ordering::Relaxed), "the request is taken");
+        write(&mut store, 1);
+        let frames = wal_frames(&other);
+        assert!(frames < 10, "the next transaction starts at the WAL's first frame, found {frames} frames");
+    }
+
+    #[test]
+    fn the_checkpointer_asks_for_a_restart_once_the_wal_is_large() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _other) = writer(&dir, Duration::from_millis(5), 64 << 10);
+        write(&mut store, 20);
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!store.checkpointer.restart_wanted.load(Ordering::Relaxed), "20 frames are below 64 KiB");
+        write(&mut store, 200);
+        let asked = (0..500).any(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            store.checkpointer.restart_wanted.load(Ordering::Relaxed)
+        });
+        assert!(asked, "200 KiB of WAL is above 64 KiB");
     }
 }

@@ -170,6 +170,10 @@ pub trait Store: Send + 'static {
     fn begin(&mut self) -> impl Future<Output = Result<Self::Tx<'_>, ServerError>> + Send;
     fn commit(tx: Self::Tx<'_>) -> impl Future<Output = Result<(), ServerError>> + Send;
     fn rollback(tx: Self::Tx<'_>) -> impl Future<Output = ()> + Send;
+
+    /// Upkeep between two batches, after the first is answered: whatever
+    /// must run on the writer's connection without delaying an answer.
+    fn between_batches(&mut self) {}
 }
 
 /// PostgreSQL (and SQLite in tests that want the sqlx path): a pooled
@@ -340,6 +344,7 @@ impl<S: Store> Worker<S> {
             }
             self.counters.commands.fetch_add(batch.len() as u64, Ordering::Relaxed);
             self.process(batch).await;
+            self.store.between_batches();
         }
     }
 
