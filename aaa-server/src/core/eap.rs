@@ -126,6 +126,7 @@ pub async fn drive<L: Ledger>(
     mut pending: Pending,
     eap: &[u8],
 ) -> Result<Outcome, ServerError> {
+    let started = std::time::Instant::now();
     let (policy, ledger) = (&core.policy, &core.ledger);
     let mut step = pending.session.handle(eap);
     loop {
@@ -169,6 +170,12 @@ pub async fn drive<L: Ledger>(
                     signature,
                 )
                 .await;
+                // Timed here, in the round that decides: the card still
+                // has a round to go (the result under the method's
+                // protection) before the Access-Accept.
+                if answer.transaction_id.is_some() {
+                    core.decision_seconds.observe(started.elapsed());
+                }
                 let verdict = Verdict { approved: answer.approved(), result: answer.for_card() };
                 pending.decided = Some(Decided { identity: a.identity, answer, client: ctx.client.to_string() });
                 pending.session.conclude(verdict)

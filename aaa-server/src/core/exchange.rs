@@ -113,12 +113,10 @@ pub async fn exchange<L: Ledger, K: Eq + Hash + Clone>(
     table: &Conversations<K>,
     turn: Turn<'_, K>,
 ) -> Result<Reply, ServerError> {
-    let started = Instant::now();
     let reply = converse(core, table, turn).await?;
     if let Reply::Accept { answer, .. } | Reply::Reject { answer, .. } | Reply::Withdrawn(answer) = &reply {
         if answer.transaction_id.is_some() {
             core.answers.record(&answer.outcome);
-            core.decision_seconds.observe(started.elapsed());
         }
     }
     Ok(reply)

@@ -35,9 +35,9 @@ pub struct Core<L> {
     pub answers: Answers,
     /// Settlements by action and result.
     pub settlements: Settlements,
-    /// From the request that completes a payment conversation reaching the
-    /// core to its answer being ready: the last EAP round and the ledger's
-    /// durable commit.
+    /// From the request that completes a payment's authentication reaching
+    /// the core to its decision being durable: that round's EAP work, the
+    /// wait for the ledger writer and the commit.
     pub decision_seconds: Histogram,
     /// The Eapay vendor id (DESIGN.md §3).
     pub vendor_id: u32,

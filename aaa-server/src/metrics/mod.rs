@@ -211,7 +211,7 @@ fn payments(m: &mut Exposition, core: &Core<SqlLedger>) {
     }
     m.histogram(
         "eapay_decision_seconds",
-        "From the request completing a payment conversation to its answer: the last EAP round and the durable commit.",
+        "From the request completing a payment's authentication to its durable decision: that EAP round, the ledger queue and the commit.",
         &core.decision_seconds.snapshot(),
     );
 }
