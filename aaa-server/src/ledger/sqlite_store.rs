@@ -11,9 +11,9 @@
 
 use std::future::{ready, Future};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, ToSql};
@@ -64,7 +64,7 @@ impl SqliteStore {
             frames(policy.backstop_bytes)
         ))?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        let checkpointer = Checkpointer::start(path, policy.every, frames(policy.restart_bytes))?;
+        let checkpointer = Checkpointer::start(path, policy, frames(policy.restart_bytes))?;
         Ok(Self { conn, checkpointer })
     }
 }
@@ -72,8 +72,22 @@ impl SqliteStore {
 /// When the WAL is copied back and started over (see [`Checkpointer`]).
 #[derive(Debug, Clone, Copy)]
 struct CheckpointPolicy {
-    /// How often the checkpointer copies committed frames into the file.
-    every: Duration,
+    /// How often the checkpointer looks at what the writer did.
+    poll: Duration,
+    /// The longest time between two passes (copies of committed frames
+    /// into the file). A pass that no commit overtakes (at low load,
+    /// nearly every one) ends with a sync of the database file, and the
+    /// writer's commits wait behind it on the device: with a pass every
+    /// 100 ms, p99 at 500 payments/s was 9.5-13.8 ms, with one a second
+    /// 6.4-7.4 ms, and the disk wrote half as much (BENCHMARKS.md, "The
+    /// checkpointer's own syncs").
+    idle: Duration,
+    /// Rows the writer changes (a few per payment: the card's balance, the
+    /// authorization, its audit line) after which a pass comes sooner than `idle`, so that
+    /// under load `restart_bytes` is seen in time: at the peak the WAL
+    /// reached 70-81 MiB with 6,000, 105-120 MiB with 20,000, which is too
+    /// close to the backstop.
+    busy_changes: u64,
     /// WAL size from which the writer finishes a checkpoint between two
     /// batches, so that the WAL starts over. Larger means fewer syncs of
     /// the database file, each longer: a page written many times between
@@ -86,8 +100,13 @@ struct CheckpointPolicy {
 }
 
 impl CheckpointPolicy {
-    const DEFAULT: CheckpointPolicy =
-        CheckpointPolicy { every: Duration::from_millis(100), restart_bytes: 48 << 20, backstop_bytes: 128 << 20 };
+    const DEFAULT: CheckpointPolicy = CheckpointPolicy {
+        poll: Duration::from_millis(100),
+        idle: Duration::from_secs(1),
+        busy_changes: 6_000,
+        restart_bytes: 48 << 20,
+        backstop_bytes: 128 << 20,
+    };
 }
 
 /// At most this many syncs of the database file before a restart; a sync
@@ -100,7 +119,9 @@ const RESTART_SYNC_SHORT: Duration = Duration::from_millis(5);
 ///
 /// A thread of its own copies committed frames into the database file
 /// (PASSIVE: it never blocks the writer or the readers), so that commits do
-/// not pay for SQLite's automatic checkpoint (8% of the writer thread). But
+/// not pay for SQLite's automatic checkpoint (8% of the writer thread); once
+/// a second, or sooner when the writer changed many rows
+/// ([`CheckpointPolicy`]). But
 /// SQLite syncs the file after a checkpoint, and lets the next transaction
 /// start the WAL over, only if no commit landed while the checkpoint ran,
 /// which under steady load is never. The WAL then grew to the backstop, and
@@ -114,6 +135,8 @@ const RESTART_SYNC_SHORT: Duration = Duration::from_millis(5);
 /// WAL from its first frame (overwriting blocks the file already has).
 struct Checkpointer {
     restart_wanted: Arc<AtomicBool>,
+    /// The writer connection's `total_changes`, as of its last batch.
+    changes: Arc<AtomicU64>,
     stop: std::sync::mpsc::Sender<()>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -124,7 +147,7 @@ fn checkpoint(conn: &Connection) -> rusqlite::Result<(i64, i64, i64)> {
 }
 
 impl Checkpointer {
-    fn start(path: &Path, every: Duration, restart_frames: u64) -> Result<Self, ServerError> {
+    fn start(path: &Path, policy: CheckpointPolicy, restart_frames: u64) -> Result<Self, ServerError> {
         let conn =
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         conn.busy_timeout(Duration::from_secs(5))?;
@@ -132,11 +155,21 @@ impl Checkpointer {
             .map_err(|e| ServerError::Ledger(format!("cannot open ledger {} to sync it: {e}", path.display())))?;
         let restart_wanted = Arc::new(AtomicBool::new(false));
         let wanted = restart_wanted.clone();
+        let changes = Arc::new(AtomicU64::new(0));
+        let written = changes.clone();
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("eapay-ledger-checkpoint".into())
             .spawn(move || {
-                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                let mut last = (Instant::now(), 0u64);
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(policy.poll) {
+                    let now = (Instant::now(), written.load(Ordering::Relaxed));
+                    let due = now.0.duration_since(last.0) >= policy.idle
+                        || now.1.saturating_sub(last.1) >= policy.busy_changes;
+                    if !due {
+                        continue;
+                    }
+                    last = now;
                     match checkpoint(&conn) {
                         Ok((_, log, _)) if u64::try_from(log).is_ok_and(|log| log >= restart_frames) => {
                             sync_most(&conn, &file);
@@ -150,7 +183,7 @@ impl Checkpointer {
                 }
             })
             .map_err(|e| ServerError::Ledger(format!("cannot start the ledger checkpoint thread: {e}")))?;
-        Ok(Self { restart_wanted, stop, thread: Some(thread) })
+        Ok(Self { restart_wanted, changes, stop, thread: Some(thread) })
     }
 }
 
@@ -242,6 +275,7 @@ impl Store for SqliteStore {
     /// Busy (the checkpointer is in a pass of its own) or held back by a
     /// reader, it is asked for again after the checkpointer's next pass.
     fn between_batches(&mut self) {
+        self.checkpointer.changes.store(self.conn.total_changes(), Ordering::Relaxed);
         if self.checkpointer.restart_wanted.swap(false, Ordering::Relaxed) {
             if let Err(e) = checkpoint(&self.conn) {
                 tracing::warn!("ledger writer: checkpoint failed: {e}");
@@ -306,9 +340,20 @@ mod tests {
     use super::*;
     use crate::ledger::writer::block_on;
 
-    /// A ledger-like file and a writer on it whose checkpointer asks for a
-    /// restart from `restart_bytes` on and otherwise waits `every`.
+    /// A ledger-like file and a writer on it whose checkpointer passes every
+    /// `every` and asks for a restart from `restart_bytes` on.
     fn writer(dir: &tempfile::TempDir, every: Duration, restart_bytes: u64) -> (SqliteStore, Connection) {
+        let policy = CheckpointPolicy {
+            poll: every,
+            idle: every,
+            busy_changes: u64::MAX,
+            restart_bytes,
+            backstop_bytes: 64 << 20,
+        };
+        writer_with(dir, policy)
+    }
+
+    fn writer_with(dir: &tempfile::TempDir, policy: CheckpointPolicy) -> (SqliteStore, Connection) {
         let path = dir.path().join("ledger.db");
         let other = Connection::open(&path).unwrap();
         other
@@ -317,7 +362,6 @@ mod tests {
                  CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB NOT NULL)",
             )
             .unwrap();
-        let policy = CheckpointPolicy { every, restart_bytes, backstop_bytes: 64 << 20 };
         (SqliteStore::open_with(&path, policy).unwrap(), other)
     }
 
@@ -369,5 +413,37 @@ mod tests {
             store.checkpointer.restart_wanted.load(Ordering::Relaxed)
         });
         assert!(asked, "200 KiB of WAL is above 64 KiB");
+    }
+
+    /// Until a pass copies them, new pages live in the WAL only: the
+    /// database file grows at a pass, and only then.
+    fn file_len(dir: &tempfile::TempDir) -> u64 {
+        std::fs::metadata(dir.path().join("ledger.db")).unwrap().len()
+    }
+
+    #[test]
+    fn the_checkpointer_passes_once_the_writer_changed_enough_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = CheckpointPolicy {
+            poll: Duration::from_millis(5),
+            idle: Duration::from_secs(3600),
+            busy_changes: 100,
+            restart_bytes: 64 << 20,
+            backstop_bytes: 64 << 20,
+        };
+        let (mut store, _other) = writer_with(&dir, policy);
+        let before = file_len(&dir);
+        write(&mut store, 60);
+        store.between_batches();
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(file_len(&dir), before, "60 changes, and the idle period is an hour: no pass yet");
+
+        write(&mut store, 60);
+        store.between_batches();
+        let passed = (0..500).any(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            file_len(&dir) > before
+        });
+        assert!(passed, "120 changes are above 100: a pass copies the new pages into the file");
     }
 }
