@@ -266,11 +266,15 @@ struct NewRow<'a> {
     now: i64,
 }
 
+/// No row comes back when the approval code is taken. (Not `INSERT ...
+/// SELECT ... WHERE NOT EXISTS`: SQLite copies such a SELECT into a
+/// temporary b-tree first, on every payment, because it reads the table it
+/// inserts into.)
 const INSERT: &str = "INSERT INTO authorizations (merchant_id, transaction_id, card_id, amount, currency, installments,
         terminal_nonce, terminal_time_ms, details, status, approval_code, decline_code, decline_reason, method,
         confirmation, evidence_kind, evidence, receipt, tombstone, client, created_at_ms, updated_at_ms)
-     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, 0, $19, $20, $21
-     WHERE NOT EXISTS (SELECT 1 FROM authorizations WHERE approval_code = $11)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, 0, $19, $20, $21)
+     ON CONFLICT (approval_code) DO NOTHING
      RETURNING id";
 
 impl NewRow<'_> {
@@ -468,4 +472,82 @@ fn record(row: &dyn Row) -> Result<AuthorizationRecord, ServerError> {
         created_at_ms: to_u64(row.int_required(21)?, "creation time")?,
         updated_at_ms: to_u64(row.int_required(22)?, "update time")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::db::Db;
+    use crate::ledger::schema;
+    use sqlx::Connection;
+
+    fn attempt(txn: &str) -> Attempt {
+        Attempt {
+            client: "term1".into(),
+            details: PaymentDetails {
+                transaction_id: txn.into(),
+                merchant_id: "M1".into(),
+                amount: 100,
+                currency: 840,
+                installments: 0,
+                terminal_nonce: rand::random(),
+                terminal_time_ms: 1,
+            },
+            card_id: None,
+            method: "aka",
+            confirmation: CardConfirmation::Confirmed,
+            evidence: None,
+            pre_declined: None,
+            now_ms: 1,
+        }
+    }
+
+    /// `INSERT` finds a taken approval code itself: no row, no error, so
+    /// that the approval draws another code.
+    async fn a_taken_code_inserts_nothing(url: &str) {
+        let db = Db::connect(url).await.unwrap();
+        schema::migrate(&db, 1).await.unwrap();
+        sqlx::query("INSERT INTO merchants (merchant_id, name, status, created_at) VALUES ('M1', 'Shop', 'active', 1)")
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        let mut tx = db.begin_write().await.unwrap();
+        let (first, second, third) = (attempt("T1"), attempt("T2"), attempt("T3"));
+        let row = |attempt| NewRow { attempt, details: b"details", card_id: None, now: 1 };
+        let taken = row(&first).insert_approved(&mut tx, "ABC123", b"receipt").await.unwrap();
+        assert!(taken.is_some(), "a fresh code is inserted");
+        let again = row(&second).insert_approved(&mut tx, "ABC123", b"receipt").await.unwrap();
+        assert_eq!(again, None, "the same code again");
+        let other = row(&third).insert_approved(&mut tx, "ABC124", b"receipt").await.unwrap();
+        assert!(other.is_some() && other != taken, "another code");
+        // A taken transaction id is still an error (the repeat check comes first).
+        assert!(row(&first).insert_approved(&mut tx, "ABC125", b"receipt").await.is_err());
+        drop(tx);
+        db.pool.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_taken_approval_code_inserts_nothing_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        a_taken_code_inserts_nothing(&format!("sqlite://{}", dir.path().join("ledger.db").display())).await;
+    }
+
+    #[tokio::test]
+    async fn a_taken_approval_code_inserts_nothing_on_postgres() {
+        sqlx::any::install_default_drivers();
+        let admin = match std::env::var("EAPAY_TEST_POSTGRES_URL") {
+            Ok(url) if !url.is_empty() => url,
+            _ if std::env::var("EAPAY_REQUIRE_INTEROP").as_deref() == Ok("1") => {
+                panic!("EAPAY_REQUIRE_INTEROP=1 but EAPAY_TEST_POSTGRES_URL is not set")
+            }
+            _ => return eprintln!("SKIP postgres: EAPAY_TEST_POSTGRES_URL not set"),
+        };
+        let name = format!("eapay_u_{}", hex::encode(rand::random::<[u8; 8]>()));
+        let mut conn = sqlx::AnyConnection::connect(&admin).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
+        let base = admin.split('?').next().unwrap();
+        let (server, _) = base.rsplit_once('/').unwrap();
+        a_taken_code_inserts_nothing(&format!("{server}/{name}")).await;
+        sqlx::query(&format!("DROP DATABASE {name}")).execute(&mut conn).await.unwrap();
+    }
 }
