@@ -161,15 +161,13 @@ impl Checkpointer {
         let thread = std::thread::Builder::new()
             .name("eapay-ledger-checkpoint".into())
             .spawn(move || {
-                let mut last = (Instant::now(), 0u64);
+                let (mut passed_at, mut changes_then) = (Instant::now(), 0u64);
                 while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(policy.poll) {
-                    let now = (Instant::now(), written.load(Ordering::Relaxed));
-                    let due = now.0.duration_since(last.0) >= policy.idle
-                        || now.1.saturating_sub(last.1) >= policy.busy_changes;
-                    if !due {
+                    let changes = written.load(Ordering::Relaxed);
+                    if passed_at.elapsed() < policy.idle && changes.saturating_sub(changes_then) < policy.busy_changes {
                         continue;
                     }
-                    last = now;
+                    (passed_at, changes_then) = (Instant::now(), changes);
                     match checkpoint(&conn) {
                         Ok((_, log, _)) if u64::try_from(log).is_ok_and(|log| log >= restart_frames) => {
                             sync_most(&conn, &file);
