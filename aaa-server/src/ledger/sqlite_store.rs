@@ -83,10 +83,10 @@ struct CheckpointPolicy {
     /// checkpointer's own syncs").
     idle: Duration,
     /// Rows the writer changes (a few per payment: the card's balance, the
-    /// authorization, its audit line) after which a pass comes sooner than `idle`, so that
-    /// under load `restart_bytes` is seen in time: at the peak the WAL
-    /// reached 70-81 MiB with 6,000, 105-120 MiB with 20,000, which is too
-    /// close to the backstop.
+    /// authorization, its audit line) after which a pass comes sooner than
+    /// `idle`, so that under load `restart_bytes` is seen in time: at the
+    /// peak the WAL reached 70-81 MiB with 6,000, 105-120 MiB with 20,000,
+    /// which is too close to the backstop.
     busy_changes: u64,
     /// WAL size from which the writer finishes a checkpoint between two
     /// batches, so that the WAL starts over. Larger means fewer syncs of
@@ -121,13 +121,13 @@ const RESTART_SYNC_SHORT: Duration = Duration::from_millis(5);
 /// (PASSIVE: it never blocks the writer or the readers), so that commits do
 /// not pay for SQLite's automatic checkpoint (8% of the writer thread); once
 /// a second, or sooner when the writer changed many rows
-/// ([`CheckpointPolicy`]). But
-/// SQLite syncs the file after a checkpoint, and lets the next transaction
-/// start the WAL over, only if no commit landed while the checkpoint ran,
-/// which under steady load is never. The WAL then grew to the backstop, and
-/// the writer's automatic checkpoint there synced seconds of copied pages
-/// in one go: no answer for 100-330 ms every few seconds (BENCHMARKS.md,
-/// "The checkpoint stall"). So once the WAL holds `restart_bytes`, this
+/// ([`CheckpointPolicy`]). But SQLite syncs the file after a checkpoint,
+/// and lets the next transaction start the WAL over, only if no commit
+/// landed while the checkpoint ran, which under steady load is never. The
+/// WAL then grew to the backstop, and the writer's automatic checkpoint
+/// there synced seconds of copied pages in one go: no answer for 100-330 ms
+/// every few seconds (BENCHMARKS.md, "The checkpoint stall"). So once the
+/// WAL holds `restart_bytes`, this
 /// thread syncs the file itself, again until what is left is small, and
 /// then asks the writer for one checkpoint between two batches. With no
 /// other writer that checkpoint completes: it copies what landed since the
@@ -190,7 +190,7 @@ impl Checkpointer {
 /// a moment's pages left to sync.
 fn sync_most(conn: &Connection, file: &std::fs::File) {
     for round in 1..=RESTART_SYNCS {
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         if let Err(e) = file.sync_data() {
             tracing::warn!("ledger checkpoint: cannot sync the database file: {e}");
             return;
